@@ -1,0 +1,64 @@
+//! The admin server: `/healthz` (the process is up) and `/readyz` (the first complete config is
+//! live and fjord is not shutting down).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::listener;
+use crate::snapshot::Live;
+
+/// Serves until `stop`. `draining` turns `/readyz` to 503 so load balancers stop sending
+/// traffic while in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    live: Arc<Live>,
+    draining: CancellationToken,
+    stop: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    listener::accept(listener, stop, tracker, move |stream, _peer| {
+        let live = Arc::clone(&live);
+        let draining = draining.clone();
+        async move {
+            let service = service_fn(move |req| {
+                let response = answer(&req, &live, &draining);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+fn answer(
+    req: &Request<Incoming>,
+    live: &Live,
+    draining: &CancellationToken,
+) -> Response<Full<Bytes>> {
+    let (status, text) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "ok\n"),
+        "/readyz" if draining.is_cancelled() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        }
+        "/readyz" if live.is_ready() => (StatusCode::OK, "ready\n"),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "no config loaded yet\n"),
+        _ => (StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+}

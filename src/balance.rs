@@ -1,0 +1,242 @@
+//! The balancer: weighted round robin over a backend's ready endpoints, with passive health (an
+//! endpoint that refuses connections is skipped for a backoff period, then tried again).
+//!
+//! The weighted order is computed once per snapshot; a pick is one atomic increment plus a
+//! health check per candidate, with no lock.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+
+use crate::translate::{EndpointAddr, EndpointSpec};
+
+/// First backoff after a failure; doubles per consecutive failure up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest weighted schedule; larger weight sums are scaled down to fit.
+const MAX_SCHEDULE: u64 = 4096;
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Monotonic nanoseconds, the balancer's clock.
+pub fn now() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One endpoint, with the authority upstream requests are sent to.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: EndpointAddr,
+    pub authority: Authority,
+    health: Arc<Health>,
+}
+
+/// Passive health, shared by every snapshot in which the endpoint's address appears.
+#[derive(Debug, Default)]
+struct Health {
+    failures: AtomicU32,
+    /// [`now`] until which the endpoint is skipped; 0 when healthy.
+    down_until: AtomicU64,
+}
+
+impl Health {
+    fn is_up(&self, now: u64) -> bool {
+        self.down_until.load(Ordering::Relaxed) <= now
+    }
+}
+
+/// A backend's endpoints and its round-robin position.
+#[derive(Debug)]
+pub struct EndpointSet {
+    spec: Vec<EndpointSpec>,
+    endpoints: Vec<Endpoint>,
+    /// Endpoint indexes in smooth weighted round-robin order.
+    schedule: Box<[u32]>,
+    cursor: AtomicUsize,
+}
+
+impl EndpointSet {
+    /// Builds the set for `spec`, keeping the health of addresses that were in `previous`.
+    pub fn new(spec: &[EndpointSpec], previous: Option<&EndpointSet>) -> Self {
+        let endpoints = spec
+            .iter()
+            .filter_map(|s| {
+                let authority = Authority::try_from(s.addr.to_string()).ok()?;
+                let health = previous
+                    .and_then(|p| p.endpoints.iter().find(|e| e.addr == s.addr))
+                    .map(|e| Arc::clone(&e.health))
+                    .unwrap_or_default();
+                Some(Endpoint {
+                    addr: s.addr.clone(),
+                    authority,
+                    health,
+                })
+            })
+            .collect::<Vec<_>>();
+        let weights: Vec<u64> = spec.iter().map(|s| u64::from(s.weight.max(1))).collect();
+        Self {
+            spec: spec.to_vec(),
+            schedule: schedule(&weights[..endpoints.len().min(weights.len())]),
+            endpoints,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether this set was built from `spec` (and so can be kept across a reload).
+    pub fn is_for(&self, spec: &[EndpointSpec]) -> bool {
+        self.spec == spec
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Endpoint> {
+        self.endpoints.get(index)
+    }
+
+    /// The next endpoint in weighted order that is not backing off and is not `avoid`. When
+    /// every other endpoint is backing off, one is tried anyway: failing open beats a certain
+    /// error.
+    pub fn pick(&self, now: u64, avoid: Option<usize>) -> Option<usize> {
+        let n = self.schedule.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut fallback = None;
+        for k in 0..n {
+            let i = self.schedule[(start + k) % n] as usize;
+            if Some(i) == avoid {
+                continue;
+            }
+            if self.endpoints[i].health.is_up(now) {
+                return Some(i);
+            }
+            fallback.get_or_insert(i);
+        }
+        fallback
+    }
+
+    /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
+    pub fn report_failure(&self, index: usize, now: u64) {
+        let Some(e) = self.endpoints.get(index) else {
+            return;
+        };
+        let failures = e.health.failures.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = BASE_BACKOFF.saturating_mul(1 << failures).min(MAX_BACKOFF);
+        let until = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
+        e.health.down_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Records a success. Reads before writing, so healthy endpoints' shared state stays clean
+    /// in every core's cache.
+    pub fn report_success(&self, index: usize) {
+        let Some(e) = self.endpoints.get(index) else {
+            return;
+        };
+        if e.health.failures.load(Ordering::Relaxed) != 0 {
+            e.health.failures.store(0, Ordering::Relaxed);
+            e.health.down_until.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Smooth weighted round robin (as nginx does it): with weights 5, 1, 1 the order is
+/// a a b a c a a, not a a a a a b c.
+fn schedule(weights: &[u64]) -> Box<[u32]> {
+    let gcd = weights.iter().copied().fold(0, gcd);
+    if gcd == 0 {
+        return Box::new([]);
+    }
+    let mut weights: Vec<u64> = weights.iter().map(|w| w / gcd).collect();
+    let total: u64 = weights.iter().sum();
+    if total > MAX_SCHEDULE {
+        for w in &mut weights {
+            *w = (*w * MAX_SCHEDULE / total).max(1);
+        }
+    }
+    let total: u64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, w) in weights.iter().enumerate() {
+            current[i] += *w as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total as i64;
+        out.push(best as u32);
+    }
+    out.into_boxed_slice()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(weights: &[u32]) -> EndpointSet {
+        let spec: Vec<_> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| EndpointSpec {
+                addr: EndpointAddr::Ip(([127, 0, 0, 1], 1000 + i as u16).into()),
+                weight: *w,
+            })
+            .collect();
+        EndpointSet::new(&spec, None)
+    }
+
+    #[test]
+    fn smooth_weighted_order() {
+        assert_eq!(&*schedule(&[5, 1, 1]), &[0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(&*schedule(&[2, 2]), &[0, 1]);
+        let s = set(&[1, 1, 1]);
+        let picks: Vec<_> = (0..6).map(|_| s.pick(0, None).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn failed_endpoint_backs_off_then_returns() {
+        let s = set(&[1, 1]);
+        s.report_failure(0, 0);
+        let soon = 500_000_000; // 0.5 s later
+        assert!((0..4).all(|_| s.pick(soon, None) == Some(1)));
+        let later = 2_000_000_000;
+        let picks: Vec<_> = (0..4).map(|_| s.pick(later, None).unwrap()).collect();
+        assert!(picks.contains(&0), "retried after the backoff: {picks:?}");
+        s.report_success(0);
+        assert_eq!(s.endpoints[0].health.down_until.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn all_down_fails_open_and_avoid_is_respected() {
+        let s = set(&[1, 1]);
+        s.report_failure(0, 0);
+        s.report_failure(1, 0);
+        assert!(s.pick(1, None).is_some());
+        assert_eq!(s.pick(1, Some(0)), Some(1));
+        assert_eq!(set(&[1]).pick(0, Some(0)), None);
+    }
+
+    #[test]
+    fn health_survives_a_rebuild_for_the_same_address() {
+        let a = set(&[1, 1]);
+        a.report_failure(1, 0);
+        let b = EndpointSet::new(&a.spec[1..], Some(&a));
+        assert!(!b.endpoints[0].health.is_up(1));
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line: `fjord run`, `fjord check`, `fjord version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, StaticConfig};
+use crate::provider::manifests::ManifestsDir;
+use crate::translate::{self, translate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fjord",
+    version,
+    about = "A lightweight ingress proxy for Kubernetes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Ingresses in a folder of Kubernetes manifests, reloading when it changes.
+    Run {
+        /// Folder of *.yaml / *.yml manifests, read recursively.
+        #[arg(long, value_name = "DIR")]
+        manifests: PathBuf,
+        /// Static configuration (entry points, timeouts, limits); defaults without it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Log format; overrides `log.format` of the config.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Print every diagnostic for a folder of manifests; exit 1 if any object is rejected.
+    Check {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Static configuration, for the IngressClass name it sets.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Version => {
+            println!("fjord {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { dir, config } => check(dir, config),
+        Command::Run {
+            manifests,
+            config,
+            log_format,
+        } => run(manifests, config, log_format),
+    }
+}
+
+fn run(manifests: PathBuf, config: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+    let config = match StaticConfig::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log.level, log_format.unwrap_or(config.log.format));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run::run(manifests, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
+    let config = match StaticConfig::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match ManifestsDir::new(&dir).load() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fjord: cannot read manifests folder {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let options = translate::Options {
+        ingress_class: config.providers.kubernetes_ingress.ingress_class,
+    };
+    let translation = translate(&loaded.store, &options);
+    let mut diagnostics: Vec<_> = loaded
+        .diagnostics
+        .into_iter()
+        .chain(translation.diagnostics)
+        .collect();
+    diagnostics.sort();
+    for d in &diagnostics {
+        println!("{d}");
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    println!(
+        "{}: {} objects, {} routes, {errors} errors, {} warnings",
+        dir.display(),
+        loaded.store.len(),
+        translation.config.routes.len(),
+        diagnostics.len() - errors,
+    );
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,360 @@
+//! Static configuration (restart to change), in the shape K3s users know from Traefik. Every key
+//! has a default; an unknown key is an error that names it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct StaticConfig {
+    /// Where fjord accepts traffic; default `web` on `:8080`.
+    pub entry_points: BTreeMap<String, EntryPoint>,
+    pub admin: Admin,
+    pub servers_transport: ServersTransport,
+    pub providers: Providers,
+    pub log: Log,
+}
+
+impl Default for StaticConfig {
+    fn default() -> Self {
+        Self {
+            entry_points: [("web".to_owned(), EntryPoint::default())].into(),
+            admin: Admin::default(),
+            servers_transport: ServersTransport::default(),
+            providers: Providers::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EntryPoint {
+    /// `:8080` (every address, IPv6 and IPv4) or `IP:PORT`.
+    #[serde(deserialize_with = "address")]
+    pub address: Address,
+    pub forwarded_headers: ForwardedHeaders,
+    pub transport: EntryPointTransport,
+    pub limits: Limits,
+}
+
+impl Default for EntryPoint {
+    fn default() -> Self {
+        Self {
+            address: Address::Any(8080),
+            forwarded_headers: ForwardedHeaders::default(),
+            transport: EntryPointTransport::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A listening address.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Address {
+    /// `:PORT`: every local address.
+    Any(u16),
+    Socket(SocketAddr),
+}
+
+/// Which clients' `X-Forwarded-*` headers are believed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ForwardedHeaders {
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-*` headers are kept and appended to; from any
+    /// other peer they are replaced. Default: none.
+    #[serde(rename = "trustedIPs", deserialize_with = "ip_nets")]
+    pub trusted_ips: Vec<IpNet>,
+    /// Trust every peer. Default false.
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EntryPointTransport {
+    pub responding_timeouts: RespondingTimeouts,
+    pub life_cycle: LifeCycle,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RespondingTimeouts {
+    /// Time to receive a complete HTTP/1.1 request head; on a keep-alive connection it counts
+    /// from the end of the previous response. Default 60s.
+    #[serde(deserialize_with = "duration")]
+    pub request_header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed. Default 180s.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for RespondingTimeouts {
+    fn default() -> Self {
+        Self {
+            request_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LifeCycle {
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 10s.
+    #[serde(rename = "graceTimeOut", deserialize_with = "duration")]
+    pub grace_time_out: Duration,
+}
+
+impl Default for LifeCycle {
+    fn default() -> Self {
+        Self {
+            grace_time_out: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Limits {
+    /// Largest request head (request line and headers) in bytes; larger gets 431. Default 64 KiB,
+    /// at least 8 KiB.
+    pub max_request_header_bytes: usize,
+    /// Largest request body in bytes; larger gets 413. 0 (the default) is unlimited.
+    pub max_request_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: 64 * 1024,
+            max_request_body_bytes: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Admin {
+    /// `/healthz` and `/readyz`; default `127.0.0.1:9180`.
+    #[serde(deserialize_with = "address")]
+    pub address: Address,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: Address::Socket(SocketAddr::from(([127, 0, 0, 1], 9180))),
+        }
+    }
+}
+
+/// How fjord talks to backends.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServersTransport {
+    pub forwarding_timeouts: ForwardingTimeouts,
+    /// Idle keep-alive connections kept per endpoint. Default 64.
+    pub max_idle_conns_per_host: usize,
+}
+
+impl Default for ServersTransport {
+    fn default() -> Self {
+        Self {
+            forwarding_timeouts: ForwardingTimeouts::default(),
+            max_idle_conns_per_host: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ForwardingTimeouts {
+    /// TCP connect to an endpoint. Default 5s.
+    #[serde(deserialize_with = "duration")]
+    pub dial_timeout: Duration,
+    /// From the request sent to the response head received; past it, 504. Default 60s.
+    #[serde(deserialize_with = "duration")]
+    pub response_header_timeout: Duration,
+    /// An idle pooled connection to an endpoint is closed after this. Default 90s.
+    #[serde(deserialize_with = "duration")]
+    pub idle_conn_timeout: Duration,
+}
+
+impl Default for ForwardingTimeouts {
+    fn default() -> Self {
+        Self {
+            dial_timeout: Duration::from_secs(5),
+            response_header_timeout: Duration::from_secs(60),
+            idle_conn_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Providers {
+    pub kubernetes_ingress: KubernetesIngress,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KubernetesIngress {
+    /// The IngressClass name fjord serves even without an IngressClass object. Default `fjord`.
+    pub ingress_class: String,
+}
+
+impl Default for KubernetesIngress {
+    fn default() -> Self {
+        Self {
+            ingress_class: "fjord".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Log {
+    /// A `RUST_LOG`-style filter (`info`, `fjord=debug,hyper=warn`); `RUST_LOG` wins. Default `info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl StaticConfig {
+    /// Reads `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = if text.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        if config.entry_points.is_empty() {
+            anyhow::bail!("entryPoints: at least one entry point is needed");
+        }
+        for (name, ep) in &config.entry_points {
+            if ep.limits.max_request_header_bytes < 8192 {
+                anyhow::bail!(
+                    "entryPoints.{name}.limits.maxRequestHeaderBytes {} is below the minimum 8192",
+                    ep.limits.max_request_header_bytes
+                );
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+    let s = String::deserialize(d)?;
+    if let Some(port) = s.strip_prefix(':') {
+        return port
+            .parse()
+            .map(Address::Any)
+            .map_err(|_| serde::de::Error::custom(format!("address {s:?}: bad port")));
+    }
+    s.parse().map(Address::Socket).map_err(|_| {
+        serde::de::Error::custom(format!("address {s:?} is not \":PORT\" or \"IP:PORT\""))
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "duration {t:?}: {e} (use e.g. \"30s\", \"1m\", \"500ms\")"
+            ))
+        }),
+    }
+}
+
+fn ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP or CIDR")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_traefik_shape() {
+        let c = StaticConfig::parse(
+            "entryPoints:\n  web:\n    address: \":9000\"\n    forwardedHeaders: {trustedIPs: [10.0.0.0/8, 192.168.1.1]}\n    transport: {lifeCycle: {graceTimeOut: 3s}}\nadmin: {address: \"127.0.0.1:0\"}\n",
+        )
+        .unwrap();
+        let web = &c.entry_points["web"];
+        assert_eq!(web.address, Address::Any(9000));
+        assert_eq!(web.forwarded_headers.trusted_ips.len(), 2);
+        assert_eq!(
+            web.transport.life_cycle.grace_time_out,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            web.transport.responding_timeouts.idle_timeout,
+            Duration::from_secs(180)
+        );
+        assert_eq!(c.providers.kubernetes_ingress.ingress_class, "fjord");
+        assert_eq!(StaticConfig::parse("").unwrap().entry_points.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = StaticConfig::parse("entryPoints:\n  web:\n    adress: \":80\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("adress"), "{e:#}");
+        let e = StaticConfig::parse("admn: {}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("admn"), "{e:#}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = StaticConfig::parse("entryPoints: {web: {address: \"localhost\"}}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("\"localhost\""), "{e:#}");
+        let e =
+            StaticConfig::parse("serversTransport: {forwardingTimeouts: {dialTimeout: soon}}\n")
+                .unwrap_err();
+        assert!(format!("{e:#}").contains("\"soon\""), "{e:#}");
+    }
+}

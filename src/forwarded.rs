@@ -1,0 +1,223 @@
+//! Request and response headers across the proxy: hop-by-hop headers removed, `X-Forwarded-*`
+//! and `X-Real-IP` set. The Host header and the path reach the backend unchanged.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones older agents still send).
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// What the forwarded headers say about a client connection, computed once per connection.
+#[derive(Debug)]
+pub struct Client {
+    /// Whether this peer's `X-Forwarded-*` headers are kept and appended to.
+    trusted: bool,
+    ip: HeaderValue,
+    port: HeaderValue,
+    proto: HeaderValue,
+}
+
+impl Client {
+    /// `peer` is the client's address, `local_port` the port it connected to.
+    pub fn new(
+        peer: SocketAddr,
+        local_port: u16,
+        tls: bool,
+        trusted_ips: &[IpNet],
+        trust_all: bool,
+    ) -> Self {
+        let ip = peer.ip().to_canonical();
+        Self {
+            trusted: trust_all || trusted_ips.iter().any(|net| net.contains(&ip)),
+            ip: header_value(&ip.to_string()),
+            port: header_value(&local_port.to_string()),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+        }
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    // IPs and port numbers are always valid header values.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Prepares a request's headers for the backend. `host` is the request's host (from the URI
+/// authority or the Host header); `upgrade` is the protocol the client asks to switch to, if any.
+pub fn request(
+    headers: &mut HeaderMap,
+    client: &Client,
+    host: Option<&HeaderValue>,
+    upgrade: Option<HeaderValue>,
+) {
+    remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+
+    if client.trusted {
+        // Append to the chain the trusted peer sent.
+        let chain = headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{v}, {}", client.ip.to_str().unwrap_or_default()));
+        match chain.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            Some(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
+            None => headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone()),
+        };
+        set_if_absent(headers, &X_REAL_IP, client.ip.clone());
+        set_if_absent(headers, &X_FORWARDED_PROTO, client.proto.clone());
+        set_if_absent(headers, &X_FORWARDED_PORT, client.port.clone());
+        if let Some(h) = host {
+            set_if_absent(headers, &X_FORWARDED_HOST, h.clone());
+        }
+    } else {
+        headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+        headers.insert(X_REAL_IP.clone(), client.ip.clone());
+        headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
+        headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
+        match host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+fn set_if_absent(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    if !headers.contains_key(name) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// Prepares a backend's response headers for the client. A `101 Switching Protocols` keeps its
+/// `Connection` and `Upgrade`: they are the handshake.
+pub fn response(headers: &mut HeaderMap, switching_protocols: bool) {
+    if !switching_protocols {
+        remove_hop_by_hop(headers);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// The protocol a request asks to upgrade to (`Connection: upgrade` plus `Upgrade: X`).
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the Connection header names are hop-by-hop too.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(trusted: bool) -> Client {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = if trusted {
+            "10.1.2.3:5555"
+        } else {
+            "192.0.2.7:5555"
+        };
+        Client::new(peer.parse().unwrap(), 8080, false, &nets, false)
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn untrusted_clients_cannot_forge_forwarded_headers() {
+        let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-real-ip", "6.6.6.6")]);
+        let host = HeaderValue::from_static("shop.example.com");
+        request(&mut h, &client(false), Some(&host), None);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(h["x-forwarded-host"], "shop.example.com");
+    }
+
+    #[test]
+    fn trusted_peers_chain_is_appended_to() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        request(&mut h, &client(true), None, None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-real-ip"], "10.1.2.3");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_but_an_upgrade_stays() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        let up = upgrade_protocol(&h);
+        assert_eq!(up, None, "Connection does not name upgrade");
+        request(&mut h, &client(false), None, None);
+        for gone in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h["accept"], "*/*");
+
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let up = upgrade_protocol(&h);
+        request(&mut h, &client(false), None, up);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+}

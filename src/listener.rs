@@ -1,0 +1,50 @@
+//! Listeners: binding entry point addresses and the accept loop, which stops on shutdown.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Address;
+
+/// Binds `address`. `:PORT` is every IPv6 and IPv4 address, or every IPv4 address where the
+/// host has no IPv6.
+pub async fn bind(address: Address) -> std::io::Result<TcpListener> {
+    match address {
+        Address::Socket(addr) => TcpListener::bind(addr).await,
+        Address::Any(port) => match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(l) => Ok(l),
+            Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await,
+        },
+    }
+}
+
+/// Accepts connections until `shutdown`, handing each to `serve` as a task of `tracker`.
+pub async fn accept<F, Fut>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(serve(stream, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors, mostly: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}

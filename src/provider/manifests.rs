@@ -1,0 +1,286 @@
+//! The manifests provider: every `*.yaml`/`*.yml` file below a folder (recursively,
+//! multi-document), read into a [`Store`], and a watcher that says when to read it again.
+//!
+//! A file that stops parsing (an editor's half-written save, a typo) keeps the objects last read
+//! from it, and an object that stops decoding keeps its last good version: an invalid update
+//! never takes routes away.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::decode::{Decoded, decode};
+use super::{Object, Store};
+use crate::diagnostics::Diagnostic;
+
+/// Directory depth past which fjord stops descending (guards against symlink loops).
+const MAX_DEPTH: usize = 16;
+
+/// What one read of the folder produced.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub store: Store,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A manifests folder, with what was last read from each file.
+#[derive(Debug)]
+pub struct ManifestsDir {
+    root: PathBuf,
+    last_good: HashMap<PathBuf, Vec<Object>>,
+}
+
+impl ManifestsDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            last_good: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads every manifest file. Fails only when the folder itself cannot be read.
+    pub fn load(&mut self) -> std::io::Result<Loaded> {
+        let mut files = Vec::new();
+        collect_files(&self.root, 0, &mut files)?;
+        files.sort();
+
+        let mut loaded = Loaded::default();
+        let mut last_good = HashMap::with_capacity(files.len());
+        for file in files {
+            let shown = file
+                .strip_prefix(&self.root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            let previous = self.last_good.get(&file).map(Vec::as_slice).unwrap_or(&[]);
+            let objects = read_file(&file, &shown, previous, &mut loaded.diagnostics);
+            for object in &objects {
+                if let Err(dup) = loaded.store.insert(object.clone()) {
+                    loaded.diagnostics.push(Diagnostic::error(
+                        dup.to_string(),
+                        format!("defined again in {shown}; the first definition is served"),
+                    ));
+                }
+            }
+            last_good.insert(file, objects);
+        }
+        self.last_good = last_good;
+        Ok(loaded)
+    }
+}
+
+/// The objects of one file. Where the file or a document in it is invalid, what was last read
+/// from the file stands in for it.
+fn read_file(
+    path: &Path,
+    shown: &str,
+    previous: &[Object],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Object> {
+    let keep_previous = |why: String, diagnostics: &mut Vec<Diagnostic>| {
+        let why = if previous.is_empty() {
+            why
+        } else {
+            format!(
+                "{why}; still serving the {} object(s) last read from it",
+                previous.len()
+            )
+        };
+        diagnostics.push(Diagnostic::error(shown, why));
+        previous.to_vec()
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return keep_previous(format!("cannot read: {e}"), diagnostics),
+    };
+    let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
+        Ok(docs) => docs,
+        Err(e) => return keep_previous(format!("invalid YAML: {e}"), diagnostics),
+    };
+    let mut decoded = Vec::with_capacity(docs.len());
+    for doc in docs {
+        decode(doc, shown, &mut decoded);
+    }
+    let mut objects = Vec::with_capacity(decoded.len());
+    for d in decoded {
+        match d {
+            Decoded::Object(o) => objects.push(o),
+            Decoded::Ignored => {}
+            Decoded::Invalid {
+                key,
+                mut diagnostic,
+            } => {
+                let kept = key.and_then(|k| previous.iter().find(|o| o.key() == k));
+                if let Some(old) = kept {
+                    diagnostic
+                        .message
+                        .push_str("; still serving its last good version");
+                    objects.push(old.clone());
+                }
+                diagnostic.message = format!("{} ({shown})", diagnostic.message);
+                diagnostics.push(diagnostic);
+            }
+        }
+    }
+    objects
+}
+
+fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        // Dot entries are editor droppings and, in a mounted ConfigMap, the `..data` twins of
+        // the real files.
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue; // a dangling symlink
+        };
+        if meta.is_dir() {
+            if depth < MAX_DEPTH {
+                collect_files(&path, depth + 1, out)?;
+            }
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Watches `root` recursively. The receiver gets one message per burst of changes, sent once the
+/// folder has been quiet for `settle`, so an editor's write-rename-chmod is one reload.
+pub fn watch(
+    root: &Path,
+    settle: Duration,
+) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            // Reading the files (our own reload included) must not trigger a reload.
+            Ok(e) => match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            },
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = raw_tx.send(());
+        }
+    })?;
+    watcher.watch(root, RecursiveMode::Recursive)?;
+
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            // Debounce: wait until no event arrived for `settle`.
+            loop {
+                match tokio::time::timeout(settle, raw_rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            // A full channel already holds a pending reload, which will read these changes too.
+            if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                return;
+            }
+        }
+    });
+    Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SVC: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n";
+
+    #[test]
+    fn reads_nested_multi_document_files_and_skips_dot_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(dir.path().join("..data")).unwrap();
+        std::fs::write(
+            dir.path().join("a/b/two.yml"),
+            format!("{SVC}---\napiVersion: v1\nkind: Service\nmetadata: {{name: api}}\nspec: {{ports: [{{port: 80}}]}}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("..data/web.yaml"), SVC).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
+        let loaded = ManifestsDir::new(dir.path()).load().unwrap();
+        assert_eq!(loaded.store.len(), 2);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    }
+
+    #[test]
+    fn a_broken_file_keeps_what_was_last_read_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, SVC).unwrap();
+        let mut manifests = ManifestsDir::new(dir.path());
+        assert_eq!(manifests.load().unwrap().store.len(), 1);
+
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web\n",
+        )
+        .unwrap();
+        let loaded = manifests.load().unwrap();
+        assert_eq!(loaded.store.len(), 1, "the last good Service stays");
+        let msg = loaded.diagnostics[0].to_string();
+        assert!(msg.starts_with("error: web.yaml: invalid YAML"), "{msg}");
+        assert!(msg.contains("still serving the 1 object(s)"), "{msg}");
+
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            manifests.load().unwrap().store.is_empty(),
+            "removing the file removes it"
+        );
+    }
+
+    #[test]
+    fn an_invalid_object_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, SVC).unwrap();
+        let mut manifests = ManifestsDir::new(dir.path());
+        manifests.load().unwrap();
+        std::fs::write(&file, SVC.replace("ports:", "portz:")).unwrap();
+        let loaded = manifests.load().unwrap();
+        assert_eq!(loaded.store.len(), 1);
+        let msg = loaded.diagnostics[0].to_string();
+        assert!(
+            msg.contains("Service default/web: spec.portz: unknown field"),
+            "{msg}"
+        );
+        assert!(msg.contains("last good version"), "{msg}");
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), SVC).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), SVC).unwrap();
+        let loaded = ManifestsDir::new(dir.path()).load().unwrap();
+        assert_eq!(loaded.store.len(), 1);
+        assert_eq!(
+            loaded.diagnostics[0].to_string(),
+            "error: Service default/web: defined again in b.yaml; the first definition is served"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! One request's path through fjord: route, pick an endpoint, rewrite headers, forward, and
+//! stream the response back (or, for an `Upgrade`, splice the two connections together).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{Either, Empty, Full, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::balance;
+use crate::error::ProxyError;
+use crate::forwarded;
+use crate::snapshot::{Live, Target};
+use crate::upstream::{RequestBody, Upstream};
+
+/// A response on its way to the client: a backend's, or one fjord made.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// Shared by every connection of every entry point.
+#[derive(Debug)]
+pub struct Proxy {
+    live: Arc<Live>,
+    upstream: Upstream,
+}
+
+/// What the proxy needs to know of the entry point a request came in on.
+#[derive(Debug)]
+pub struct EntryPoint {
+    pub name: Box<str>,
+    /// Largest request body in bytes; 0 is unlimited.
+    pub max_body: u64,
+}
+
+impl Proxy {
+    pub fn new(live: Arc<Live>, upstream: Upstream) -> Self {
+        Self { live, upstream }
+    }
+
+    /// Answers one request; every failure becomes its error response here.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+    ) -> Response<ResponseBody> {
+        match self.forward(req, client, entry).await {
+            Ok(response) => response,
+            Err(e) => {
+                match e.status() {
+                    StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE => {
+                        tracing::debug!(entrypoint = &*entry.name, error = %e, "request refused")
+                    }
+                    _ => tracing::warn!(entrypoint = &*entry.name, error = %e, "request failed"),
+                }
+                e.response()
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        // The authority of an absolute or HTTP/2 request wins over a Host header (RFC 9112 §3.2.2).
+        let host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        };
+        let target = self.route(host.as_ref(), req.uri().path())?;
+        let backend = &target.backend;
+        if backend.endpoints.is_empty() {
+            return Err(ProxyError::NoEndpoint {
+                backend: backend.name.clone(),
+                why: backend.unavailable.clone().unwrap_or_default(),
+            });
+        }
+
+        let limit = entry.max_body;
+        if limit > 0 && req.body().size_hint().lower() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        // HTTP/2 has no Upgrade; only an HTTP/1.1 client can switch protocols.
+        let upgrade = (req.version() == Version::HTTP_11)
+            .then(|| forwarded::upgrade_protocol(req.headers()))
+            .flatten();
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        forwarded::request(&mut parts.headers, client, host.as_ref(), upgrade);
+        if let Some(h) = host.filter(|_| !parts.headers.contains_key(header::HOST)) {
+            parts.headers.insert(header::HOST, h);
+        }
+        parts.version = Version::HTTP_11;
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // A request without a body can be sent again if its endpoint refuses the connection.
+        let retry = (body.is_end_stream() && backend.endpoints.len() > 1)
+            .then(|| (parts.method.clone(), parts.headers.clone()));
+
+        let endpoints = &backend.endpoints;
+        let now = balance::now();
+        let first = endpoints
+            .pick(now, None)
+            .ok_or_else(|| no_endpoint(&target))?;
+        let limited = Limited::new(
+            body,
+            usize::try_from(limit)
+                .ok()
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX),
+        );
+        let mut sent = self
+            .send(&target, first, parts, Either::Left(limited), &path, limit)
+            .await;
+        if let (Err(ProxyError::Connect { .. }), Some((method, headers))) = (&sent, retry)
+            && let Some(second) = endpoints.pick(now, Some(first))
+        {
+            let mut again = Request::new(());
+            *again.method_mut() = method;
+            *again.headers_mut() = headers;
+            let (parts, ()) = again.into_parts();
+            sent = self
+                .send(
+                    &target,
+                    second,
+                    parts,
+                    Either::Right(Empty::new()),
+                    &path,
+                    limit,
+                )
+                .await;
+        }
+        let mut response = sent?;
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::UnaskedUpgrade {
+                    endpoint: backend.name.to_string(),
+                });
+            };
+            tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
+        }
+        forwarded::response(response.headers_mut(), switching);
+        Ok(response.map(Either::Left))
+    }
+
+    fn route(&self, host: Option<&HeaderValue>, path: &str) -> Result<Arc<Target>, ProxyError> {
+        let host = host.and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let snapshot = self.live.load();
+        snapshot
+            .route(host, path)
+            .cloned()
+            .ok_or(ProxyError::NoRoute)
+    }
+
+    /// Sends the request to endpoint `index` of the target's backend and records the outcome in
+    /// the endpoint's health.
+    async fn send(
+        &self,
+        target: &Target,
+        index: usize,
+        mut parts: http::request::Parts,
+        body: RequestBody,
+        path: &PathAndQuery,
+        limit: u64,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let endpoints = &target.backend.endpoints;
+        let endpoint = endpoints.get(index).ok_or_else(|| no_endpoint(target))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(endpoint.authority.clone());
+        uri.path_and_query = Some(path.clone());
+        // Scheme, authority and path are all set, so this cannot fail.
+        parts.uri = Uri::from_parts(uri).map_err(|_| no_endpoint(target))?;
+        let result = self
+            .upstream
+            .send(
+                Request::from_parts(parts, body),
+                endpoint.authority.as_str(),
+                limit,
+            )
+            .await;
+        match &result {
+            Ok(_) => endpoints.report_success(index),
+            // Only a failed connect says the endpoint is gone; a slow answer may be the request.
+            Err(ProxyError::Connect { .. }) => endpoints.report_failure(index, balance::now()),
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+fn no_endpoint(target: &Target) -> ProxyError {
+    ProxyError::NoEndpoint {
+        backend: target.backend.name.clone(),
+        why: "no endpoint to pick".into(),
+    }
+}
+
+/// Splices an upgraded client connection to the upgraded backend connection until either ends.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}

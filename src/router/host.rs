@@ -1,0 +1,78 @@
+//! Host matching: exact names in one hash map, `*.example.com` wildcards in another keyed by the
+//! part after the first label, so a lookup is at most two hash probes whatever the host count.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// Tables per host rule kind; exact beats wildcard beats a rule without a host.
+#[derive(Debug)]
+pub struct HostTable<T> {
+    pub(super) exact: HashMap<Box<str>, T>,
+    pub(super) wildcard: HashMap<Box<str>, T>,
+    pub(super) any: Option<T>,
+}
+
+impl<T> Default for HostTable<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> HostTable<T> {
+    /// The entries whose rule matches `host` (already [`normalize`]d), most specific first.
+    pub fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a T> {
+        let exact = self.exact.get(host);
+        // `*.example.com` matches exactly one label more: the rest after the first dot.
+        let wildcard = host
+            .split_once('.')
+            .and_then(|(label, rest)| (!label.is_empty()).then(|| self.wildcard.get(rest)))
+            .flatten();
+        exact.into_iter().chain(wildcard).chain(self.any.as_ref())
+    }
+}
+
+/// A request's host as rules compare it: without port or trailing dot, lowercase. Borrows when
+/// the host is already in that form (the common case), so routing does not allocate.
+pub fn normalize(authority: &str) -> Cow<'_, str> {
+    let host = if authority.starts_with('[') {
+        // An IPv6 literal keeps its brackets; only a port after them goes.
+        authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| &authority[..=h.len()])
+    } else {
+        authority.split_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_ports_case_and_trailing_dots() {
+        assert_eq!(normalize("Shop.Example.COM:8080"), "shop.example.com");
+        assert_eq!(normalize("shop.example.com."), "shop.example.com");
+        assert_eq!(normalize("[::1]:8080"), "[::1]");
+        assert!(matches!(normalize("a.b:1"), Cow::Borrowed("a.b")));
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_label() {
+        let mut t = HostTable::default();
+        t.wildcard.insert("example.com".into(), 1);
+        assert_eq!(t.candidates("a.example.com").next(), Some(&1));
+        assert_eq!(t.candidates("a.b.example.com").next(), None);
+        assert_eq!(t.candidates("example.com").next(), None);
+        assert_eq!(t.candidates(".example.com").next(), None);
+    }
+}

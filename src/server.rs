@@ -1,0 +1,162 @@
+//! One client connection: HTTP/1.1 or HTTP/2 (prior knowledge) through hyper-util, with an idle
+//! timeout, graceful shutdown, and the request handed to the [`Proxy`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::balance;
+use crate::config;
+use crate::forwarded;
+use crate::proxy::{EntryPoint, Proxy};
+
+/// An entry point's connection settings, built once at start.
+pub struct Server {
+    proxy: Arc<Proxy>,
+    entry: EntryPoint,
+    builder: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    trusted_ips: Vec<IpNet>,
+    trust_all: bool,
+}
+
+impl Server {
+    pub fn new(name: &str, config: &config::EntryPoint, proxy: Arc<Proxy>) -> Self {
+        let timeouts = &config.transport.responding_timeouts;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // hyper answers 431 when the request head outgrows the buffer.
+            .max_buf_size(config.limits.max_request_header_bytes)
+            .header_read_timeout(timeouts.request_header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(
+                u32::try_from(config.limits.max_request_header_bytes).unwrap_or(u32::MAX),
+            )
+            .max_concurrent_streams(250)
+            // Finds dead peers; an idle but live one is closed by the idle timeout.
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Self {
+            proxy,
+            entry: EntryPoint {
+                name: name.into(),
+                max_body: config.limits.max_request_body_bytes,
+            },
+            builder,
+            idle_timeout: timeouts.idle_timeout,
+            trusted_ips: config.forwarded_headers.trusted_ips.clone(),
+            trust_all: config.forwarded_headers.insecure,
+        }
+    }
+
+    /// Serves one connection until the client closes it, it idles out, or `shutdown` fires
+    /// and its in-flight requests are done.
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+        let conn = Arc::new(Connection {
+            client: forwarded::Client::new(
+                peer,
+                local_port,
+                false,
+                &self.trusted_ips,
+                self.trust_all,
+            ),
+            server: Arc::clone(&self),
+            in_flight: AtomicUsize::new(0),
+            last_request: AtomicU64::new(balance::now()),
+        });
+        let service = {
+            let conn = Arc::clone(&conn);
+            service_fn(move |req| {
+                let conn = Arc::clone(&conn);
+                async move {
+                    let _active = Active::new(&conn);
+                    let response = conn
+                        .server
+                        .proxy
+                        .handle(req, &conn.client, &conn.server.entry)
+                        .await;
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let http = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(http);
+
+        let idle = self.idle_timeout;
+        let mut closing = false;
+        loop {
+            let since = Duration::from_nanos(
+                balance::now().saturating_sub(conn.last_request.load(Ordering::Relaxed)),
+            );
+            let idle_left = idle.saturating_sub(since);
+            tokio::select! {
+                result = http.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    http.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = tokio::time::sleep(idle_left), if !closing => {
+                    let since = balance::now().saturating_sub(conn.last_request.load(Ordering::Relaxed));
+                    if conn.in_flight.load(Ordering::Relaxed) == 0 && Duration::from_nanos(since) >= idle {
+                        http.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-connection state shared with its requests.
+struct Connection {
+    client: forwarded::Client,
+    server: Arc<Server>,
+    in_flight: AtomicUsize,
+    /// [`balance::now`] when the last request started.
+    last_request: AtomicU64,
+}
+
+/// Marks a request in flight for as long as it lives, even if the client goes away mid-request.
+struct Active<'a>(&'a Connection);
+
+impl<'a> Active<'a> {
+    fn new(conn: &'a Connection) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.last_request.store(balance::now(), Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_request.store(balance::now(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,194 @@
+//! The snapshot: a [`Config`] compiled into what the hot path reads (the route table and each
+//! backend's endpoint set), immutable, and swapped atomically by [`Live`]. A request keeps the
+//! route target it started with, whatever reloads happen meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::balance::EndpointSet;
+use crate::router::Router;
+use crate::translate::{BackendId, BackendSpec, Config};
+
+/// A backend as the hot path sees it.
+#[derive(Debug)]
+pub struct Backend {
+    /// `namespace/service:port`, for logs.
+    pub name: Box<str>,
+    pub endpoints: EndpointSet,
+    /// Why there are no endpoints, when there are none.
+    pub unavailable: Option<Box<str>>,
+}
+
+/// What a route points at.
+#[derive(Debug)]
+pub struct Target {
+    /// `namespace/name` of the object the route came from.
+    pub source: Box<str>,
+    pub backend: Arc<Backend>,
+}
+
+/// An immutable, compiled config.
+#[derive(Debug)]
+pub struct Snapshot {
+    router: Router<Arc<Target>>,
+    backends: HashMap<BackendId, Arc<Backend>>,
+    routes: usize,
+}
+
+impl Snapshot {
+    /// Compiles `config`. Backends whose endpoints did not change are taken from `previous`
+    /// as they are, so their round-robin position and endpoint health carry over; the
+    /// connection pool is keyed by endpoint address and carries over on its own.
+    pub fn build(config: &Config, previous: Option<&Snapshot>) -> Self {
+        let backends: HashMap<BackendId, Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|(id, spec)| {
+                let old = previous.and_then(|p| p.backends.get(id));
+                (id.clone(), backend(id, spec, old))
+            })
+            .collect();
+        let target = |t: &crate::translate::Target| {
+            let backend = backends.get(&t.backend).cloned().unwrap_or_else(|| {
+                // Translation always lists the backends its routes use; stay total anyway.
+                backend(&t.backend, &BackendSpec::missing(), None)
+            });
+            Arc::new(Target {
+                source: t.source.as_str().into(),
+                backend,
+            })
+        };
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| (r.host.clone(), r.path.clone(), target(&r.target)));
+        let router = Router::new(routes, config.default_backend.as_ref().map(&target));
+        Self {
+            router,
+            backends,
+            routes: config.routes.len(),
+        }
+    }
+
+    /// The target for a request to `host` and `path`.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Target>> {
+        self.router.route(host, path)
+    }
+
+    pub fn routes(&self) -> usize {
+        self.routes
+    }
+}
+
+fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Arc<Backend> {
+    match old {
+        Some(old)
+            if old.endpoints.is_for(&spec.endpoints)
+                && old.unavailable.as_deref() == spec.unavailable.as_deref() =>
+        {
+            Arc::clone(old)
+        }
+        _ => Arc::new(Backend {
+            name: id.to_string().into(),
+            endpoints: EndpointSet::new(&spec.endpoints, old.map(|o| &o.endpoints)),
+            unavailable: spec.unavailable.as_deref().map(Into::into),
+        }),
+    }
+}
+
+impl BackendSpec {
+    fn missing() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            unavailable: Some("backend missing from the config".into()),
+        }
+    }
+}
+
+/// The snapshot in force, and whether the first complete config has been loaded.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+    ready: AtomicBool,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::build(&Config::default(), None)),
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Live {
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Puts `snapshot` in force and marks fjord ready.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::{
+        EndpointAddr, EndpointSpec, HostMatch, PathMatch, PortRef, Route, ServiceRef,
+    };
+
+    fn config(ports: &[u16]) -> Config {
+        let id = BackendId {
+            namespace: "default".into(),
+            service: ServiceRef {
+                name: "web".into(),
+                port: PortRef::Number(80),
+            },
+        };
+        let spec = BackendSpec {
+            endpoints: ports
+                .iter()
+                .map(|p| EndpointSpec {
+                    addr: EndpointAddr::Ip(([127, 0, 0, 1], *p).into()),
+                    weight: 1,
+                })
+                .collect(),
+            unavailable: None,
+        };
+        Config {
+            routes: vec![Route {
+                host: HostMatch::Any,
+                path: PathMatch::Prefix(String::new()),
+                target: crate::translate::Target {
+                    source: "default/web".into(),
+                    backend: id.clone(),
+                },
+            }],
+            default_backend: None,
+            backends: [(id, spec)].into(),
+        }
+    }
+
+    fn backend_of(s: &Snapshot) -> Arc<Backend> {
+        Arc::clone(&s.route("x", "/").unwrap().backend)
+    }
+
+    #[test]
+    fn unchanged_backends_are_kept_across_a_rebuild() {
+        let a = Snapshot::build(&config(&[1, 2]), None);
+        let b = Snapshot::build(&config(&[1, 2]), Some(&a));
+        assert!(Arc::ptr_eq(&backend_of(&a), &backend_of(&b)));
+        let c = Snapshot::build(&config(&[1, 3]), Some(&b));
+        assert!(!Arc::ptr_eq(&backend_of(&b), &backend_of(&c)));
+    }
+}

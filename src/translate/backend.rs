@@ -1,0 +1,176 @@
+//! Resolves a Service reference (name + port number or name) to the addresses fjord forwards to:
+//! the ready endpoints of the Service's EndpointSlices, or an `ExternalName`'s DNS name.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::ServicePort;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::{BackendSpec, EndpointAddr, EndpointSpec, PortRef, ServiceRef};
+use crate::diagnostics::Severity;
+use crate::provider::Store;
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Why a backend has nothing to forward to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Looks Services up in a [`Store`], with its EndpointSlices indexed by Service.
+pub struct Resolver<'a> {
+    store: &'a Store,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
+        for slice in store.endpoint_slices() {
+            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
+            let labels = slice.metadata.labels.as_ref();
+            if let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                slices
+                    .entry((ns, service.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Self { store, slices }
+    }
+
+    /// The endpoints of `service` in `namespace`. A problem comes with a spec that has no
+    /// endpoints and says why, so requests to it get a 503 rather than some other route.
+    pub fn resolve(&self, namespace: &str, service: &ServiceRef) -> (BackendSpec, Option<Problem>) {
+        match self.endpoints(namespace, service) {
+            Ok(endpoints) if endpoints.is_empty() => {
+                let why = format!(
+                    "Service {namespace}/{} has no ready endpoints",
+                    service.name
+                );
+                (
+                    BackendSpec::unavailable(why.clone()),
+                    Some(Problem::warning(why)),
+                )
+            }
+            Ok(endpoints) => (
+                BackendSpec {
+                    endpoints,
+                    unavailable: None,
+                },
+                None,
+            ),
+            Err(problem) => (
+                BackendSpec::unavailable(problem.message.clone()),
+                Some(problem),
+            ),
+        }
+    }
+
+    fn endpoints(&self, ns: &str, service: &ServiceRef) -> Result<Vec<EndpointSpec>, Problem> {
+        let name = &service.name;
+        let Some(svc) = self.store.service(ns, name) else {
+            return Err(Problem::warning(format!("Service {ns}/{name} not found")));
+        };
+        let spec = svc.spec.as_ref();
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let port = find_port(ports, &service.port);
+
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            let host = spec
+                .and_then(|s| s.external_name.clone())
+                .unwrap_or_default();
+            if host.is_empty() {
+                return Err(Problem::error(format!(
+                    "Service {ns}/{name} is ExternalName but has no spec.externalName"
+                )));
+            }
+            let port = match (&service.port, port) {
+                (PortRef::Number(n), _) => *n,
+                (PortRef::Name(_), Some(p)) => u16::try_from(p.port).unwrap_or(0),
+                (PortRef::Name(p), None) => return Err(no_such_port(ns, name, p)),
+            };
+            return Ok(vec![EndpointSpec {
+                addr: EndpointAddr::Dns { host, port },
+                weight: 1,
+            }]);
+        }
+
+        let Some(port) = port else {
+            return Err(match &service.port {
+                PortRef::Number(n) => no_such_port(ns, name, n),
+                PortRef::Name(p) => no_such_port(ns, name, p),
+            });
+        };
+        // EndpointSlice ports carry the Service port's name (empty for a lone unnamed port)
+        // with the resolved target port number.
+        let port_name = port.name.as_deref().unwrap_or_default();
+        let mut out = Vec::new();
+        for slice in self.slices.get(&(ns, name.as_str())).into_iter().flatten() {
+            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+                continue;
+            }
+            let slice_port = slice.ports.iter().flatten().find(|p| {
+                p.name.as_deref().unwrap_or_default() == port_name
+                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+            });
+            let Some(number) = slice_port
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for endpoint in slice.endpoints.iter().flatten() {
+                // A nil `ready` is "unknown", which consumers should treat as ready.
+                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
+                if ready == Some(false) {
+                    continue;
+                }
+                // Addresses of one endpoint are fungible: the first will do.
+                let Some(ip) = endpoint
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                else {
+                    continue;
+                };
+                let addr = EndpointAddr::Ip(SocketAddr::new(ip, number));
+                if !out.iter().any(|e: &EndpointSpec| e.addr == addr) {
+                    out.push(EndpointSpec { addr, weight: 1 });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.addr.cmp(&b.addr));
+        Ok(out)
+    }
+}
+
+fn find_port<'s>(ports: &'s [ServicePort], wanted: &PortRef) -> Option<&'s ServicePort> {
+    ports.iter().find(|p| match wanted {
+        PortRef::Number(n) => p.port == i32::from(*n),
+        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+    })
+}
+
+fn no_such_port(ns: &str, name: &str, port: impl std::fmt::Debug) -> Problem {
+    Problem::error(format!("Service {ns}/{name} has no port {port:?}"))
+}
+
+impl Problem {
+    fn warning(message: String) -> Self {
+        Self {
+            severity: Severity::Warning,
+            message,
+        }
+    }
+
+    fn error(message: String) -> Self {
+        Self {
+            severity: Severity::Error,
+            message,
+        }
+    }
+}

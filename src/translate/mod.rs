@@ -1,0 +1,276 @@
+//! Kubernetes objects in, routing [`Config`] and diagnostics out. Pure: no I/O, no clock.
+//!
+//! One bad object yields diagnostics naming it and is left out; the rest are translated.
+
+mod backend;
+pub mod class;
+mod ingress;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::diagnostics::Diagnostic;
+use crate::provider::Store;
+
+/// Settings of the translation that come from the static configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The IngressClass name served even when no IngressClass object exists; default `fjord`.
+    pub ingress_class: String,
+}
+
+/// What fjord routes: host/path rules to backends, and the backends' endpoints.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    /// One per (host, path); conflicts are already resolved.
+    pub routes: Vec<Route>,
+    /// Takes what no route matches.
+    pub default_backend: Option<Target>,
+    pub backends: BTreeMap<BackendId, BackendSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub host: HostMatch,
+    pub path: PathMatch,
+    pub target: Target,
+}
+
+/// Where a route sends requests, and which object asked for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// The object the route came from, as `namespace/name`.
+    pub source: String,
+    pub backend: BackendId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostMatch {
+    /// A lowercase DNS name.
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`: exactly one more label.
+    Wildcard(String),
+    /// A rule without a host.
+    Any,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathMatch {
+    /// Case-sensitive, trailing slash significant.
+    Exact(String),
+    /// Element-wise prefix, stored without a trailing slash (`/` is the empty string).
+    Prefix(String),
+}
+
+/// A Service port, as an Ingress names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    pub name: String,
+    pub port: PortRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+/// A Service port in a namespace: the identity of a backend, stable across reloads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId {
+    pub namespace: String,
+    pub service: ServiceRef,
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:", self.namespace, self.service.name)?;
+        match &self.service.port {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A backend's endpoints; when there are none, why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendSpec {
+    pub endpoints: Vec<EndpointSpec>,
+    pub unavailable: Option<String>,
+}
+
+impl BackendSpec {
+    fn unavailable(why: String) -> Self {
+        Self {
+            endpoints: Vec::new(),
+            unavailable: Some(why),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointSpec {
+    pub addr: EndpointAddr,
+    /// Relative share of requests; at least 1.
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointAddr {
+    Ip(SocketAddr),
+    /// An `ExternalName` Service, resolved when connecting.
+    Dns {
+        host: String,
+        port: u16,
+    },
+}
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointAddr::Ip(addr) => write!(f, "{addr}"),
+            EndpointAddr::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The result of [`translate`].
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Translation {
+    /// Whether any object, or part of one, was rejected.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Translates the objects of `store` into a routing config.
+pub fn translate(store: &Store, options: &Options) -> Translation {
+    let classes = class::Classes::new(store, &options.ingress_class);
+    let resolver = backend::Resolver::new(store);
+    let mut out = Translation::default();
+
+    let mut ingresses = Vec::new();
+    for ing in store.ingresses() {
+        match classes.accepts(ing) {
+            Ok(true) => ingresses.push(ing),
+            Ok(false) => {}
+            Err(why) => out.diagnostics.push(Diagnostic::error(subject(ing), why)),
+        }
+    }
+    // Conflicts go to the oldest Ingress, then by namespace/name; objects without a
+    // creationTimestamp (a manifests folder) count as newest.
+    ingresses.sort_by_key(|i| {
+        let created = i.metadata.creation_timestamp.as_ref();
+        (
+            created.is_none(),
+            created,
+            &i.metadata.namespace,
+            &i.metadata.name,
+        )
+    });
+
+    let mut owners: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
+    let mut default_owner: Option<String> = None;
+    for ing in ingresses {
+        let subject = subject(ing);
+        let rules = match ingress::rules(ing) {
+            Ok(rules) => rules,
+            Err(errors) => {
+                for e in errors {
+                    out.diagnostics.push(Diagnostic::error(&subject, e));
+                }
+                continue;
+            }
+        };
+        let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
+        let source = format!("{ns}/{}", ing.metadata.name.as_deref().unwrap_or_default());
+        let use_backend = |field: &str, service: &ServiceRef, out: &mut Translation| {
+            let id = BackendId {
+                namespace: ns.to_owned(),
+                service: service.clone(),
+            };
+            let (spec, problem) = resolver.resolve(ns, service);
+            if let Some(p) = problem {
+                let message = format!("{field}.service: {}; requests to it get 503", p.message);
+                out.diagnostics.push(Diagnostic {
+                    severity: p.severity,
+                    subject: subject.clone(),
+                    message,
+                });
+            }
+            out.config.backends.insert(id.clone(), spec);
+            Target {
+                source: source.clone(),
+                backend: id,
+            }
+        };
+
+        if let Some(service) = &rules.default_backend {
+            match &default_owner {
+                Some(owner) => out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("spec.defaultBackend is ignored: Ingress {owner} is older and has one"),
+                )),
+                None => {
+                    let target = use_backend("spec.defaultBackend", service, &mut out);
+                    out.config.default_backend = Some(target);
+                    default_owner = Some(source.clone());
+                }
+            }
+        }
+        for rule in rules.paths {
+            let key = (rule.host.clone(), rule.path.clone());
+            if let Some(owner) = owners.get(&key) {
+                let why = if *owner == source {
+                    "repeats an earlier path of this Ingress".to_owned()
+                } else {
+                    format!("is already served by Ingress {owner}, which is older")
+                };
+                out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("{} ({}) {why}; ignored", rule.field, describe(&key)),
+                ));
+                continue;
+            }
+            let target = use_backend(&format!("{}.backend", rule.field), &rule.service, &mut out);
+            owners.insert(key, source.clone());
+            out.config.routes.push(Route {
+                host: rule.host,
+                path: rule.path,
+                target,
+            });
+        }
+    }
+    // Errors first, then by object: a stable listing for `fjord check` and the logs.
+    out.diagnostics.sort();
+    out
+}
+
+fn subject(ing: &Ingress) -> String {
+    format!(
+        "Ingress {}/{}",
+        ing.metadata.namespace.as_deref().unwrap_or("default"),
+        ing.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn describe((host, path): &(HostMatch, PathMatch)) -> String {
+    let host = match host {
+        HostMatch::Exact(h) => format!("host {h:?}"),
+        HostMatch::Wildcard(h) => format!("host \"*.{h}\""),
+        HostMatch::Any => "any host".to_owned(),
+    };
+    match path {
+        PathMatch::Exact(p) => format!("{host}, Exact {p:?}"),
+        PathMatch::Prefix(p) if p.is_empty() => format!("{host}, Prefix \"/\""),
+        PathMatch::Prefix(p) => format!("{host}, Prefix {p:?}"),
+    }
+}
