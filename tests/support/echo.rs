@@ -1,0 +1,114 @@
+//! An echo backend: answers every request with JSON saying which backend it is and what it
+//! received (method, path, host, headers, body size), and echoes WebSocket messages. Shared by
+//! the black-box tests and the quickstart example.
+//!
+//! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+
+/// A running echo backend; it stops when dropped.
+pub struct Echo {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Echo {
+    /// Starts backend `name` on `addr` (port 0 picks a free one).
+    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Echo> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(name, req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Ok(Echo { addr, task })
+    }
+}
+
+async fn answer(name: &'static str, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) {
+        let accept = derive_accept_key(key.as_bytes());
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(io) = upgrade.await else { return };
+            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(text) = msg {
+                    let reply = format!("{name}: {}", text.as_str());
+                    if ws.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let response = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Full::default());
+        return Ok(response.unwrap_or_default());
+    }
+
+    let path = req.uri().path().to_owned();
+    let mut status = StatusCode::OK;
+    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
+        status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    }
+    if let Some(ms) = path.strip_prefix("/delay/").and_then(|m| m.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let (parts, body) = req.into_parts();
+    let body_bytes = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let json = serde_json::json!({
+        "backend": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_bytes": body_bytes,
+    });
+    let response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-backend", name)
+        .body(Full::new(Bytes::from(format!("{json:#}\n"))));
+    Ok(response.unwrap_or_default())
+}

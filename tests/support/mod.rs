@@ -1,0 +1,282 @@
+//! Shared pieces of the black-box tests: the echo backend, a fjord process started on free
+//! loopback ports, and a small HTTP client.
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod echo;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub use echo::Echo;
+
+/// Loopback-only config with ports the OS picks.
+pub const LOOPBACK_CONFIG: &str = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n";
+
+/// A `fjord run` child process.
+pub struct Fjord {
+    child: Child,
+    pub web: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Fjord {
+    /// Starts fjord on `manifests` with `config` (YAML) and waits until it is ready.
+    pub fn start(manifests: &Path, config: &str) -> Fjord {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fjord"))
+            .args(["run", "--log-format", "json", "--manifests"])
+            .arg(manifests)
+            .arg("--config")
+            .arg(file.path())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start fjord");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
+                    let _ = tx.send((v["entrypoint"].as_str().unwrap().to_owned(), addr));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (mut web, mut admin) = (None, None);
+        while web.is_none() || admin.is_none() {
+            let (name, addr) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("fjord did not start: {:#?}", logs.lock().unwrap()));
+            match name.as_str() {
+                "web" => web = Some(addr),
+                "admin" => admin = Some(addr),
+                _ => {}
+            }
+        }
+        let fjord = Fjord {
+            child,
+            web: web.unwrap(),
+            admin: admin.unwrap(),
+            logs,
+            _config: file,
+        };
+        fjord.wait_ready();
+        fjord
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if blocking_status(self.admin, "/readyz") == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("fjord never became ready: {:#?}", self.logs());
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:#?}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "fjord did not exit: {:#?}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Fjord {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET over a fresh TCP connection, without an async runtime (readiness checks).
+fn blocking_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split(' ').nth(1)?.parse().ok()
+}
+
+/// A response as a test looks at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The echo backend's JSON report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// Which echo backend answered, if one did.
+    pub fn backend(&self) -> Option<String> {
+        self.headers
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// An HTTP/1.1 client with a keep-alive pool.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client.
+pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let response = client.request(req).await.expect("request failed");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `GET http://{addr}{path}` with `Host: host`.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    let req = Request::get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Full::default())
+        .unwrap();
+    send(&client(), req).await
+}
+
+/// A Service with one port and an EndpointSlice pointing at `backend`.
+pub fn service(name: &str, backend: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-abc
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- addresses: ["{ip}"]
+  conditions: {{ready: true}}
+"#,
+        port = backend.port(),
+        ip = backend.ip(),
+    )
+}
+
+/// An Ingress of class fjord with one rule per `(host, pathType, path, service)`.
+pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  ingressClassName: fjord\n  rules:\n"
+    );
+    for (host, path_type, path, service) in rules {
+        if !host.is_empty() {
+            out.push_str(&format!("  - host: \"{host}\"\n"));
+        } else {
+            out.push_str("  - ");
+        }
+        let indent = if host.is_empty() { "" } else { "    " };
+        out.push_str(&format!(
+            "{indent}http:\n      paths:\n      - path: {path}\n        pathType: {path_type}\n        backend: {{service: {{name: {service}, port: {{name: http}}}}}}\n"
+        ));
+    }
+    out
+}
+
+/// A temporary manifests folder.
+pub struct Manifests {
+    pub dir: tempfile::TempDir,
+}
+
+impl Manifests {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` atomically (write, then rename), as editors and `kubectl`-like tools do.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let tmp = self.dir.path().join(format!(".{}.tmp", name.replace('/', "_")));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).unwrap();
+    }
+}
