@@ -20,7 +20,11 @@ fn table(hosts: usize, paths_per_host: usize) -> Router<usize> {
             ));
         }
         if h % 10 == 0 {
-            routes.push((HostMatch::Wildcard(format!("zone-{h}.example.com")), PathMatch::Prefix(String::new()), h));
+            routes.push((
+                HostMatch::Wildcard(format!("zone-{h}.example.com")),
+                PathMatch::Prefix(String::new()),
+                h,
+            ));
         }
     }
     Router::new(routes, None)
@@ -43,7 +47,9 @@ fn lookup(c: &mut Criterion) {
         ("hit", "/api/v5000/items/42/detail"),
         ("miss", "/static/css/site.css"),
     ] {
-        group.bench_function(name, |b| b.iter(|| router.route(black_box("host-0.example.com"), black_box(path))));
+        group.bench_function(name, |b| {
+            b.iter(|| router.route(black_box("host-0.example.com"), black_box(path)))
+        });
     }
     group.finish();
 
@@ -52,7 +58,12 @@ fn lookup(c: &mut Criterion) {
         b.iter(|| router.route(black_box("web.zone-5000.example.com"), black_box("/")))
     });
     c.bench_function("route lookup, mixed-case host with port, 10k hosts", |b| {
-        b.iter(|| router.route(black_box("Host-5000.Example.com:8080"), black_box("/api/v0/items")))
+        b.iter(|| {
+            router.route(
+                black_box("Host-5000.Example.com:8080"),
+                black_box("/api/v0/items"),
+            )
+        })
     });
 }
 

@@ -9,7 +9,9 @@ use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service};
 async fn backends(names: &[&str], manifests: &Manifests) -> Vec<Echo> {
     let mut out = Vec::new();
     for name in names {
-        let echo = Echo::start(name, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let echo = Echo::start(name, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         manifests.write(&format!("services/{name}.yaml"), &service(name, echo.addr));
         out.push(echo);
     }
@@ -28,7 +30,19 @@ fn timestamped(name: &str, created: &str, host: &str, svc: &str) -> String {
 async fn hosts_paths_default_backend_conflicts_and_classes() {
     let m = Manifests::new();
     let _echoes = backends(
-        &["root", "exact-foo", "prefix-foo", "foo-bar", "exact-slash", "wildcard", "anyhost", "fallback", "legacy", "old", "new"],
+        &[
+            "root",
+            "exact-foo",
+            "prefix-foo",
+            "foo-bar",
+            "exact-slash",
+            "wildcard",
+            "anyhost",
+            "fallback",
+            "legacy",
+            "old",
+            "new",
+        ],
         &m,
     )
     .await;
@@ -40,13 +54,24 @@ async fn hosts_paths_default_backend_conflicts_and_classes() {
                 ("shop.example.com", "Prefix", "/", "root"),
                 ("shop.example.com", "Exact", "/foo", "exact-foo"),
                 ("shop.example.com", "Prefix", "/foo", "prefix-foo"),
-                ("shop.example.com", "ImplementationSpecific", "/foo/bar/", "foo-bar"),
+                (
+                    "shop.example.com",
+                    "ImplementationSpecific",
+                    "/foo/bar/",
+                    "foo-bar",
+                ),
                 ("shop.example.com", "Exact", "/exact/", "exact-slash"),
             ],
         ),
     );
-    m.write("wild.yaml", &ingress("wild", &[("*.example.com", "Prefix", "/", "wildcard")]));
-    m.write("any.yaml", &ingress("any", &[("", "Prefix", "/anyhost", "anyhost")]));
+    m.write(
+        "wild.yaml",
+        &ingress("wild", &[("*.example.com", "Prefix", "/", "wildcard")]),
+    );
+    m.write(
+        "any.yaml",
+        &ingress("any", &[("", "Prefix", "/anyhost", "anyhost")]),
+    );
     m.write(
         "fallback.yaml",
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: fallback}\nspec:\n  ingressClassName: fjord\n  defaultBackend: {service: {name: fallback, port: {number: 80}}}\n",
@@ -56,17 +81,25 @@ async fn hosts_paths_default_backend_conflicts_and_classes() {
         "classes.yaml",
         &format!(
             "{}---\n{}---\n{}",
-            ingress("nginx", &[("nginx.test", "Prefix", "/", "root")]).replace("ingressClassName: fjord", "ingressClassName: nginx"),
+            ingress("nginx", &[("nginx.test", "Prefix", "/", "root")])
+                .replace("ingressClassName: fjord", "ingressClassName: nginx"),
             ingress("legacy", &[("legacy.test", "Prefix", "/", "legacy")]).replace(
                 "namespace: default}\nspec:\n  ingressClassName: fjord",
                 "namespace: default, annotations: {kubernetes.io/ingress.class: fjord}}\nspec:"
             ),
-            ingress("classless", &[("classless.test", "Prefix", "/", "root")]).replace("  ingressClassName: fjord\n", ""),
+            ingress("classless", &[("classless.test", "Prefix", "/", "root")])
+                .replace("  ingressClassName: fjord\n", ""),
         ),
     );
     // Same host and path twice: the older Ingress wins, whatever the names say.
-    m.write("conflict-a.yaml", &timestamped("aaa-new", "2024-05-01T00:00:00Z", "conflict.test", "new"));
-    m.write("conflict-z.yaml", &timestamped("zzz-old", "2020-05-01T00:00:00Z", "conflict.test", "old"));
+    m.write(
+        "conflict-a.yaml",
+        &timestamped("aaa-new", "2024-05-01T00:00:00Z", "conflict.test", "new"),
+    );
+    m.write(
+        "conflict-z.yaml",
+        &timestamped("zzz-old", "2020-05-01T00:00:00Z", "conflict.test", "old"),
+    );
 
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     let web = fjord.web;
@@ -103,7 +136,11 @@ async fn hosts_paths_default_backend_conflicts_and_classes() {
     for (host, path, want) in cases {
         let reply = get(web, host, path).await;
         if reply.backend().as_deref() != Some(want) {
-            failures.push(format!("{host}{path}: want {want}, got {:?} ({})", reply.backend(), reply.status));
+            failures.push(format!(
+                "{host}{path}: want {want}, got {:?} ({})",
+                reply.backend(),
+                reply.status
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -119,7 +156,8 @@ async fn hosts_paths_default_backend_conflicts_and_classes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn default_ingress_class_takes_classless_ingresses_and_a_foreign_class_named_fjord_does_not() {
+async fn default_ingress_class_takes_classless_ingresses_and_a_foreign_class_named_fjord_does_not()
+{
     let m = Manifests::new();
     let _echoes = backends(&["mine", "theirs"], &m).await;
     m.write(
@@ -130,13 +168,20 @@ async fn default_ingress_class_takes_classless_ingresses_and_a_foreign_class_nam
         "ingresses.yaml",
         &format!(
             "{}---\n{}",
-            ingress("mine", &[("mine.test", "Prefix", "/", "mine")]).replace("  ingressClassName: fjord\n", ""),
+            ingress("mine", &[("mine.test", "Prefix", "/", "mine")])
+                .replace("  ingressClassName: fjord\n", ""),
             ingress("theirs", &[("theirs.test", "Prefix", "/", "theirs")]),
         ),
     );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
-    assert_eq!(get(fjord.web, "mine.test", "/").await.backend().as_deref(), Some("mine"));
+    assert_eq!(
+        get(fjord.web, "mine.test", "/").await.backend().as_deref(),
+        Some("mine")
+    );
     let reply = get(fjord.web, "theirs.test", "/").await;
-    assert_eq!(reply.status, 404, "class fjord belongs to another controller here");
+    assert_eq!(
+        reply.status, 404,
+        "class fjord belongs to another controller here"
+    );
     assert_eq!(reply.body, "404 page not found\n");
 }

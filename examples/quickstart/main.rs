@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let manifests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/manifests");
     tokio::runtime::Runtime::new()?.block_on(async {

@@ -56,13 +56,17 @@ impl Echo {
     }
 }
 
-async fn answer(name: &'static str, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    name: &'static str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) {
         let accept = derive_accept_key(key.as_bytes());
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(io) = upgrade.await else { return };
-            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Text(text) = msg {
                     let reply = format!("{name}: {}", text.as_str());
@@ -95,7 +99,11 @@ async fn answer(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
     let (parts, body) = req.into_parts();
-    let body_bytes = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body_bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     let json = serde_json::json!({
         "backend": name,
         "method": parts.method.as_str(),

@@ -21,7 +21,8 @@ use hyper_util::rt::TokioExecutor;
 pub use echo::Echo;
 
 /// Loopback-only config with ports the OS picks.
-pub const LOOPBACK_CONFIG: &str = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n";
+pub const LOOPBACK_CONFIG: &str =
+    "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n";
 
 /// A `fjord run` child process.
 pub struct Fjord {
@@ -106,7 +107,11 @@ impl Fjord {
             if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
                 return l;
             }
-            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:#?}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:#?}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -126,7 +131,11 @@ impl Fjord {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "fjord did not exit: {:#?}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "fjord did not exit: {:#?}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -144,7 +153,11 @@ fn blocking_status(addr: SocketAddr, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     buf.split(' ').nth(1)?.parse().ok()
@@ -179,14 +192,21 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// An HTTP/2 prior-knowledge (h2c) client.
 pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
     let response = client.request(req).await.expect("request failed");
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     Reply {
         status,
         headers,
@@ -270,7 +290,10 @@ impl Manifests {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
         }
-        let tmp = self.dir.path().join(format!(".{}.tmp", name.replace('/', "_")));
+        let tmp = self
+            .dir
+            .path()
+            .join(format!(".{}.tmp", name.replace('/', "_")));
         std::fs::write(&tmp, content).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
         path
