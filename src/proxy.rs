@@ -195,7 +195,10 @@ impl Proxy {
         match &result {
             Ok(_) => endpoints.report_success(index),
             // Only a failed connect says the endpoint is gone; a slow answer may be the request.
-            Err(ProxyError::Connect { .. }) => endpoints.report_failure(index, balance::now()),
+            Err(e @ ProxyError::Connect { .. }) => {
+                tracing::warn!(backend = &*target.backend.name, error = %e, "endpoint is backing off");
+                endpoints.report_failure(index, balance::now());
+            }
             Err(_) => {}
         }
         result

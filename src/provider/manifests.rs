@@ -103,7 +103,12 @@ fn read_file(
     };
     let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
         Ok(docs) => docs,
-        Err(e) => return keep_previous(format!("invalid YAML: {}", e.without_snippet()), diagnostics),
+        Err(e) => {
+            return keep_previous(
+                format!("invalid YAML: {}", e.without_snippet()),
+                diagnostics,
+            );
+        }
     };
     let mut decoded = Vec::with_capacity(docs.len());
     for doc in docs {

@@ -1,0 +1,356 @@
+//! The proxy's behaviour on the wire: forwarded headers, HTTP/2, errors and their statuses,
+//! limits, passive health, timeouts and graceful shutdown.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{Full, StreamBody};
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, client, get, ingress, send, service};
+
+async fn echo(name: &str) -> Echo {
+    Echo::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A folder routing `app.test` to Service `app` at `backend`.
+fn app(backend: SocketAddr) -> Manifests {
+    let m = Manifests::new();
+    m.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service("app", backend),
+            ingress("app", &[("app.test", "Prefix", "/", "app")])
+        ),
+    );
+    m
+}
+
+fn config(extra_web: &str, extra: &str) -> String {
+    format!(
+        "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n{extra_web}admin:\n  address: \"127.0.0.1:0\"\n{extra}"
+    )
+}
+
+/// Writes raw bytes on a fresh connection and reads the answer until the peer closes.
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let req = Request::get(format!("http://{}/p?q=1", fjord.web))
+        .header("host", "app.test")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "hop")
+        .header("keep-alive", "timeout=5")
+        .header("x-custom", "kept")
+        .body(Full::default())
+        .unwrap();
+    let reply = send(&client(), req).await;
+    assert_eq!(reply.status, 200);
+    let seen = reply.json();
+    let h = &seen["headers"];
+    assert_eq!(seen["host"], "app.test");
+    assert_eq!(seen["path"], "/p?q=1");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "app.test");
+    assert_eq!(h["x-forwarded-port"], fjord.web.port().to_string());
+    assert_eq!(h["x-custom"], "kept");
+    for gone in ["x-secret", "keep-alive"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the backend: {h}");
+    }
+    assert_ne!(
+        h.get("connection").and_then(|v| v.as_str()),
+        Some("keep-alive, x-secret")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_peer_chain_is_appended_to() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(
+        m.path(),
+        &config("    forwardedHeaders: {trustedIPs: [127.0.0.0/8]}\n", ""),
+    );
+    let req = Request::get(format!("http://{}/", fjord.web))
+        .header("host", "app.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .body(Full::default())
+        .unwrap();
+    let seen = send(&client(), req).await.json();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_clients_reach_http1_backends() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // As real HTTP/2 clients do, the host travels in :authority, not in a Host header.
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(fjord.web).await.unwrap());
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://app.test/h2?x=y")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = h2.send_request(req).await.unwrap();
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let reply = support::Reply {
+        status,
+        headers: http::HeaderMap::new(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = reply.json();
+    assert_eq!(seen["backend"], "app");
+    assert_eq!(
+        seen["host"], "app.test",
+        "the backend gets a Host header from :authority"
+    );
+    assert_eq!(seen["version"], "HTTP/1.1");
+    assert_eq!(seen["path"], "/h2?x=y");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_statuses() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    // 503: a Service without endpoints.
+    m.write(
+        "empty.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n{}",
+            ingress("empty", &[("empty.test", "Prefix", "/", "empty")])
+        ),
+    );
+    // 502: an endpoint that refuses connections.
+    m.write(
+        "dead.yaml",
+        &format!(
+            "{}---\n{}",
+            service("dead", closed_port()),
+            ingress("dead", &[("dead.test", "Prefix", "/", "dead")])
+        ),
+    );
+    let fjord = Fjord::start(
+        m.path(),
+        &config(
+            "",
+            "serversTransport:\n  forwardingTimeouts: {responseHeaderTimeout: 300ms}\n",
+        ),
+    );
+    let web = fjord.web;
+
+    let r = get(web, "nothing.test", "/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (404, "404 page not found\n")
+    );
+    let r = get(web, "empty.test", "/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "503 no available server\n")
+    );
+    let r = get(web, "dead.test", "/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (502, "502 bad gateway\n")
+    );
+    let r = get(web, "app.test", "/delay/3000").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (504, "504 gateway timeout\n")
+    );
+    // A backend's own error statuses pass through untouched.
+    let r = get(web, "app.test", "/status/503").await;
+    assert_eq!(
+        (r.status.as_u16(), r.backend().as_deref()),
+        (503, Some("app"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_and_header_limits() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(
+        m.path(),
+        &config(
+            "    limits: {maxRequestBodyBytes: 1024, maxRequestHeaderBytes: 16384}\n",
+            "",
+        ),
+    );
+    let post = |body: Vec<u8>| {
+        Request::post(format!("http://{}/upload", fjord.web))
+            .header("host", "app.test")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let small = send(&client(), post(vec![b'a'; 1000])).await;
+    assert_eq!(
+        (small.status.as_u16(), small.json()["body_bytes"].as_u64()),
+        (200, Some(1000))
+    );
+    let big = send(&client(), post(vec![b'a'; 4096])).await;
+    assert_eq!(big.status, 413, "declared length over the limit");
+
+    // A chunked body with no declared length is cut off at the limit too.
+    let chunks = (0..8).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'b'; 512])))
+    });
+    let req = Request::post(format!("http://{}/upload", fjord.web))
+        .header("host", "app.test")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let streamed =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http()
+            .request(req)
+            .await
+            .unwrap();
+    assert_eq!(streamed.status(), 413);
+
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(20_000)
+    );
+    let answer = raw(fjord.web, huge_header.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusing_endpoint_is_skipped_and_bodyless_requests_retried() {
+    let live = echo("live").await;
+    let m = Manifests::new();
+    m.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service("app", live.addr).replace(
+                "- addresses: [\"127.0.0.1\"]\n  conditions: {ready: true}\n",
+                &format!("- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\n- addresses: [\"127.0.0.2\"]\n  conditions: {{ready: true}}\n- addresses: [\"127.0.0.3\"]\n  conditions: {{ready: false}}\n"),
+            ),
+            ingress("app", &[("app.test", "Prefix", "/", "app")])
+        ),
+    );
+    // Endpoints share the slice's port; the live backend listens on 127.0.0.1 only, so
+    // 127.0.0.2 refuses, and 127.0.0.3 is not ready.
+    assert!(
+        TcpStream::connect(SocketAddr::new(
+            "127.0.0.2".parse().unwrap(),
+            live.addr.port()
+        ))
+        .is_err()
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    for i in 0..20 {
+        let r = get(fjord.web, "app.test", "/").await;
+        assert_eq!(
+            (r.status.as_u16(), r.backend().as_deref()),
+            (200, Some("live")),
+            "request {i}"
+        );
+    }
+    let line = fjord.wait_for_log("endpoint is backing off");
+    assert!(line.contains("127.0.0.2"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_header_connections_are_closed() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(
+        m.path(),
+        &config(
+            "    transport:\n      respondingTimeouts: {requestHeaderTimeout: 300ms, idleTimeout: 300ms}\n",
+            "",
+        ),
+    );
+    // Slowloris: half a request head, never finished.
+    let started = Instant::now();
+    let answer = raw(fjord.web, b"GET / HTTP/1.1\r\nHost: app.test\r\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "closed by fjord, not by the read timeout"
+    );
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // HTTP/2 idles out too: after its last request, fjord closes the connection (GOAWAY).
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(fjord.web).await.unwrap());
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get("http://app.test/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "idle h2 connection was not closed by fjord");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let mut fjord = Fjord::start(
+        m.path(),
+        &config("    transport: {lifeCycle: {graceTimeOut: 10s}}\n", ""),
+    );
+    let web = fjord.web;
+    let admin = fjord.admin;
+    let in_flight = tokio::spawn(async move { get(web, "app.test", "/delay/700").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fjord.signal_term();
+    fjord.wait_for_log("shutting down");
+    // Draining: readiness fails, new connections are refused.
+    let ready = raw(
+        admin,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(TcpStream::connect(web).is_err(), "still accepting");
+    let reply = in_flight.await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.backend().as_deref()),
+        (200, Some("app"))
+    );
+    assert_eq!(fjord.wait_exit(Duration::from_secs(15)), Some(0));
+}
