@@ -264,7 +264,7 @@ async fn a_refusing_endpoint_is_skipped_and_bodyless_requests_retried() {
             "{}---\n{}",
             service("app", live.addr).replace(
                 "- addresses: [\"127.0.0.1\"]\n  conditions: {ready: true}\n",
-                &format!("- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\n- addresses: [\"127.0.0.2\"]\n  conditions: {{ready: true}}\n- addresses: [\"127.0.0.3\"]\n  conditions: {{ready: false}}\n"),
+                "- addresses: [\"127.0.0.1\"]\n  conditions: {ready: true}\n- addresses: [\"127.0.0.2\"]\n  conditions: {ready: true}\n- addresses: [\"127.0.0.3\"]\n  conditions: {ready: false}\n",
             ),
             ingress("app", &[("app.test", "Prefix", "/", "app")])
         ),
