@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::config::StaticConfig;
 use crate::diagnostics::Diagnostic;
 use crate::listener;
+use crate::provider::Store;
 use crate::provider::manifests::{self, ManifestsDir};
 use crate::proxy::Proxy;
 use crate::server::Server;
 use crate::snapshot::{Live, Snapshot};
-use crate::translate::{self, translate};
+use crate::translate::{self, translate_keeping};
 use crate::upstream::Upstream;
 
 /// How long the folder must be quiet before a change is read.
@@ -58,8 +59,8 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
         ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
     };
     let mut dir = ManifestsDir::new(&manifests);
-    let mut reported = BTreeSet::new();
-    load(&mut dir, &options, &live, &mut reported)
+    let mut state = LoadState::default();
+    load(&mut dir, &options, &live, &mut state)
         .with_context(|| format!("cannot read manifests folder {}", manifests.display()))?;
     let (watcher, mut changes) = manifests::watch(&manifests, SETTLE)
         .with_context(|| format!("cannot watch manifests folder {}", manifests.display()))?;
@@ -67,7 +68,7 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     tokio::task::spawn_blocking(move || {
         let _watcher = watcher;
         while changes.blocking_recv().is_some() {
-            if let Err(e) = load(&mut dir, &options, &reload_live, &mut reported) {
+            if let Err(e) = load(&mut dir, &options, &reload_live, &mut state) {
                 tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
             }
         }
@@ -108,17 +109,28 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What one load hands the next.
+#[derive(Default)]
+struct LoadState {
+    /// Diagnostics already logged.
+    reported: BTreeSet<Diagnostic>,
+    /// The Ingresses last accepted, kept when their next version is rejected.
+    accepted: Store,
+}
+
 /// Reads the folder, translates it and puts the result in force. Diagnostics are logged when
 /// they first appear and when they go away, not on every reload.
 fn load(
     dir: &mut ManifestsDir,
     options: &translate::Options,
     live: &Live,
-    reported: &mut BTreeSet<Diagnostic>,
+    state: &mut LoadState,
 ) -> std::io::Result<()> {
     let started = Instant::now();
     let loaded = dir.load()?;
-    let translation = translate(&loaded.store, options);
+    let (translation, accepted) = translate_keeping(&loaded.store, options, &state.accepted);
+    state.accepted = accepted;
+    let reported = &mut state.reported;
     let diagnostics: BTreeSet<Diagnostic> = loaded
         .diagnostics
         .into_iter()

@@ -6,35 +6,15 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service};
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service, until_served};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Polls until `host` + `/` is answered by `want` (None: a 404), and returns how long it took.
-async fn until_served(web: std::net::SocketAddr, host: &str, want: Option<&str>) -> Duration {
-    let start = Instant::now();
-    loop {
-        let reply = get(web, host, "/").await;
-        let ok = match want {
-            Some(b) => reply.backend().as_deref() == Some(b),
-            None => reply.status == 404,
-        };
-        if ok {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{host} never became {want:?}: {reply:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edits_additions_and_removals_take_effect() {

@@ -92,6 +92,15 @@ impl Store {
         }
     }
 
+    /// Adds `object`, replacing any with the same identity.
+    pub fn upsert(&mut self, object: Object) {
+        self.objects.insert(object.key(), object);
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }

@@ -6,14 +6,14 @@ mod backend;
 pub mod class;
 mod ingress;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::diagnostics::Diagnostic;
-use crate::provider::Store;
+use crate::provider::{Object, ObjectKey, Store};
 
 /// Settings of the translation that come from the static configuration.
 #[derive(Clone, Debug)]
@@ -142,6 +142,8 @@ impl fmt::Display for EndpointAddr {
 pub struct Translation {
     pub config: Config,
     pub diagnostics: Vec<Diagnostic>,
+    /// Ingresses left out as a whole.
+    pub rejected: BTreeSet<ObjectKey>,
 }
 
 impl Translation {
@@ -162,7 +164,10 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
         match classes.accepts(ing) {
             Ok(true) => ingresses.push(ing),
             Ok(false) => {}
-            Err(why) => out.diagnostics.push(Diagnostic::error(subject(ing), why)),
+            Err(why) => {
+                out.diagnostics.push(Diagnostic::error(subject(ing), why));
+                out.rejected.insert(key(ing));
+            }
         }
     }
     // Conflicts go to the oldest Ingress, then by namespace/name; objects without a
@@ -187,6 +192,7 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                 for e in errors {
                     out.diagnostics.push(Diagnostic::error(&subject, e));
                 }
+                out.rejected.insert(key(ing));
                 continue;
             }
         };
@@ -254,6 +260,63 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
     out
 }
 
+/// Like [`translate`], but an Ingress whose new version is rejected while `last_good` holds
+/// an accepted version of it is served as that version: an invalid edit does not take its
+/// routes away. Returns the Ingresses accepted this time, the `last_good` of the next call.
+pub fn translate_keeping(
+    store: &Store,
+    options: &Options,
+    last_good: &Store,
+) -> (Translation, Store) {
+    let first = translate(store, options);
+    let kept: Vec<&Object> = first
+        .rejected
+        .iter()
+        .filter_map(|k| last_good.get(k))
+        .collect();
+    if kept.is_empty() {
+        let accepted = accepted_ingresses(store, &first.rejected);
+        return (first, accepted);
+    }
+    let mut patched = store.clone();
+    for old in &kept {
+        patched.upsert((*old).clone());
+    }
+    let mut second = translate(&patched, options);
+    let kept: BTreeSet<String> = kept.iter().map(|o| o.key().to_string()).collect();
+    // The diagnostics about a kept Ingress are those of its new, rejected version.
+    second.diagnostics.retain(|d| !kept.contains(&d.subject));
+    for mut d in first
+        .diagnostics
+        .into_iter()
+        .filter(|d| kept.contains(&d.subject))
+    {
+        d.message.push_str("; still serving its last good version");
+        second.diagnostics.push(d);
+    }
+    second.diagnostics.sort();
+    let accepted = accepted_ingresses(&patched, &second.rejected);
+    (second, accepted)
+}
+
+fn accepted_ingresses(store: &Store, rejected: &BTreeSet<ObjectKey>) -> Store {
+    let mut accepted = Store::default();
+    for ing in store.ingresses() {
+        if !rejected.contains(&key(ing)) {
+            accepted.upsert(Object::Ingress(ing.clone()));
+        }
+    }
+    accepted
+}
+
+fn key(ing: &Ingress) -> ObjectKey {
+    ObjectKey {
+        kind: "Ingress",
+        namespace: ing.metadata.namespace.clone(),
+        name: ing.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
 fn subject(ing: &Ingress) -> String {
     format!(
         "Ingress {}/{}",
@@ -272,5 +335,93 @@ fn describe((host, path): &(HostMatch, PathMatch)) -> String {
         PathMatch::Exact(p) => format!("{host}, Exact {p:?}"),
         PathMatch::Prefix(p) if p.is_empty() => format!("{host}, Prefix \"/\""),
         PathMatch::Prefix(p) => format!("{host}, Prefix {p:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::decode::{Decoded, decode};
+
+    fn store(yaml: &str) -> Store {
+        let mut store = Store::default();
+        for doc in serde_saphyr::from_multiple::<serde_json::Value>(yaml).unwrap() {
+            let mut out = Vec::new();
+            decode(doc, "test.yaml", &mut out);
+            for d in out {
+                match d {
+                    Decoded::Object(o) => store.insert(o).unwrap(),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        store
+    }
+
+    fn options() -> Options {
+        Options {
+            ingress_class: "fjord".into(),
+        }
+    }
+
+    const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: shop}\nspec:\n  ingressClassName: fjord\n  rules:\n  - host: shop.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n";
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - {name: metrics, port: 9090, targetPort: 9090}\n  - {name: http, port: 80, targetPort: web}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nports:\n- {name: metrics, port: 9090}\n- {name: http, port: 8080}\nendpoints:\n- addresses: [10.0.0.1]\n  conditions: {ready: true}\n- addresses: [10.0.0.2]\n- addresses: [10.0.0.3]\n  conditions: {ready: false}\n";
+
+    fn endpoints(t: &Translation) -> Vec<String> {
+        let backend = &t.config.routes[0].target.backend;
+        t.config.backends[backend]
+            .endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn named_port_maps_through_the_slice_and_only_ready_endpoints_count() {
+        let t = translate(&store(&format!("{INGRESS}---\n{SERVICE}")), &options());
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+        // 10.0.0.2 has no `ready` condition: unknown counts as ready.
+        assert_eq!(endpoints(&t), ["10.0.0.1:8080", "10.0.0.2:8080"]);
+    }
+
+    #[test]
+    fn external_name_services_resolve_by_dns() {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: ExternalName, externalName: api.example.net, ports: [{name: http, port: 443}]}\n";
+        let t = translate(&store(&format!("{INGRESS}---\n{svc}")), &options());
+        assert_eq!(endpoints(&t), ["api.example.net:443"]);
+    }
+
+    #[test]
+    fn a_rejected_edit_keeps_the_last_good_version() {
+        let good = store(&format!("{INGRESS}---\n{SERVICE}"));
+        let (t, accepted) = translate_keeping(&good, &options(), &Store::default());
+        assert_eq!(t.config.routes.len(), 1);
+        assert_eq!(accepted.len(), 1);
+
+        let bad = store(&format!(
+            "{}---\n{SERVICE}",
+            INGRESS.replace("Prefix", "Regex")
+        ));
+        let (t, accepted) = translate_keeping(&bad, &options(), &accepted);
+        assert_eq!(
+            t.config.routes.len(),
+            1,
+            "the last good version still routes"
+        );
+        assert_eq!(t.diagnostics.len(), 1);
+        let d = t.diagnostics[0].to_string();
+        assert!(
+            d.contains("\"Regex\" is not Exact")
+                && d.ends_with("still serving its last good version"),
+            "{d}"
+        );
+
+        // Without a last good version, a rejected Ingress is simply left out.
+        let (t, _) = translate_keeping(&bad, &options(), &Store::default());
+        assert!(t.config.routes.is_empty());
+        // Deleting the Ingress removes its routes, whatever was accepted before.
+        let (t, _) = translate_keeping(&store(SERVICE), &options(), &accepted);
+        assert!(t.config.routes.is_empty());
     }
 }

@@ -223,6 +223,26 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     send(&client(), req).await
 }
 
+/// Polls until `host` + `/` is answered by `want` (None: a 404), and returns how long it took.
+pub async fn until_served(web: SocketAddr, host: &str, want: Option<&str>) -> Duration {
+    let start = Instant::now();
+    loop {
+        let reply = get(web, host, "/").await;
+        let ok = match want {
+            Some(b) => reply.backend().as_deref() == Some(b),
+            None => reply.status == 404,
+        };
+        if ok {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{host} never became {want:?}: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A Service with one port and an EndpointSlice pointing at `backend`.
 pub fn service(name: &str, backend: SocketAddr) -> String {
     format!(
