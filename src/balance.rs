@@ -61,25 +61,27 @@ pub struct EndpointSet {
 impl EndpointSet {
     /// Builds the set for `spec`, keeping the health of addresses that were in `previous`.
     pub fn new(spec: &[EndpointSpec], previous: Option<&EndpointSet>) -> Self {
-        let endpoints = spec
-            .iter()
-            .filter_map(|s| {
-                let authority = Authority::try_from(s.addr.to_string()).ok()?;
-                let health = previous
-                    .and_then(|p| p.endpoints.iter().find(|e| e.addr == s.addr))
-                    .map(|e| Arc::clone(&e.health))
-                    .unwrap_or_default();
-                Some(Endpoint {
-                    addr: s.addr.clone(),
-                    authority,
-                    health,
-                })
-            })
-            .collect::<Vec<_>>();
-        let weights: Vec<u64> = spec.iter().map(|s| u64::from(s.weight.max(1))).collect();
+        let mut endpoints = Vec::with_capacity(spec.len());
+        let mut weights = Vec::with_capacity(spec.len());
+        for s in spec {
+            // Translation only lets valid addresses through; one that is not is skipped.
+            let Ok(authority) = Authority::try_from(s.addr.to_string()) else {
+                continue;
+            };
+            let health = previous
+                .and_then(|p| p.endpoints.iter().find(|e| e.addr == s.addr))
+                .map(|e| Arc::clone(&e.health))
+                .unwrap_or_default();
+            endpoints.push(Endpoint {
+                addr: s.addr.clone(),
+                authority,
+                health,
+            });
+            weights.push(u64::from(s.weight.max(1)));
+        }
         Self {
             spec: spec.to_vec(),
-            schedule: schedule(&weights[..endpoints.len().min(weights.len())]),
+            schedule: schedule(&weights),
             endpoints,
             cursor: AtomicUsize::new(0),
         }

@@ -185,3 +185,55 @@ async fn reloads_under_load_drop_nothing() {
         .count();
     assert!(reloads >= 40, "{reloads} reloads");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_balanced_and_reloads_keep_the_upstream_pool() {
+    let m = Manifests::new();
+    let a = Echo::start("a", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let b = Echo::start("b", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write("svc.yaml", &support::service_over("app", &[a.addr, b.addr]));
+    m.write(
+        "app.yaml",
+        &ingress("app", &[("app.test", "Prefix", "/", "app")]),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+
+    let mut order = Vec::new();
+    for _ in 0..10 {
+        order.push(get(fjord.web, "app.test", "/").await.backend().unwrap());
+    }
+    assert!(
+        order.windows(2).all(|w| w[0] != w[1]),
+        "round robin alternates: {order:?}"
+    );
+    assert_eq!(order.iter().filter(|b| *b == "a").count(), 5);
+
+    // Ten reloads that leave the Service alone: its pooled connections stay open and reused.
+    let before = a.connections() + b.connections();
+    for i in 0..10 {
+        m.write(
+            "noise.yaml",
+            &ingress(
+                "noise",
+                &[(&format!("noise{i}.test"), "Prefix", "/", "app")],
+            ),
+        );
+        let host = format!("noise{i}.test");
+        while get(fjord.web, &host, "/").await.status != 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let after = a.connections() + b.connections();
+    assert!(
+        before <= 4,
+        "sequential requests reuse pooled connections: {before}"
+    );
+    assert!(
+        after - before <= 2,
+        "reloads did not drop the pool: {before} connections before, {after} after"
+    );
+}

@@ -83,9 +83,9 @@ impl<'a> Resolver<'a> {
             let host = spec
                 .and_then(|s| s.external_name.clone())
                 .unwrap_or_default();
-            if host.is_empty() {
+            if http::uri::Authority::try_from(format!("{host}:1")).is_err() || host.is_empty() {
                 return Err(Problem::error(format!(
-                    "Service {ns}/{name} is ExternalName but has no spec.externalName"
+                    "Service {ns}/{name}: spec.externalName {host:?} is not a DNS name"
                 )));
             }
             let port = match (&service.port, port) {

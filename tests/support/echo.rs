@@ -6,6 +6,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 /// A running echo backend; it stops when dropped.
 pub struct Echo {
     pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,11 +41,14 @@ impl Echo {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(name, req));
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -52,7 +58,16 @@ impl Echo {
                 });
             }
         });
-        Ok(Echo { addr, task })
+        Ok(Echo {
+            addr,
+            connections,
+            task,
+        })
+    }
+
+    /// How many TCP connections the backend has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 

@@ -269,6 +269,22 @@ endpoints:
     )
 }
 
+/// A Service whose endpoints are `backends`, one EndpointSlice each (slices may carry
+/// different port numbers for the same Service port, as during a rollout).
+pub fn service_over(name: &str, backends: &[SocketAddr]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
+    );
+    for (i, b) in backends.iter().enumerate() {
+        out.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints:\n- addresses: [\"{}\"]\n",
+            b.port(),
+            b.ip()
+        ));
+    }
+    out
+}
+
 /// An Ingress of class fjord with one rule per `(host, pathType, path, service)`.
 pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
     let mut out = format!(
