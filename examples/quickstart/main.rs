@@ -4,6 +4,8 @@
 //! `examples/quickstart/manifests/` with the default configuration: traffic on `:8080`, health
 //! on `127.0.0.1:9180`. Edit the manifests while it runs: changes apply within a second.
 
+// The tests' echo backend; they use more of it than this example does.
+#[allow(dead_code)]
 #[path = "../../tests/support/echo.rs"]
 mod echo;
 
