@@ -69,11 +69,14 @@ impl Proxy {
         client: &forwarded::Client,
         entry: &EntryPoint,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        // The authority of an absolute or HTTP/2 request wins over a Host header (RFC 9112 §3.2.2).
-        let host = match req.uri().authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers().get(header::HOST).cloned(),
-        };
+        // The authority of an absolute-form or HTTP/2 request wins over a Host header
+        // (RFC 9112 §3.2.2, RFC 9113 §8.3.1), for routing and for the backend alike.
+        let authority = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let from_uri = authority.is_some();
+        let host = authority.or_else(|| req.headers().get(header::HOST).cloned());
         let target = self.route(host.as_ref(), req.uri().path())?;
         let backend = &target.backend;
         if backend.endpoints.is_empty() {
@@ -95,7 +98,7 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         forwarded::request(&mut parts.headers, client, host.as_ref(), upgrade);
-        if let Some(h) = host.filter(|_| !parts.headers.contains_key(header::HOST)) {
+        if let Some(h) = host.filter(|_| from_uri || !parts.headers.contains_key(header::HOST)) {
             parts.headers.insert(header::HOST, h);
         }
         parts.version = Version::HTTP_11;

@@ -92,6 +92,20 @@ async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_request_is_routed_and_forwarded_by_its_uri() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let answer = raw(
+        fjord.web,
+        b"GET http://app.test/abs?x=1 HTTP/1.1\r\nHost: elsewhere.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"host\": \"app.test\""), "{answer}");
+    assert!(answer.contains("\"path\": \"/abs?x=1\""), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_trusted_peer_chain_is_appended_to() {
     let backend = echo("app").await;
     let m = app(backend.addr);
