@@ -368,3 +368,33 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     );
     assert_eq!(fjord.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_name_services_are_resolved_when_connecting() {
+    let backend = echo("external").await;
+    let m = Manifests::new();
+    m.write(
+        "ext.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec: {{type: ExternalName, externalName: localhost}}\n---\n{}",
+            ingress("ext", &[("ext.test", "Prefix", "/", "ext")])
+                .replace("port: {name: http}", &format!("port: {{number: {}}}", backend.addr.port()))
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let reply = get(fjord.web, "ext.test", "/x").await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.backend().as_deref()),
+        (200, Some("external"))
+    );
+    assert_eq!(
+        reply.json()["host"],
+        "ext.test",
+        "the client's Host, not the external name"
+    );
+    let health = raw(
+        fjord.admin,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
