@@ -1,5 +1,6 @@
-//! The admin server: `/healthz` (the process is up) and `/readyz` (the first complete config is
-//! live and fjord is not shutting down).
+//! The admin server: `/healthz` (the process is up), `/readyz` (the first complete config is
+//! live and fjord is not shutting down) and `/acme` (each ACME certificate's names, expiry,
+//! next attempt and last error, as JSON).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::Manager;
 use crate::listener;
 use crate::snapshot::Live;
 
@@ -22,16 +24,18 @@ use crate::snapshot::Live;
 pub async fn serve(
     listener: TcpListener,
     live: Arc<Live>,
+    acme: Arc<Manager>,
     draining: CancellationToken,
     stop: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
     listener::accept(listener, stop, tracker, move |stream, _peer| {
         let live = Arc::clone(&live);
+        let acme = Arc::clone(&acme);
         let draining = draining.clone();
         async move {
             let service = service_fn(move |req| {
-                let response = answer(&req, &live, &draining);
+                let response = answer(&req, &live, &acme, &draining);
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -47,8 +51,18 @@ pub async fn serve(
 fn answer(
     req: &Request<Incoming>,
     live: &Live,
+    acme: &Manager,
     draining: &CancellationToken,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/acme" {
+        let json = serde_json::to_vec_pretty(&acme.status()).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(json)));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     let (status, text) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, "ok\n"),
         "/readyz" if draining.is_cancelled() => {

@@ -106,9 +106,7 @@ fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = translate::Options {
-        ingress_class: config.providers.kubernetes_ingress.ingress_class,
-    };
+    let options = translate::Options::from_config(&config);
     let translation = translate(&loaded.store, &options);
     let mut diagnostics: Vec<_> = loaded
         .diagnostics

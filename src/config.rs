@@ -19,19 +19,109 @@ pub struct StaticConfig {
     pub servers_transport: ServersTransport,
     pub providers: Providers,
     pub log: Log,
+    pub tls: Tls,
+    /// ACME certificate resolvers by name; Ingresses pick one with `fjord.dev/cert-resolver`,
+    /// or get `default` with `kubernetes.io/tls-acme: "true"`.
+    pub certificates_resolvers: BTreeMap<String, CertificatesResolver>,
 }
 
 impl Default for StaticConfig {
     fn default() -> Self {
+        let websecure = EntryPoint {
+            address: Address::Any(8443),
+            http: EntryPointHttp {
+                tls: Some(EntryPointTls::default()),
+                ..EntryPointHttp::default()
+            },
+            ..EntryPoint::default()
+        };
         Self {
-            entry_points: [("web".to_owned(), EntryPoint::default())].into(),
+            entry_points: [
+                ("web".to_owned(), EntryPoint::default()),
+                ("websecure".to_owned(), websecure),
+            ]
+            .into(),
             admin: Admin::default(),
             servers_transport: ServersTransport::default(),
             providers: Providers::default(),
             log: Log::default(),
+            tls: Tls::default(),
+            certificates_resolvers: BTreeMap::new(),
         }
     }
 }
+
+/// TLS settings shared by every TLS entry point.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Tls {
+    /// Served when no certificate matches the SNI name; without it, a self-signed one is
+    /// generated at start.
+    pub default_certificate: Option<CertificateFiles>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateFiles {
+    /// PEM certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificatesResolver {
+    pub acme: Acme,
+}
+
+/// An ACME account and how to prove control of names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Acme {
+    /// Contact address for the account.
+    #[serde(default)]
+    pub email: String,
+    /// The CA's directory URL. Default Let's Encrypt production.
+    #[serde(default = "lets_encrypt")]
+    pub ca_server: String,
+    /// PEM files to trust for the directory's own HTTPS (a test CA such as Pebble).
+    #[serde(default)]
+    pub ca_certificates: Vec<std::path::PathBuf>,
+    /// Directory where the account and certificates are kept (key files 0600).
+    pub storage: std::path::PathBuf,
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// ACME profile to ask for; empty for the CA's default.
+    #[serde(default)]
+    pub profile: String,
+    pub http_challenge: Option<HttpChallenge>,
+    pub tls_challenge: Option<TlsChallenge>,
+}
+
+fn lets_encrypt() -> String {
+    "https://acme-v02.api.letsencrypt.org/directory".to_owned()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum KeyType {
+    #[default]
+    EC256,
+    EC384,
+    RSA2048,
+    RSA4096,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpChallenge {
+    /// The plain-HTTP entry point the CA reaches (it must listen on port 80 in production).
+    pub entry_point: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsChallenge {}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -42,6 +132,7 @@ pub struct EntryPoint {
     pub forwarded_headers: ForwardedHeaders,
     pub transport: EntryPointTransport,
     pub limits: Limits,
+    pub http: EntryPointHttp,
 }
 
 impl Default for EntryPoint {
@@ -51,8 +142,61 @@ impl Default for EntryPoint {
             forwarded_headers: ForwardedHeaders::default(),
             transport: EntryPointTransport::default(),
             limits: Limits::default(),
+            http: EntryPointHttp::default(),
         }
     }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EntryPointHttp {
+    /// Present: the entry point terminates TLS.
+    pub tls: Option<EntryPointTls>,
+    pub redirections: Redirections,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EntryPointTls {
+    /// A client must finish the TLS handshake within this. Default 10s.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for EntryPointTls {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Redirections {
+    /// Redirect requests for hosts that have TLS to another (TLS) entry point.
+    pub entry_point: Option<RedirectTo>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RedirectTo {
+    /// The entry point to redirect to, e.g. `websecure`.
+    pub to: String,
+    /// Default `https`.
+    #[serde(default = "https")]
+    pub scheme: String,
+    /// 308 when true (the default), 307 when false: both keep the method and body.
+    #[serde(default = "yes")]
+    pub permanent: bool,
+}
+
+fn https() -> String {
+    "https".to_owned()
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A listening address.
@@ -263,11 +407,43 @@ impl StaticConfig {
             anyhow::bail!("entryPoints: at least one entry point is needed");
         }
         for (name, ep) in &config.entry_points {
+            if let Some(to) = &ep.http.redirections.entry_point
+                && !config.entry_points.contains_key(&to.to)
+            {
+                anyhow::bail!(
+                    "entryPoints.{name}.http.redirections.entryPoint.to: no entry point {:?}",
+                    to.to
+                );
+            }
             if ep.limits.max_request_header_bytes < 8192 {
                 anyhow::bail!(
                     "entryPoints.{name}.limits.maxRequestHeaderBytes {} is below the minimum 8192",
                     ep.limits.max_request_header_bytes
                 );
+            }
+        }
+        for (name, r) in &config.certificates_resolvers {
+            let acme = &r.acme;
+            match (&acme.http_challenge, &acme.tls_challenge) {
+                (Some(h), None) => {
+                    let ep = config.entry_points.get(&h.entry_point);
+                    if ep.is_none_or(|ep| ep.http.tls.is_some()) {
+                        anyhow::bail!(
+                            "certificatesResolvers.{name}.acme.httpChallenge.entryPoint: {:?} is not a plain-HTTP entry point",
+                            h.entry_point
+                        );
+                    }
+                }
+                (None, Some(_)) => {
+                    if !config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
+                        anyhow::bail!(
+                            "certificatesResolvers.{name}.acme.tlsChallenge needs a TLS entry point"
+                        );
+                    }
+                }
+                _ => anyhow::bail!(
+                    "certificatesResolvers.{name}.acme: set exactly one of httpChallenge and tlsChallenge"
+                ),
             }
         }
         Ok(config)
@@ -337,7 +513,13 @@ mod tests {
             Duration::from_secs(180)
         );
         assert_eq!(c.providers.kubernetes_ingress.ingress_class, "fjord");
-        assert_eq!(StaticConfig::parse("").unwrap().entry_points.len(), 1);
+        let defaults = StaticConfig::parse("").unwrap();
+        assert_eq!(defaults.entry_points["web"].address, Address::Any(8080));
+        assert_eq!(
+            defaults.entry_points["websecure"].address,
+            Address::Any(8443)
+        );
+        assert!(defaults.entry_points["websecure"].http.tls.is_some());
     }
 
     #[test]

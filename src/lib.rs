@@ -14,6 +14,7 @@
 //! readiness; `run` wires it together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod router;
 pub mod run;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod translate;
 pub mod upstream;

@@ -13,6 +13,8 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::acme::Challenges;
+use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -27,6 +29,7 @@ pub type ResponseBody = Either<Incoming, Full<Bytes>>;
 pub struct Proxy {
     live: Arc<Live>,
     upstream: Upstream,
+    acme: Arc<Challenges>,
 }
 
 /// What the proxy needs to know of the entry point a request came in on.
@@ -35,11 +38,27 @@ pub struct EntryPoint {
     pub name: Box<str>,
     /// Largest request body in bytes; 0 is unlimited.
     pub max_body: u64,
+    /// Where requests for hosts with TLS are redirected, if anywhere.
+    pub redirect: Option<Redirect>,
+}
+
+/// A redirect of plain-HTTP requests to a TLS entry point.
+#[derive(Debug)]
+pub struct Redirect {
+    pub scheme: Box<str>,
+    /// The port to put in the Location; `None` when it is the scheme's default.
+    pub port: Option<u16>,
+    /// 308 (permanent) or 307.
+    pub permanent: bool,
 }
 
 impl Proxy {
-    pub fn new(live: Arc<Live>, upstream: Upstream) -> Self {
-        Self { live, upstream }
+    pub fn new(live: Arc<Live>, upstream: Upstream, acme: Arc<Challenges>) -> Self {
+        Self {
+            live,
+            upstream,
+            acme,
+        }
     }
 
     /// Answers one request; every failure becomes its error response here.
@@ -77,6 +96,21 @@ impl Proxy {
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let from_uri = authority.is_some();
         let host = authority.or_else(|| req.headers().get(header::HOST).cloned());
+        // ACME HTTP-01 answers come before routing: no user route can shadow them.
+        if req.uri().path().starts_with(HTTP01_PREFIX)
+            && let Some(answer) = self.acme.http01(req.uri().path())
+        {
+            return Ok(plain(StatusCode::OK, Bytes::from(answer)));
+        }
+        let host_str = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if let Some(redirect) = &entry.redirect
+            && self.live.load().has_tls(host_str)
+        {
+            return Ok(redirect.response(host_str, req.uri()));
+        }
         let target = self.route(host.as_ref(), req.uri().path())?;
         let backend = &target.backend;
         if backend.endpoints.is_empty() {
@@ -206,6 +240,35 @@ impl Proxy {
         }
         result
     }
+}
+
+impl Redirect {
+    fn response(&self, host: &str, uri: &Uri) -> Response<ResponseBody> {
+        let host = crate::router::normalize_host(host);
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let location = format!("{}://{host}{port}{path}", self.scheme);
+        let status = if self.permanent {
+            StatusCode::PERMANENT_REDIRECT
+        } else {
+            StatusCode::TEMPORARY_REDIRECT
+        };
+        let mut response = plain(status, Bytes::new());
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        response
+    }
+}
+
+fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn no_endpoint(target: &Target) -> ProxyError {

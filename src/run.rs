@@ -1,7 +1,7 @@
 //! `fjord run`: binds the entry points, loads the manifests, keeps the snapshot in step with the
 //! folder, and on SIGTERM/SIGINT drains in-flight requests before exiting.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,15 +10,17 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::{self, Challenges};
 use crate::config::StaticConfig;
 use crate::diagnostics::Diagnostic;
 use crate::listener;
-use crate::provider::Store;
+
 use crate::provider::manifests::{self, ManifestsDir};
-use crate::proxy::Proxy;
-use crate::server::Server;
+use crate::proxy::{Proxy, Redirect};
+use crate::server::{self, Server};
 use crate::snapshot::{Live, Snapshot};
-use crate::translate::{self, translate_keeping};
+use crate::tls;
+use crate::translate::{self, LastGood, translate_keeping};
 use crate::upstream::Upstream;
 
 /// How long the folder must be quiet before a change is read.
@@ -26,20 +28,66 @@ const SETTLE: Duration = Duration::from_millis(100);
 
 /// Runs the proxy on the manifests in `manifests` until SIGTERM or SIGINT.
 pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()> {
+    // One crypto provider for every TLS user (the server, the ACME client): aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let live = Arc::new(Live::default());
+    let challenges = Arc::new(Challenges::default());
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&live),
         Upstream::new(&config.servers_transport),
+        Arc::clone(&challenges),
     ));
+    let acme = Arc::new(acme::Manager::new(&config, Arc::clone(&challenges)));
+    let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
+        let default = tls::default_certificate(&config.tls)?;
+        let resolver = tls::Resolver::new(Arc::clone(&live), Arc::clone(&challenges), default);
+        Some(tls::server_config(Arc::new(resolver))?)
+    } else {
+        None
+    };
 
     // Bind everything before serving, so a taken port fails start-up naming the entry point.
-    let mut listeners = Vec::new();
+    let mut bound = BTreeMap::new();
     for (name, ep) in &config.entry_points {
         let l = listener::bind(ep.address)
             .await
             .with_context(|| format!("entryPoints.{name}: cannot listen on {:?}", ep.address))?;
-        tracing::info!(entrypoint = %name, address = %l.local_addr()?, "listening");
-        listeners.push((Arc::new(Server::new(name, ep, Arc::clone(&proxy))), l));
+        tracing::info!(entrypoint = %name, address = %l.local_addr()?, tls = ep.http.tls.is_some(), "listening");
+        bound.insert(name.clone(), l);
+    }
+    let ports: BTreeMap<String, u16> = bound
+        .iter()
+        .filter_map(|(name, l)| Some((name.clone(), l.local_addr().ok()?.port())))
+        .collect();
+    let mut listeners = Vec::new();
+    for (name, l) in bound {
+        let Some(ep) = config.entry_points.get(&name) else {
+            continue;
+        };
+        let tls = match (&ep.http.tls, &tls_config) {
+            (Some(t), Some(server_config)) => Some(server::Tls {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(server_config)),
+                handshake_timeout: t.handshake_timeout,
+            }),
+            _ => None,
+        };
+        let redirect = ep.http.redirections.entry_point.as_ref().map(|to| {
+            let port = ports.get(&to.to).copied();
+            let default_port = match to.scheme.as_str() {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            };
+            Redirect {
+                scheme: to.scheme.as_str().into(),
+                port: port.filter(|p| Some(*p) != default_port),
+                permanent: to.permanent,
+            }
+        });
+        listeners.push((
+            Arc::new(Server::new(&name, ep, Arc::clone(&proxy), tls, redirect)),
+            l,
+        ));
     }
     let admin = listener::bind(config.admin.address)
         .await
@@ -51,24 +99,24 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     tokio::spawn(crate::admin::serve(
         admin,
         Arc::clone(&live),
+        Arc::clone(&acme),
         draining.clone(),
         stopped.clone(),
     ));
 
-    let options = translate::Options {
-        ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
-    };
+    let options = translate::Options::from_config(&config);
     let mut dir = ManifestsDir::new(&manifests);
     let mut state = LoadState::default();
-    load(&mut dir, &options, &live, &mut state)
+    load(&mut dir, &options, &live, &acme, &mut state)
         .with_context(|| format!("cannot read manifests folder {}", manifests.display()))?;
     let (watcher, mut changes) = manifests::watch(&manifests, SETTLE)
         .with_context(|| format!("cannot watch manifests folder {}", manifests.display()))?;
     let reload_live = Arc::clone(&live);
+    let reload_acme = Arc::clone(&acme);
     tokio::task::spawn_blocking(move || {
         let _watcher = watcher;
         while changes.blocking_recv().is_some() {
-            if let Err(e) = load(&mut dir, &options, &reload_live, &mut state) {
+            if let Err(e) = load(&mut dir, &options, &reload_live, &reload_acme, &mut state) {
                 tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
             }
         }
@@ -114,8 +162,8 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
 struct LoadState {
     /// Diagnostics already logged.
     reported: BTreeSet<Diagnostic>,
-    /// The Ingresses last accepted, kept when their next version is rejected.
-    accepted: Store,
+    /// What was last served, kept when an update to it is invalid.
+    last_good: LastGood,
 }
 
 /// Reads the folder, translates it and puts the result in force. Diagnostics are logged when
@@ -124,12 +172,13 @@ fn load(
     dir: &mut ManifestsDir,
     options: &translate::Options,
     live: &Live,
+    acme: &acme::Manager,
     state: &mut LoadState,
 ) -> std::io::Result<()> {
     let started = Instant::now();
     let loaded = dir.load()?;
-    let (translation, accepted) = translate_keeping(&loaded.store, options, &state.accepted);
-    state.accepted = accepted;
+    let (translation, last_good) = translate_keeping(&loaded.store, options, &state.last_good);
+    state.last_good = last_good;
     let reported = &mut state.reported;
     let diagnostics: BTreeSet<Diagnostic> = loaded
         .diagnostics
@@ -149,6 +198,7 @@ fn load(
     let snapshot = Snapshot::build(&translation.config, Some(&live.load()));
     let routes = snapshot.routes();
     live.store(snapshot);
+    acme.apply(&translation.config.acme);
     tracing::info!(
         objects = loaded.store.len(),
         routes,

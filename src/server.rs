@@ -8,16 +8,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo as Io;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::balance;
 use crate::config;
 use crate::forwarded;
-use crate::proxy::{EntryPoint, Proxy};
+use crate::proxy::{EntryPoint, Proxy, Redirect};
 
 /// An entry point's connection settings, built once at start.
 pub struct Server {
@@ -27,10 +31,23 @@ pub struct Server {
     idle_timeout: Duration,
     trusted_ips: Vec<IpNet>,
     trust_all: bool,
+    tls: Option<Tls>,
+}
+
+/// TLS on an entry point.
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub handshake_timeout: Duration,
 }
 
 impl Server {
-    pub fn new(name: &str, config: &config::EntryPoint, proxy: Arc<Proxy>) -> Self {
+    pub fn new(
+        name: &str,
+        config: &config::EntryPoint,
+        proxy: Arc<Proxy>,
+        tls: Option<Tls>,
+        redirect: Option<Redirect>,
+    ) -> Self {
         let timeouts = &config.transport.responding_timeouts;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -54,16 +71,18 @@ impl Server {
             entry: EntryPoint {
                 name: name.into(),
                 max_body: config.limits.max_request_body_bytes,
+                redirect,
             },
             builder,
             idle_timeout: timeouts.idle_timeout,
             trusted_ips: config.forwarded_headers.trusted_ips.clone(),
             trust_all: config.forwarded_headers.insecure,
+            tls,
         }
     }
 
-    /// Serves one connection until the client closes it, it idles out, or `shutdown` fires
-    /// and its in-flight requests are done.
+    /// Serves one connection (after its TLS handshake, on a TLS entry point) until the client
+    /// closes it, it idles out, or `shutdown` fires and its in-flight requests are done.
     pub async fn serve(
         self: Arc<Self>,
         stream: TcpStream,
@@ -72,11 +91,47 @@ impl Server {
     ) {
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+        let Some(tls) = &self.tls else {
+            return self
+                .serve_http(stream, peer, local_port, false, shutdown)
+                .await;
+        };
+        // A client that never finishes the handshake holds nothing past the timeout.
+        let stream =
+            match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+            // A TLS-ALPN-01 validation: the handshake was the answer.
+            return;
+        }
+        self.serve_http(stream, peer, local_port, true, shutdown)
+            .await;
+    }
+
+    async fn serve_http<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        local_port: u16,
+        tls: bool,
+        shutdown: CancellationToken,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let conn = Arc::new(Connection {
             client: forwarded::Client::new(
                 peer,
                 local_port,
-                false,
+                tls,
                 &self.trusted_ips,
                 self.trust_all,
             ),
@@ -101,7 +156,7 @@ impl Server {
         };
         let http = self
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            .serve_connection_with_upgrades(Io::new(io), service);
         tokio::pin!(http);
 
         let idle = self.idle_timeout;

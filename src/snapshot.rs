@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
-use crate::router::Router;
+use crate::router::{Router, normalize_host};
+use crate::tls::CertTable;
 use crate::translate::{BackendId, BackendSpec, Config};
 
 /// A backend as the hot path sees it.
@@ -36,6 +37,9 @@ pub struct Snapshot {
     router: Router<Arc<Target>>,
     backends: HashMap<BackendId, Arc<Backend>>,
     routes: usize,
+    certificates: CertTable,
+    /// Hosts with TLS (`*.` wildcards stored as such), for plain-HTTP redirects.
+    tls_hosts: std::collections::HashSet<Box<str>>,
 }
 
 impl Snapshot {
@@ -70,7 +74,25 @@ impl Snapshot {
             router,
             backends,
             routes: config.routes.len(),
+            certificates: CertTable::new(&config.certificates),
+            tls_hosts: config.tls_hosts.iter().map(|h| h.as_str().into()).collect(),
         }
+    }
+
+    pub fn certificates(&self) -> &CertTable {
+        &self.certificates
+    }
+
+    /// Whether `host` (a Host header: any case, port allowed) is named in some Ingress's TLS.
+    pub fn has_tls(&self, host: &str) -> bool {
+        if self.tls_hosts.is_empty() {
+            return false;
+        }
+        let host = normalize_host(host);
+        self.tls_hosts.contains(&*host)
+            || host
+                .split_once('.')
+                .is_some_and(|(_, rest)| self.tls_hosts.contains(format!("*.{rest}").as_str()))
     }
 
     /// The target for a request to `host` and `path`.
@@ -176,6 +198,7 @@ mod tests {
             }],
             default_backend: None,
             backends: [(id, spec)].into(),
+            ..Config::default()
         }
     }
 

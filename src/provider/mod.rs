@@ -130,6 +130,18 @@ impl Store {
         })
     }
 
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        let key = ObjectKey {
+            kind: "Secret",
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        };
+        match self.objects.get(&key) {
+            Some(Object::Secret(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         let key = ObjectKey {
             kind: "Service",

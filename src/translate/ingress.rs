@@ -12,6 +12,17 @@ pub struct Rules {
     pub paths: Vec<PathRule>,
     /// `spec.defaultBackend`.
     pub default_backend: Option<ServiceRef>,
+    pub tls: Vec<TlsRule>,
+}
+
+/// One `spec.tls[i]`.
+#[derive(Debug)]
+pub struct TlsRule {
+    /// `spec.tls[i]`, for diagnostics.
+    pub field: String,
+    /// Lowercase names, `*.` wildcards allowed.
+    pub hosts: Vec<String>,
+    pub secret_name: Option<String>,
 }
 
 /// One `rules[i].http.paths[j]`.
@@ -60,6 +71,20 @@ pub fn rules(ingress: &Ingress) -> Result<Rules, Vec<String>> {
                 });
             }
         }
+    }
+    for (i, tls) in spec.tls.iter().flatten().enumerate() {
+        let mut hosts = Vec::new();
+        for (j, h) in tls.hosts.iter().flatten().enumerate() {
+            match parse_host(h) {
+                Ok(_) => hosts.push(h.clone()),
+                Err(why) => errors.push(format!("spec.tls[{i}].hosts[{j}] {h:?} {why}")),
+            }
+        }
+        out.tls.push(TlsRule {
+            field: format!("spec.tls[{i}]"),
+            hosts,
+            secret_name: tls.secret_name.clone().filter(|s| !s.is_empty()),
+        });
     }
     if errors.is_empty() && out.paths.is_empty() && out.default_backend.is_none() {
         errors.push("has neither spec.rules with paths nor spec.defaultBackend".into());

@@ -5,6 +5,7 @@
 mod backend;
 pub mod class;
 mod ingress;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -20,16 +21,46 @@ use crate::provider::{Object, ObjectKey, Store};
 pub struct Options {
     /// The IngressClass name served even when no IngressClass object exists; default `fjord`.
     pub ingress_class: String,
+    /// The configured ACME certificate resolvers.
+    pub resolvers: BTreeSet<String>,
 }
 
+impl Options {
+    pub fn from_config(config: &crate::config::StaticConfig) -> Self {
+        Self {
+            ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
+            resolvers: config.certificates_resolvers.keys().cloned().collect(),
+        }
+    }
+}
+
+/// Annotation naming the ACME certificate resolver for an Ingress's `spec.tls` hosts.
+pub const CERT_RESOLVER_ANNOTATION: &str = "fjord.dev/cert-resolver";
+/// cert-manager's convention: `"true"` asks for the `default` resolver.
+pub const TLS_ACME_ANNOTATION: &str = "kubernetes.io/tls-acme";
+
 /// What fjord routes: host/path rules to backends, and the backends' endpoints.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// One per (host, path); conflicts are already resolved.
     pub routes: Vec<Route>,
     /// Takes what no route matches.
     pub default_backend: Option<Target>,
     pub backends: BTreeMap<BackendId, BackendSpec>,
+    /// Certificates from Secrets, oldest Ingress first.
+    pub certificates: Vec<tls::TlsCert>,
+    /// Names to obtain certificates for through ACME.
+    pub acme: Vec<AcmeRequest>,
+    /// Hosts named in any `spec.tls`: plain-HTTP requests for them may be redirected.
+    pub tls_hosts: BTreeSet<String>,
+}
+
+/// Certificates an ACME resolver must keep valid, for one set of names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AcmeRequest {
+    pub resolver: String,
+    /// Sorted and without duplicates; the first names the certificate in storage.
+    pub names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +175,8 @@ pub struct Translation {
     pub diagnostics: Vec<Diagnostic>,
     /// Ingresses left out as a whole.
     pub rejected: BTreeSet<ObjectKey>,
+    /// TLS Secrets (`namespace/name`) that did not parse, with the names they were wanted for.
+    pub broken_secrets: BTreeMap<String, Vec<String>>,
 }
 
 impl Translation {
@@ -232,6 +265,7 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                 }
             }
         }
+        tls_of(ing, ns, &subject, &rules.tls, store, options, &mut out);
         for rule in rules.paths {
             let key = (rule.host.clone(), rule.path.clone());
             if let Some(owner) = owners.get(&key) {
@@ -255,48 +289,185 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
             });
         }
     }
+    out.config.acme.sort();
+    out.config.acme.dedup();
     // Errors first, then by object: a stable listing for `fjord check` and the logs.
     out.diagnostics.sort();
     out
 }
 
-/// Like [`translate`], but an Ingress whose new version is rejected while `last_good` holds
-/// an accepted version of it is served as that version: an invalid edit does not take its
-/// routes away. Returns the Ingresses accepted this time, the `last_good` of the next call.
+/// The certificates or ACME names an Ingress's `spec.tls` asks for.
+fn tls_of(
+    ing: &Ingress,
+    ns: &str,
+    subject: &str,
+    rules: &[ingress::TlsRule],
+    store: &Store,
+    options: &Options,
+    out: &mut Translation,
+) {
+    let annotations = ing.metadata.annotations.as_ref();
+    let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+    let resolver = match (
+        annotation(CERT_RESOLVER_ANNOTATION),
+        annotation(TLS_ACME_ANNOTATION),
+    ) {
+        (Some(r), _) => Some(r),
+        (None, Some("true")) => Some("default"),
+        _ => None,
+    };
+    if let Some(r) = resolver
+        && !options.resolvers.contains(r)
+    {
+        out.diagnostics.push(Diagnostic::error(
+            subject,
+            format!("certificate resolver {r:?} is not configured (certificatesResolvers); no certificate is obtained"),
+        ));
+    }
+    for rule in rules {
+        out.config.tls_hosts.extend(rule.hosts.iter().cloned());
+        if let Some(resolver) = resolver.filter(|r| options.resolvers.contains(*r)) {
+            let (wild, names): (Vec<_>, Vec<_>) = rule
+                .hosts
+                .iter()
+                .cloned()
+                .partition(|h| h.starts_with("*."));
+            for w in wild {
+                out.diagnostics.push(Diagnostic::error(
+                    subject,
+                    format!("{}.hosts {w:?}: a wildcard needs the DNS-01 challenge, which fjord does not do; use a Secret", rule.field),
+                ));
+            }
+            let mut names = names;
+            names.sort();
+            names.dedup();
+            if !names.is_empty() {
+                out.config.acme.push(AcmeRequest {
+                    resolver: resolver.to_owned(),
+                    names,
+                });
+            }
+            continue;
+        }
+        let Some(secret_name) = &rule.secret_name else {
+            if resolver.is_none() {
+                out.diagnostics.push(Diagnostic::warning(
+                    subject,
+                    format!("{} has no secretName and no certificate resolver; the default certificate is served", rule.field),
+                ));
+            }
+            continue;
+        };
+        let id = format!("{ns}/{secret_name}");
+        let parsed = match store.secret(ns, secret_name) {
+            None => Err(format!("Secret {id} not found")),
+            Some(secret) => tls::parse_secret(secret).map_err(|e| format!("Secret {id}: {e}")),
+        };
+        match parsed {
+            Ok(p) => {
+                let names = if rule.hosts.is_empty() {
+                    p.dns_names
+                } else {
+                    rule.hosts.clone()
+                };
+                out.config.certificates.push(tls::TlsCert {
+                    secret: id,
+                    names,
+                    key: p.key,
+                    not_after: p.not_after,
+                });
+            }
+            Err(why) => {
+                out.diagnostics.push(Diagnostic::error(
+                    subject,
+                    format!("{}.secretName: {why}", rule.field),
+                ));
+                out.broken_secrets
+                    .entry(id)
+                    .or_default()
+                    .extend(rule.hosts.iter().cloned());
+            }
+        }
+    }
+}
+
+/// What was last served, for [`translate_keeping`].
+#[derive(Clone, Debug, Default)]
+pub struct LastGood {
+    /// Ingresses last accepted.
+    pub ingresses: Store,
+    /// Certificates last read from each TLS Secret, by `namespace/name`.
+    pub certificates: BTreeMap<String, tls::TlsCert>,
+}
+
+/// Like [`translate`], but an invalid update keeps what was last served: an Ingress whose new
+/// version is rejected is served as its last accepted version, and a TLS Secret that stops
+/// parsing keeps its last good certificate. Returns what to hand the next call.
 pub fn translate_keeping(
     store: &Store,
     options: &Options,
-    last_good: &Store,
-) -> (Translation, Store) {
+    last: &LastGood,
+) -> (Translation, LastGood) {
     let first = translate(store, options);
     let kept: Vec<&Object> = first
         .rejected
         .iter()
-        .filter_map(|k| last_good.get(k))
+        .filter_map(|k| last.ingresses.get(k))
         .collect();
-    if kept.is_empty() {
+    let (mut out, accepted) = if kept.is_empty() {
         let accepted = accepted_ingresses(store, &first.rejected);
-        return (first, accepted);
+        (first, accepted)
+    } else {
+        let mut patched = store.clone();
+        for old in &kept {
+            patched.upsert((*old).clone());
+        }
+        let mut second = translate(&patched, options);
+        let kept: BTreeSet<String> = kept.iter().map(|o| o.key().to_string()).collect();
+        // The diagnostics about a kept Ingress are those of its new, rejected version.
+        second.diagnostics.retain(|d| !kept.contains(&d.subject));
+        for mut d in first
+            .diagnostics
+            .into_iter()
+            .filter(|d| kept.contains(&d.subject))
+        {
+            d.message.push_str("; still serving its last good version");
+            second.diagnostics.push(d);
+        }
+        let accepted = accepted_ingresses(&patched, &second.rejected);
+        (second, accepted)
+    };
+    for (secret, hosts) in &out.broken_secrets {
+        if let Some(old) = last.certificates.get(secret) {
+            let mut cert = old.clone();
+            if !hosts.is_empty() {
+                cert.names = hosts.clone();
+            }
+            out.config.certificates.push(cert);
+            for d in out
+                .diagnostics
+                .iter_mut()
+                .filter(|d| d.message.contains(&format!("Secret {secret}")))
+            {
+                d.message
+                    .push_str("; still serving its last good certificate");
+            }
+        }
     }
-    let mut patched = store.clone();
-    for old in &kept {
-        patched.upsert((*old).clone());
-    }
-    let mut second = translate(&patched, options);
-    let kept: BTreeSet<String> = kept.iter().map(|o| o.key().to_string()).collect();
-    // The diagnostics about a kept Ingress are those of its new, rejected version.
-    second.diagnostics.retain(|d| !kept.contains(&d.subject));
-    for mut d in first
-        .diagnostics
-        .into_iter()
-        .filter(|d| kept.contains(&d.subject))
-    {
-        d.message.push_str("; still serving its last good version");
-        second.diagnostics.push(d);
-    }
-    second.diagnostics.sort();
-    let accepted = accepted_ingresses(&patched, &second.rejected);
-    (second, accepted)
+    out.diagnostics.sort();
+    let certificates = out
+        .config
+        .certificates
+        .iter()
+        .map(|c| (c.secret.clone(), c.clone()))
+        .collect();
+    (
+        out,
+        LastGood {
+            ingresses: accepted,
+            certificates,
+        },
+    )
 }
 
 fn accepted_ingresses(store: &Store, rejected: &BTreeSet<ObjectKey>) -> Store {
@@ -361,6 +532,7 @@ mod tests {
     fn options() -> Options {
         Options {
             ingress_class: "fjord".into(),
+            resolvers: ["default".to_owned()].into(),
         }
     }
 
@@ -395,9 +567,9 @@ mod tests {
     #[test]
     fn a_rejected_edit_keeps_the_last_good_version() {
         let good = store(&format!("{INGRESS}---\n{SERVICE}"));
-        let (t, accepted) = translate_keeping(&good, &options(), &Store::default());
+        let (t, accepted) = translate_keeping(&good, &options(), &LastGood::default());
         assert_eq!(t.config.routes.len(), 1);
-        assert_eq!(accepted.len(), 1);
+        assert_eq!(accepted.ingresses.len(), 1);
 
         let bad = store(&format!(
             "{}---\n{SERVICE}",
@@ -418,7 +590,7 @@ mod tests {
         );
 
         // Without a last good version, a rejected Ingress is simply left out.
-        let (t, _) = translate_keeping(&bad, &options(), &Store::default());
+        let (t, _) = translate_keeping(&bad, &options(), &LastGood::default());
         assert!(t.config.routes.is_empty());
         // Deleting the Ingress removes its routes, whatever was accepted before.
         let (t, _) = translate_keeping(&store(SERVICE), &options(), &accepted);

@@ -1,0 +1,365 @@
+//! Automatic certificates through ACME: one task per certificate that loads it from storage,
+//! obtains it when missing, renews it when due, and backs off (exponentially, with jitter) when
+//! the CA fails. The certificate in use keeps serving until a new one is in hand.
+
+pub mod challenge;
+mod order;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use instant_acme::{Account, CertificateIdentifier};
+use rustls_pki_types::CertificateDer;
+
+use serde::Serialize;
+
+pub use challenge::Challenges;
+use order::AcmeError;
+use storage::{Files, Storage};
+
+use crate::config::{Acme, StaticConfig};
+use crate::translate::AcmeRequest;
+use crate::translate::tls::parse_pem;
+
+/// First retry delay after a failure; doubles per failure in a row up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// What an operator sees of one certificate (`GET /acme` on the admin server).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CertStatus {
+    pub resolver: String,
+    pub names: Vec<String>,
+    /// Expiry of the certificate in use, seconds since the Unix epoch.
+    pub not_after: Option<i64>,
+    /// When the next order or renewal is due, seconds since the Unix epoch.
+    pub next_attempt: Option<i64>,
+    pub last_error: Option<String>,
+    /// Certificates obtained from the CA since start.
+    pub issued: u64,
+}
+
+/// The ACME resolvers and the certificate tasks they run.
+pub struct Manager {
+    resolvers: HashMap<String, Arc<Resolver>>,
+    challenges: Arc<Challenges>,
+    status: Arc<DashMap<AcmeRequest, CertStatus>>,
+    tasks: Mutex<HashMap<AcmeRequest, tokio::task::JoinHandle<()>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+struct Resolver {
+    name: String,
+    config: Acme,
+    storage: Files,
+    /// Created or restored on first use, then shared by the resolver's certificates.
+    account: tokio::sync::Mutex<Option<Account>>,
+}
+
+impl Manager {
+    /// Must be called within the runtime the tasks are to run on.
+    pub fn new(config: &StaticConfig, challenges: Arc<Challenges>) -> Self {
+        let resolvers = config
+            .certificates_resolvers
+            .iter()
+            .map(|(name, r)| {
+                let resolver = Resolver {
+                    name: name.clone(),
+                    config: r.acme.clone(),
+                    storage: Files::new(&r.acme.storage),
+                    account: tokio::sync::Mutex::new(None),
+                };
+                (name.clone(), Arc::new(resolver))
+            })
+            .collect();
+        Self {
+            resolvers,
+            challenges,
+            status: Arc::new(DashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Makes the running certificate tasks match `wanted`: new requests start a task (never a
+    /// second one for the same request), requests gone away stop theirs.
+    pub fn apply(&self, wanted: &[AcmeRequest]) {
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        tasks.retain(|request, task| {
+            let keep = wanted.contains(request);
+            if !keep {
+                task.abort();
+                self.challenges.uninstall(&request.names);
+                self.status.remove(request);
+                tracing::info!(names = ?request.names, "acme: certificate no longer wanted");
+            }
+            keep
+        });
+        for request in wanted {
+            if tasks.contains_key(request) {
+                continue;
+            }
+            let Some(resolver) = self.resolvers.get(&request.resolver) else {
+                continue; // translation reported it
+            };
+            let task = CertTask {
+                resolver: Arc::clone(resolver),
+                request: request.clone(),
+                challenges: Arc::clone(&self.challenges),
+                status: Arc::clone(&self.status),
+            };
+            tasks.insert(request.clone(), self.runtime.spawn(task.run()));
+        }
+    }
+
+    pub fn status(&self) -> Vec<CertStatus> {
+        let mut all: Vec<CertStatus> = self.status.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| a.names.cmp(&b.names));
+        all
+    }
+}
+
+struct CertTask {
+    resolver: Arc<Resolver>,
+    request: AcmeRequest,
+    challenges: Arc<Challenges>,
+    status: Arc<DashMap<AcmeRequest, CertStatus>>,
+}
+
+/// A certificate in hand.
+struct Current {
+    not_before: i64,
+    not_after: i64,
+    leaf: CertificateDer<'static>,
+}
+
+impl CertTask {
+    fn primary(&self) -> &str {
+        self.request
+            .names
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    async fn run(self) {
+        let names = &self.request.names;
+        self.update(|s| {
+            s.resolver = self.resolver.name.clone();
+            s.names = names.clone();
+        });
+        let mut failures = 0u32;
+        loop {
+            let current = self.load().await;
+            let due = match &current {
+                Some(c) => self.renewal_time(c).await,
+                None => now(),
+            };
+            self.update(|s| s.next_attempt = Some(due));
+            if due > now() {
+                tokio::time::sleep(Duration::from_secs(u64::try_from(due - now()).unwrap_or(0)))
+                    .await;
+                continue;
+            }
+            match self.obtain(current.is_some()).await {
+                Ok(()) => {
+                    failures = 0;
+                    self.update(|s| {
+                        s.last_error = None;
+                        s.issued += 1;
+                    });
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = backoff(failures, random_unit());
+                    tracing::warn!(
+                        names = ?names,
+                        error = %e,
+                        failures,
+                        retry_in_s = delay.as_secs_f64(),
+                        "acme: obtaining a certificate failed; the current one (if any) keeps serving"
+                    );
+                    self.update(|s| {
+                        s.last_error = Some(e.to_string());
+                        s.next_attempt =
+                            Some(now() + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Loads the stored certificate, installs it if it covers the names, and returns its dates.
+    async fn load(&self) -> Option<Current> {
+        let storage = &self.resolver.storage;
+        let primary = self.primary();
+        let chain = storage.read(&format!("certs/{primary}.crt")).await.ok()??;
+        let key = storage.read(&format!("certs/{primary}.key")).await.ok()??;
+        let parsed = match parse_pem(&chain, &key) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(name = primary, error = %e, "acme: stored certificate is unusable; ordering a new one");
+                return None;
+            }
+        };
+        if !self
+            .request
+            .names
+            .iter()
+            .all(|n| parsed.dns_names.contains(n))
+        {
+            return None; // the names changed: a new certificate is needed
+        }
+        let leaf = parsed.key.cert.first()?.clone();
+        let (not_before, not_after) = validity(&leaf)?;
+        self.challenges.install(&self.request.names, &parsed.key);
+        self.update(|s| s.not_after = Some(not_after));
+        Some(Current {
+            not_before,
+            not_after,
+            leaf,
+        })
+    }
+
+    /// When to renew: the CA's ACME Renewal Information window where it offers one, else when a
+    /// third of the lifetime remains.
+    async fn renewal_time(&self, current: &Current) -> i64 {
+        let window = match (
+            self.account().await,
+            CertificateIdentifier::try_from(&current.leaf),
+        ) {
+            (Ok(account), Ok(id)) => match account.renewal_info(&id).await {
+                Ok((info, _)) => Some((
+                    info.suggested_window.start.unix_timestamp(),
+                    info.suggested_window.end.unix_timestamp(),
+                )),
+                Err(_) => None, // no ARI at this CA
+            },
+            _ => None,
+        };
+        renewal_time(current.not_before, current.not_after, window, random_unit())
+    }
+
+    async fn account(&self) -> Result<Account, AcmeError> {
+        let mut account = self.resolver.account.lock().await;
+        if let Some(a) = account.as_ref() {
+            return Ok(a.clone());
+        }
+        let a = order::account(&self.resolver.config, &self.resolver.storage).await?;
+        *account = Some(a.clone());
+        Ok(a)
+    }
+
+    /// Orders the certificate under the storage lock, unless another instance stored a fresh
+    /// one while this one waited for the lock.
+    async fn obtain(&self, renewing: bool) -> Result<(), AcmeError> {
+        let storage = &self.resolver.storage;
+        let primary = self.primary().to_owned();
+        let _lock = storage.lock(&primary).await?;
+        if let Some(c) = self.load().await
+            && (!renewing || renewal_time(c.not_before, c.not_after, None, 0.0) > now())
+        {
+            return Ok(());
+        }
+        tracing::info!(names = ?self.request.names, renewing, "acme: ordering certificate");
+        let account = self.account().await?;
+        let (chain, key) = order::obtain(
+            &account,
+            &self.resolver.config,
+            &self.request.names,
+            &self.challenges,
+        )
+        .await?;
+        // Check before storing: never replace a working certificate with a broken one.
+        parse_pem(chain.as_bytes(), key.as_bytes()).map_err(AcmeError::Other)?;
+        storage
+            .write(&format!("certs/{primary}.key"), key.as_bytes(), true)
+            .await?;
+        storage
+            .write(&format!("certs/{primary}.crt"), chain.as_bytes(), false)
+            .await?;
+        self.load().await;
+        Ok(())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CertStatus)) {
+        f(&mut self.status.entry(self.request.clone()).or_default());
+    }
+}
+
+fn validity(leaf: &CertificateDer<'_>) -> Option<(i64, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// Renewal time in Unix seconds: inside the ARI `window` at `jitter` (0..1) of its length, or
+/// when a third of the lifetime is left.
+fn renewal_time(not_before: i64, not_after: i64, window: Option<(i64, i64)>, jitter: f64) -> i64 {
+    match window {
+        Some((start, end)) if end > start => start + ((end - start) as f64 * jitter) as i64,
+        _ => not_after - (not_after - not_before) / 3,
+    }
+}
+
+/// The wait after `failures` failures in a row: doubling from [`BASE_BACKOFF`], capped, and
+/// spread by `jitter` (0..1) over 50–150 % so that many instances do not retry in step.
+fn backoff(failures: u32, jitter: f64) -> Duration {
+    let exp = BASE_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(MAX_BACKOFF);
+    exp.mul_f64(0.5 + jitter)
+}
+
+/// A number in [0, 1) from the std hasher's per-process random keys: enough for jitter.
+fn random_unit() -> f64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renews_at_a_third_of_the_lifetime_left_or_inside_the_ari_window() {
+        assert_eq!(renewal_time(0, 90, None, 0.5), 60);
+        assert_eq!(renewal_time(0, 90, Some((70, 80)), 0.0), 70);
+        assert_eq!(renewal_time(0, 90, Some((70, 80)), 0.5), 75);
+        assert_eq!(
+            renewal_time(0, 90, Some((80, 70)), 0.5),
+            60,
+            "a nonsense window is ignored"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff(3, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(40, 0.5), MAX_BACKOFF);
+        let r = random_unit();
+        assert!((0.0..1.0).contains(&r));
+    }
+}

@@ -1,0 +1,169 @@
+//! One ACME conversation: the account (created once, then restored from storage) and an order
+//! for a set of names, answered with HTTP-01 or TLS-ALPN-01.
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+
+use super::challenge::Challenges;
+use super::storage::Storage;
+use crate::config::{Acme, KeyType};
+
+const ACCOUNT_KEY: &str = "account.json";
+
+/// Why an ACME step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("ACME: {0}")]
+    Acme(#[from] instant_acme::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The resolver's account: restored from storage, or created and stored.
+pub async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Account, AcmeError> {
+    let builder = || match config.ca_certificates.first() {
+        Some(ca) => Account::builder_with_root(ca),
+        None => Account::builder(),
+    };
+    if let Some(stored) = storage.read(ACCOUNT_KEY).await? {
+        let credentials: AccountCredentials = serde_json::from_slice(&stored)
+            .map_err(|e| AcmeError::Other(format!("{ACCOUNT_KEY} does not parse: {e}")))?;
+        return Ok(builder()?.from_credentials(credentials).await?);
+    }
+    let contact = format!("mailto:{}", config.email);
+    let contacts: Vec<&str> = if config.email.is_empty() {
+        vec![]
+    } else {
+        vec![contact.as_str()]
+    };
+    let new = NewAccount {
+        contact: &contacts,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, credentials) = builder()?
+        .create(&new, config.ca_server.clone(), None)
+        .await?;
+    let json = serde_json::to_vec(&credentials).map_err(|e| AcmeError::Other(e.to_string()))?;
+    storage.write(ACCOUNT_KEY, &json, true).await?;
+    tracing::info!(ca = %config.ca_server, "acme: account created");
+    Ok(account)
+}
+
+/// Orders a certificate for `names` and returns (PEM chain, PEM private key).
+pub async fn obtain(
+    account: &Account,
+    config: &Acme,
+    names: &[String],
+    challenges: &Challenges,
+) -> Result<(String, String), AcmeError> {
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+    let mut new_order = NewOrder::new(&identifiers);
+    if !config.profile.is_empty() {
+        new_order = new_order.profile(&config.profile);
+    }
+    let mut order = account.new_order(&new_order).await?;
+    tracing::info!(?names, "acme: order created");
+
+    let kind = if config.http_challenge.is_some() {
+        ChallengeType::Http01
+    } else {
+        ChallengeType::TlsAlpn01
+    };
+    let mut cleanup = Cleanup {
+        challenges,
+        tokens: Vec::new(),
+        alpn_names: Vec::new(),
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        match authz.status {
+            AuthorizationStatus::Pending => {}
+            AuthorizationStatus::Valid => continue,
+            other => return Err(AcmeError::Other(format!("authorization is {other:?}"))),
+        }
+        let mut challenge = authz
+            .challenge(kind.clone())
+            .ok_or_else(|| AcmeError::Other(format!("the CA offers no {kind:?} challenge")))?;
+        let name = challenge.identifier().to_string();
+        let key_authorization = challenge.key_authorization();
+        match kind {
+            ChallengeType::Http01 => {
+                challenges.set_http01(&challenge.token, key_authorization.as_str());
+                cleanup.tokens.push(challenge.token.clone());
+            }
+            _ => {
+                challenges
+                    .set_tls_alpn01(&name, key_authorization.digest().as_ref())
+                    .map_err(AcmeError::Other)?;
+                cleanup.alpn_names.push(name.clone());
+            }
+        }
+        challenge.set_ready().await?;
+        tracing::info!(name, challenge = ?kind, "acme: challenge ready");
+    }
+
+    let retry = RetryPolicy::new().timeout(std::time::Duration::from_secs(90));
+    let status = order.poll_ready(&retry).await?;
+    if status != OrderStatus::Ready {
+        let detail = order
+            .state()
+            .error
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(AcmeError::Other(format!(
+            "order is {status:?}, not ready {detail}"
+        )));
+    }
+    let (csr, key_pem) = csr(names, config.key_type)?;
+    order.finalize_csr(&csr).await?;
+    let chain = order.poll_certificate(&retry).await?;
+    tracing::info!(?names, "acme: certificate issued");
+    Ok((chain, key_pem))
+}
+
+/// A CSR for `names` with a new key of `key_type`.
+fn csr(names: &[String], key_type: KeyType) -> Result<(Vec<u8>, String), AcmeError> {
+    let key = match key_type {
+        KeyType::EC256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::EC384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::RSA2048 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+        KeyType::RSA4096 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+        }
+    }
+    .map_err(|e| AcmeError::Other(format!("key generation: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| AcmeError::Other(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| AcmeError::Other(e.to_string()))?;
+    Ok((csr.der().to_vec(), key.serialize_pem()))
+}
+
+/// Withdraws an order's challenge answers however the order ends.
+struct Cleanup<'a> {
+    challenges: &'a Challenges,
+    tokens: Vec<String>,
+    alpn_names: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for t in &self.tokens {
+            self.challenges.clear_http01(t);
+        }
+        for n in &self.alpn_names {
+            self.challenges.clear_tls_alpn01(n);
+        }
+    }
+}

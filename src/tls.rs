@@ -1,0 +1,143 @@
+//! TLS termination: the rustls server configuration (TLS 1.2 and 1.3, Mozilla "intermediate"
+//! suites, session resumption, ALPN `h2`/`http/1.1`) and the SNI resolver: exact name, then a
+//! certificate obtained through ACME, then wildcard, then the default certificate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+
+use crate::acme::Challenges;
+use crate::acme::challenge::ACME_TLS_ALPN;
+use crate::config::Tls;
+use crate::snapshot::Live;
+use crate::translate::tls::{TlsCert, parse_pem};
+
+/// Certificates from Secrets by SNI name, compiled once per snapshot.
+#[derive(Debug, Default)]
+pub struct CertTable {
+    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+    /// `*.example.com` stored as `example.com`.
+    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
+}
+
+impl CertTable {
+    /// The first certificate listed for a name wins (translation lists the oldest Ingress first).
+    pub fn new(certs: &[TlsCert]) -> Self {
+        let mut table = Self::default();
+        for cert in certs {
+            for name in &cert.names {
+                let name = name.to_ascii_lowercase();
+                let (map, key) = match name.strip_prefix("*.") {
+                    Some(rest) => (&mut table.wildcard, rest.to_owned()),
+                    None => (&mut table.exact, name),
+                };
+                map.entry(key.into_boxed_str())
+                    .or_insert_with(|| Arc::clone(&cert.key));
+            }
+        }
+        table
+    }
+
+    fn exact(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        self.exact.get(name)
+    }
+
+    fn wildcard(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        let (_, rest) = name.split_once('.')?;
+        self.wildcard.get(rest)
+    }
+}
+
+/// Picks the certificate for each handshake from the live snapshot and the ACME state, so a
+/// changed Secret or a renewed certificate applies to the next handshake.
+#[derive(Debug)]
+pub struct Resolver {
+    live: Arc<Live>,
+    acme: Arc<Challenges>,
+    default: Arc<CertifiedKey>,
+}
+
+impl Resolver {
+    pub fn new(live: Arc<Live>, acme: Arc<Challenges>, default: Arc<CertifiedKey>) -> Self {
+        Self {
+            live,
+            acme,
+            default,
+        }
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // rustls hands over the SNI name lowercased.
+        let name = hello.server_name();
+        let challenge = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if challenge {
+            // Only the validation certificate answers a TLS-ALPN-01 probe; without one, fail.
+            return self.acme.tls_alpn01(name?);
+        }
+        let Some(name) = name else {
+            return Some(Arc::clone(&self.default));
+        };
+        let snapshot = self.live.load();
+        let certs = snapshot.certificates();
+        certs
+            .exact(name)
+            .cloned()
+            .or_else(|| self.acme.issued(name))
+            .or_else(|| certs.wildcard(name).cloned())
+            .or_else(|| Some(Arc::clone(&self.default)))
+    }
+}
+
+/// The server configuration shared by every TLS entry point.
+pub fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The provider's default suites are Mozilla "intermediate" (ECDHE with AES-GCM or
+    // ChaCha20-Poly1305; TLS 1.3 suites) without the DHE ones rustls does not implement.
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().context("TLS session tickets")?;
+    Ok(Arc::new(config))
+}
+
+/// The certificate served when no other matches: the configured one, or a self-signed one
+/// made at start.
+pub fn default_certificate(config: &Tls) -> anyhow::Result<Arc<CertifiedKey>> {
+    if let Some(files) = &config.default_certificate {
+        let chain = std::fs::read(&files.cert_file).with_context(|| {
+            format!(
+                "tls.defaultCertificate.certFile {}",
+                files.cert_file.display()
+            )
+        })?;
+        let key = std::fs::read(&files.key_file).with_context(|| {
+            format!(
+                "tls.defaultCertificate.keyFile {}",
+                files.key_file.display()
+            )
+        })?;
+        let parsed =
+            parse_pem(&chain, &key).map_err(|e| anyhow::anyhow!("tls.defaultCertificate: {e}"))?;
+        return Ok(parsed.key);
+    }
+    let generated = rcgen::generate_simple_self_signed(vec!["default.fjord.invalid".to_owned()])
+        .context("generating the default certificate")?;
+    let parsed = parse_pem(
+        generated.cert.pem().as_bytes(),
+        generated.signing_key.serialize_pem().as_bytes(),
+    )
+    .map_err(|e| anyhow::anyhow!("the generated default certificate: {e}"))?;
+    Ok(parsed.key)
+}
