@@ -32,8 +32,15 @@ pub struct Parsed {
 
 /// Reads a TLS Secret's `tls.crt` (PEM chain) and `tls.key` (PKCS#8, PKCS#1 or SEC1 PEM).
 pub fn parse_secret(secret: &Secret) -> Result<Parsed, String> {
+    // `stringData` is how hand-written manifests carry PEM; the API server would fold it into
+    // `data`, which wins where both have a key.
     let data = secret.data.as_ref();
-    let field = |k: &str| data.and_then(|d| d.get(k)).map(|b| b.0.as_slice());
+    let strings = secret.string_data.as_ref();
+    let field = |k: &str| {
+        data.and_then(|d| d.get(k))
+            .map(|b| b.0.as_slice())
+            .or_else(|| strings.and_then(|s| s.get(k)).map(|s| s.as_bytes()))
+    };
     let (Some(crt), Some(key)) = (field("tls.crt"), field("tls.key")) else {
         return Err("data must have tls.crt and tls.key".into());
     };

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod echo;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct Fjord {
     child: Child,
     pub web: SocketAddr,
     pub admin: SocketAddr,
+    /// Every entry point's address, by name.
+    pub addrs: std::collections::HashMap<String, SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     _config: tempfile::NamedTempFile,
 }
@@ -63,21 +66,19 @@ impl Fjord {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut web, mut admin) = (None, None);
-        while web.is_none() || admin.is_none() {
+        // The admin server is bound last, so once it is listening every entry point is.
+        let mut addrs = std::collections::HashMap::new();
+        while !addrs.contains_key("admin") {
             let (name, addr) = rx
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("fjord did not start: {:#?}", logs.lock().unwrap()));
-            match name.as_str() {
-                "web" => web = Some(addr),
-                "admin" => admin = Some(addr),
-                _ => {}
-            }
+            addrs.insert(name, addr);
         }
         let fjord = Fjord {
             child,
-            web: web.unwrap(),
-            admin: admin.unwrap(),
+            web: addrs.get("web").copied().unwrap_or(addrs["admin"]),
+            admin: addrs["admin"],
+            addrs,
             logs,
             _config: file,
         };
