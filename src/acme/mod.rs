@@ -155,10 +155,13 @@ impl CertTask {
             s.names = names.clone();
         });
         let mut failures = 0u32;
+        // After a success, the next order waits at least a tenth of the new lifetime, even if a
+        // CA hands out certificates that are due at once: never a tight loop against the CA.
+        let mut earliest = 0;
         loop {
             let current = self.load().await;
             let due = match &current {
-                Some(c) => self.renewal_time(c).await,
+                Some(c) => self.renewal_time(c).await.max(earliest),
                 None => now(),
             };
             self.update(|s| s.next_attempt = Some(due));
@@ -168,8 +171,11 @@ impl CertTask {
                 continue;
             }
             match self.obtain(current.is_some()).await {
-                Ok(()) => {
+                Ok(obtained) => {
                     failures = 0;
+                    if let Some(c) = obtained {
+                        earliest = now() + ((c.not_after - c.not_before) / 10).max(1);
+                    }
                     self.update(|s| {
                         s.last_error = None;
                         s.issued += 1;
@@ -258,15 +264,15 @@ impl CertTask {
     }
 
     /// Orders the certificate under the storage lock, unless another instance stored a fresh
-    /// one while this one waited for the lock.
-    async fn obtain(&self, renewing: bool) -> Result<(), AcmeError> {
+    /// one while this one waited for the lock. Returns the certificate now installed.
+    async fn obtain(&self, renewing: bool) -> Result<Option<Current>, AcmeError> {
         let storage = &self.resolver.storage;
         let primary = self.primary().to_owned();
         let _lock = storage.lock(&primary).await?;
         if let Some(c) = self.load().await
             && (!renewing || renewal_time(c.not_before, c.not_after, None, 0.0) > now())
         {
-            return Ok(());
+            return Ok(Some(c));
         }
         tracing::info!(names = ?self.request.names, renewing, "acme: ordering certificate");
         let account = self.account().await?;
@@ -285,8 +291,7 @@ impl CertTask {
         storage
             .write(&format!("certs/{primary}.crt"), chain.as_bytes(), false)
             .await?;
-        self.load().await;
-        Ok(())
+        Ok(self.load().await)
     }
 
     fn update(&self, f: impl FnOnce(&mut CertStatus)) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod echo;
+pub mod pebble;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -117,6 +118,22 @@ impl Fjord {
         }
     }
 
+    /// Like [`Fjord::wait_for_log`], with a longer wait.
+    pub fn wait_for_log_within(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:#?}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn signal_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -162,6 +179,11 @@ fn blocking_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     buf.split(' ').nth(1)?.parse().ok()
+}
+
+/// The body of a plain-HTTP GET (the admin server's pages).
+pub async fn tls_free_get(addr: SocketAddr, path: &str) -> String {
+    get(addr, "localhost", path).await.body
 }
 
 /// A response as a test looks at it.
