@@ -43,19 +43,20 @@ pub struct CertStatus {
     pub issued: u64,
 }
 
-/// The ACME resolvers and the certificate tasks they run.
+/// The ACME resolvers and the certificate tasks they run. On one node the resolvers keep their
+/// state in [`Files`]; a cluster-wide store is another [`Storage`].
 pub struct Manager {
-    resolvers: HashMap<String, Arc<Resolver>>,
+    resolvers: HashMap<String, Arc<Resolver<Files>>>,
     challenges: Arc<Challenges>,
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
     tasks: Mutex<HashMap<AcmeRequest, tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
 }
 
-struct Resolver {
+struct Resolver<S> {
     name: String,
     config: Acme,
-    storage: Files,
+    storage: S,
     /// Created or restored on first use, then shared by the resolver's certificates.
     account: tokio::sync::Mutex<Option<Account>>,
 }
@@ -125,8 +126,8 @@ impl Manager {
     }
 }
 
-struct CertTask {
-    resolver: Arc<Resolver>,
+struct CertTask<S> {
+    resolver: Arc<Resolver<S>>,
     request: AcmeRequest,
     challenges: Arc<Challenges>,
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
@@ -139,7 +140,7 @@ struct Current {
     leaf: CertificateDer<'static>,
 }
 
-impl CertTask {
+impl<S: Storage> CertTask<S> {
     fn primary(&self) -> &str {
         self.request
             .names

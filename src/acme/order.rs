@@ -128,6 +128,23 @@ pub async fn obtain(
     Ok((chain, key_pem))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_for_each_key_type() {
+        for key_type in [KeyType::EC256, KeyType::EC384, KeyType::RSA2048] {
+            let (csr, key) = csr(&["a.example.com".to_owned()], key_type).unwrap();
+            assert!(!csr.is_empty());
+            assert!(
+                key.starts_with("-----BEGIN PRIVATE KEY-----"),
+                "{key_type:?}"
+            );
+        }
+    }
+}
+
 /// A CSR for `names` with a new key of `key_type`.
 fn csr(names: &[String], key_type: KeyType) -> Result<(Vec<u8>, String), AcmeError> {
     let key = match key_type {

@@ -565,6 +565,45 @@ mod tests {
     }
 
     #[test]
+    fn acme_names_come_from_annotated_ingresses_and_wildcards_are_refused() {
+        let ing = INGRESS
+            .replace(
+                "metadata: {name: shop}",
+                "metadata: {name: shop, annotations: {kubernetes.io/tls-acme: \"true\"}}",
+            )
+            .replace(
+                "  rules:\n",
+                "  tls:\n  - hosts: [shop.test, \"*.shop.test\", www.shop.test]\n  rules:\n",
+            );
+        let t = translate(&store(&format!("{ing}---\n{SERVICE}")), &options());
+        assert_eq!(
+            t.config.acme,
+            [AcmeRequest {
+                resolver: "default".into(),
+                names: vec!["shop.test".into(), "www.shop.test".into()],
+            }]
+        );
+        let d: Vec<String> = t.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            d,
+            [
+                r#"error: Ingress default/shop: spec.tls[0].hosts "*.shop.test": a wildcard needs the DNS-01 challenge, which fjord does not do; use a Secret"#
+            ]
+        );
+        let unknown = ing.replace(
+            "kubernetes.io/tls-acme: \"true\"",
+            "fjord.dev/cert-resolver: staging",
+        );
+        let t = translate(&store(&format!("{unknown}---\n{SERVICE}")), &options());
+        assert!(t.config.acme.is_empty());
+        assert!(
+            t.diagnostics[0]
+                .message
+                .contains(r#"certificate resolver "staging" is not configured"#)
+        );
+    }
+
+    #[test]
     fn a_rejected_edit_keeps_the_last_good_version() {
         let good = store(&format!("{INGRESS}---\n{SERVICE}"));
         let (t, accepted) = translate_keeping(&good, &options(), &LastGood::default());
