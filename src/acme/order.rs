@@ -128,23 +128,6 @@ pub async fn obtain(
     Ok((chain, key_pem))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csr_for_each_key_type() {
-        for key_type in [KeyType::EC256, KeyType::EC384, KeyType::RSA2048] {
-            let (csr, key) = csr(&["a.example.com".to_owned()], key_type).unwrap();
-            assert!(!csr.is_empty());
-            assert!(
-                key.starts_with("-----BEGIN PRIVATE KEY-----"),
-                "{key_type:?}"
-            );
-        }
-    }
-}
-
 /// A CSR for `names` with a new key of `key_type`.
 fn csr(names: &[String], key_type: KeyType) -> Result<(Vec<u8>, String), AcmeError> {
     let key = match key_type {
@@ -181,6 +164,23 @@ impl Drop for Cleanup<'_> {
         }
         for n in &self.alpn_names {
             self.challenges.clear_tls_alpn01(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_for_each_key_type() {
+        for key_type in [KeyType::EC256, KeyType::EC384, KeyType::RSA2048] {
+            let (csr, key) = csr(&["a.example.com".to_owned()], key_type).unwrap();
+            assert!(!csr.is_empty());
+            assert!(
+                key.starts_with("-----BEGIN PRIVATE KEY-----"),
+                "{key_type:?}"
+            );
         }
     }
 }
