@@ -26,6 +26,7 @@ pub mod listener;
 pub mod provider;
 pub mod proxy;
 pub mod router;
+pub mod rule;
 pub mod run;
 pub mod server;
 pub mod snapshot;
