@@ -19,6 +19,7 @@ pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod crd;
 pub mod diagnostics;
 pub mod error;
 pub mod forwarded;

@@ -48,6 +48,8 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("v1", "Service") => ("Service", true),
         ("v1", "Secret") => ("Secret", true),
         ("discovery.k8s.io/v1", "EndpointSlice") => ("EndpointSlice", true),
+        ("fjord.dev/v1alpha1", "IngressRoute") => ("IngressRoute", true),
+        ("fjord.dev/v1alpha1", "Middleware") => ("Middleware", true),
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             out.push(invalid(format!(
                 "{kind} apiVersion {api_version:?} is not served; use {}",
@@ -121,6 +123,8 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "IngressClass" => typed(&doc).map(Object::IngressClass),
         "Service" => typed(&doc).map(Object::Service),
         "EndpointSlice" => typed(&doc).map(Object::EndpointSlice),
+        "IngressRoute" => typed(&doc).map(Object::IngressRoute),
+        "Middleware" => typed(&doc).map(Object::Middleware),
         _ => typed(&doc).map(Object::Secret),
     };
     match result {

@@ -12,6 +12,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::crd::{IngressRoute, Middleware};
+
 /// A Kubernetes object fjord reads.
 // Every variant is a few hundred bytes, so boxing would buy nothing but an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -21,8 +23,10 @@ pub enum Object {
     IngressClass(IngressClass),
     Service(Service),
     EndpointSlice(EndpointSlice),
-    /// Kept for TLS termination.
+    /// Kept for TLS termination and basic auth.
     Secret(Secret),
+    IngressRoute(IngressRoute),
+    Middleware(Middleware),
 }
 
 impl Object {
@@ -33,6 +37,8 @@ impl Object {
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
+            Object::IngressRoute(_) => "IngressRoute",
+            Object::Middleware(_) => "Middleware",
         }
     }
 
@@ -43,6 +49,8 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::IngressRoute(o) => &o.metadata,
+            Object::Middleware(o) => &o.metadata,
         }
     }
 
@@ -130,6 +138,20 @@ impl Store {
         })
     }
 
+    pub fn ingress_routes(&self) -> impl Iterator<Item = &IngressRoute> {
+        self.objects.values().filter_map(|o| match o {
+            Object::IngressRoute(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    pub fn middleware(&self, namespace: &str, name: &str) -> Option<&Middleware> {
+        match self.objects.get(&key("Middleware", namespace, name)) {
+            Some(Object::Middleware(m)) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         let key = ObjectKey {
             kind: "Secret",
@@ -152,5 +174,13 @@ impl Store {
             Some(Object::Service(s)) => Some(s),
             _ => None,
         }
+    }
+}
+
+fn key(kind: &'static str, namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: Some(namespace.to_owned()),
+        name: name.to_owned(),
     }
 }

@@ -241,7 +241,10 @@ mod tests {
             "rule `Header(`x`)`: Header takes 2 values (name, value), got 1 at column 1"
         );
         let e = err("PathRegexp(`(`)");
-        assert!(e.starts_with("rule `PathRegexp(`(`)`: PathRegexp: bad regular expression `(`"), "{e}");
+        assert!(
+            e.starts_with("rule `PathRegexp(`(`)`: PathRegexp: bad regular expression `(`"),
+            "{e}"
+        );
         assert!(err("").contains("is empty"));
         assert!(err(&"!".repeat(100)).contains("nests deeper"));
     }

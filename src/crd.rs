@@ -1,0 +1,284 @@
+//! fjord's own kinds, `fjord.dev/v1alpha1` IngressRoute and Middleware, with the field names
+//! Traefik's CRDs use, so moving a cluster over is a change of `apiVersion`. The CRD manifests
+//! in `deploy/crds/` are generated from these types.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Rule-based routes: `match` rules over host, path, headers, method, query and client IP.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "IngressRoute",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressRouteSpec {
+    /// Entry points the routes listen on; all of them when empty.
+    #[serde(default)]
+    pub entry_points: Vec<String>,
+    pub routes: Vec<Route>,
+    pub tls: Option<RouteTls>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    /// The rule, e.g. ``Host(`a.example.com`) && PathPrefix(`/api`)``.
+    #[serde(rename = "match")]
+    pub rule: String,
+    /// Always `Rule`.
+    pub kind: Option<String>,
+    /// Higher is tried first; default the length of the rule.
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub middlewares: Vec<MiddlewareRef>,
+    #[serde(default)]
+    pub services: Vec<RouteService>,
+}
+
+/// A Middleware by name, in the route's namespace unless `namespace` says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MiddlewareRef {
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+/// A Service port, with its share of the route's traffic.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteService {
+    pub name: String,
+    /// The Service port, by number or name.
+    pub port: IntOrString,
+    /// Relative share of requests; default 1.
+    pub weight: Option<u32>,
+    /// Another namespace than the route's; must be allowed by configuration.
+    pub namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteTls {
+    pub secret_name: Option<String>,
+    pub cert_resolver: Option<String>,
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Domain {
+    pub main: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
+}
+
+/// One middleware: exactly one of the fields is set.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "Middleware",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MiddlewareSpec {
+    pub rate_limit: Option<RateLimit>,
+    pub in_flight_req: Option<InFlightReq>,
+    pub headers: Option<Headers>,
+    pub redirect_scheme: Option<RedirectScheme>,
+    pub redirect_regex: Option<RedirectRegex>,
+    pub strip_prefix: Option<StripPrefix>,
+    pub strip_prefix_regex: Option<StripPrefixRegex>,
+    pub add_prefix: Option<AddPrefix>,
+    pub replace_path: Option<ReplacePath>,
+    pub replace_path_regex: Option<ReplacePathRegex>,
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(rename = "ipAllowList")]
+    pub ip_allow_list: Option<IpAllowList>,
+    pub compress: Option<Compress>,
+    pub buffering: Option<Buffering>,
+    pub retry: Option<Retry>,
+    pub chain: Option<Chain>,
+}
+
+/// Token bucket: `average` requests per `period` on average, bursts of up to `burst`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per period; 0 disables the limit.
+    #[serde(default)]
+    pub average: u64,
+    /// A duration (`1s`, `1m`) or seconds; default 1s.
+    pub period: Option<IntOrString>,
+    /// Default 1.
+    pub burst: Option<u64>,
+    pub source_criterion: Option<SourceCriterion>,
+}
+
+/// What counts as one client; default the client IP.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceCriterion {
+    pub ip_strategy: Option<IpStrategy>,
+    pub request_header_name: Option<String>,
+    pub request_host: Option<bool>,
+}
+
+/// Which address in `X-Forwarded-For` is the client.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpStrategy {
+    /// The address `depth` from the right of `X-Forwarded-For`.
+    pub depth: Option<u32>,
+    /// Addresses skipped from the right of `X-Forwarded-For`.
+    #[serde(default, rename = "excludedIPs")]
+    pub excluded_ips: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InFlightReq {
+    pub amount: u64,
+    pub source_criterion: Option<SourceCriterion>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Headers {
+    /// Set on the request; an empty value removes the header.
+    #[serde(default)]
+    pub custom_request_headers: BTreeMap<String, String>,
+    /// Set on the response; an empty value removes the header.
+    #[serde(default)]
+    pub custom_response_headers: BTreeMap<String, String>,
+    pub access_control_allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub access_control_allow_headers: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_methods: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_origin_list: Vec<String>,
+    #[serde(default)]
+    pub access_control_expose_headers: Vec<String>,
+    pub access_control_max_age: Option<i64>,
+    pub add_vary_header: Option<bool>,
+    pub sts_seconds: Option<i64>,
+    pub sts_include_subdomains: Option<bool>,
+    pub sts_preload: Option<bool>,
+    pub frame_deny: Option<bool>,
+    pub content_type_nosniff: Option<bool>,
+    pub content_security_policy: Option<String>,
+    pub referrer_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedirectScheme {
+    pub scheme: String,
+    pub port: Option<String>,
+    pub permanent: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedirectRegex {
+    pub regex: String,
+    pub replacement: String,
+    pub permanent: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StripPrefix {
+    pub prefixes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StripPrefixRegex {
+    pub regex: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddPrefix {
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplacePath {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplacePathRegex {
+    pub regex: String,
+    pub replacement: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// A Secret in the Middleware's namespace whose `users` holds htpasswd lines.
+    pub secret: String,
+    pub realm: Option<String>,
+    pub remove_header: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpAllowList {
+    pub source_range: Vec<String>,
+    pub ip_strategy: Option<IpStrategy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Compress {
+    #[serde(default)]
+    pub excluded_content_types: Vec<String>,
+    pub min_response_body_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Buffering {
+    pub max_request_body_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    pub attempts: u32,
+    pub initial_interval: Option<IntOrString>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Chain {
+    pub middlewares: Vec<MiddlewareRef>,
+}
+
+/// The CRD manifests, as `deploy/crds/` holds them.
+pub fn manifests() -> Vec<(&'static str, String)> {
+    use kube::CustomResourceExt as _;
+    [("ingressroutes.yaml", IngressRoute::crd()), ("middlewares.yaml", Middleware::crd())]
+        .into_iter()
+        .map(|(file, crd)| {
+            let yaml = serde_saphyr::to_string(&crd).unwrap_or_default();
+            (file, format!("# Generated from src/crd.rs by `FJORD_UPDATE_CRDS=1 cargo test --test crds`; do not edit.\n{yaml}"))
+        })
+        .collect()
+}
