@@ -344,6 +344,15 @@ impl Default for ForwardingTimeouts {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Providers {
     pub kubernetes_ingress: KubernetesIngress,
+    #[serde(rename = "kubernetesCRD")]
+    pub kubernetes_crd: KubernetesCrd,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KubernetesCrd {
+    /// Whether an IngressRoute may name Services in other namespaces. Default false.
+    pub allow_cross_namespace: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,7 +5,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
+use crate::middleware::ceil_secs;
 use crate::proxy::ResponseBody;
+
+static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -34,13 +38,36 @@ pub enum ProxyError {
     UnaskedUpgrade { endpoint: String },
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("rate limit of middleware {middleware} exceeded")]
+    RateLimited {
+        middleware: Box<str>,
+        retry_after: std::time::Duration,
+        /// Requests per `window`, for the `RateLimit-Policy` header.
+        quota: u64,
+        window: std::time::Duration,
+    },
+    #[error("in-flight limit of middleware {middleware} reached")]
+    TooManyInFlight { middleware: Box<str> },
+    #[error("missing or wrong credentials")]
+    Unauthorized { realm: Box<str> },
+    #[error("client address not allowed by middleware {middleware}")]
+    Forbidden { middleware: Box<str> },
+    #[error("route {route} is not served: {why}")]
+    Misconfigured { route: Box<str>, why: Box<str> },
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint { .. } | ProxyError::Misconfigured { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::RateLimited { .. } | ProxyError::TooManyInFlight { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UnaskedUpgrade { .. } => StatusCode::BAD_GATEWAY,
@@ -57,6 +84,9 @@ impl ProxyError {
             StatusCode::SERVICE_UNAVAILABLE => "503 no available server\n",
             StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
             StatusCode::PAYLOAD_TOO_LARGE => "413 request entity too large\n",
+            StatusCode::TOO_MANY_REQUESTS => "429 too many requests\n",
+            StatusCode::UNAUTHORIZED => "401 unauthorized\n",
+            StatusCode::FORBIDDEN => "403 forbidden\n",
             _ => "502 bad gateway\n",
         };
         let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
@@ -67,6 +97,40 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        let headers = response.headers_mut();
+        match self {
+            ProxyError::RateLimited {
+                middleware,
+                retry_after,
+                quota,
+                window,
+            } => {
+                // Retry-After, and the IETF RateLimit fields: the policy (quota per window) and
+                // what is left of it now (nothing, for `t` seconds).
+                let wait = ceil_secs(*retry_after).max(1);
+                let name = middleware.replace(['"', '\\'], "");
+                let values = [
+                    (header::RETRY_AFTER, wait.to_string()),
+                    (
+                        RATELIMIT_POLICY.clone(),
+                        format!("\"{name}\";q={quota};w={}", ceil_secs(*window).max(1)),
+                    ),
+                    (RATELIMIT.clone(), format!("\"{name}\";r=0;t={wait}")),
+                ];
+                for (k, v) in values {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        headers.insert(k, v);
+                    }
+                }
+            }
+            ProxyError::Unauthorized { realm } => {
+                let realm = realm.replace(['"', '\\'], "");
+                if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            _ => {}
+        }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
             response

@@ -27,6 +27,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// What the forwarded headers say about a client connection, computed once per connection.
 #[derive(Debug)]
 pub struct Client {
+    peer_ip: std::net::IpAddr,
+    tls: bool,
     /// Whether this peer's `X-Forwarded-*` headers are kept and appended to.
     trusted: bool,
     ip: HeaderValue,
@@ -45,11 +47,25 @@ impl Client {
     ) -> Self {
         let ip = peer.ip().to_canonical();
         Self {
+            peer_ip: ip,
+            tls,
             trusted: trust_all || trusted_ips.iter().any(|net| net.contains(&ip)),
             ip: header_value(&ip.to_string()),
             port: header_value(&local_port.to_string()),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
         }
+    }
+}
+
+impl Client {
+    /// The peer's address (IPv4-mapped IPv6 shown as IPv4).
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.peer_ip
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 

@@ -24,6 +24,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod forwarded;
 pub mod listener;
+pub mod middleware;
 pub mod provider;
 pub mod proxy;
 pub mod router;

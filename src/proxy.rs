@@ -18,6 +18,9 @@ use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
 use crate::error::ProxyError;
 use crate::forwarded;
+use crate::middleware::{Ctx, Stop};
+use crate::router::normalize_host;
+use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
 use crate::upstream::{RequestBody, Upstream};
 
@@ -111,7 +114,13 @@ impl Proxy {
         {
             return Ok(redirect.response(host_str, req.uri()));
         }
-        let target = self.route(host.as_ref(), req.uri().path())?;
+        let target = self.route(&req, host_str, client, entry)?;
+        if let Some(why) = &target.broken {
+            return Err(ProxyError::Misconfigured {
+                route: target.source.clone(),
+                why: why.clone(),
+            });
+        }
         let backend = &target.backend;
         if backend.endpoints.is_empty() {
             return Err(ProxyError::NoEndpoint {
@@ -120,7 +129,30 @@ impl Proxy {
             });
         }
 
-        let limit = entry.max_body;
+        // The route's middlewares, in order; any may answer instead of the backend. In-flight
+        // slots they take are held until the response head is sent.
+        let chain = &target.middlewares;
+        let mut held = Vec::new();
+        let mut origin = None;
+        let mut limit = entry.max_body;
+        if !chain.is_empty() {
+            let ctx = Ctx {
+                peer: client.ip(),
+                tls: client.is_tls(),
+                host: host_str,
+            };
+            for m in chain.iter() {
+                match m.on_request(&mut req, &ctx, &mut held) {
+                    Ok(()) => {}
+                    Err(Stop::Error(e)) => return Err(e),
+                    Err(Stop::Reply(reply)) => return Ok(*reply),
+                }
+                if let Some(l) = m.body_limit().filter(|l| *l > 0) {
+                    limit = if limit == 0 { l } else { limit.min(l) };
+                }
+            }
+            origin = req.headers().get(header::ORIGIN).cloned();
+        }
         if limit > 0 && req.body().size_hint().lower() > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
@@ -190,14 +222,32 @@ impl Proxy {
             tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
         }
         forwarded::response(response.headers_mut(), switching);
+        for m in chain.iter().rev() {
+            m.on_response(response.headers_mut(), origin.as_ref());
+        }
+        drop(held);
         Ok(response.map(Either::Left))
     }
 
-    fn route(&self, host: Option<&HeaderValue>, path: &str) -> Result<Arc<Target>, ProxyError> {
-        let host = host.and_then(|h| h.to_str().ok()).unwrap_or_default();
+    fn route<B>(
+        &self,
+        req: &Request<B>,
+        host: &str,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+    ) -> Result<Arc<Target>, ProxyError> {
+        let host = normalize_host(host);
+        let view = RequestView {
+            host: &host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+            client_ip: client.ip(),
+        };
         let snapshot = self.live.load();
         snapshot
-            .route(host, path)
+            .route_request(&view, &entry.name)
             .cloned()
             .ok_or(ProxyError::NoRoute)
     }

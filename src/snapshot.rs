@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
+use crate::middleware::Middleware;
 use crate::router::{Router, normalize_host};
+use crate::rule::RequestView;
 use crate::tls::CertTable;
 use crate::translate::{BackendId, BackendSpec, Config};
 
@@ -29,6 +31,9 @@ pub struct Target {
     /// `namespace/name` of the object the route came from.
     pub source: Box<str>,
     pub backend: Arc<Backend>,
+    pub middlewares: Box<[Arc<Middleware>]>,
+    /// Why the route answers 503 instead of being served.
+    pub broken: Option<Box<str>>,
 }
 
 /// An immutable, compiled config.
@@ -36,6 +41,8 @@ pub struct Target {
 pub struct Snapshot {
     router: Router<Arc<Target>>,
     backends: HashMap<BackendId, Arc<Backend>>,
+    /// By name, so a reload can keep one whose spec did not change (and its state).
+    middlewares: HashMap<Box<str>, Arc<Middleware>>,
     routes: usize,
     certificates: CertTable,
     /// Hosts with TLS (`*.` wildcards stored as such), for plain-HTTP redirects.
@@ -55,23 +62,58 @@ impl Snapshot {
                 (id.clone(), backend(id, spec, old))
             })
             .collect();
+        // A middleware whose spec did not change is the running one, buckets and counters kept.
+        let mut middlewares: HashMap<Box<str>, Arc<Middleware>> = HashMap::new();
+        let targets = config
+            .routes
+            .iter()
+            .map(|r| &r.target)
+            .chain(config.rule_routes.iter().map(|r| &r.target))
+            .chain(config.default_backend.iter());
+        for m in targets.flat_map(|t| &t.middlewares) {
+            let kept = previous
+                .and_then(|p| p.middlewares.get(&m.name))
+                .filter(|old| old.source == m.source)
+                .unwrap_or(m);
+            middlewares
+                .entry(m.name.clone())
+                .or_insert_with(|| Arc::clone(kept));
+        }
         let target = |t: &crate::translate::Target| {
             let backend = backends.get(&t.backend).cloned().unwrap_or_else(|| {
                 // Translation always lists the backends its routes use; stay total anyway.
                 backend(&t.backend, &BackendSpec::missing(), None)
             });
+            let chain = t
+                .middlewares
+                .iter()
+                .map(|m| {
+                    middlewares
+                        .get(&m.name)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::clone(m))
+                })
+                .collect();
             Arc::new(Target {
                 source: t.source.as_str().into(),
                 backend,
+                middlewares: chain,
+                broken: t.broken.as_deref().map(Into::into),
             })
         };
         let routes = config
             .routes
             .iter()
             .map(|r| (r.host.clone(), r.path.clone(), target(&r.target)));
-        let router = Router::new(routes, config.default_backend.as_ref().map(&target));
+        let rules = config
+            .rule_routes
+            .iter()
+            .map(|r| (r.rule.clone(), r.entry_points.clone(), target(&r.target)));
+        let router =
+            Router::new(routes, config.default_backend.as_ref().map(&target)).with_rules(rules);
         Self {
             router,
+            middlewares,
             backends,
             routes: config.routes.len(),
             certificates: CertTable::new(&config.certificates),
@@ -95,9 +137,14 @@ impl Snapshot {
                 .is_some_and(|(_, rest)| self.tls_hosts.contains(format!("*.{rest}").as_str()))
     }
 
-    /// The target for a request to `host` and `path`.
+    /// The target for a request to `host` and `path` (Ingress rules only).
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Target>> {
         self.router.route(host, path)
+    }
+
+    /// The target for a request arriving on `entry_point`.
+    pub fn route_request(&self, view: &RequestView<'_>, entry_point: &str) -> Option<&Arc<Target>> {
+        self.router.route_request(view, entry_point)
     }
 
     pub fn routes(&self) -> usize {
@@ -194,6 +241,8 @@ mod tests {
                 target: crate::translate::Target {
                     source: "default/web".into(),
                     backend: id.clone(),
+                    middlewares: Vec::new(),
+                    broken: None,
                 },
             }],
             default_backend: None,

@@ -145,6 +145,13 @@ impl Store {
         })
     }
 
+    pub fn middlewares(&self) -> impl Iterator<Item = &Middleware> {
+        self.objects.values().filter_map(|o| match o {
+            Object::Middleware(m) => Some(m),
+            _ => None,
+        })
+    }
+
     pub fn middleware(&self, namespace: &str, name: &str) -> Option<&Middleware> {
         match self.objects.get(&key("Middleware", namespace, name)) {
             Some(Object::Middleware(m)) => Some(m),

@@ -6,16 +6,34 @@ mod path;
 
 pub use host::normalize as normalize_host;
 
+use std::collections::HashMap;
+
 use host::HostTable;
 use path::PathTable;
 
+use crate::rule::{RequestView, Rule};
 use crate::translate::{HostMatch, PathMatch};
 
-/// A compiled route table.
+/// A compiled route table: IngressRoute rules first (by priority), then Ingress host and path
+/// rules, then the default backend.
 #[derive(Debug)]
 pub struct Router<T> {
     hosts: HostTable<PathTable<T>>,
     default: Option<T>,
+    /// Rules that pin their hosts, filed under each: only they are tried for that host.
+    rules_by_host: HashMap<Box<str>, Vec<RuleEntry<T>>>,
+    /// Rules that match any host (no `Host`, or `HostRegexp`, or a `Host` under `||`/`!`).
+    rules_any: Vec<RuleEntry<T>>,
+}
+
+#[derive(Debug)]
+struct RuleEntry<T> {
+    /// Position in priority order: lower is tried first.
+    rank: usize,
+    rule: Rule,
+    /// Served only on these entry points; on all when empty.
+    entry_points: Box<[Box<str>]>,
+    target: T,
 }
 
 impl<T> Router<T> {
@@ -38,7 +56,75 @@ impl<T> Router<T> {
             };
             map.entry(key.into_boxed_str()).or_insert(target);
         }
-        Self { hosts, default }
+        Self {
+            hosts,
+            default,
+            rules_by_host: HashMap::new(),
+            rules_any: Vec::new(),
+        }
+    }
+
+    /// Adds rule routes, highest priority first.
+    pub fn with_rules(mut self, rules: impl IntoIterator<Item = (Rule, Vec<String>, T)>) -> Self
+    where
+        T: Clone,
+    {
+        for (rank, (rule, entry_points, target)) in rules.into_iter().enumerate() {
+            let entry_points: Box<[Box<str>]> = entry_points
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect();
+            match rule.hosts() {
+                Some(hosts) => {
+                    for host in hosts {
+                        self.rules_by_host
+                            .entry(host.into_boxed_str())
+                            .or_default()
+                            .push(RuleEntry {
+                                rank,
+                                rule: rule.clone(),
+                                entry_points: entry_points.clone(),
+                                target: target.clone(),
+                            });
+                    }
+                }
+                None => self.rules_any.push(RuleEntry {
+                    rank,
+                    rule,
+                    entry_points,
+                    target,
+                }),
+            }
+        }
+        self
+    }
+
+    /// The target for a request arriving on `entry_point`: the first rule route (by priority)
+    /// that matches, among those filed under the request's host and those for any host; else
+    /// the Ingress rules for its host and path.
+    pub fn route_request(&self, view: &RequestView<'_>, entry_point: &str) -> Option<&T> {
+        let mut pinned = self
+            .rules_by_host
+            .get(view.host)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .peekable();
+        let mut any = self.rules_any.iter().peekable();
+        loop {
+            let next = match (pinned.peek(), any.peek()) {
+                (Some(p), Some(a)) if p.rank < a.rank => pinned.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => any.next(),
+                (Some(_), None) => pinned.next(),
+                (None, None) => break,
+            };
+            let Some(entry) = next else { break };
+            let served_here = entry.entry_points.is_empty()
+                || entry.entry_points.iter().any(|e| &**e == entry_point);
+            if served_here && entry.rule.matches(view) {
+                return Some(&entry.target);
+            }
+        }
+        self.route(view.host, view.path)
     }
 
     /// The target for a request to `host` (a Host header or authority, any case, port allowed)
@@ -56,6 +142,7 @@ impl<T> Router<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::parse;
 
     fn router() -> Router<&'static str> {
         Router::new(
@@ -93,5 +180,55 @@ mod tests {
         assert_eq!(r.route("b.example.com", "/app"), Some(&"wild-app"));
         assert_eq!(r.route("x.y.example.com", "/health"), Some(&"any-health"));
         assert_eq!(r.route("x.y.example.com", "/app"), Some(&"default"));
+    }
+
+    #[test]
+    fn rules_go_by_priority_across_pinned_and_any_host_lists() {
+        let rules = vec![
+            (
+                parse("Header(`X-Env`, `canary`)").unwrap(),
+                vec![],
+                "canary-anywhere",
+            ),
+            (
+                parse("Host(`a.example.com`) && PathPrefix(`/api`)").unwrap(),
+                vec![],
+                "a-api",
+            ),
+            (
+                parse("Host(`a.example.com`)").unwrap(),
+                vec!["websecure".into()],
+                "a-secure-only",
+            ),
+        ];
+        let r = router().with_rules(rules);
+        let headers = http::HeaderMap::new();
+        let mut canary = http::HeaderMap::new();
+        canary.insert("x-env", "canary".parse().unwrap());
+        let view = |path, headers| RequestView {
+            host: "a.example.com",
+            path,
+            query: None,
+            method: &http::Method::GET,
+            headers,
+            client_ip: "127.0.0.1".parse().unwrap(),
+        };
+        assert_eq!(
+            r.route_request(&view("/api/x", &canary), "web"),
+            Some(&"canary-anywhere")
+        );
+        assert_eq!(
+            r.route_request(&view("/api/x", &headers), "web"),
+            Some(&"a-api")
+        );
+        assert_eq!(
+            r.route_request(&view("/other", &headers), "websecure"),
+            Some(&"a-secure-only")
+        );
+        assert_eq!(
+            r.route_request(&view("/other", &headers), "web"),
+            Some(&"wild-root"),
+            "falls back to Ingress rules"
+        );
     }
 }

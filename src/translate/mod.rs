@@ -5,16 +5,21 @@
 mod backend;
 pub mod class;
 mod ingress;
+mod ingressroute;
+pub mod middleware;
 pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::diagnostics::Diagnostic;
+use crate::middleware::Middleware;
 use crate::provider::{Object, ObjectKey, Store};
+use crate::rule::Rule;
 
 /// Settings of the translation that come from the static configuration.
 #[derive(Clone, Debug)]
@@ -23,6 +28,8 @@ pub struct Options {
     pub ingress_class: String,
     /// The configured ACME certificate resolvers.
     pub resolvers: BTreeSet<String>,
+    /// Whether an IngressRoute may send traffic to Services of other namespaces.
+    pub allow_cross_namespace: bool,
 }
 
 impl Options {
@@ -30,6 +37,7 @@ impl Options {
         Self {
             ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
             resolvers: config.certificates_resolvers.keys().cloned().collect(),
+            allow_cross_namespace: config.providers.kubernetes_crd.allow_cross_namespace,
         }
     }
 }
@@ -44,6 +52,8 @@ pub const TLS_ACME_ANNOTATION: &str = "kubernetes.io/tls-acme";
 pub struct Config {
     /// One per (host, path); conflicts are already resolved.
     pub routes: Vec<Route>,
+    /// IngressRoute routes, highest priority first (ties in a stable order).
+    pub rule_routes: Vec<RuleRoute>,
     /// Takes what no route matches.
     pub default_backend: Option<Target>,
     pub backends: BTreeMap<BackendId, BackendSpec>,
@@ -63,19 +73,33 @@ pub struct AcmeRequest {
     pub names: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Route {
     pub host: HostMatch,
     pub path: PathMatch,
     pub target: Target,
 }
 
-/// Where a route sends requests, and which object asked for it.
-#[derive(Clone, Debug, PartialEq)]
+/// A rule-based route from an IngressRoute.
+#[derive(Clone, Debug)]
+pub struct RuleRoute {
+    pub rule: Rule,
+    pub priority: i64,
+    /// Entry points it is served on; all when empty.
+    pub entry_points: Vec<String>,
+    pub target: Target,
+}
+
+/// Where a route sends requests, through which middlewares, and which object asked for it.
+#[derive(Clone, Debug)]
 pub struct Target {
     /// The object the route came from, as `namespace/name`.
     pub source: String,
     pub backend: BackendId,
+    pub middlewares: Vec<Arc<Middleware>>,
+    /// Why the route must not be served as written (a missing or invalid middleware): it
+    /// answers 503 rather than run without its auth or limit.
+    pub broken: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,6 +215,8 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
     let classes = class::Classes::new(store, &options.ingress_class);
     let resolver = backend::Resolver::new(store);
     let mut out = Translation::default();
+    let mut middlewares = middleware::Middlewares::new(store);
+    middlewares.check_all(&mut out.diagnostics);
 
     let mut ingresses = Vec::new();
     for ing in store.ingresses() {
@@ -231,24 +257,43 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
         };
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let source = format!("{ns}/{}", ing.metadata.name.as_deref().unwrap_or_default());
-        let use_backend = |field: &str, service: &ServiceRef, out: &mut Translation| {
-            let id = BackendId {
-                namespace: ns.to_owned(),
-                service: service.clone(),
-            };
-            let (spec, problem) = resolver.resolve(ns, service);
-            if let Some(p) = problem {
-                let message = format!("{field}.service: {}; requests to it get 503", p.message);
-                out.diagnostics.push(Diagnostic {
-                    severity: p.severity,
-                    subject: subject.clone(),
-                    message,
-                });
+        let annotation = ing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(middleware::MIDDLEWARES_ANNOTATION));
+        let chain = match annotation {
+            None => Ok(Vec::new()),
+            Some(v) => {
+                middleware::parse_annotation(v).and_then(|refs| middlewares.chain(ns, &refs))
             }
-            out.config.backends.insert(id.clone(), spec);
+        };
+        let (chain, broken) = match chain {
+            Ok(c) => (c, None),
+            Err(why) => {
+                out.diagnostics.push(Diagnostic::error(
+                    &subject,
+                    format!(
+                        "annotation {}: {why}; its routes answer 503",
+                        middleware::MIDDLEWARES_ANNOTATION
+                    ),
+                ));
+                (Vec::new(), Some(why))
+            }
+        };
+        let use_backend = |field: &str, service: &ServiceRef, out: &mut Translation| {
+            let backend = backend_for(
+                &resolver,
+                &[(ns.to_owned(), service.clone(), 1)],
+                &format!("{field}.service"),
+                &subject,
+                out,
+            );
             Target {
                 source: source.clone(),
-                backend: id,
+                backend,
+                middlewares: chain.clone(),
+                broken: broken.clone(),
             }
         };
 
@@ -265,7 +310,15 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                 }
             }
         }
-        tls_of(ing, ns, &subject, &rules.tls, store, options, &mut out);
+        tls_of(
+            &subject,
+            ns,
+            ingress_resolver(ing),
+            &rules.tls,
+            store,
+            options,
+            &mut out,
+        );
         for rule in rules.paths {
             let key = (rule.host.clone(), rule.path.clone());
             if let Some(owner) = owners.get(&key) {
@@ -289,6 +342,7 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
             });
         }
     }
+    ingress_routes(store, options, &resolver, &mut middlewares, &mut out);
     out.config.acme.sort();
     out.config.acme.dedup();
     // Errors first, then by object: a stable listing for `fjord check` and the logs.
@@ -296,26 +350,195 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
     out
 }
 
-/// The certificates or ACME names an Ingress's `spec.tls` asks for.
-fn tls_of(
-    ing: &Ingress,
-    ns: &str,
-    subject: &str,
-    rules: &[ingress::TlsRule],
+/// The IngressRoutes: rule routes with their middleware chains and weighted services.
+fn ingress_routes(
     store: &Store,
     options: &Options,
+    resolver: &backend::Resolver<'_>,
+    middlewares: &mut middleware::Middlewares<'_>,
     out: &mut Translation,
 ) {
+    let mut objects: Vec<_> = store.ingress_routes().collect();
+    objects.sort_by_key(|i| {
+        let created = i.metadata.creation_timestamp.as_ref();
+        (
+            created.is_none(),
+            created,
+            &i.metadata.namespace,
+            &i.metadata.name,
+        )
+    });
+    let mut rule_routes = Vec::new();
+    for ir in objects {
+        let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
+        let name = ir.metadata.name.as_deref().unwrap_or_default();
+        let subject = format!("IngressRoute {ns}/{name}");
+        let parsed = match ingressroute::routes(ir, ns, options.allow_cross_namespace) {
+            Ok(p) => p,
+            Err(errors) => {
+                for e in errors {
+                    out.diagnostics.push(Diagnostic::error(&subject, e));
+                }
+                out.rejected.insert(ObjectKey {
+                    kind: "IngressRoute",
+                    namespace: Some(ns.to_owned()),
+                    name: name.to_owned(),
+                });
+                continue;
+            }
+        };
+        if let Some((rule, cert_resolver)) = &parsed.tls {
+            tls_of(
+                &subject,
+                ns,
+                cert_resolver.as_deref(),
+                std::slice::from_ref(rule),
+                store,
+                options,
+                out,
+            );
+        }
+        for r in parsed.routes {
+            let (chain, broken) = match middlewares.chain(ns, &r.middlewares) {
+                Ok(c) => (c, None),
+                Err(why) => {
+                    out.diagnostics.push(Diagnostic::error(
+                        &subject,
+                        format!("{}.middlewares: {why}; the route answers 503", r.field),
+                    ));
+                    (Vec::new(), Some(why))
+                }
+            };
+            let backend = backend_for(
+                resolver,
+                &r.services,
+                &format!("{}.services", r.field),
+                &subject,
+                out,
+            );
+            rule_routes.push(RuleRoute {
+                rule: r.rule,
+                priority: r.priority,
+                entry_points: parsed.entry_points.clone(),
+                target: Target {
+                    source: format!("{ns}/{name}"),
+                    backend,
+                    middlewares: chain,
+                    broken,
+                },
+            });
+        }
+    }
+    // Stable: equal priorities keep the (age, namespace, name, index) order.
+    rule_routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
+    out.config.rule_routes = rule_routes;
+}
+
+/// The backend for weighted `services` (namespace, service, weight). One service is that
+/// Service's port; several are one endpoint set in which each service's endpoints together get
+/// the service's share of the weight.
+fn backend_for(
+    resolver: &backend::Resolver<'_>,
+    services: &[(String, ServiceRef, u32)],
+    field: &str,
+    subject: &str,
+    out: &mut Translation,
+) -> BackendId {
+    let mut resolved = Vec::new();
+    for (ns, service, weight) in services {
+        let (spec, problem) = resolver.resolve(ns, service);
+        if let Some(p) = problem {
+            out.diagnostics.push(Diagnostic {
+                severity: p.severity,
+                subject: subject.to_owned(),
+                message: format!("{field}: {}; requests to it get 503", p.message),
+            });
+        }
+        let id = BackendId {
+            namespace: ns.clone(),
+            service: service.clone(),
+        };
+        resolved.push((id, spec, *weight));
+    }
+    if let [(id, spec, _)] = resolved.as_slice() {
+        out.config.backends.insert(id.clone(), spec.clone());
+        return id.clone();
+    }
+    // Give each endpoint weight × (L / its service's endpoint count), L the least common
+    // multiple of the counts, so shares follow the service weights exactly.
+    let lcm = resolved
+        .iter()
+        .map(|(_, s, _)| s.endpoints.len() as u64)
+        .filter(|n| *n > 0)
+        .fold(1u64, |acc, n| {
+            (acc / gcd(acc, n)).saturating_mul(n).min(1 << 20)
+        });
+    let mut endpoints = Vec::new();
+    let mut names = Vec::new();
+    for (id, spec, weight) in &resolved {
+        names.push(format!("{id}@{weight}"));
+        let n = spec.endpoints.len() as u64;
+        for e in &spec.endpoints {
+            let w = (u64::from(*weight) * lcm / n.max(1)).clamp(1, u64::from(u32::MAX));
+            if *weight > 0 {
+                endpoints.push(EndpointSpec {
+                    addr: e.addr.clone(),
+                    weight: u32::try_from(w).unwrap_or(u32::MAX),
+                });
+            }
+        }
+    }
+    let id = BackendId {
+        namespace: resolved
+            .first()
+            .map(|(id, _, _)| id.namespace.clone())
+            .unwrap_or_default(),
+        service: ServiceRef {
+            name: names.join("+"),
+            port: PortRef::Name("weighted".into()),
+        },
+    };
+    let unavailable = endpoints
+        .is_empty()
+        .then(|| "no service of the route has ready endpoints".to_owned());
+    out.config.backends.insert(
+        id.clone(),
+        BackendSpec {
+            endpoints,
+            unavailable,
+        },
+    );
+    id
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The ACME resolver an Ingress asks for by annotation.
+fn ingress_resolver(ing: &Ingress) -> Option<&str> {
     let annotations = ing.metadata.annotations.as_ref();
     let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
-    let resolver = match (
+    match (
         annotation(CERT_RESOLVER_ANNOTATION),
         annotation(TLS_ACME_ANNOTATION),
     ) {
         (Some(r), _) => Some(r),
         (None, Some("true")) => Some("default"),
         _ => None,
-    };
+    }
+}
+
+/// The certificates or ACME names a `tls` section asks for.
+fn tls_of(
+    subject: &str,
+    ns: &str,
+    resolver: Option<&str>,
+    rules: &[ingress::TlsRule],
+    store: &Store,
+    options: &Options,
+    out: &mut Translation,
+) {
     if let Some(r) = resolver
         && !options.resolvers.contains(r)
     {
@@ -470,11 +693,18 @@ pub fn translate_keeping(
     )
 }
 
+/// The Ingresses and IngressRoutes of `store` that were not rejected.
 fn accepted_ingresses(store: &Store, rejected: &BTreeSet<ObjectKey>) -> Store {
     let mut accepted = Store::default();
     for ing in store.ingresses() {
         if !rejected.contains(&key(ing)) {
             accepted.upsert(Object::Ingress(ing.clone()));
+        }
+    }
+    for ir in store.ingress_routes() {
+        let object = Object::IngressRoute(ir.clone());
+        if !rejected.contains(&object.key()) {
+            accepted.upsert(object);
         }
     }
     accepted
@@ -533,6 +763,7 @@ mod tests {
         Options {
             ingress_class: "fjord".into(),
             resolvers: ["default".to_owned()].into(),
+            allow_cross_namespace: false,
         }
     }
 

@@ -1,0 +1,289 @@
+//! Rate limiting (GCRA, the token bucket's exact equivalent) and in-flight limits, per source.
+//!
+//! A GCRA entry holds one timestamp, the "theoretical arrival time"; an entry whose time has
+//! passed is indistinguishable from no entry, so the map drops those whenever it is full: memory
+//! stays bounded under a flood of distinct sources, and no bucket is ever reset early.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::balance;
+
+/// Most sources one limiter tracks; past it, fully refilled entries are dropped, and if none
+/// are, requests from new sources are refused (the backend is under a flood).
+const MAX_SOURCES: usize = 100_000;
+
+/// What identifies a client for a limit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// The peer address, or one from `X-Forwarded-For` chosen by the strategy.
+    ClientIp(IpStrategy),
+    RequestHeader(http::HeaderName),
+    RequestHost,
+}
+
+/// How to find the client in `X-Forwarded-For` (Traefik's `ipStrategy`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IpStrategy {
+    /// Take the address `depth` from the right; 0 uses the peer address.
+    pub depth: usize,
+    /// Skip these from the right and take the first one left.
+    pub excluded: Vec<IpNet>,
+}
+
+impl IpStrategy {
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.depth == 0 && self.excluded.is_empty() {
+            return peer;
+        }
+        let chain: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        if self.depth > 0 {
+            return chain
+                .len()
+                .checked_sub(self.depth)
+                .and_then(|i| chain.get(i))
+                .copied()
+                .unwrap_or(peer);
+        }
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.excluded.iter().any(|n| n.contains(*ip)))
+            .copied()
+            .unwrap_or(peer)
+    }
+}
+
+impl Source {
+    /// The key of this request's bucket.
+    pub fn key(&self, peer: IpAddr, host: &str, headers: &HeaderMap) -> Box<str> {
+        match self {
+            Source::ClientIp(strategy) => strategy
+                .client_ip(peer, headers)
+                .to_canonical()
+                .to_string()
+                .into(),
+            Source::RequestHeader(name) => headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
+                .unwrap_or_default(),
+            Source::RequestHost => host.into(),
+        }
+    }
+}
+
+/// A rate limit's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitSpec {
+    /// Requests per `period` on average; at least 1 (0 is translated to no middleware).
+    pub average: u64,
+    pub period: Duration,
+    /// Requests allowed at once after a quiet spell; at least 1.
+    pub burst: u64,
+    pub source: Source,
+}
+
+/// A rate limit and its buckets, kept across reloads while the spec is unchanged.
+#[derive(Debug)]
+pub struct RateLimiter {
+    pub spec: RateLimitSpec,
+    /// Nanoseconds between requests at the average rate.
+    interval: u64,
+    /// `interval * burst`: how far ahead of now a bucket's time may run.
+    tolerance: u64,
+    /// Source → theoretical arrival time ([`balance::now`] nanoseconds).
+    tats: DashMap<Box<str>, u64>,
+}
+
+/// A refusal: when to retry, for the 429's headers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limited {
+    pub retry_after: Duration,
+}
+
+impl RateLimiter {
+    pub fn new(spec: RateLimitSpec) -> Arc<Self> {
+        let interval = u64::try_from(spec.period.as_nanos() / u128::from(spec.average.max(1)))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Arc::new(Self {
+            tolerance: interval.saturating_mul(spec.burst.max(1)),
+            interval,
+            spec,
+            tats: DashMap::new(),
+        })
+    }
+
+    /// Takes a token for `key` at `now`, or says how long until one is available.
+    pub fn check(&self, key: Box<str>, now: u64) -> Result<(), Limited> {
+        if !self.tats.contains_key(&key) && self.tats.len() >= MAX_SOURCES {
+            self.tats.retain(|_, tat| *tat > now);
+            if self.tats.len() >= MAX_SOURCES {
+                return Err(Limited {
+                    retry_after: Duration::from_nanos(self.interval),
+                });
+            }
+        }
+        let mut tat = self.tats.entry(key).or_insert(now);
+        let next = (*tat).max(now).saturating_add(self.interval);
+        if next - now > self.tolerance {
+            let wait = next - now - self.tolerance;
+            return Err(Limited {
+                retry_after: Duration::from_nanos(wait),
+            });
+        }
+        *tat = next;
+        Ok(())
+    }
+
+    /// Sources tracked now.
+    pub fn sources(&self) -> usize {
+        self.tats.len()
+    }
+}
+
+/// Concurrent requests per source.
+#[derive(Debug)]
+pub struct InFlight {
+    pub amount: u64,
+    pub source: Source,
+    counts: DashMap<Box<str>, u64>,
+}
+
+/// Releases an in-flight slot when dropped.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    limiter: Arc<InFlight>,
+    key: Box<str>,
+}
+
+impl InFlight {
+    pub fn new(amount: u64, source: Source) -> Arc<Self> {
+        Arc::new(Self {
+            amount,
+            source,
+            counts: DashMap::new(),
+        })
+    }
+
+    pub fn acquire(self: &Arc<Self>, key: Box<str>) -> Option<InFlightGuard> {
+        let mut count = self.counts.entry(key.clone()).or_insert(0);
+        if *count >= self.amount {
+            return None;
+        }
+        *count += 1;
+        drop(count);
+        Some(InFlightGuard {
+            limiter: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        // Remove the entry at zero, so the map holds only sources with requests in flight.
+        self.limiter.counts.remove_if_mut(&self.key, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
+    }
+}
+
+/// [`balance::now`], the limiters' clock.
+pub fn now() -> u64 {
+    balance::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn limiter(average: u64, period: u64, burst: u64) -> Arc<RateLimiter> {
+        RateLimiter::new(RateLimitSpec {
+            average,
+            period: Duration::from_secs(period),
+            burst,
+            source: Source::RequestHost,
+        })
+    }
+
+    #[test]
+    fn burst_then_average_rate_with_an_injected_clock() {
+        let l = limiter(10, 1, 3); // one token per 100 ms, three at once
+        let t0 = 5 * SEC;
+        for _ in 0..3 {
+            assert!(l.check("a".into(), t0).is_ok());
+        }
+        let refused = l.check("a".into(), t0).unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_millis(100));
+        assert!(l.check("b".into(), t0).is_ok(), "sources are separate");
+        assert!(
+            l.check("a".into(), t0 + SEC / 10).is_ok(),
+            "a token came back after 100 ms"
+        );
+        assert!(l.check("a".into(), t0 + SEC / 10).is_err());
+        assert!(l.check("a".into(), t0 + 10 * SEC).is_ok());
+    }
+
+    #[test]
+    fn memory_is_bounded_under_a_flood_of_sources() {
+        let l = limiter(1, 1, 1);
+        for i in 0..MAX_SOURCES {
+            l.check(i.to_string().into(), 0).unwrap();
+        }
+        assert!(
+            l.check("new".into(), 0).is_err(),
+            "full of active sources: new ones wait"
+        );
+        assert!(
+            l.check("newer".into(), 2 * SEC).is_ok(),
+            "refilled entries make room"
+        );
+        assert!(l.sources() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn in_flight_counts_and_releases() {
+        let f = InFlight::new(2, Source::RequestHost);
+        let a = f.acquire("h".into()).unwrap();
+        let _b = f.acquire("h".into()).unwrap();
+        assert!(f.acquire("h".into()).is_none());
+        drop(a);
+        assert!(f.acquire("h".into()).is_some());
+    }
+
+    #[test]
+    fn ip_strategy_picks_from_forwarded_for() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 2.2.2.2, 10.0.0.5".parse().unwrap(),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(IpStrategy::default().client_ip(peer, &h), peer);
+        let depth = IpStrategy {
+            depth: 2,
+            excluded: vec![],
+        };
+        assert_eq!(depth.client_ip(peer, &h).to_string(), "2.2.2.2");
+        let excluded = IpStrategy {
+            depth: 0,
+            excluded: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        assert_eq!(excluded.client_ip(peer, &h).to_string(), "2.2.2.2");
+    }
+}

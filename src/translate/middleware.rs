@@ -1,0 +1,497 @@
+//! Middleware objects compiled into runnable middlewares, and middleware references (from an
+//! IngressRoute route, a chain, or an Ingress's `fjord.dev/middlewares` annotation) resolved
+//! into flat chains, with cycles found and reported.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::crd::{self, MiddlewareRef};
+use crate::diagnostics::Diagnostic;
+use crate::middleware::headers::{Cors, HeadersSpec};
+use crate::middleware::rate_limit::{InFlight, IpStrategy, RateLimitSpec, RateLimiter, Source};
+use crate::middleware::{Kind, Middleware, basic_auth};
+use crate::provider::Store;
+
+/// Annotation attaching middlewares to every path of an Ingress, in order.
+pub const MIDDLEWARES_ANNOTATION: &str = "fjord.dev/middlewares";
+
+/// A compiled Middleware object.
+enum Compiled {
+    One(Arc<Middleware>),
+    /// `rateLimit` with `average: 0`: nothing to do.
+    Nothing,
+    Chain(Vec<MiddlewareRef>),
+}
+
+/// The Middleware objects of a store, compiled on first use.
+pub struct Middlewares<'a> {
+    store: &'a Store,
+    compiled: HashMap<String, Result<Arc<Compiled>, String>>,
+}
+
+impl<'a> Middlewares<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            compiled: HashMap::new(),
+        }
+    }
+
+    /// Compiles every Middleware, so each invalid one is reported even if nothing uses it.
+    pub fn check_all(&mut self, diagnostics: &mut Vec<Diagnostic>) {
+        let ids: Vec<(String, String)> = self
+            .store
+            .middlewares()
+            .map(|m| {
+                let ns = m
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                (ns, m.metadata.name.clone().unwrap_or_default())
+            })
+            .collect();
+        for (ns, name) in ids {
+            if let Err(why) = self.compile(&ns, &name) {
+                diagnostics.push(Diagnostic::error(format!("Middleware {ns}/{name}"), why));
+            }
+        }
+    }
+
+    /// The flat chain for `refs`, made from namespace `ns`.
+    pub fn chain(
+        &mut self,
+        ns: &str,
+        refs: &[MiddlewareRef],
+    ) -> Result<Vec<Arc<Middleware>>, String> {
+        let mut out = Vec::new();
+        let mut visiting = Vec::new();
+        for r in refs {
+            self.expand(ns, r, &mut visiting, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn expand(
+        &mut self,
+        ns: &str,
+        r: &MiddlewareRef,
+        visiting: &mut Vec<String>,
+        out: &mut Vec<Arc<Middleware>>,
+    ) -> Result<(), String> {
+        let ref_ns = r.namespace.as_deref().unwrap_or(ns);
+        let id = format!("{ref_ns}/{}", r.name);
+        if visiting.contains(&id) {
+            visiting.push(id);
+            return Err(format!(
+                "middleware chain has a cycle: {}",
+                visiting.join(" -> ")
+            ));
+        }
+        let compiled = match self.compile(ref_ns, &r.name) {
+            Ok(c) => c,
+            Err(why) => return Err(format!("Middleware {id}: {why}")),
+        };
+        match &*compiled {
+            Compiled::One(m) => out.push(Arc::clone(m)),
+            Compiled::Nothing => {}
+            Compiled::Chain(refs) => {
+                visiting.push(id);
+                for inner in refs {
+                    self.expand(ref_ns, inner, visiting, out)?;
+                }
+                visiting.pop();
+            }
+        }
+        Ok(())
+    }
+
+    fn compile(&mut self, ns: &str, name: &str) -> Result<Arc<Compiled>, String> {
+        let id = format!("{ns}/{name}");
+        if let Some(done) = self.compiled.get(&id) {
+            return done.clone();
+        }
+        let result = match self.store.middleware(ns, name) {
+            None => Err("not found".to_owned()),
+            Some(m) => compile(&id, ns, &m.spec, self.store).map(Arc::new),
+        };
+        self.compiled.insert(id, result.clone());
+        result
+    }
+}
+
+/// Parses `fjord.dev/middlewares: "a, other-ns/b"`.
+pub fn parse_annotation(value: &str) -> Result<Vec<MiddlewareRef>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (namespace, name) = match s.split_once('/') {
+                Some((ns, name)) => (Some(ns.to_owned()), name),
+                None => (None, s),
+            };
+            if name.is_empty() || name.contains('/') || namespace.as_deref() == Some("") {
+                return Err(format!(
+                    "annotation {MIDDLEWARES_ANNOTATION}: {s:?} is not NAME or NAMESPACE/NAME"
+                ));
+            }
+            Ok(MiddlewareRef {
+                name: name.to_owned(),
+                namespace,
+            })
+        })
+        .collect()
+}
+
+fn compile(
+    id: &str,
+    ns: &str,
+    spec: &crd::MiddlewareSpec,
+    store: &Store,
+) -> Result<Compiled, String> {
+    let set: Vec<&str> = [
+        ("rateLimit", spec.rate_limit.is_some()),
+        ("inFlightReq", spec.in_flight_req.is_some()),
+        ("headers", spec.headers.is_some()),
+        ("redirectScheme", spec.redirect_scheme.is_some()),
+        ("redirectRegex", spec.redirect_regex.is_some()),
+        ("stripPrefix", spec.strip_prefix.is_some()),
+        ("stripPrefixRegex", spec.strip_prefix_regex.is_some()),
+        ("addPrefix", spec.add_prefix.is_some()),
+        ("replacePath", spec.replace_path.is_some()),
+        ("replacePathRegex", spec.replace_path_regex.is_some()),
+        ("basicAuth", spec.basic_auth.is_some()),
+        ("ipAllowList", spec.ip_allow_list.is_some()),
+        ("compress", spec.compress.is_some()),
+        ("buffering", spec.buffering.is_some()),
+        ("retry", spec.retry.is_some()),
+        ("chain", spec.chain.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, on)| on.then_some(n))
+    .collect();
+    if set.len() != 1 {
+        return Err(format!(
+            "spec must set exactly one middleware kind; it sets {}",
+            if set.is_empty() {
+                "none".to_owned()
+            } else {
+                set.join(", ")
+            }
+        ));
+    }
+    let kind = if let Some(r) = &spec.rate_limit {
+        if r.average == 0 {
+            return Ok(Compiled::Nothing);
+        }
+        let period = match &r.period {
+            None => Duration::from_secs(1),
+            Some(p) => duration(p).map_err(|e| format!("spec.rateLimit.period {e}"))?,
+        };
+        if period.is_zero() {
+            return Err("spec.rateLimit.period must be more than 0".into());
+        }
+        let burst = r.burst.unwrap_or(1).max(1);
+        let source = source(
+            r.source_criterion.as_ref(),
+            "spec.rateLimit.sourceCriterion",
+        )?;
+        Kind::RateLimit(RateLimiter::new(RateLimitSpec {
+            average: r.average,
+            period,
+            burst,
+            source,
+        }))
+    } else if let Some(f) = &spec.in_flight_req {
+        if f.amount == 0 {
+            return Err("spec.inFlightReq.amount must be at least 1".into());
+        }
+        Kind::InFlight(InFlight::new(
+            f.amount,
+            source(
+                f.source_criterion.as_ref(),
+                "spec.inFlightReq.sourceCriterion",
+            )?,
+        ))
+    } else if let Some(h) = &spec.headers {
+        Kind::Headers(Box::new(headers(h)?))
+    } else if let Some(r) = &spec.redirect_scheme {
+        if !matches!(r.scheme.as_str(), "http" | "https") {
+            return Err(format!(
+                "spec.redirectScheme.scheme {:?} is not http or https",
+                r.scheme
+            ));
+        }
+        if let Some(p) = &r.port
+            && p.parse::<u16>().is_err()
+        {
+            return Err(format!("spec.redirectScheme.port {p:?} is not a port"));
+        }
+        Kind::RedirectScheme {
+            scheme: r.scheme.as_str().into(),
+            port: r.port.as_deref().map(Into::into),
+            permanent: r.permanent.unwrap_or(false),
+        }
+    } else if let Some(r) = &spec.redirect_regex {
+        Kind::RedirectRegex {
+            regex: regex(&r.regex, "spec.redirectRegex.regex")?,
+            replacement: r.replacement.clone(),
+            permanent: r.permanent.unwrap_or(false),
+        }
+    } else if let Some(s) = &spec.strip_prefix {
+        for (i, p) in s.prefixes.iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "spec.stripPrefix.prefixes[{i}] {p:?} must start with '/'"
+                ));
+            }
+        }
+        Kind::StripPrefix(s.prefixes.clone())
+    } else if let Some(s) = &spec.strip_prefix_regex {
+        let regexes = s
+            .regex
+            .iter()
+            .enumerate()
+            .map(|(i, r)| regex(r, &format!("spec.stripPrefixRegex.regex[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Kind::StripPrefixRegex(regexes)
+    } else if let Some(a) = &spec.add_prefix {
+        if !a.prefix.starts_with('/') {
+            return Err(format!(
+                "spec.addPrefix.prefix {:?} must start with '/'",
+                a.prefix
+            ));
+        }
+        Kind::AddPrefix(a.prefix.clone())
+    } else if let Some(r) = &spec.replace_path {
+        if !r.path.starts_with('/') {
+            return Err(format!(
+                "spec.replacePath.path {:?} must start with '/'",
+                r.path
+            ));
+        }
+        Kind::ReplacePath(r.path.clone())
+    } else if let Some(r) = &spec.replace_path_regex {
+        Kind::ReplacePathRegex(
+            regex(&r.regex, "spec.replacePathRegex.regex")?,
+            r.replacement.clone(),
+        )
+    } else if let Some(b) = &spec.basic_auth {
+        let secret = store
+            .secret(ns, &b.secret)
+            .ok_or_else(|| format!("spec.basicAuth.secret: Secret {ns}/{} not found", b.secret))?;
+        let users = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("users"))
+            .map(|u| String::from_utf8_lossy(&u.0).into_owned())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get("users"))
+                    .cloned()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "spec.basicAuth.secret: Secret {ns}/{} has no users key",
+                    b.secret
+                )
+            })?;
+        let users = basic_auth::parse_users(&users)
+            .map_err(|e| format!("spec.basicAuth.secret: Secret {ns}/{}: {e}", b.secret))?;
+        Kind::BasicAuth {
+            users,
+            realm: b.realm.clone().unwrap_or_else(|| "fjord".into()),
+            remove_header: b.remove_header.unwrap_or(false),
+        }
+    } else if let Some(a) = &spec.ip_allow_list {
+        let ranges = a
+            .source_range
+            .iter()
+            .enumerate()
+            .map(|(i, r)| net(r).map_err(|e| format!("spec.ipAllowList.sourceRange[{i}] {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ranges.is_empty() {
+            return Err("spec.ipAllowList.sourceRange is empty: nothing would be allowed".into());
+        }
+        Kind::IpAllowList {
+            ranges,
+            strategy: ip_strategy(a.ip_strategy.as_ref(), "spec.ipAllowList.ipStrategy")?,
+        }
+    } else if let Some(b) = &spec.buffering {
+        Kind::Buffering(b.max_request_body_bytes.unwrap_or(0))
+    } else if let Some(c) = &spec.chain {
+        return Ok(Compiled::Chain(c.middlewares.clone()));
+    } else {
+        let which = set.first().copied().unwrap_or_default();
+        return Err(format!("{which} is not supported by this version of fjord"));
+    };
+    Ok(Compiled::One(Arc::new(Middleware {
+        name: id.into(),
+        source: spec.clone(),
+        kind,
+    })))
+}
+
+fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {
+    let pairs = |map: &std::collections::BTreeMap<String, String>, field: &str| {
+        map.iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| format!("spec.headers.{field}: {k:?} is not a header name"))?;
+                let value = if v.is_empty() {
+                    None
+                } else {
+                    Some(HeaderValue::from_str(v).map_err(|_| {
+                        format!("spec.headers.{field}.{k}: {v:?} is not a header value")
+                    })?)
+                };
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    let value = |v: String, field: &str| {
+        HeaderValue::from_str(&v)
+            .map_err(|_| format!("spec.headers.{field}: {v:?} is not a header value"))
+    };
+    let mut security = Vec::new();
+    if let Some(secs) = h.sts_seconds.filter(|s| *s > 0) {
+        let mut v = format!("max-age={secs}");
+        if h.sts_include_subdomains == Some(true) {
+            v.push_str("; includeSubDomains");
+        }
+        if h.sts_preload == Some(true) {
+            v.push_str("; preload");
+        }
+        security.push((
+            http::header::STRICT_TRANSPORT_SECURITY,
+            value(v, "stsSeconds")?,
+        ));
+    }
+    if h.frame_deny == Some(true) {
+        security.push((
+            http::header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ));
+    }
+    if h.content_type_nosniff == Some(true) {
+        security.push((
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
+    }
+    if let Some(csp) = h.content_security_policy.clone().filter(|c| !c.is_empty()) {
+        security.push((
+            http::header::CONTENT_SECURITY_POLICY,
+            value(csp, "contentSecurityPolicy")?,
+        ));
+    }
+    if let Some(rp) = h.referrer_policy.clone().filter(|r| !r.is_empty()) {
+        security.push((http::header::REFERRER_POLICY, value(rp, "referrerPolicy")?));
+    }
+    let list = |l: &[String], field: &str| -> Result<Option<HeaderValue>, String> {
+        if l.is_empty() {
+            Ok(None)
+        } else {
+            value(l.join(", "), field).map(Some)
+        }
+    };
+    let cors = if h.access_control_allow_origin_list.is_empty() {
+        None
+    } else {
+        Some(Cors {
+            origins: h.access_control_allow_origin_list.clone(),
+            methods: list(&h.access_control_allow_methods, "accessControlAllowMethods")?,
+            headers: list(&h.access_control_allow_headers, "accessControlAllowHeaders")?,
+            expose: list(
+                &h.access_control_expose_headers,
+                "accessControlExposeHeaders",
+            )?,
+            credentials: h.access_control_allow_credentials == Some(true),
+            max_age: h
+                .access_control_max_age
+                .map(|a| HeaderValue::from(a.max(0))),
+            vary: h.add_vary_header == Some(true),
+        })
+    };
+    Ok(HeadersSpec {
+        request: pairs(&h.custom_request_headers, "customRequestHeaders")?,
+        response: pairs(&h.custom_response_headers, "customResponseHeaders")?,
+        security,
+        cors,
+    })
+}
+
+fn source(c: Option<&crd::SourceCriterion>, field: &str) -> Result<Source, String> {
+    let Some(c) = c else {
+        return Ok(Source::ClientIp(IpStrategy::default()));
+    };
+    match (
+        &c.ip_strategy,
+        &c.request_header_name,
+        c.request_host == Some(true),
+    ) {
+        (s, None, false) => Ok(Source::ClientIp(ip_strategy(
+            s.as_ref(),
+            &format!("{field}.ipStrategy"),
+        )?)),
+        (None, Some(h), false) => HeaderName::from_bytes(h.as_bytes())
+            .map(Source::RequestHeader)
+            .map_err(|_| format!("{field}.requestHeaderName {h:?} is not a header name")),
+        (None, None, true) => Ok(Source::RequestHost),
+        _ => Err(format!(
+            "{field}: set one of ipStrategy, requestHeaderName and requestHost"
+        )),
+    }
+}
+
+fn ip_strategy(s: Option<&crd::IpStrategy>, field: &str) -> Result<IpStrategy, String> {
+    let Some(s) = s else {
+        return Ok(IpStrategy::default());
+    };
+    let excluded = s
+        .excluded_ips
+        .iter()
+        .enumerate()
+        .map(|(i, e)| net(e).map_err(|why| format!("{field}.excludedIPs[{i}] {why}")))
+        .collect::<Result<_, _>>()?;
+    Ok(IpStrategy {
+        depth: usize::try_from(s.depth.unwrap_or(0)).unwrap_or(0),
+        excluded,
+    })
+}
+
+fn net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP or CIDR"))
+}
+
+fn regex(s: &str, field: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(s)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            format!(
+                "{field} {s:?} is not a regular expression: {}",
+                e.to_string().lines().last().unwrap_or_default()
+            )
+        })
+}
+
+/// A duration as Traefik writes it: a number of seconds or a string like `1s`, `500ms`, `1m`.
+pub fn duration(v: &IntOrString) -> Result<Duration, String> {
+    match v {
+        IntOrString::Int(s) => u64::try_from(*s)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s} is negative")),
+        IntOrString::String(s) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}")),
+    }
+}
