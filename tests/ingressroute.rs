@@ -1,0 +1,436 @@
+//! IngressRoute and Middleware through real sockets: header canary routing, weighted services,
+//! and each middleware asserted by status, headers and what the backend received.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, client, get, send, service};
+
+async fn echo(name: &str, m: &Manifests) -> Echo {
+    let e = Echo::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(&format!("svc-{name}.yaml"), &service(name, e.addr));
+    e
+}
+
+fn route(name: &str, routes: &str) -> String {
+    format!(
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {{name: {name}}}\nspec:\n  routes:\n{routes}"
+    )
+}
+
+fn middleware(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {{name: {name}}}\nspec:\n  {spec}\n"
+    )
+}
+
+async fn get_with(
+    web: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> support::Reply {
+    let mut req = Request::get(format!("http://{web}{path}")).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&client(), req.body(Full::<Bytes>::default()).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_canary_and_weighted_services() {
+    let m = Manifests::new();
+    let _s = (
+        echo("stable", &m).await,
+        echo("canary", &m).await,
+        echo("a", &m).await,
+        echo("b", &m).await,
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`app.test`) && Header(`X-Env`, `canary`)\n    services: [{name: canary, port: 80}]\n  - match: Host(`app.test`)\n    services: [{name: stable, port: http}]\n  - match: Host(`split.test`)\n    services: [{name: a, port: 80, weight: 3}, {name: b, port: 80, weight: 1}]\n",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    assert_eq!(
+        get_with(web, "app.test", "/", &[("x-env", "canary")])
+            .await
+            .backend()
+            .as_deref(),
+        Some("canary")
+    );
+    assert_eq!(
+        get_with(web, "app.test", "/", &[("x-env", "prod")])
+            .await
+            .backend()
+            .as_deref(),
+        Some("stable")
+    );
+    assert_eq!(
+        get(web, "app.test", "/").await.backend().as_deref(),
+        Some("stable")
+    );
+    assert_eq!(get(web, "other.test", "/").await.status, 404);
+    let mut split = Vec::new();
+    for _ in 0..8 {
+        split.push(get(web, "split.test", "/").await.backend().unwrap());
+    }
+    assert_eq!(
+        split.iter().filter(|b| *b == "a").count(),
+        6,
+        "3:1 weights: {split:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_answers_429_with_headers_and_keeps_its_bucket_across_100_reloads() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "limit.yaml",
+        &middleware("limit", "rateLimit: {average: 1, period: 1h, burst: 5}"),
+    );
+    m.write(
+        "routes.yaml",
+        &route("app", "  - match: Host(`app.test`)\n    middlewares: [{name: limit}]\n    services: [{name: app, port: 80}]\n"),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    for i in 0..3 {
+        assert_eq!(
+            get(fjord.web, "app.test", "/").await.status,
+            200,
+            "request {i}"
+        );
+    }
+    // 100 unrelated changes, each applied before the next.
+    for i in 0..100 {
+        m.write(
+            "noise.yaml",
+            &route(
+                "noise",
+                &format!(
+                    "  - match: Host(`noise{i}.test`)\n    services: [{{name: app, port: 80}}]\n"
+                ),
+            ),
+        );
+        let host = format!("noise{i}.test");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while get(fjord.web, &host, "/").await.status != 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reload {i} never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // The bucket survived: two tokens of five are left, then the limit answers.
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    let limited = get(fjord.web, "app.test", "/").await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.body, "429 too many requests\n");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(
+        limited.headers["ratelimit-policy"],
+        "\"default/limit\";q=1;w=3600"
+    );
+    assert_eq!(
+        limited.headers["ratelimit"],
+        format!("\"default/limit\";r=0;t={retry}")
+    );
+    assert!(limited.backend().is_none(), "the backend never saw it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_headers_auth_and_prefix_stripping() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    // alice:secret (apr1), made with `openssl passwd -apr1 -salt abcdefgh secret`
+    m.write(
+        "auth.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: users}\nstringData:\n  users: \"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"\n",
+    );
+    m.write(
+        "auth-mw.yaml",
+        &middleware(
+            "auth",
+            "basicAuth: {secret: users, realm: shop, removeHeader: true}",
+        ),
+    );
+    m.write(
+        "headers-mw.yaml",
+        &middleware(
+            "hdrs",
+            "headers: {customRequestHeaders: {X-Team: shop, User-Agent: \"\"}, customResponseHeaders: {X-Served-By: fjord, Server: \"\"}, frameDeny: true, stsSeconds: 600, accessControlAllowOriginList: [\"https://ui.test\"], accessControlAllowMethods: [GET, POST]}",
+        ),
+    );
+    m.write(
+        "strip-mw.yaml",
+        &middleware("strip", "stripPrefix: {prefixes: [/shop]}"),
+    );
+    m.write(
+        "chain-mw.yaml",
+        &middleware(
+            "secure",
+            "chain: {middlewares: [{name: hdrs}, {name: auth}, {name: strip}]}",
+        ),
+    );
+    m.write(
+        "routes.yaml",
+        &route("app", "  - match: Host(`app.test`) && PathPrefix(`/shop`)\n    middlewares: [{name: secure}]\n    services: [{name: app, port: 80}]\n"),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+
+    let denied = get(web, "app.test", "/shop/cart").await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.headers["www-authenticate"], "Basic realm=\"shop\"");
+    let wrong = get_with(
+        web,
+        "app.test",
+        "/shop/cart",
+        &[("authorization", "Basic YWxpY2U6d3Jvbmc=")],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+
+    // alice:secret
+    let ok = get_with(
+        web,
+        "app.test",
+        "/shop/cart?x=1",
+        &[
+            ("authorization", "Basic YWxpY2U6c2VjcmV0"),
+            ("user-agent", "curl"),
+            ("origin", "https://ui.test"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let seen = ok.json();
+    assert_eq!(seen["path"], "/cart?x=1");
+    assert_eq!(seen["headers"]["x-forwarded-prefix"], "/shop");
+    assert_eq!(seen["headers"]["x-team"], "shop");
+    assert!(
+        seen["headers"].get("user-agent").is_none(),
+        "empty value removes: {}",
+        seen["headers"]
+    );
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "removeHeader"
+    );
+    assert_eq!(ok.headers["x-served-by"], "fjord");
+    assert_eq!(ok.headers["x-frame-options"], "DENY");
+    assert_eq!(ok.headers["strict-transport-security"], "max-age=600");
+    assert_eq!(ok.headers["access-control-allow-origin"], "https://ui.test");
+
+    // A CORS preflight is answered by fjord, before auth.
+    let pre = get_with(
+        web,
+        "app.test",
+        "/shop/cart",
+        &[
+            ("origin", "https://ui.test"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
+    let preflight = {
+        let req = Request::builder()
+            .method("OPTIONS")
+            .uri(format!("http://{web}/shop/cart"))
+            .header("host", "app.test")
+            .header("origin", "https://ui.test")
+            .header("access-control-request-method", "POST")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        send(&client(), req).await
+    };
+    assert_eq!(pre.status, 401, "a GET is no preflight");
+    assert_eq!(preflight.status, 200);
+    assert_eq!(
+        preflight.headers["access-control-allow-methods"],
+        "GET, POST"
+    );
+    assert!(preflight.backend().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_lists_redirects_rewrites_in_flight_and_broken_references() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "deny.yaml",
+        &middleware("office", "ipAllowList: {sourceRange: [10.0.0.0/8]}"),
+    );
+    m.write(
+        "local.yaml",
+        &middleware(
+            "local",
+            "ipAllowList: {sourceRange: [127.0.0.0/8, \"::1\"]}",
+        ),
+    );
+    m.write(
+        "https.yaml",
+        &middleware(
+            "https",
+            "redirectScheme: {scheme: https, port: \"8443\", permanent: true}",
+        ),
+    );
+    m.write(
+        "replace.yaml",
+        &middleware("replace", "replacePath: {path: /health}"),
+    );
+    m.write("add.yaml", &middleware("add", "addPrefix: {prefix: /v2}"));
+    m.write(
+        "regex.yaml",
+        &middleware(
+            "rx",
+            "replacePathRegex: {regex: \"^/old/(.*)\", replacement: \"/new/$1\"}",
+        ),
+    );
+    m.write("one.yaml", &middleware("one", "inFlightReq: {amount: 1}"));
+    m.write(
+        "loop-a.yaml",
+        &middleware("loop-a", "chain: {middlewares: [{name: loop-b}]}"),
+    );
+    m.write(
+        "loop-b.yaml",
+        &middleware("loop-b", "chain: {middlewares: [{name: loop-a}]}"),
+    );
+    let r = |host: &str, mw: &str| {
+        format!(
+            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
+        )
+    };
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[
+                r("office.test", "office"),
+                r("local.test", "local"),
+                r("https.test", "https"),
+                r("replace.test", "replace"),
+                r("add.test", "add"),
+                r("rx.test", "rx"),
+                r("one.test", "one"),
+                r("missing.test", "nope"),
+                r("loop.test", "loop-a"),
+            ]
+            .concat(),
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+
+    let r = get(web, "office.test", "/").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (403, "403 forbidden\n")
+    );
+    assert_eq!(
+        get(web, "local.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    let r = get(web, "https.test", "/a?b=c").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.headers["location"], "https://https.test:8443/a?b=c");
+    let seen = get(web, "replace.test", "/anything").await.json();
+    assert_eq!(
+        (
+            seen["path"].as_str(),
+            seen["headers"]["x-replaced-path"].as_str()
+        ),
+        (Some("/health"), Some("/anything"))
+    );
+    assert_eq!(
+        get(web, "add.test", "/users").await.json()["path"],
+        "/v2/users"
+    );
+    assert_eq!(
+        get(web, "rx.test", "/old/a/b").await.json()["path"],
+        "/new/a/b"
+    );
+
+    // One request in flight per client: a second concurrent one is refused.
+    let slow = tokio::spawn(async move { get(web, "one.test", "/delay/800").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(web, "one.test", "/").await.status, 429);
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(
+        get(web, "one.test", "/").await.status,
+        200,
+        "the slot was released"
+    );
+
+    // A missing middleware or a cycle: the route is not served without it.
+    let r = get(web, "missing.test", "/").await;
+    assert_eq!((r.status.as_u16(), r.backend()), (503, None));
+    assert_eq!(get(web, "loop.test", "/").await.status, 503);
+    fjord.wait_for_log(
+        "spec.routes[7].middlewares: Middleware default/nope: not found; the route answers 503",
+    );
+    fjord.wait_for_log(
+        "middleware chain has a cycle: default/loop-a -> default/loop-b -> default/loop-a",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_annotation_attaches_middlewares_and_check_reports_bad_rules() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "hdr.yaml",
+        &middleware(
+            "tag",
+            "headers: {customRequestHeaders: {X-Tagged: \"yes\"}}",
+        ),
+    );
+    m.write(
+        "ing.yaml",
+        &support::ingress("app", &[("app.test", "Prefix", "/", "app")]).replace(
+            "namespace: default}",
+            "namespace: default, annotations: {fjord.dev/middlewares: \"tag, default/tag\"}}",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(
+        get(fjord.web, "app.test", "/").await.json()["headers"]["x-tagged"],
+        "yes"
+    );
+
+    m.write(
+        "bad.yaml",
+        &route(
+            "bad",
+            "  - match: Host(`a`) && Heder(`x`,`y`)\n    services: [{name: app, port: 80}]\n",
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("check")
+        .arg(m.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: IngressRoute default/bad: spec.routes[0].match: rule `Host(`a`) && Heder(`x`,`y`)`: unknown matcher `Heder` at column 14"),
+        "{stdout}"
+    );
+}
