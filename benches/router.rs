@@ -1,4 +1,4 @@
-//! Route lookup cost as the table grows: run `cargo bench --bench router`. Lookup must not grow
+//! Route lookup cost as the table grows, and with rule routes: run `cargo bench --bench router`. Lookup must not grow
 //! with the number of hosts (hash lookups, never a scan), and stays within a few probes per path
 //! element.
 
@@ -67,5 +67,36 @@ fn lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookup);
+/// 900 rules pinned to their hosts plus 100 that apply to any host (and so are tried for every
+/// request): the rule router's worst realistic case.
+fn rule_routes(c: &mut Criterion) {
+    let mut rules = Vec::new();
+    for i in 0..900 {
+        let rule =
+            format!("Host(`h{i}.example.com`) && PathPrefix(`/api`) && Header(`X-Env`, `canary`)");
+        rules.push((fjord::rule::parse(&rule).unwrap(), Vec::new(), i));
+    }
+    for i in 0..100 {
+        let rule = format!("PathPrefix(`/tenant-{i}`) && Method(`POST`)");
+        rules.push((fjord::rule::parse(&rule).unwrap(), Vec::new(), 900 + i));
+    }
+    let router = table(1, 1).with_rules(rules);
+    let headers = http::HeaderMap::from_iter([(
+        http::HeaderName::from_static("x-env"),
+        http::HeaderValue::from_static("canary"),
+    )]);
+    let view = fjord::rule::RequestView {
+        host: "h450.example.com",
+        path: "/api/items",
+        query: None,
+        method: &http::Method::GET,
+        headers: &headers,
+        client_ip: "10.0.0.1".parse().unwrap(),
+    };
+    c.bench_function("route lookup, 1k rule routes (100 any-host)", |b| {
+        b.iter(|| router.route_request(black_box(&view), black_box("web")))
+    });
+}
+
+criterion_group!(benches, lookup, rule_routes);
 criterion_main!(benches);

@@ -122,7 +122,7 @@ fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
         "{}: {} objects, {} routes, {errors} errors, {} warnings",
         dir.display(),
         loaded.store.len(),
-        translation.config.routes.len(),
+        translation.config.routes.len() + translation.config.rule_routes.len(),
         diagnostics.len() - errors,
     );
     if errors > 0 {

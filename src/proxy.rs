@@ -173,11 +173,22 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // A request without a body can be sent again if its endpoint refuses the connection.
-        let retry = (body.is_end_stream() && backend.endpoints.len() > 1)
-            .then(|| (parts.method.clone(), parts.headers.clone()));
-
+        // A request without a body can be sent again: to another endpoint when its endpoint
+        // refused the connection, and, under a retry middleware, after any failure before a
+        // response started if its method is idempotent.
         let endpoints = &backend.endpoints;
+        let bodyless = body.is_end_stream();
+        let retry = chain
+            .iter()
+            .find_map(|m| m.retry())
+            .filter(|_| bodyless && idempotent(&parts.method));
+        let attempts = match retry {
+            Some(r) => r.attempts.max(1),
+            None if bodyless && endpoints.len() > 1 => 2,
+            None => 1,
+        };
+        let spare = (attempts > 1).then(|| (parts.method.clone(), parts.headers.clone()));
+
         let now = balance::now();
         let first = endpoints
             .pick(now, None)
@@ -192,23 +203,41 @@ impl Proxy {
         let mut sent = self
             .send(&target, first, parts, Either::Left(limited), &path, limit)
             .await;
-        if let (Err(ProxyError::Connect { .. }), Some((method, headers))) = (&sent, retry)
-            && let Some(second) = endpoints.pick(now, Some(first))
-        {
+        let mut last = first;
+        for attempt in 1..attempts {
+            let retryable = match &sent {
+                Err(ProxyError::Connect { .. }) => true,
+                Err(ProxyError::Upstream { .. } | ProxyError::Timeout { .. }) => retry.is_some(),
+                _ => false,
+            };
+            let Some((method, headers)) = spare.as_ref().filter(|_| retryable) else {
+                break;
+            };
+            let next = match endpoints.pick(balance::now(), Some(last)) {
+                Some(n) => n,
+                // One endpoint: a retry middleware tries it again; a refused connect does not.
+                None if retry.is_some() => last,
+                None => break,
+            };
+            if let Some(r) = retry {
+                tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
+            }
+            tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
             let mut again = Request::new(());
-            *again.method_mut() = method;
-            *again.headers_mut() = headers;
+            *again.method_mut() = method.clone();
+            *again.headers_mut() = headers.clone();
             let (parts, ()) = again.into_parts();
             sent = self
                 .send(
                     &target,
-                    second,
+                    next,
                     parts,
                     Either::Right(Empty::new()),
                     &path,
                     limit,
                 )
                 .await;
+            last = next;
         }
         let mut response = sent?;
 
@@ -319,6 +348,20 @@ fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Methods a client expects may be repeated (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 fn no_endpoint(target: &Target) -> ProxyError {

@@ -434,3 +434,42 @@ async fn ingress_annotation_attaches_middlewares_and_check_reports_bad_rules() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_resends_idempotent_bodyless_requests_before_a_response_started() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "retry.yaml",
+        &middleware("retry", "retry: {attempts: 3, initialInterval: 10ms}"),
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`retry.test`)\n    middlewares: [{name: retry}]\n    services: [{name: app, port: 80}]\n  - match: Host(`plain.test`)\n    services: [{name: app, port: 80}]\n",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    // The backend drops the first request for each key without answering.
+    let r = get(web, "retry.test", "/reset-once/a").await;
+    assert_eq!(
+        (r.status.as_u16(), r.backend().as_deref()),
+        (200, Some("app"))
+    );
+    assert_eq!(
+        get(web, "plain.test", "/reset-once/b").await.status,
+        502,
+        "no retry without the middleware"
+    );
+    let post = Request::post(format!("http://{web}/reset-once/c"))
+        .header("host", "retry.test")
+        .body(Full::new(Bytes::from_static(b"order")))
+        .unwrap();
+    assert_eq!(
+        send(&client(), post).await.status,
+        502,
+        "a request with a body is not sent twice"
+    );
+}

@@ -72,6 +72,16 @@ pub enum Kind {
     },
     /// Largest request body in bytes (413 past it).
     Buffering(u64),
+    Retry(Retry),
+}
+
+/// How a failed request is sent again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubles for each further one.
+    pub interval: Duration,
 }
 
 /// What a middleware sees of the connection.
@@ -249,8 +259,8 @@ impl Middleware {
                     .into());
                 }
             }
-            // Applied by the proxy to the body it forwards, through `body_limit`.
-            Kind::Buffering(_) => {}
+            // Applied by the proxy as it forwards, through `body_limit` and `retry`.
+            Kind::Buffering(_) | Kind::Retry(_) => {}
         }
         Ok(())
     }
@@ -259,6 +269,14 @@ impl Middleware {
     pub fn on_response(&self, headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
         if let Kind::Headers(spec) = &self.kind {
             spec.on_response(headers, origin);
+        }
+    }
+
+    /// The retry policy this middleware sets, if any.
+    pub fn retry(&self) -> Option<Retry> {
+        match self.kind {
+            Kind::Retry(r) => Some(r),
+            _ => None,
         }
     }
 

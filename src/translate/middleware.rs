@@ -325,6 +325,18 @@ fn compile(
             ranges,
             strategy: ip_strategy(a.ip_strategy.as_ref(), "spec.ipAllowList.ipStrategy")?,
         }
+    } else if let Some(r) = &spec.retry {
+        if r.attempts == 0 {
+            return Err("spec.retry.attempts must be at least 1".into());
+        }
+        let interval = match &r.initial_interval {
+            None => Duration::from_millis(100),
+            Some(i) => duration(i).map_err(|e| format!("spec.retry.initialInterval {e}"))?,
+        };
+        Kind::Retry(crate::middleware::Retry {
+            attempts: r.attempts,
+            interval,
+        })
     } else if let Some(b) = &spec.buffering {
         Kind::Buffering(b.max_request_body_bytes.unwrap_or(0))
     } else if let Some(c) = &spec.chain {

@@ -2,7 +2,8 @@
 //! received (method, path, host, headers, body size), and echoes WebSocket messages. Shared by
 //! the black-box tests and the quickstart example.
 //!
-//! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first.
+//! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first;
+//! `/reset-once/KEY` drops the connection without an answer the first time KEY is asked for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,14 +44,28 @@ impl Echo {
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::clone(&connections);
+        let reset: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 accepted.fetch_add(1, Ordering::Relaxed);
+                let reset = Arc::clone(&reset);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(name, req));
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let first = req
+                            .uri()
+                            .path()
+                            .strip_prefix("/reset-once/")
+                            .is_some_and(|key| reset.lock().unwrap().insert(key.to_owned()));
+                        async move {
+                            if first {
+                                return Err(std::io::Error::other("reset once"));
+                            }
+                            answer(name, req).await.map_err(|e| match e {})
+                        }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()

@@ -1,0 +1,41 @@
+//! The rate-limit decision: one client hammering, and requests spread over 10,000 clients.
+//! Run `cargo bench --bench rate_limit`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use fjord::middleware::rate_limit::{IpStrategy, RateLimitSpec, RateLimiter, Source};
+
+fn decision(c: &mut Criterion) {
+    let limiter = RateLimiter::new(RateLimitSpec {
+        average: 1_000_000,
+        period: Duration::from_secs(1),
+        burst: 1_000_000,
+        source: Source::ClientIp(IpStrategy::default()),
+    });
+    let headers = http::HeaderMap::new();
+    let peer = "10.0.0.1".parse().unwrap();
+    let mut now = 0u64;
+    c.bench_function("rate limit decision, one client (key + check)", |b| {
+        b.iter(|| {
+            now += 1_000;
+            let key = limiter.spec.source.key(black_box(peer), "h", &headers);
+            black_box(limiter.check(key, now))
+        })
+    });
+    let keys: Vec<Box<str>> = (0..10_000)
+        .map(|i| format!("10.0.{}.{}", i / 256, i % 256).into())
+        .collect();
+    let mut i = 0;
+    c.bench_function("rate limit decision, 10k clients", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            now += 1_000;
+            black_box(limiter.check(keys[i].clone(), now))
+        })
+    });
+}
+
+criterion_group!(benches, decision);
+criterion_main!(benches);
