@@ -101,7 +101,7 @@ fn read_file(
         Ok(text) => text,
         Err(e) => return keep_previous(format!("cannot read: {e}"), diagnostics),
     };
-    let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
+    let docs = match parse_documents(&text) {
         Ok(docs) => docs,
         Err(e) => {
             return keep_previous(
@@ -136,6 +136,11 @@ fn read_file(
         }
     }
     objects
+}
+
+/// The documents of a (multi-document) YAML text, each as a generic value.
+pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Error> {
+    serde_saphyr::from_multiple(text)
 }
 
 fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
