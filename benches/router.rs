@@ -93,8 +93,16 @@ fn rule_routes(c: &mut Criterion) {
         headers: &headers,
         client_ip: "10.0.0.1".parse().unwrap(),
     };
-    c.bench_function("route lookup, 1k rule routes (100 any-host)", |b| {
+    c.bench_function("route lookup, 1k rule routes (100 any-host), hit", |b| {
         b.iter(|| router.route_request(black_box(&view), black_box("web")))
+    });
+    // No rule matches: the host's own rules and all 100 any-host rules are tried.
+    let miss = fjord::rule::RequestView {
+        path: "/other",
+        ..view
+    };
+    c.bench_function("route lookup, 1k rule routes (100 any-host), miss", |b| {
+        b.iter(|| router.route_request(black_box(&miss), black_box("web")))
     });
 }
 

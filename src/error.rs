@@ -3,10 +3,9 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{Either, Full};
 
 use crate::middleware::ceil_secs;
-use crate::proxy::ResponseBody;
+use crate::proxy::{ResponseBody, full};
 
 static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
@@ -89,9 +88,7 @@ impl ProxyError {
             StatusCode::FORBIDDEN => "403 forbidden\n",
             _ => "502 bad gateway\n",
         };
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-            text.as_bytes(),
-        ))));
+        let mut response = Response::new(full(Bytes::from_static(text.as_bytes())));
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,

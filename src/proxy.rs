@@ -8,6 +8,7 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -18,14 +19,20 @@ use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
 use crate::error::ProxyError;
 use crate::forwarded;
-use crate::middleware::{Ctx, Stop};
+use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
 use crate::upstream::{RequestBody, Upstream};
 
-/// A response on its way to the client: a backend's, or one fjord made.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+/// A response on its way to the client: a backend's, one fjord made, or a backend's re-encoded
+/// by a middleware (compression).
+pub type ResponseBody = Either<Incoming, Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>>;
+
+/// A response body fjord makes itself.
+pub fn full(bytes: Bytes) -> ResponseBody {
+    Either::Right(Either::Left(Full::new(bytes)))
+}
 
 /// Shared by every connection of every entry point.
 #[derive(Debug)]
@@ -134,6 +141,7 @@ impl Proxy {
         let chain = &target.middlewares;
         let mut held = Vec::new();
         let mut origin = None;
+        let mut compression = None;
         let mut limit = entry.max_body;
         if !chain.is_empty() {
             let ctx = Ctx {
@@ -152,6 +160,13 @@ impl Proxy {
                 }
             }
             origin = req.headers().get(header::ORIGIN).cloned();
+            if let Some(spec) = chain.iter().find_map(|m| m.compress()) {
+                let encoding = req
+                    .headers()
+                    .get(header::ACCEPT_ENCODING)
+                    .and_then(compress::negotiate);
+                compression = encoding.map(|e| (spec, e, req.method() == http::Method::HEAD));
+            }
         }
         if limit > 0 && req.body().size_hint().lower() > limit {
             return Err(ProxyError::BodyTooLarge { limit });
@@ -255,7 +270,11 @@ impl Proxy {
             m.on_response(response.headers_mut(), origin.as_ref());
         }
         drop(held);
-        Ok(response.map(Either::Left))
+        let response = response.map(Either::Left);
+        Ok(match compression {
+            Some((spec, encoding, head)) if !switching => spec.apply(encoding, head, response),
+            _ => response,
+        })
     }
 
     fn route<B>(
@@ -341,7 +360,7 @@ impl Redirect {
 }
 
 fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
-    let mut response = Response::new(Either::Right(Full::new(body)));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -473,3 +473,168 @@ async fn retry_resends_idempotent_bodyless_requests_before_a_response_started() 
         "a request with a body is not sent twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compress_by_accept_encoding_above_a_size_except_excluded_types() {
+    use tokio::io::AsyncReadExt as _;
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "gz.yaml",
+        &middleware("gz", "compress: {minResponseBodyBytes: 100}"),
+    );
+    m.write(
+        "big.yaml",
+        &middleware("big", "compress: {minResponseBodyBytes: 100000}"),
+    );
+    m.write(
+        "nojson.yaml",
+        &middleware(
+            "nojson",
+            "compress: {minResponseBodyBytes: 100, excludedContentTypes: [application/json]}",
+        ),
+    );
+    let r = |host: &str, mw: &str| {
+        format!(
+            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
+        )
+    };
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[
+                r("gz.test", "gz"),
+                r("big.test", "big"),
+                r("nojson.test", "nojson"),
+            ]
+            .concat(),
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+
+    let raw = |host: &'static str, accept: &'static str| async move {
+        let req = Request::get(format!("http://{web}/x"))
+            .header("host", host)
+            .header("accept-encoding", accept);
+        let resp = client()
+            .request(req.body(Full::<Bytes>::default()).unwrap())
+            .await
+            .unwrap();
+        let headers = resp.headers().clone();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (headers, body)
+    };
+    let (h, body) = raw("gz.test", "gzip").await;
+    assert_eq!(h["content-encoding"], "gzip");
+    assert!(h.get("content-length").is_none());
+    assert!(h.get_all("vary").iter().any(|v| v == "Accept-Encoding"));
+    let mut plain = String::new();
+    async_compression::tokio::bufread::GzipDecoder::new(&body[..])
+        .read_to_string(&mut plain)
+        .await
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(
+        (
+            seen["backend"].as_str(),
+            seen["headers"]["accept-encoding"].as_str()
+        ),
+        (Some("app"), Some("gzip"))
+    );
+
+    let (h, body) = raw("gz.test", "gzip;q=0.5, br").await;
+    assert_eq!(h["content-encoding"], "br");
+    let mut plain = String::new();
+    async_compression::tokio::bufread::BrotliDecoder::new(&body[..])
+        .read_to_string(&mut plain)
+        .await
+        .unwrap();
+    assert!(plain.contains("\"backend\": \"app\""));
+
+    assert!(
+        raw("gz.test", "identity")
+            .await
+            .0
+            .get("content-encoding")
+            .is_none()
+    );
+    assert!(
+        raw("big.test", "gzip")
+            .await
+            .0
+            .get("content-encoding")
+            .is_none(),
+        "under the minimum size"
+    );
+    assert!(
+        raw("nojson.test", "gzip")
+            .await
+            .0
+            .get("content-encoding")
+            .is_none(),
+        "excluded type"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regex_redirects_regex_prefix_stripping_and_body_buffering_limits() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write("rr.yaml", &middleware("rr", "redirectRegex: {regex: \"^http://old.test/(.*)\", replacement: \"https://new.test/$1\"}"));
+    m.write(
+        "spr.yaml",
+        &middleware("spr", "stripPrefixRegex: {regex: [\"/api/v[0-9]+\"]}"),
+    );
+    m.write(
+        "buf.yaml",
+        &middleware("buf", "buffering: {maxRequestBodyBytes: 10}"),
+    );
+    let r = |host: &str, mw: &str| {
+        format!(
+            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
+        )
+    };
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[
+                r("old.test", "rr"),
+                r("spr.test", "spr"),
+                r("buf.test", "buf"),
+            ]
+            .concat(),
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    let moved = get(web, "old.test", "/a/b?c=d").await;
+    assert_eq!(
+        (
+            moved.status.as_u16(),
+            moved.headers["location"].to_str().unwrap()
+        ),
+        (302, "https://new.test/a/b?c=d")
+    );
+    let seen = get(web, "spr.test", "/api/v2/users").await.json();
+    assert_eq!(
+        (
+            seen["path"].as_str(),
+            seen["headers"]["x-forwarded-prefix"].as_str()
+        ),
+        (Some("/users"), Some("/api/v2"))
+    );
+    let post = |len: usize| {
+        Request::post(format!("http://{web}/"))
+            .header("host", "buf.test")
+            .body(Full::new(Bytes::from(vec![b'x'; len])))
+            .unwrap()
+    };
+    assert_eq!(send(&client(), post(10)).await.status, 200);
+    assert_eq!(send(&client(), post(11)).await.status, 413);
+}

@@ -5,6 +5,7 @@
 //! pays nothing, and one with middleware allocates nothing to run it.
 
 pub mod basic_auth;
+pub mod compress;
 pub mod headers;
 pub mod rate_limit;
 
@@ -16,13 +17,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use ipnet::IpNet;
 use regex::Regex;
 
 use crate::crd;
 use crate::error::ProxyError;
-use crate::proxy::ResponseBody;
+use crate::proxy::{ResponseBody, full};
 use basic_auth::User;
 use headers::HeadersSpec;
 use rate_limit::{InFlight, InFlightGuard, IpStrategy, RateLimiter};
@@ -73,6 +73,7 @@ pub enum Kind {
     /// Largest request body in bytes (413 past it).
     Buffering(u64),
     Retry(Retry),
+    Compress(compress::CompressSpec),
 }
 
 /// How a failed request is sent again.
@@ -260,7 +261,7 @@ impl Middleware {
                 }
             }
             // Applied by the proxy as it forwards, through `body_limit` and `retry`.
-            Kind::Buffering(_) | Kind::Retry(_) => {}
+            Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) => {}
         }
         Ok(())
     }
@@ -269,6 +270,14 @@ impl Middleware {
     pub fn on_response(&self, headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
         if let Kind::Headers(spec) = &self.kind {
             spec.on_response(headers, origin);
+        }
+    }
+
+    /// The compression this middleware asks for, if any.
+    pub fn compress(&self) -> Option<&compress::CompressSpec> {
+        match &self.kind {
+            Kind::Compress(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -310,7 +319,7 @@ fn set_header(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 }
 
 fn empty(status: StatusCode) -> Response<ResponseBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = status;
     r
 }

@@ -325,6 +325,21 @@ fn compile(
             ranges,
             strategy: ip_strategy(a.ip_strategy.as_ref(), "spec.ipAllowList.ipStrategy")?,
         }
+    } else if let Some(c) = &spec.compress {
+        Kind::Compress(crate::middleware::compress::CompressSpec {
+            min_bytes: c.min_response_body_bytes.unwrap_or(1024),
+            excluded: c
+                .excluded_content_types
+                .iter()
+                .map(|t| {
+                    t.split(';')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .collect(),
+        })
     } else if let Some(r) = &spec.retry {
         if r.attempts == 0 {
             return Err("spec.retry.attempts must be at least 1".into());

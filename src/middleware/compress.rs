@@ -1,0 +1,151 @@
+//! The compress middleware: gzip or brotli as the client's `Accept-Encoding` prefers, for
+//! responses of at least a minimum size whose type is not excluded, streamed (never buffered).
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt as _, BodyStream, Either, StreamBody};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use crate::proxy::ResponseBody;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompressSpec {
+    /// Responses that declare a smaller length are sent as they are. Default 1024.
+    pub min_bytes: u64,
+    /// Content types (lowercase, without parameters) never compressed.
+    pub excluded: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    Brotli,
+}
+
+impl Encoding {
+    fn token(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Brotli => "br",
+        }
+    }
+}
+
+/// The encoding to use for an `Accept-Encoding` value: the one with the highest q-value among
+/// those fjord has, brotli on a tie; none when the client accepts neither.
+pub fn negotiate(accept: &HeaderValue) -> Option<Encoding> {
+    let accept = accept.to_str().ok()?;
+    let mut best: Option<(Encoding, f32)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let token = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let encoding = match token.as_str() {
+            "br" => Encoding::Brotli,
+            "gzip" | "x-gzip" => Encoding::Gzip,
+            _ => continue,
+        };
+        if q > 0.0
+            && best.is_none_or(|(b, bq)| {
+                q > bq || (q == bq && encoding == Encoding::Brotli && b != encoding)
+            })
+        {
+            best = Some((encoding, q));
+        }
+    }
+    best.map(|(e, _)| e)
+}
+
+impl CompressSpec {
+    /// Compresses `response` with `encoding` when it qualifies; returns it unchanged otherwise.
+    pub fn apply(
+        &self,
+        encoding: Encoding,
+        head: bool,
+        response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        let headers = response.headers();
+        let status = response.status();
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let skip = head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || headers.contains_key(header::CONTENT_ENCODING)
+            || headers.contains_key(header::CONTENT_RANGE)
+            || declared.is_some_and(|n| n < self.min_bytes)
+            || content_type.is_some_and(|t| self.excluded.iter().any(|e| *e == t));
+        if skip {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.token()),
+        );
+        parts
+            .headers
+            .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        let data = BodyStream::new(body)
+            .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
+            .map_err(std::io::Error::other);
+        let reader = StreamReader::new(data);
+        let encoded = match encoding {
+            Encoding::Gzip => {
+                ReaderStream::new(async_compression::tokio::bufread::GzipEncoder::new(reader))
+                    .boxed()
+            }
+            Encoding::Brotli => ReaderStream::new(
+                async_compression::tokio::bufread::BrotliEncoder::new(reader),
+            )
+            .boxed(),
+        };
+        let body = StreamBody::new(encoded.map_ok(http_body::Frame::data)).boxed_unsync();
+        Response::from_parts(parts, Either::Right(Either::Right(body)))
+    }
+}
+
+/// Keeps the stream `Send` without naming the encoder types.
+trait BoxedStream {
+    fn boxed(self) -> futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+}
+
+impl<S: futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static> BoxedStream for S {
+    fn boxed(self) -> futures_util::stream::BoxStream<'static, std::io::Result<Bytes>> {
+        Box::pin(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_q_values() {
+        let n = |s: &'static str| negotiate(&HeaderValue::from_static(s));
+        assert_eq!(n("gzip, deflate, br"), Some(Encoding::Brotli));
+        assert_eq!(n("gzip"), Some(Encoding::Gzip));
+        assert_eq!(n("br;q=0.5, gzip;q=0.9"), Some(Encoding::Gzip));
+        assert_eq!(n("br;q=0, gzip;q=0"), None);
+        assert_eq!(n("identity, deflate"), None);
+    }
+}
