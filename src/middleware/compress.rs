@@ -92,7 +92,7 @@ impl CompressSpec {
             || headers.contains_key(header::CONTENT_ENCODING)
             || headers.contains_key(header::CONTENT_RANGE)
             || declared.is_some_and(|n| n < self.min_bytes)
-            || content_type.is_some_and(|t| self.excluded.iter().any(|e| *e == t));
+            || content_type.is_some_and(|t| self.excluded.contains(&t));
         if skip {
             return response;
         }
