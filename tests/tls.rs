@@ -250,3 +250,34 @@ async fn plain_http_redirects_only_hosts_with_tls() {
         (200, Some("app"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingress_route_serves_its_tls_secret() {
+    let s = setup().await;
+    s.m.write("api-cert.yaml", &s.ca.secret("api-cert", &["api.test"]));
+    s.m.write(
+        "api.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: api}\nspec:\n  entryPoints: [websecure]\n  routes:\n  - match: Host(`api.test`)\n    services: [{name: app, port: 80}]\n  tls: {secretName: api-cert}\n",
+    );
+    let websecure = s.fjord.addrs["websecure"];
+    let trust = client_config(&[s.ca.der()], &[b"http/1.1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        if let Ok(seen) = https_get(websecure, "api.test", Arc::clone(&trust), "/").await {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (seen.names.as_slice(), seen.reply.status.as_u16()),
+        (&["api.test".to_owned()][..], 200)
+    );
+    // Its hosts have TLS now, so plain HTTP is redirected to it.
+    let plain = get(s.fjord.web, "api.test", "/x").await;
+    assert_eq!(plain.status, 308);
+    assert_eq!(
+        plain.headers["location"],
+        format!("https://api.test:{}/x", websecure.port())
+    );
+}

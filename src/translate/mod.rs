@@ -835,6 +835,37 @@ mod tests {
     }
 
     #[test]
+    fn ingress_route_tls_asks_a_resolver_for_its_rule_hosts_and_cross_namespace_needs_consent() {
+        let ir = "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: shop}\nspec:\n  routes:\n  - match: Host(`shop.test`) || Host(`www.shop.test`)\n    services: [{name: web, port: http}]\n  tls: {certResolver: default}\n";
+        let t = translate(&store(&format!("{ir}---\n{SERVICE}")), &options());
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+        assert_eq!(t.config.acme[0].names, ["shop.test", "www.shop.test"]);
+        assert_eq!(t.config.rule_routes.len(), 1);
+
+        let cross = ir.replace(
+            "{name: web, port: http}",
+            "{name: web, port: http, namespace: other}",
+        );
+        let t = translate(&store(&cross), &options());
+        assert!(t.config.rule_routes.is_empty());
+        assert!(
+            t.diagnostics[0]
+                .message
+                .contains("cross-namespace references are off"),
+            "{:?}",
+            t.diagnostics
+        );
+        let allowed = Options {
+            allow_cross_namespace: true,
+            ..options()
+        };
+        assert_eq!(
+            translate(&store(&cross), &allowed).config.rule_routes.len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_rejected_edit_keeps_the_last_good_version() {
         let good = store(&format!("{INGRESS}---\n{SERVICE}"));
         let (t, accepted) = translate_keeping(&good, &options(), &LastGood::default());
