@@ -30,6 +30,13 @@ fn middleware(name: &str, spec: &str) -> String {
     )
 }
 
+/// A route for `host` through middleware `mw` to Service `app`.
+fn through(host: &str, mw: &str) -> String {
+    format!(
+        "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
+    )
+}
+
 async fn get_with(
     web: std::net::SocketAddr,
     host: &str,
@@ -313,11 +320,7 @@ async fn allow_lists_redirects_rewrites_in_flight_and_broken_references() {
         "loop-b.yaml",
         &middleware("loop-b", "chain: {middlewares: [{name: loop-a}]}"),
     );
-    let r = |host: &str, mw: &str| {
-        format!(
-            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
-        )
-    };
+    let r = through;
     m.write(
         "routes.yaml",
         &route(
@@ -494,11 +497,7 @@ async fn compress_by_accept_encoding_above_a_size_except_excluded_types() {
             "compress: {minResponseBodyBytes: 100, excludedContentTypes: [application/json]}",
         ),
     );
-    let r = |host: &str, mw: &str| {
-        format!(
-            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
-        )
-    };
+    let r = through;
     m.write(
         "routes.yaml",
         &route(
@@ -594,11 +593,7 @@ async fn regex_redirects_regex_prefix_stripping_and_body_buffering_limits() {
         "buf.yaml",
         &middleware("buf", "buffering: {maxRequestBodyBytes: 10}"),
     );
-    let r = |host: &str, mw: &str| {
-        format!(
-            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: app, port: 80}}]\n"
-        )
-    };
+    let r = through;
     m.write(
         "routes.yaml",
         &route(

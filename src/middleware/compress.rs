@@ -18,6 +18,16 @@ pub struct CompressSpec {
     pub excluded: Vec<String>,
 }
 
+/// A content type without parameters, lowercase: `Text/HTML; charset=utf-8` is `text/html`.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
     Gzip,
@@ -78,13 +88,7 @@ impl CompressSpec {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .map(media_type);
         let skip = head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT

@@ -179,40 +179,19 @@ impl Middleware {
                 }
             }
             Kind::StripPrefix(prefixes) => {
-                let path = req.uri().path().to_owned();
+                let path = req.uri().path();
                 if let Some(prefix) = prefixes.iter().find(|p| path.starts_with(p.as_str())) {
-                    let rest = &path[prefix.len()..];
-                    let new = if rest.starts_with('/') {
-                        rest.to_owned()
-                    } else {
-                        format!("/{rest}")
-                    };
-                    set_header(
-                        req.headers_mut(),
-                        &X_FORWARDED_PREFIX,
-                        prefix.trim_end_matches('/'),
-                    );
-                    set_path(req, &new);
+                    strip(req, prefix.len());
                 }
             }
             Kind::StripPrefixRegex(regexes) => {
-                let path = req.uri().path().to_owned();
-                if let Some(m) = regexes
+                let path = req.uri().path();
+                if let Some(end) = regexes
                     .iter()
-                    .find_map(|r| r.find(&path).filter(|m| m.start() == 0))
+                    .find_map(|r| r.find(path).filter(|m| m.start() == 0))
+                    .map(|m| m.end())
                 {
-                    let rest = &path[m.end()..];
-                    let new = if rest.starts_with('/') {
-                        rest.to_owned()
-                    } else {
-                        format!("/{rest}")
-                    };
-                    set_header(
-                        req.headers_mut(),
-                        &X_FORWARDED_PREFIX,
-                        m.as_str().trim_end_matches('/'),
-                    );
-                    set_path(req, &new);
+                    strip(req, end);
                 }
             }
             Kind::AddPrefix(prefix) => {
@@ -296,6 +275,23 @@ impl Middleware {
             _ => None,
         }
     }
+}
+
+/// Removes the first `len` bytes of the path, telling the backend with `X-Forwarded-Prefix`.
+fn strip<B>(req: &mut Request<B>, len: usize) {
+    let path = req.uri().path().to_owned();
+    let (prefix, rest) = path.split_at(len.min(path.len()));
+    let new = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    set_header(
+        req.headers_mut(),
+        &X_FORWARDED_PREFIX,
+        prefix.trim_end_matches('/'),
+    );
+    set_path(req, &new);
 }
 
 fn set_path<B>(req: &mut Request<B>, path: &str) {

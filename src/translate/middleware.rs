@@ -331,13 +331,7 @@ fn compile(
             excluded: c
                 .excluded_content_types
                 .iter()
-                .map(|t| {
-                    t.split(';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_ascii_lowercase()
-                })
+                .map(|t| crate::middleware::compress::media_type(t))
                 .collect(),
         })
     } else if let Some(r) = &spec.retry {

@@ -102,23 +102,12 @@ impl Fjord {
         self.logs.lock().unwrap().clone()
     }
 
-    /// Waits until a log line contains `needle`.
+    /// Waits (up to 10 s) until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:#?}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_log_within(needle, Duration::from_secs(10))
     }
 
-    /// Like [`Fjord::wait_for_log`], with a longer wait.
+    /// Waits up to `limit` until a log line contains `needle`.
     pub fn wait_for_log_within(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
