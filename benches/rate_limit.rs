@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fjord::middleware::rate_limit::{IpStrategy, RateLimitSpec, RateLimiter, Source};
+use fjord::middleware::rate_limit::{IpStrategy, Key, RateLimitSpec, RateLimiter, Source};
 
 fn decision(c: &mut Criterion) {
     let limiter = RateLimiter::new(RateLimitSpec {
@@ -24,8 +24,8 @@ fn decision(c: &mut Criterion) {
             black_box(limiter.check(key, now))
         })
     });
-    let keys: Vec<Box<str>> = (0..10_000)
-        .map(|i| format!("10.0.{}.{}", i / 256, i % 256).into())
+    let keys: Vec<Key> = (0..10_000u32)
+        .map(|i| Key::Ip(std::net::Ipv4Addr::from(0x0a00_0000 + i).into()))
         .collect();
     let mut i = 0;
     c.bench_function("rate limit decision, 10k clients", |b| {

@@ -45,8 +45,9 @@ pub struct Snapshot {
     middlewares: HashMap<Box<str>, Arc<Middleware>>,
     routes: usize,
     certificates: CertTable,
-    /// Hosts with TLS (`*.` wildcards stored as such), for plain-HTTP redirects.
+    /// Hosts with TLS, for plain-HTTP redirects: exact names, and wildcards by their suffix.
     tls_hosts: std::collections::HashSet<Box<str>>,
+    tls_wildcards: std::collections::HashSet<Box<str>>,
 }
 
 impl Snapshot {
@@ -117,7 +118,18 @@ impl Snapshot {
             backends,
             routes: config.routes.len(),
             certificates: CertTable::new(&config.certificates),
-            tls_hosts: config.tls_hosts.iter().map(|h| h.as_str().into()).collect(),
+            tls_hosts: config
+                .tls_hosts
+                .iter()
+                .filter(|h| !h.starts_with("*."))
+                .map(|h| h.as_str().into())
+                .collect(),
+            tls_wildcards: config
+                .tls_hosts
+                .iter()
+                .filter_map(|h| h.strip_prefix("*."))
+                .map(Into::into)
+                .collect(),
         }
     }
 
@@ -127,14 +139,14 @@ impl Snapshot {
 
     /// Whether `host` (a Host header: any case, port allowed) is named in some Ingress's TLS.
     pub fn has_tls(&self, host: &str) -> bool {
-        if self.tls_hosts.is_empty() {
+        if self.tls_hosts.is_empty() && self.tls_wildcards.is_empty() {
             return false;
         }
         let host = normalize_host(host);
         self.tls_hosts.contains(&*host)
             || host
                 .split_once('.')
-                .is_some_and(|(_, rest)| self.tls_hosts.contains(format!("*.{rest}").as_str()))
+                .is_some_and(|(_, rest)| self.tls_wildcards.contains(rest))
     }
 
     /// The target for a request to `host` and `path` (Ingress rules only).

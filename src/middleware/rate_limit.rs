@@ -65,20 +65,32 @@ impl IpStrategy {
     }
 }
 
+/// The client a request counts against. An address is kept as one, so the common case (limit
+/// by client IP) allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    Ip(IpAddr),
+    Text(Box<str>),
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Key::Text(s.into())
+    }
+}
+
 impl Source {
     /// The key of this request's bucket.
-    pub fn key(&self, peer: IpAddr, host: &str, headers: &HeaderMap) -> Box<str> {
+    pub fn key(&self, peer: IpAddr, host: &str, headers: &HeaderMap) -> Key {
         match self {
-            Source::ClientIp(strategy) => strategy
-                .client_ip(peer, headers)
-                .to_canonical()
-                .to_string()
-                .into(),
-            Source::RequestHeader(name) => headers
-                .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
-                .unwrap_or_default(),
-            Source::RequestHost => host.into(),
+            Source::ClientIp(strategy) => Key::Ip(strategy.client_ip(peer, headers).to_canonical()),
+            Source::RequestHeader(name) => Key::Text(
+                headers
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
+                    .unwrap_or_default(),
+            ),
+            Source::RequestHost => Key::Text(host.into()),
         }
     }
 }
@@ -103,7 +115,7 @@ pub struct RateLimiter {
     /// `interval * burst`: how far ahead of now a bucket's time may run.
     tolerance: u64,
     /// Source → theoretical arrival time ([`balance::now`] nanoseconds).
-    tats: DashMap<Box<str>, u64>,
+    tats: DashMap<Key, u64>,
 }
 
 /// A refusal: when to retry, for the 429's headers.
@@ -126,7 +138,7 @@ impl RateLimiter {
     }
 
     /// Takes a token for `key` at `now`, or says how long until one is available.
-    pub fn check(&self, key: Box<str>, now: u64) -> Result<(), Limited> {
+    pub fn check(&self, key: Key, now: u64) -> Result<(), Limited> {
         if !self.tats.contains_key(&key) && self.tats.len() >= MAX_SOURCES {
             self.tats.retain(|_, tat| *tat > now);
             if self.tats.len() >= MAX_SOURCES {
@@ -158,14 +170,14 @@ impl RateLimiter {
 pub struct InFlight {
     pub amount: u64,
     pub source: Source,
-    counts: DashMap<Box<str>, u64>,
+    counts: DashMap<Key, u64>,
 }
 
 /// Releases an in-flight slot when dropped.
 #[derive(Debug)]
 pub struct InFlightGuard {
     limiter: Arc<InFlight>,
-    key: Box<str>,
+    key: Key,
 }
 
 impl InFlight {
@@ -177,7 +189,7 @@ impl InFlight {
         })
     }
 
-    pub fn acquire(self: &Arc<Self>, key: Box<str>) -> Option<InFlightGuard> {
+    pub fn acquire(self: &Arc<Self>, key: Key) -> Option<InFlightGuard> {
         let mut count = self.counts.entry(key.clone()).or_insert(0);
         if *count >= self.amount {
             return None;
@@ -243,7 +255,7 @@ mod tests {
     fn memory_is_bounded_under_a_flood_of_sources() {
         let l = limiter(1, 1, 1);
         for i in 0..MAX_SOURCES {
-            l.check(i.to_string().into(), 0).unwrap();
+            l.check(i.to_string().as_str().into(), 0).unwrap();
         }
         assert!(
             l.check("new".into(), 0).is_err(),
