@@ -866,6 +866,18 @@ mod tests {
     }
 
     #[test]
+    fn rule_priority_is_the_rule_length_unless_set() {
+        let ir = "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: shop}\nspec:\n  routes:\n  - match: Host(`shop.test`)\n    priority: 1000\n    services: [{name: web, port: http}]\n  - match: Host(`shop.test`) && PathPrefix(`/api`)\n    services: [{name: web, port: http}]\n  - match: PathPrefix(`/x`)\n    services: [{name: web, port: http}]\n";
+        let t = translate(&store(&format!("{ir}---\n{SERVICE}")), &options());
+        let priorities: Vec<i64> = t.config.rule_routes.iter().map(|r| r.priority).collect();
+        assert_eq!(
+            priorities,
+            [1000, 39, 16],
+            "explicit first, then by rule length"
+        );
+    }
+
+    #[test]
     fn a_rejected_edit_keeps_the_last_good_version() {
         let good = store(&format!("{INGRESS}---\n{SERVICE}"));
         let (t, accepted) = translate_keeping(&good, &options(), &LastGood::default());

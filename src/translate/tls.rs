@@ -104,6 +104,18 @@ mod tests {
     }
 
     #[test]
+    fn sec1_and_pkcs1_keys_are_read_too() {
+        let data = |f: &str| {
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_owned() + f)
+                .unwrap()
+        };
+        let ec = parse_pem(&data("ec.crt"), &data("ec.key")).unwrap();
+        assert_eq!(ec.dns_names, ["sec1.test"]);
+        let rsa = parse_pem(&data("rsa.crt"), &data("rsa.key")).unwrap();
+        assert_eq!(rsa.dns_names, ["pkcs1.test"]);
+    }
+
+    #[test]
     fn mismatched_or_garbage_input_is_named() {
         let (crt, _) = self_signed(&["a.example.com"]);
         let (_, other_key) = self_signed(&["b.example.com"]);
