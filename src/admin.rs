@@ -1,5 +1,5 @@
 //! The admin server: `/healthz` (the process is up), `/readyz` (the first complete config is
-//! live and fjord is not shutting down) and `/acme` (each ACME certificate's names, expiry,
+//! live and fjord is not shutting down), `/metrics` (Prometheus) and `/acme` (each ACME certificate's names, expiry,
 //! next attempt and last error, as JSON).
 
 use std::convert::Infallible;
@@ -54,6 +54,14 @@ fn answer(
     acme: &Manager,
     draining: &CancellationToken,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from(crate::metrics::METRICS.render())));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return response;
+    }
     if req.uri().path() == "/acme" {
         let json = serde_json::to_vec_pretty(&acme.status()).unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(json)));

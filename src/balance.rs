@@ -138,16 +138,18 @@ impl EndpointSet {
         e.health.down_until.store(until, Ordering::Relaxed);
     }
 
-    /// Records a success. Reads before writing, so healthy endpoints' shared state stays clean
-    /// in every core's cache.
-    pub fn report_success(&self, index: usize) {
+    /// Records a success; true when the endpoint was backing off. Reads before writing, so
+    /// healthy endpoints' shared state stays clean in every core's cache.
+    pub fn report_success(&self, index: usize) -> bool {
         let Some(e) = self.endpoints.get(index) else {
-            return;
+            return false;
         };
-        if e.health.failures.load(Ordering::Relaxed) != 0 {
-            e.health.failures.store(0, Ordering::Relaxed);
-            e.health.down_until.store(0, Ordering::Relaxed);
+        if e.health.failures.load(Ordering::Relaxed) == 0 {
+            return false;
         }
+        e.health.failures.store(0, Ordering::Relaxed);
+        e.health.down_until.store(0, Ordering::Relaxed);
+        true
     }
 }
 

@@ -24,6 +24,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod forwarded;
 pub mod listener;
+pub mod metrics;
 pub mod middleware;
 pub mod provider;
 pub mod proxy;

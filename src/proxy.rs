@@ -19,6 +19,7 @@ use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
 use crate::error::ProxyError;
 use crate::forwarded;
+use crate::metrics::METRICS;
 use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
@@ -78,7 +79,11 @@ impl Proxy {
         client: &forwarded::Client,
         entry: &EntryPoint,
     ) -> Response<ResponseBody> {
-        match self.forward(req, client, entry).await {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let mut routed = None;
+        let result = self.forward(req, client, entry, &mut routed).await;
+        let response = match result {
             Ok(response) => response,
             Err(e) => {
                 match e.status() {
@@ -89,7 +94,16 @@ impl Proxy {
                 }
                 e.response()
             }
+        };
+        if let Some(target) = routed {
+            METRICS.service(
+                &target.backend.name,
+                response.status().as_str(),
+                method.as_str(),
+                started.elapsed(),
+            );
         }
+        response
     }
 
     async fn forward(
@@ -97,6 +111,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: &forwarded::Client,
         entry: &EntryPoint,
+        routed: &mut Option<Arc<Target>>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         // The authority of an absolute-form or HTTP/2 request wins over a Host header
         // (RFC 9112 §3.2.2, RFC 9113 §8.3.1), for routing and for the backend alike.
@@ -122,6 +137,7 @@ impl Proxy {
             return Ok(redirect.response(host_str, req.uri()));
         }
         let target = self.route(&req, host_str, client, entry)?;
+        *routed = Some(Arc::clone(&target));
         if let Some(why) = &target.broken {
             return Err(ProxyError::Misconfigured {
                 route: target.source.clone(),
@@ -152,7 +168,19 @@ impl Proxy {
             for m in chain.iter() {
                 match m.on_request(&mut req, &ctx, &mut held) {
                     Ok(()) => {}
-                    Err(Stop::Error(e)) => return Err(e),
+                    Err(Stop::Error(e)) => {
+                        let reason = match e {
+                            ProxyError::RateLimited { .. } => "rate_limit",
+                            ProxyError::TooManyInFlight { .. } => "in_flight",
+                            ProxyError::Unauthorized { .. } => "unauthorized",
+                            _ => "forbidden",
+                        };
+                        METRICS
+                            .middleware_rejections
+                            .with_label_values(&[&*m.name, reason])
+                            .inc();
+                        return Err(e);
+                    }
                     Err(Stop::Reply(reply)) => return Ok(*reply),
                 }
                 if let Some(l) = m.body_limit().filter(|l| *l > 0) {
@@ -238,6 +266,10 @@ impl Proxy {
                 tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
             }
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
+            METRICS
+                .service_retries
+                .with_label_values(&[&*backend.name])
+                .inc();
             let mut again = Request::new(());
             *again.method_mut() = method.clone();
             *again.headers_mut() = headers.clone();
@@ -328,11 +360,20 @@ impl Proxy {
             )
             .await;
         match &result {
-            Ok(_) => endpoints.report_success(index),
+            Ok(_) => {
+                if endpoints.report_success(index) {
+                    server_up(target, endpoint.authority.as_str(), 1);
+                }
+            }
             // Only a failed connect says the endpoint is gone; a slow answer may be the request.
-            Err(e @ ProxyError::Connect { .. }) => {
+            Err(e @ ProxyError::Connect { source, .. }) => {
                 tracing::warn!(backend = &*target.backend.name, error = %e, "endpoint is backing off");
                 endpoints.report_failure(index, balance::now());
+                METRICS
+                    .service_connect_errors
+                    .with_label_values(&[&*target.backend.name, connect_error_kind(source)])
+                    .inc();
+                server_up(target, endpoint.authority.as_str(), 0);
             }
             Err(_) => {}
         }
@@ -367,6 +408,33 @@ fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+fn server_up(target: &Target, url: &str, up: i64) {
+    METRICS
+        .service_server_up
+        .with_label_values(&[&*target.backend.name, url])
+        .set(up);
+}
+
+/// `refused`, `timeout`, `dns` or `other`, from the I/O error under a connect failure.
+fn connect_error_kind(e: &hyper_util::client::legacy::Error) -> &'static str {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "refused",
+                std::io::ErrorKind::TimedOut => "timeout",
+                _ if io.to_string().contains("dns") => "dns",
+                _ => "other",
+            };
+        }
+        if err.to_string().contains("timed out") {
+            return "timeout";
+        }
+        cur = err.source();
+    }
+    "other"
 }
 
 /// Methods a client expects may be repeated (RFC 9110 §9.2.2).

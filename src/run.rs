@@ -14,6 +14,7 @@ use crate::acme::{self, Challenges};
 use crate::config::StaticConfig;
 use crate::diagnostics::Diagnostic;
 use crate::listener;
+use crate::metrics::METRICS;
 
 use crate::provider::manifests::{self, ManifestsDir};
 use crate::proxy::{Proxy, Redirect};
@@ -117,6 +118,7 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
         let _watcher = watcher;
         while changes.blocking_recv().is_some() {
             if let Err(e) = load(&mut dir, &options, &reload_live, &reload_acme, &mut state) {
+                METRICS.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
             }
         }
@@ -194,6 +196,28 @@ fn load(
     }
     for d in reported.difference(&diagnostics) {
         tracing::info!(object = %d.subject, "resolved: {}", d.message);
+    }
+    METRICS.config_reloads.with_label_values(&["success"]).inc();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    METRICS.config_last_success.set(now.as_secs_f64());
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    METRICS
+        .config_diagnostics
+        .with_label_values(&["error"])
+        .set(i64::try_from(errors).unwrap_or(i64::MAX));
+    METRICS
+        .config_diagnostics
+        .with_label_values(&["warning"])
+        .set(i64::try_from(diagnostics.len() - errors).unwrap_or(i64::MAX));
+    for cert in &translation.config.certificates {
+        for name in &cert.names {
+            METRICS
+                .tls_certs_not_after
+                .with_label_values(&[name])
+                .set(cert.not_after as f64);
+        }
     }
     let snapshot = Snapshot::build(&translation.config, Some(&live.load()));
     let routes = snapshot.routes();

@@ -21,6 +21,7 @@ use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::balance;
 use crate::config;
 use crate::forwarded;
+use crate::metrics::METRICS;
 use crate::proxy::{EntryPoint, Proxy, Redirect};
 
 /// An entry point's connection settings, built once at start.
@@ -102,19 +103,34 @@ impl Server {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    self.handshake("unknown", "error");
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    self.handshake("unknown", "timeout");
                     return;
                 }
             };
+        let version = match stream.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            _ => "other",
+        };
+        self.handshake(version, "ok");
         if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
             // A TLS-ALPN-01 validation: the handshake was the answer.
             return;
         }
         self.serve_http(stream, peer, local_port, true, shutdown)
             .await;
+    }
+
+    fn handshake(&self, version: &str, result: &str) {
+        METRICS
+            .tls_handshakes
+            .with_label_values(&[&*self.entry.name, version, result])
+            .inc();
     }
 
     async fn serve_http<I>(
@@ -127,6 +143,7 @@ impl Server {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let _open = Open::new(&self.entry.name, tls);
         let conn = Arc::new(Connection {
             client: forwarded::Client::new(
                 peer,
@@ -145,11 +162,30 @@ impl Server {
                 let conn = Arc::clone(&conn);
                 async move {
                     let _active = Active::new(&conn);
+                    let started = std::time::Instant::now();
+                    let method = req.method().clone();
+                    let protocol = if req.headers().contains_key(http::header::UPGRADE) {
+                        "websocket"
+                    } else {
+                        "http"
+                    };
+                    let req_bytes = content_length(req.headers());
                     let response = conn
                         .server
                         .proxy
                         .handle(req, &conn.client, &conn.server.entry)
                         .await;
+                    METRICS.request(
+                        [
+                            &conn.server.entry.name,
+                            response.status().as_str(),
+                            method.as_str(),
+                            protocol,
+                        ],
+                        started.elapsed(),
+                        req_bytes,
+                        content_length(response.headers()),
+                    );
                     Ok::<_, Infallible>(response)
                 }
             })
@@ -186,6 +222,34 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// A message's declared body length (0 when unknown or streamed).
+fn content_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counts a connection in `fjord_open_connections` while it lives.
+struct Open(prometheus::IntGauge);
+
+impl Open {
+    fn new(entrypoint: &str, tls: bool) -> Self {
+        let g = METRICS
+            .open_connections
+            .with_label_values(&[entrypoint, if tls { "https" } else { "http" }]);
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

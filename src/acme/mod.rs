@@ -22,6 +22,7 @@ use order::AcmeError;
 use storage::{Files, Storage};
 
 use crate::config::{Acme, StaticConfig};
+use crate::metrics::METRICS;
 use crate::translate::AcmeRequest;
 use crate::translate::tls::parse_pem;
 
@@ -173,6 +174,7 @@ impl<S: Storage> CertTask<S> {
             }
             match self.obtain(current.is_some()).await {
                 Ok(obtained) => {
+                    METRICS.acme_orders.with_label_values(&["success"]).inc();
                     failures = 0;
                     if let Some(c) = obtained {
                         earliest = now() + ((c.not_after - c.not_before) / 10).max(1);
@@ -183,6 +185,7 @@ impl<S: Storage> CertTask<S> {
                     });
                 }
                 Err(e) => {
+                    METRICS.acme_orders.with_label_values(&["failure"]).inc();
                     failures = failures.saturating_add(1);
                     let delay = backoff(failures, random_unit());
                     tracing::warn!(
@@ -228,6 +231,12 @@ impl<S: Storage> CertTask<S> {
         let (not_before, not_after) = validity(&leaf)?;
         self.challenges.install(&self.request.names, &parsed.key);
         self.update(|s| s.not_after = Some(not_after));
+        for name in &self.request.names {
+            METRICS
+                .tls_certs_not_after
+                .with_label_values(&[name])
+                .set(not_after as f64);
+        }
         Some(Current {
             not_before,
             not_after,

@@ -125,7 +125,8 @@ impl Pebble {
     }
 }
 
-fn wait_listening(port: u16) {
+/// Waits (up to 30 s) until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
