@@ -19,6 +19,7 @@ pub struct StaticConfig {
     pub servers_transport: ServersTransport,
     pub providers: Providers,
     pub log: Log,
+    pub access_log: AccessLogConfig,
     pub tls: Tls,
     /// ACME certificate resolvers by name; Ingresses pick one with `fjord.dev/cert-resolver`,
     /// or get `default` with `kubernetes.io/tls-acme: "true"`.
@@ -45,6 +46,7 @@ impl Default for StaticConfig {
             servers_transport: ServersTransport::default(),
             providers: Providers::default(),
             log: Log::default(),
+            access_log: AccessLogConfig::default(),
             tls: Tls::default(),
             certificates_resolvers: BTreeMap::new(),
         }
@@ -385,6 +387,26 @@ impl Default for Log {
             format: LogFormat::Text,
         }
     }
+}
+
+/// The per-request access log, on stdout.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AccessLogConfig {
+    /// Default false.
+    pub enabled: bool,
+    pub format: AccessLogFormat,
+    /// Write `?REDACTED` instead of query strings (tokens often travel there). Default false.
+    pub redact_query: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    #[default]
+    Json,
+    /// Common Log Format, with request id, router, service and duration appended.
+    Common,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -14,6 +14,7 @@
 //! readiness; `run` wires it together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod balance;

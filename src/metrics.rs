@@ -33,6 +33,7 @@ pub struct Metrics {
     pub config_diagnostics: IntGaugeVec,
     pub tls_certs_not_after: GaugeVec,
     pub acme_orders: IntCounterVec,
+    pub access_log_dropped: prometheus::IntCounter,
 }
 
 /// The process-wide metrics.
@@ -179,6 +180,15 @@ impl Metrics {
                 "ACME orders by result.",
                 &["result"],
             ),
+            access_log_dropped: {
+                let c = prometheus::IntCounter::new(
+                    "fjord_access_log_dropped_total",
+                    "Access log lines dropped because the writer fell behind.",
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                let _ = r.register(Box::new(c.clone()));
+                c
+            },
             registry: r,
         };
         let info = IntGauge::with_opts(

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::access_log::{AccessLog, Record};
 use crate::acme::Challenges;
 use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
@@ -41,6 +42,16 @@ pub struct Proxy {
     live: Arc<Live>,
     upstream: Upstream,
     acme: Arc<Challenges>,
+    access_log: Option<AccessLog>,
+}
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Where a request went, for metrics and the access log.
+#[derive(Default)]
+struct Outcome {
+    target: Option<Arc<Target>>,
+    endpoint: Option<http::uri::Authority>,
 }
 
 /// What the proxy needs to know of the entry point a request came in on.
@@ -64,25 +75,64 @@ pub struct Redirect {
 }
 
 impl Proxy {
-    pub fn new(live: Arc<Live>, upstream: Upstream, acme: Arc<Challenges>) -> Self {
+    pub fn new(
+        live: Arc<Live>,
+        upstream: Upstream,
+        acme: Arc<Challenges>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
         Self {
             live,
             upstream,
             acme,
+            access_log,
         }
     }
 
     /// Answers one request; every failure becomes its error response here.
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: &forwarded::Client,
         entry: &EntryPoint,
     ) -> Response<ResponseBody> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
-        let mut routed = None;
-        let result = self.forward(req, client, entry, &mut routed).await;
+        // A request id from the client is kept; otherwise one is made. The backend gets it, and
+        // so does the client, with the response.
+        let request_id = match req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+        {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let seen = self.access_log.as_ref().map(|_| {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                });
+            let ua = req.headers().get(header::USER_AGENT).cloned();
+            (
+                host.unwrap_or_default(),
+                req.uri().clone(),
+                ua,
+                req.version(),
+            )
+        });
+        let mut outcome = Outcome::default();
+        let result = self.forward(req, client, entry, &mut outcome).await;
         let response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -95,13 +145,45 @@ impl Proxy {
                 e.response()
             }
         };
-        if let Some(target) = routed {
+        let mut response = response;
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let target = outcome.target.as_deref();
+        if let Some(t) = target {
             METRICS.service(
-                &target.backend.name,
+                &t.backend.name,
                 response.status().as_str(),
                 method.as_str(),
                 started.elapsed(),
             );
+        }
+        if let (Some(log), Some((host, uri, ua, version))) = (&self.access_log, &seen) {
+            log.log(&Record {
+                entrypoint: &entry.name,
+                router: target.map(|t| &*t.source),
+                service: target.map(|t| &*t.backend.name),
+                endpoint: outcome.endpoint.as_ref().map(|e| e.as_str()),
+                method: method.as_str(),
+                host,
+                path: uri.path(),
+                query: uri.query(),
+                protocol: match *version {
+                    Version::HTTP_2 => "HTTP/2.0",
+                    Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                status: response.status().as_u16(),
+                duration: started.elapsed(),
+                bytes: response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0),
+                client_ip: client.ip(),
+                user_agent: ua.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+                request_id: request_id.to_str().unwrap_or("-"),
+            });
         }
         response
     }
@@ -111,7 +193,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: &forwarded::Client,
         entry: &EntryPoint,
-        routed: &mut Option<Arc<Target>>,
+        outcome: &mut Outcome,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         // The authority of an absolute-form or HTTP/2 request wins over a Host header
         // (RFC 9112 §3.2.2, RFC 9113 §8.3.1), for routing and for the backend alike.
@@ -137,7 +219,7 @@ impl Proxy {
             return Ok(redirect.response(host_str, req.uri()));
         }
         let target = self.route(&req, host_str, client, entry)?;
-        *routed = Some(Arc::clone(&target));
+        outcome.target = Some(Arc::clone(&target));
         if let Some(why) = &target.broken {
             return Err(ProxyError::Misconfigured {
                 route: target.source.clone(),
@@ -286,6 +368,7 @@ impl Proxy {
                 .await;
             last = next;
         }
+        outcome.endpoint = endpoints.get(last).map(|e| e.authority.clone());
         let mut response = sent?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -408,6 +491,25 @@ fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// A request id: a per-process random prefix and a counter, 32 hex digits.
+fn new_request_id() -> HeaderValue {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: LazyLock<u64> = LazyLock::new(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(u64::from(std::process::id()));
+        h.finish()
+    });
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = format!(
+        "{:016x}{:016x}",
+        *PREFIX,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn server_up(target: &Target, url: &str, up: i64) {

@@ -37,6 +37,7 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
         Arc::clone(&live),
         Upstream::new(&config.servers_transport),
         Arc::clone(&challenges),
+        crate::access_log::AccessLog::start(&config.access_log),
     ));
     let acme = Arc::new(acme::Manager::new(&config, Arc::clone(&challenges)));
     let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {

@@ -34,6 +34,8 @@ pub struct Fjord {
     /// Every entry point's address, by name.
     pub addrs: std::collections::HashMap<String, SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Lines fjord printed on stdout (the access log).
+    stdout: Arc<Mutex<Vec<String>>>,
     _config: tempfile::NamedTempFile,
 }
 
@@ -49,9 +51,17 @@ impl Fjord {
             .arg(file.path())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("start fjord");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let out_sink = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                out_sink.lock().unwrap().push(line);
+            }
+        });
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -81,6 +91,7 @@ impl Fjord {
             admin: addrs["admin"],
             addrs,
             logs,
+            stdout,
             _config: file,
         };
         fjord.wait_ready();
@@ -100,6 +111,23 @@ impl Fjord {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until fjord has printed `n` lines on stdout, and returns them.
+    pub fn wait_for_stdout(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.stdout.lock().unwrap().clone();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stdout has {} lines: {lines:#?}",
+                lines.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits (up to 10 s) until a log line contains `needle`.

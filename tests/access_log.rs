@@ -1,0 +1,80 @@
+//! Access log and request ids: JSON lines that parse and carry what an operator searches by, a
+//! request id made when the client sent none, passed to the backend and returned, and query
+//! strings redacted on request.
+
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{Echo, Fjord, Manifests, client, get, ingress, send, service};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_access_log_lines_and_request_ids() {
+    let m = Manifests::new();
+    let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service("app", app.addr),
+            ingress("app", &[("app.test", "Prefix", "/", "app")])
+        ),
+    );
+    let config = format!(
+        "{}accessLog: {{enabled: true, redactQuery: true}}\n",
+        support::LOOPBACK_CONFIG
+    );
+    let fjord = Fjord::start(m.path(), &config);
+
+    let reply = get(fjord.web, "app.test", "/cart?token=secret").await;
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32, "a generated id: {id}");
+    assert_eq!(
+        reply.json()["headers"]["x-request-id"],
+        id.as_str(),
+        "the backend got the same id"
+    );
+
+    let req = Request::get(format!("http://{}/nope", fjord.web))
+        .header("host", "other.test")
+        .header("x-request-id", "client-id-1")
+        .header("user-agent", "tester/1.0")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let reply = send(&client(), req).await;
+    assert_eq!(
+        (
+            reply.status.as_u16(),
+            reply.headers["x-request-id"].to_str().unwrap()
+        ),
+        (404, "client-id-1")
+    );
+
+    let lines = fjord.wait_for_stdout(2);
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON line");
+    assert_eq!(first["entrypoint"], "web");
+    assert_eq!(first["router"], "default/app");
+    assert_eq!(first["service"], "default/app:http");
+    assert_eq!(first["endpoint"], app.addr.to_string());
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "app.test");
+    assert_eq!(first["path"], "/cart?REDACTED", "the query is redacted");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["client_ip"], "127.0.0.1");
+    assert_eq!(first["request_id"], id.as_str());
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(first["bytes"].as_u64().unwrap() > 0);
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(
+        (second["status"].as_u64(), second["router"].is_null()),
+        (Some(404), true)
+    );
+    assert_eq!(
+        (second["user_agent"].as_str(), second["request_id"].as_str()),
+        (Some("tester/1.0"), Some("client-id-1"))
+    );
+}
