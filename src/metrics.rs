@@ -197,6 +197,11 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         info.set(1);
+        // Known label sets start at zero, so rates and alerts see them before the first event.
+        for result in ["success", "failure"] {
+            m.acme_orders.with_label_values(&[result]);
+            m.config_reloads.with_label_values(&[result]);
+        }
         let _ = m.registry.register(Box::new(info));
         let _ = m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
