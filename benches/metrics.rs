@@ -11,8 +11,18 @@ use fjord::metrics::METRICS;
 fn record(c: &mut Criterion) {
     c.bench_function("record one request (entry point + service)", |b| {
         b.iter(|| {
-            METRICS.request(black_box(["web", "200", "GET", "http"]), Duration::from_micros(150), 0, 512);
-            METRICS.service(black_box("default/web:80"), "200", "GET", Duration::from_micros(140));
+            METRICS.request(
+                black_box(["web", "200", "GET", "http"]),
+                Duration::from_micros(150),
+                0,
+                512,
+            );
+            METRICS.service(
+                black_box("default/web:80"),
+                "200",
+                "GET",
+                Duration::from_micros(140),
+            );
         })
     });
 }
