@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -219,20 +219,8 @@ pub async fn https_get(
         req.headers_mut().insert("host", sni.parse().unwrap());
         send.send_request(req).await.map_err(|e| e.to_string())?
     };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
     Ok(Seen {
-        reply: Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        },
+        reply: Reply::read(response).await?,
         names,
         serial,
         alpn,
