@@ -160,24 +160,14 @@ impl Store {
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        let key = ObjectKey {
-            kind: "Secret",
-            namespace: Some(namespace.to_owned()),
-            name: name.to_owned(),
-        };
-        match self.objects.get(&key) {
+        match self.objects.get(&key("Secret", namespace, name)) {
             Some(Object::Secret(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        let key = ObjectKey {
-            kind: "Service",
-            namespace: Some(namespace.to_owned()),
-            name: name.to_owned(),
-        };
-        match self.objects.get(&key) {
+        match self.objects.get(&key("Service", namespace, name)) {
             Some(Object::Service(s)) => Some(s),
             _ => None,
         }
