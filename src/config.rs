@@ -20,6 +20,7 @@ pub struct StaticConfig {
     pub providers: Providers,
     pub log: Log,
     pub access_log: AccessLogConfig,
+    pub metrics: MetricsConfig,
     pub tls: Tls,
     /// ACME certificate resolvers by name; Ingresses pick one with `fjord.dev/cert-resolver`,
     /// or get `default` with `kubernetes.io/tls-acme: "true"`.
@@ -47,6 +48,7 @@ impl Default for StaticConfig {
             providers: Providers::default(),
             log: Log::default(),
             access_log: AccessLogConfig::default(),
+            metrics: MetricsConfig::default(),
             tls: Tls::default(),
             certificates_resolvers: BTreeMap::new(),
         }
@@ -398,6 +400,21 @@ pub struct AccessLogConfig {
     pub format: AccessLogFormat,
     /// Write `?REDACTED` instead of query strings (tokens often travel there). Default false.
     pub redact_query: bool,
+}
+
+/// Metrics settings; Traefik's `metrics.prometheus` shape.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MetricsConfig {
+    pub prometheus: PrometheusConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PrometheusConfig {
+    /// Adds `fjord_router_*` series, one set per route source: useful, but they multiply the
+    /// series count by the number of Ingresses. Default false.
+    pub add_routers_labels: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

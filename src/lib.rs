@@ -20,6 +20,7 @@ pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod counted;
 pub mod crd;
 pub mod diagnostics;
 pub mod error;

@@ -2,12 +2,14 @@
 //! `fjord_entrypoint_*`, `fjord_service_*`, connections, TLS, middlewares, config and
 //! certificates, plus the process collector. Never a path or a client address as a label.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use http::{Method, StatusCode};
 use prometheus::{
-    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Request duration buckets in seconds (Traefik's defaults).
@@ -16,12 +18,9 @@ const BUCKETS: &[f64] = &[0.1, 0.3, 1.2, 5.0];
 /// All of fjord's metrics, in one registry.
 pub struct Metrics {
     registry: Registry,
-    pub entrypoint_requests: IntCounterVec,
-    pub entrypoint_duration: HistogramVec,
-    pub entrypoint_request_bytes: IntCounterVec,
-    pub entrypoint_response_bytes: IntCounterVec,
-    pub service_requests: IntCounterVec,
-    pub service_duration: HistogramVec,
+    entrypoint: Family,
+    service: Family,
+    router: Family,
     pub service_retries: IntCounterVec,
     pub service_connect_errors: IntCounterVec,
     pub service_server_up: IntGaugeVec,
@@ -69,42 +68,9 @@ impl Metrics {
     fn new() -> Self {
         let r = Registry::new();
         let m = Self {
-            entrypoint_requests: counter(
-                &r,
-                "fjord_entrypoint_requests_total",
-                "Requests received by an entry point.",
-                &["entrypoint", "code", "method", "protocol"],
-            ),
-            entrypoint_duration: histogram(
-                &r,
-                "fjord_entrypoint_request_duration_seconds",
-                "Time to the response head, by entry point.",
-                &["entrypoint", "code", "method", "protocol"],
-            ),
-            entrypoint_request_bytes: counter(
-                &r,
-                "fjord_entrypoint_requests_bytes_total",
-                "Declared request body bytes, by entry point.",
-                &["entrypoint", "code", "method", "protocol"],
-            ),
-            entrypoint_response_bytes: counter(
-                &r,
-                "fjord_entrypoint_responses_bytes_total",
-                "Declared response body bytes, by entry point.",
-                &["entrypoint", "code", "method", "protocol"],
-            ),
-            service_requests: counter(
-                &r,
-                "fjord_service_requests_total",
-                "Requests routed to a service (namespace/name:port).",
-                &["service", "code", "method"],
-            ),
-            service_duration: histogram(
-                &r,
-                "fjord_service_request_duration_seconds",
-                "Time to the response head, by service.",
-                &["service", "code", "method"],
-            ),
+            entrypoint: Family::new(&r, "entrypoint", &["entrypoint"], true),
+            service: Family::new(&r, "service", &["service"], false),
+            router: Family::new(&r, "router", &["router", "service"], false),
             service_retries: counter(
                 &r,
                 "fjord_service_retries_total",
@@ -216,30 +182,228 @@ impl Metrics {
         out
     }
 
-    /// Records one request at an entry point; `labels` are entrypoint, code, method, protocol.
-    pub fn request(&self, labels: [&str; 4], took: Duration, req_bytes: u64, resp_bytes: u64) {
-        self.entrypoint_requests.with_label_values(&labels).inc();
-        self.entrypoint_duration
-            .with_label_values(&labels)
-            .observe(took.as_secs_f64());
-        if req_bytes > 0 {
-            self.entrypoint_request_bytes
-                .with_label_values(&labels)
-                .inc_by(req_bytes);
+    /// The request series of an entry point, resolved now; see [`Series`].
+    pub fn entrypoint(&'static self, name: &str) -> Series {
+        Series::new(&self.entrypoint, &[name])
+    }
+
+    /// The request series of a service (`namespace/name:port`).
+    pub fn service(&'static self, name: &str) -> Series {
+        Series::new(&self.service, &[name])
+    }
+
+    /// The request series of a router (the object a route came from) and its service; opt-in,
+    /// as there can be many.
+    pub fn router(&'static self, router: &str, service: &str) -> Series {
+        Series::new(&self.router, &[router, service])
+    }
+}
+
+/// The four request series of one level (entry point, service or router): count, duration to
+/// the response head, and body bytes both ways. Labels are the level's own, then `code` and
+/// `method`, then `protocol` for entry points.
+struct Family {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    protocol: bool,
+}
+
+impl Family {
+    fn new(r: &Registry, level: &str, own: &[&str], protocol: bool) -> Self {
+        let mut labels = own.to_vec();
+        labels.extend(["code", "method"]);
+        if protocol {
+            labels.push("protocol");
         }
-        if resp_bytes > 0 {
-            self.entrypoint_response_bytes
-                .with_label_values(&labels)
-                .inc_by(resp_bytes);
+        Self {
+            requests: counter(
+                r,
+                &format!("fjord_{level}_requests_total"),
+                &format!("Requests, by {level}."),
+                &labels,
+            ),
+            duration: histogram(
+                r,
+                &format!("fjord_{level}_request_duration_seconds"),
+                &format!("Time to the response head, by {level}."),
+                &labels,
+            ),
+            request_bytes: counter(
+                r,
+                &format!("fjord_{level}_requests_bytes_total"),
+                &format!("Request body bytes received, by {level}."),
+                &labels,
+            ),
+            response_bytes: counter(
+                r,
+                &format!("fjord_{level}_responses_bytes_total"),
+                &format!("Response body bytes sent, by {level}."),
+                &labels,
+            ),
+            protocol,
+        }
+    }
+}
+
+/// What a request adds to a series' own labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub code: StatusCode,
+    pub method: MethodLabel,
+    pub websocket: bool,
+}
+
+impl Outcome {
+    /// A small integer naming the label set, for the cache.
+    fn key(self) -> u32 {
+        u32::from(self.code.as_u16()) << 8
+            | u32::from(self.method as u8) << 1
+            | u32::from(self.websocket)
+    }
+}
+
+/// The `method` label: the standard methods, and `OTHER` for the rest, so a client inventing
+/// methods cannot invent series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodLabel {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other,
+}
+
+impl MethodLabel {
+    pub fn of(method: &Method) -> Self {
+        match method.as_str() {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "DELETE" => Self::Delete,
+            "CONNECT" => Self::Connect,
+            "OPTIONS" => Self::Options,
+            "TRACE" => Self::Trace,
+            "PATCH" => Self::Patch,
+            _ => Self::Other,
         }
     }
 
-    /// Records one request routed to `service`.
-    pub fn service(&self, service: &str, code: &str, method: &str, took: Duration) {
-        let labels = [service, code, method];
-        self.service_requests.with_label_values(&labels).inc();
-        self.service_duration
-            .with_label_values(&labels)
-            .observe(took.as_secs_f64());
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+            Self::Options => "OPTIONS",
+            Self::Trace => "TRACE",
+            Self::Patch => "PATCH",
+            Self::Other => "OTHER",
+        }
+    }
+}
+
+/// One entry point's, service's or router's request series, with its own labels resolved when
+/// it is made (at start, or when a snapshot is built). Each outcome (code, method, protocol)
+/// it sees is resolved once and cached, so recording a request is a search among a few small
+/// integers and some atomic adds: no label string is hashed or allocated per request.
+pub struct Series {
+    family: &'static Family,
+    own: Box<[Box<str>]>,
+    seen: ArcSwap<Vec<(u32, Arc<Handles>)>>,
+    adding: Mutex<()>,
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series").field("own", &self.own).finish()
+    }
+}
+
+/// The resolved series for one outcome.
+#[derive(Debug)]
+pub struct Handles {
+    requests: IntCounter,
+    duration: Histogram,
+    request_bytes: IntCounter,
+    response_bytes: IntCounter,
+}
+
+impl Handles {
+    /// Counts the request and its time to the response head.
+    pub fn record(&self, took: Duration) {
+        self.requests.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Adds body bytes, once the bodies are done.
+    pub fn bytes(&self, received: u64, sent: u64) {
+        if received > 0 {
+            self.request_bytes.inc_by(received);
+        }
+        if sent > 0 {
+            self.response_bytes.inc_by(sent);
+        }
+    }
+}
+
+impl Series {
+    fn new(family: &'static Family, own: &[&str]) -> Self {
+        Self {
+            family,
+            own: own.iter().map(|&l| l.into()).collect(),
+            seen: ArcSwap::from_pointee(Vec::new()),
+            adding: Mutex::new(()),
+        }
+    }
+
+    /// The handles for `outcome`, resolved on first use.
+    pub fn get(&self, outcome: Outcome) -> Arc<Handles> {
+        let key = outcome.key();
+        let find = |seen: &[(u32, Arc<Handles>)]| {
+            seen.binary_search_by_key(&key, |(k, _)| *k)
+                .ok()
+                .map(|i| Arc::clone(&seen[i].1))
+        };
+        if let Some(h) = find(&self.seen.load()) {
+            return h;
+        }
+        // Rare: the first request with this outcome. One writer at a time, so none is lost.
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = self.seen.load_full();
+        if let Some(h) = find(&seen) {
+            return h;
+        }
+        let mut labels: Vec<&str> = self.own.iter().map(|l| &**l).collect();
+        labels.extend([outcome.code.as_str(), outcome.method.as_str()]);
+        if self.family.protocol {
+            labels.push(if outcome.websocket {
+                "websocket"
+            } else {
+                "http"
+            });
+        }
+        let f = self.family;
+        let handles = Arc::new(Handles {
+            requests: f.requests.with_label_values(&labels),
+            duration: f.duration.with_label_values(&labels),
+            request_bytes: f.request_bytes.with_label_values(&labels),
+            response_bytes: f.response_bytes.with_label_values(&labels),
+        });
+        let mut grown = Vec::with_capacity(seen.len() + 1);
+        grown.extend(seen.iter().cloned());
+        let at = grown.partition_point(|(k, _)| *k < key);
+        grown.insert(at, (key, Arc::clone(&handles)));
+        self.seen.store(Arc::new(grown));
+        handles
     }
 }

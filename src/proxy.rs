@@ -2,6 +2,7 @@
 //! stream the response back (or, for an `Upgrade`, splice the two connections together).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,9 +19,10 @@ use crate::access_log::{AccessLog, Record};
 use crate::acme::Challenges;
 use crate::acme::challenge::HTTP01_PREFIX;
 use crate::balance;
+use crate::counted::{Received, Sent};
 use crate::error::ProxyError;
 use crate::forwarded;
-use crate::metrics::METRICS;
+use crate::metrics::{self, METRICS, MethodLabel, Series};
 use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
@@ -52,12 +54,15 @@ static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request
 struct Outcome {
     target: Option<Arc<Target>>,
     endpoint: Option<http::uri::Authority>,
+    /// Request body bytes sent upstream so far, when the request has a body.
+    received: Option<Arc<AtomicU64>>,
 }
 
 /// What the proxy needs to know of the entry point a request came in on.
 #[derive(Debug)]
 pub struct EntryPoint {
     pub name: Box<str>,
+    pub series: Series,
     /// Largest request body in bytes; 0 is unlimited.
     pub max_body: u64,
     /// Where requests for hosts with TLS are redirected, if anywhere.
@@ -95,9 +100,10 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: &forwarded::Client,
         entry: &EntryPoint,
-    ) -> Response<ResponseBody> {
+    ) -> Response<Sent<ResponseBody>> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
+        let websocket = req.headers().contains_key(header::UPGRADE);
         // A request id from the client is kept; otherwise one is made. The backend gets it, and
         // so does the client, with the response.
         let request_id = match req
@@ -150,14 +156,24 @@ impl Proxy {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let target = outcome.target.as_deref();
-        if let Some(t) = target {
-            METRICS.service(
-                &t.backend.name,
-                response.status().as_str(),
-                method.as_str(),
-                started.elapsed(),
-            );
-        }
+        let took = started.elapsed();
+        let series = {
+            let labels = metrics::Outcome {
+                code: response.status(),
+                method: MethodLabel::of(&method),
+                websocket,
+            };
+            let record = |s: &Series| {
+                let h = s.get(labels);
+                h.record(took);
+                h
+            };
+            [
+                Some(record(&entry.series)),
+                target.map(|t| record(&t.backend.series)),
+                target.and_then(|t| t.series.as_ref()).map(record),
+            ]
+        };
         if let (Some(log), Some((host, uri, ua, version))) = (&self.access_log, &seen) {
             log.log(&Record {
                 entrypoint: &entry.name,
@@ -174,7 +190,7 @@ impl Proxy {
                     _ => "HTTP/1.1",
                 },
                 status: response.status().as_u16(),
-                duration: started.elapsed(),
+                duration: took,
                 bytes: response
                     .headers()
                     .get(header::CONTENT_LENGTH)
@@ -185,7 +201,8 @@ impl Proxy {
                 request_id: request_id.to_str().unwrap_or("-"),
             });
         }
-        response
+        let received = outcome.received;
+        response.map(|body| Sent::new(body, received, series))
     }
 
     async fn forward(
@@ -303,6 +320,7 @@ impl Proxy {
         // response started if its method is idempotent.
         let endpoints = &backend.endpoints;
         let bodyless = body.is_end_stream();
+        outcome.received = (!bodyless).then(Arc::default);
         let retry = chain
             .iter()
             .find_map(|m| m.retry())
@@ -319,7 +337,7 @@ impl Proxy {
             .pick(now, None)
             .ok_or_else(|| no_endpoint(&target))?;
         let limited = Limited::new(
-            body,
+            Received::new(body, outcome.received.clone()),
             usize::try_from(limit)
                 .ok()
                 .filter(|l| *l > 0)

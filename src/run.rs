@@ -19,7 +19,7 @@ use crate::metrics::METRICS;
 use crate::provider::manifests::{self, ManifestsDir};
 use crate::proxy::{Proxy, Redirect};
 use crate::server::{self, Server};
-use crate::snapshot::{Live, Snapshot};
+use crate::snapshot::{self, Live, Snapshot};
 use crate::tls;
 use crate::translate::{self, LastGood, translate_keeping};
 use crate::upstream::Upstream;
@@ -107,9 +107,12 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     ));
 
     let options = translate::Options::from_config(&config);
+    let build = snapshot::Options {
+        router_metrics: config.metrics.prometheus.add_routers_labels,
+    };
     let mut dir = ManifestsDir::new(&manifests);
     let mut state = LoadState::default();
-    load(&mut dir, &options, &live, &acme, &mut state)
+    load(&mut dir, &options, build, &live, &acme, &mut state)
         .with_context(|| format!("cannot read manifests folder {}", manifests.display()))?;
     let (watcher, mut changes) = manifests::watch(&manifests, SETTLE)
         .with_context(|| format!("cannot watch manifests folder {}", manifests.display()))?;
@@ -118,7 +121,14 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     tokio::task::spawn_blocking(move || {
         let _watcher = watcher;
         while changes.blocking_recv().is_some() {
-            if let Err(e) = load(&mut dir, &options, &reload_live, &reload_acme, &mut state) {
+            if let Err(e) = load(
+                &mut dir,
+                &options,
+                build,
+                &reload_live,
+                &reload_acme,
+                &mut state,
+            ) {
                 METRICS.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
             }
@@ -174,6 +184,7 @@ struct LoadState {
 fn load(
     dir: &mut ManifestsDir,
     options: &translate::Options,
+    build: snapshot::Options,
     live: &Live,
     acme: &acme::Manager,
     state: &mut LoadState,
@@ -220,7 +231,7 @@ fn load(
                 .set(cert.not_after as f64);
         }
     }
-    let snapshot = Snapshot::build(&translation.config, Some(&live.load()));
+    let snapshot = Snapshot::build(&translation.config, Some(&live.load()), build);
     let routes = snapshot.routes();
     live.store(snapshot);
     acme.apply(&translation.config.acme);

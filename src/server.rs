@@ -71,6 +71,7 @@ impl Server {
             proxy,
             entry: EntryPoint {
                 name: name.into(),
+                series: METRICS.entrypoint(name),
                 max_body: config.limits.max_request_body_bytes,
                 redirect,
             },
@@ -162,30 +163,11 @@ impl Server {
                 let conn = Arc::clone(&conn);
                 async move {
                     let _active = Active::new(&conn);
-                    let started = std::time::Instant::now();
-                    let method = req.method().clone();
-                    let protocol = if req.headers().contains_key(http::header::UPGRADE) {
-                        "websocket"
-                    } else {
-                        "http"
-                    };
-                    let req_bytes = content_length(req.headers());
                     let response = conn
                         .server
                         .proxy
                         .handle(req, &conn.client, &conn.server.entry)
                         .await;
-                    METRICS.request(
-                        [
-                            &conn.server.entry.name,
-                            response.status().as_str(),
-                            method.as_str(),
-                            protocol,
-                        ],
-                        started.elapsed(),
-                        req_bytes,
-                        content_length(response.headers()),
-                    );
                     Ok::<_, Infallible>(response)
                 }
             })
@@ -223,15 +205,6 @@ impl Server {
             }
         }
     }
-}
-
-/// A message's declared body length (0 when unknown or streamed).
-fn content_length(headers: &http::HeaderMap) -> u64 {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Counts a connection in `fjord_open_connections` while it lives.

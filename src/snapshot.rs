@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
+use crate::metrics::{METRICS, Series};
 use crate::middleware::Middleware;
 use crate::router::{Router, normalize_host};
 use crate::rule::RequestView;
@@ -23,6 +24,8 @@ pub struct Backend {
     pub endpoints: EndpointSet,
     /// Why there are no endpoints, when there are none.
     pub unavailable: Option<Box<str>>,
+    /// Its request series; kept when its endpoints change.
+    pub series: Arc<Series>,
 }
 
 /// What a route points at.
@@ -34,6 +37,15 @@ pub struct Target {
     pub middlewares: Box<[Arc<Middleware>]>,
     /// Why the route answers 503 instead of being served.
     pub broken: Option<Box<str>>,
+    /// Router-level request series, when asked for (they multiply series by routes).
+    pub series: Option<Series>,
+}
+
+/// How a snapshot is built, from the static configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Whether each route gets `fjord_router_*` series.
+    pub router_metrics: bool,
 }
 
 /// An immutable, compiled config.
@@ -54,7 +66,7 @@ impl Snapshot {
     /// Compiles `config`. Backends whose endpoints did not change are taken from `previous`
     /// as they are, so their round-robin position and endpoint health carry over; the
     /// connection pool is keyed by endpoint address and carries over on its own.
-    pub fn build(config: &Config, previous: Option<&Snapshot>) -> Self {
+    pub fn build(config: &Config, previous: Option<&Snapshot>, options: Options) -> Self {
         let backends: HashMap<BackendId, Arc<Backend>> = config
             .backends
             .iter()
@@ -97,6 +109,9 @@ impl Snapshot {
                 .collect();
             Arc::new(Target {
                 source: t.source.as_str().into(),
+                series: options
+                    .router_metrics
+                    .then(|| METRICS.router(&t.source, &backend.name)),
                 backend,
                 middlewares: chain,
                 broken: t.broken.as_deref().map(Into::into),
@@ -172,11 +187,18 @@ fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Ar
         {
             Arc::clone(old)
         }
-        _ => Arc::new(Backend {
-            name: id.to_string().into(),
-            endpoints: EndpointSet::new(&spec.endpoints, old.map(|o| &o.endpoints)),
-            unavailable: spec.unavailable.as_deref().map(Into::into),
-        }),
+        _ => {
+            let name: Box<str> = id.to_string().into();
+            Arc::new(Backend {
+                series: old.map_or_else(
+                    || Arc::new(METRICS.service(&name)),
+                    |o| Arc::clone(&o.series),
+                ),
+                name,
+                endpoints: EndpointSet::new(&spec.endpoints, old.map(|o| &o.endpoints)),
+                unavailable: spec.unavailable.as_deref().map(Into::into),
+            })
+        }
     }
 }
 
@@ -199,7 +221,11 @@ pub struct Live {
 impl Default for Live {
     fn default() -> Self {
         Self {
-            current: ArcSwap::from_pointee(Snapshot::build(&Config::default(), None)),
+            current: ArcSwap::from_pointee(Snapshot::build(
+                &Config::default(),
+                None,
+                Options::default(),
+            )),
             ready: AtomicBool::new(false),
         }
     }
@@ -269,10 +295,10 @@ mod tests {
 
     #[test]
     fn unchanged_backends_are_kept_across_a_rebuild() {
-        let a = Snapshot::build(&config(&[1, 2]), None);
-        let b = Snapshot::build(&config(&[1, 2]), Some(&a));
+        let a = Snapshot::build(&config(&[1, 2]), None, Options::default());
+        let b = Snapshot::build(&config(&[1, 2]), Some(&a), Options::default());
         assert!(Arc::ptr_eq(&backend_of(&a), &backend_of(&b)));
-        let c = Snapshot::build(&config(&[1, 3]), Some(&b));
+        let c = Snapshot::build(&config(&[1, 3]), Some(&b), Options::default());
         assert!(!Arc::ptr_eq(&backend_of(&b), &backend_of(&c)));
     }
 }

@@ -12,11 +12,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::ServersTransport;
+use crate::counted::Received;
 use crate::error::ProxyError;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
 /// none (a retry of a bodyless request).
-pub type RequestBody = Either<Limited<Incoming>, Empty<Bytes>>;
+pub type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
 
 #[derive(Clone, Debug)]
 pub struct Upstream {

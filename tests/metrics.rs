@@ -205,3 +205,107 @@ async fn a_real_prometheus_scrapes_fjord() {
     assert_eq!(by_code["429"], "1");
     assert_eq!(by_code["502"], "1");
 }
+
+/// Byte counters count what was streamed: a chunked request body and a compressed (chunked)
+/// response, neither with a `Content-Length`. A made-up method is counted as `OTHER`, so clients
+/// cannot invent series, and router series appear when the configuration asks for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_bytes_other_methods_and_opt_in_router_series() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let m = Manifests::new();
+    let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write("app.yaml", &service("app", app.addr));
+    m.write(
+        "gz.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: gz}\nspec: {compress: {minResponseBodyBytes: 10}}\n",
+    );
+    m.write(
+        "routes.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: app}\nspec:\n  routes:\n  - match: Host(`app.test`)\n    middlewares: [{name: gz}]\n    services: [{name: app, port: 80}]\n",
+    );
+    let config = format!("{LOOPBACK_CONFIG}metrics:\n  prometheus:\n    addRoutersLabels: true\n");
+    let fjord = Fjord::start(m.path(), &config);
+
+    type Chunks = StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+    let client: Client<_, Chunks> = Client::builder(TokioExecutor::new()).build_http();
+    let chunks = vec![
+        Ok(Frame::data(Bytes::from(vec![b'a'; 7000]))),
+        Ok(Frame::data(Bytes::from(vec![b'b'; 3000]))),
+    ];
+    let req = hyper::Request::post(format!("http://{}/upload", fjord.web))
+        .header("host", "app.test")
+        .header("accept-encoding", "gzip")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let response = client.request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert!(!response.headers().contains_key("content-length"));
+    let sent = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len();
+
+    let req = hyper::Request::builder()
+        .method("BREW")
+        .uri(format!("http://{}/", fjord.web))
+        .header("host", "app.test")
+        .body(StreamBody::new(futures_util::stream::iter(Vec::new())))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+
+    // The response body is counted when it ends, just after the client has read it.
+    let labels = r#"{code="200",entrypoint="web",method="POST",protocol="http"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = tls_free_get(fjord.admin, "/metrics").await;
+        if value(
+            &metrics,
+            &format!("fjord_entrypoint_responses_bytes_total{labels}"),
+        )
+        .is_some()
+            || Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let expect = [
+        (format!("fjord_entrypoint_requests_bytes_total{labels}"), 10_000.0),
+        (format!("fjord_entrypoint_responses_bytes_total{labels}"), sent as f64),
+        (
+            r#"fjord_service_requests_bytes_total{code="200",method="POST",service="default/app:80"}"#.into(),
+            10_000.0,
+        ),
+        (
+            r#"fjord_service_responses_bytes_total{code="200",method="POST",service="default/app:80"}"#.into(),
+            sent as f64,
+        ),
+        (
+            r#"fjord_router_requests_total{code="200",method="POST",router="default/app",service="default/app:80"}"#.into(),
+            1.0,
+        ),
+        (
+            r#"fjord_entrypoint_requests_total{code="200",entrypoint="web",method="OTHER",protocol="http"}"#.into(),
+            1.0,
+        ),
+    ];
+    for (series, want) in &expect {
+        assert_eq!(value(&metrics, series), Some(*want), "{series}\n{metrics}");
+    }
+    assert!(!metrics.contains("BREW"), "{metrics}");
+}

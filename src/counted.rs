@@ -1,0 +1,116 @@
+//! Bodies that count the bytes they carry, so the byte counters report what was streamed, not
+//! what a `Content-Length` declared (a chunked or compressed body declares nothing).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Buf as _;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::metrics::Handles;
+
+/// A request body on its way upstream, adding its bytes to a counter the response reads (none
+/// for a request without a body, which then costs no allocation).
+#[derive(Debug)]
+pub struct Received<B> {
+    inner: B,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl<B> Received<B> {
+    pub fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
+        Self { inner, count }
+    }
+}
+
+impl<B: Body + Unpin> Body for Received<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+            && let Some(count) = &self.count
+        {
+            count.fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body on its way to the client. When it is done (or dropped: the client left), the
+/// bytes both ways are added to each of the request's series.
+#[derive(Debug)]
+pub struct Sent<B> {
+    inner: B,
+    sent: u64,
+    received: Option<Arc<AtomicU64>>,
+    series: [Option<Arc<Handles>>; 3],
+}
+
+impl<B> Sent<B> {
+    pub fn new(
+        inner: B,
+        received: Option<Arc<AtomicU64>>,
+        series: [Option<Arc<Handles>>; 3],
+    ) -> Self {
+        Self {
+            inner,
+            sent: 0,
+            received,
+            series,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Sent<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sent += data.remaining() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Sent<B> {
+    fn drop(&mut self) {
+        let received = self
+            .received
+            .as_ref()
+            .map_or(0, |r| r.load(Ordering::Relaxed));
+        for h in self.series.iter().flatten() {
+            h.bytes(received, self.sent);
+        }
+    }
+}
