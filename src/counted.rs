@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Buf as _;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::access_log::{AccessLog, Record};
 use crate::metrics::Handles;
 
 /// A request body on its way upstream, adding its bytes to a counter the response reads (none
@@ -53,13 +54,14 @@ impl<B: Body + Unpin> Body for Received<B> {
 }
 
 /// A response body on its way to the client. When it is done (or dropped: the client left), the
-/// bytes both ways are added to each of the request's series.
+/// bytes both ways are added to each of the request's series, and its access log line is sent.
 #[derive(Debug)]
 pub struct Sent<B> {
     inner: B,
     sent: u64,
     received: Option<Arc<AtomicU64>>,
     series: [Option<Arc<Handles>>; 3],
+    log: Option<(AccessLog, Box<Record>)>,
 }
 
 impl<B> Sent<B> {
@@ -67,12 +69,14 @@ impl<B> Sent<B> {
         inner: B,
         received: Option<Arc<AtomicU64>>,
         series: [Option<Arc<Handles>>; 3],
+        log: Option<(AccessLog, Box<Record>)>,
     ) -> Self {
         Self {
             inner,
             sent: 0,
             received,
             series,
+            log,
         }
     }
 }
@@ -111,6 +115,11 @@ impl<B> Drop for Sent<B> {
             .map_or(0, |r| r.load(Ordering::Relaxed));
         for h in self.series.iter().flatten() {
             h.bytes(received, self.sent);
+        }
+        if let Some((log, mut record)) = self.log.take() {
+            record.bytes = self.sent;
+            record.ended = jiff::Timestamp::now();
+            log.log(record);
         }
     }
 }

@@ -61,7 +61,7 @@ struct Outcome {
 /// What the proxy needs to know of the entry point a request came in on.
 #[derive(Debug)]
 pub struct EntryPoint {
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub series: Series,
     /// Largest request body in bytes; 0 is unlimited.
     pub max_body: u64,
@@ -174,35 +174,31 @@ impl Proxy {
                 target.and_then(|t| t.series.as_ref()).map(record),
             ]
         };
-        if let (Some(log), Some((host, uri, ua, version))) = (&self.access_log, &seen) {
-            log.log(&Record {
-                entrypoint: &entry.name,
-                router: target.map(|t| &*t.source),
-                service: target.map(|t| &*t.backend.name),
-                endpoint: outcome.endpoint.as_ref().map(|e| e.as_str()),
-                method: method.as_str(),
-                host,
-                path: uri.path(),
-                query: uri.query(),
-                protocol: match *version {
-                    Version::HTTP_2 => "HTTP/2.0",
-                    Version::HTTP_10 => "HTTP/1.0",
-                    _ => "HTTP/1.1",
-                },
-                status: response.status().as_u16(),
-                duration: took,
-                bytes: response
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(0),
-                client_ip: client.ip(),
-                user_agent: ua.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
-                request_id: request_id.to_str().unwrap_or("-"),
+        let log = self
+            .access_log
+            .clone()
+            .zip(seen)
+            .map(|(log, (host, uri, ua, version))| {
+                let record = Record {
+                    ended: jiff::Timestamp::UNIX_EPOCH,
+                    entrypoint: Arc::clone(&entry.name),
+                    target: outcome.target.clone(),
+                    endpoint: outcome.endpoint.take(),
+                    method,
+                    host,
+                    uri,
+                    version,
+                    status: response.status().as_u16(),
+                    duration: took,
+                    bytes: 0,
+                    client_ip: client.ip(),
+                    user_agent: ua,
+                    request_id,
+                };
+                (log, Box::new(record))
             });
-        }
         let received = outcome.received;
-        response.map(|body| Sent::new(body, received, series))
+        response.map(|body| Sent::new(body, received, series, log))
     }
 
     async fn forward(

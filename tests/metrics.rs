@@ -208,7 +208,8 @@ async fn a_real_prometheus_scrapes_fjord() {
 
 /// Byte counters count what was streamed: a chunked request body and a compressed (chunked)
 /// response, neither with a `Content-Length`. A made-up method is counted as `OTHER`, so clients
-/// cannot invent series, and router series appear when the configuration asks for them.
+/// cannot invent series, and router series appear when the configuration asks for them. The
+/// access log's `bytes` are the bytes sent too.
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_bytes_other_methods_and_opt_in_router_series() {
     use bytes::Bytes;
@@ -230,7 +231,9 @@ async fn streamed_bytes_other_methods_and_opt_in_router_series() {
         "routes.yaml",
         "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: app}\nspec:\n  routes:\n  - match: Host(`app.test`)\n    middlewares: [{name: gz}]\n    services: [{name: app, port: 80}]\n",
     );
-    let config = format!("{LOOPBACK_CONFIG}metrics:\n  prometheus:\n    addRoutersLabels: true\n");
+    let config = format!(
+        "{LOOPBACK_CONFIG}metrics:\n  prometheus:\n    addRoutersLabels: true\naccessLog: {{enabled: true}}\n"
+    );
     let fjord = Fjord::start(m.path(), &config);
 
     type Chunks = StreamBody<
@@ -308,4 +311,9 @@ async fn streamed_bytes_other_methods_and_opt_in_router_series() {
         assert_eq!(value(&metrics, series), Some(*want), "{series}\n{metrics}");
     }
     assert!(!metrics.contains("BREW"), "{metrics}");
+    let line: serde_json::Value = serde_json::from_str(&fjord.wait_for_stdout(1)[0]).unwrap();
+    assert_eq!(
+        (line["method"].as_str(), line["bytes"].as_u64()),
+        (Some("POST"), Some(sent as u64))
+    );
 }
