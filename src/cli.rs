@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, StaticConfig};
+use crate::provider::kubernetes::Scope;
 use crate::provider::manifests::ManifestsDir;
+use crate::run::Source;
 use crate::translate::{self, translate};
 
 #[derive(Debug, Parser)]
@@ -23,11 +25,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the Ingresses in a folder of Kubernetes manifests, reloading when it changes.
+    /// Serve the Ingresses of a folder of manifests, or of the cluster, following changes.
     Run {
         /// Folder of *.yaml / *.yml manifests, read recursively.
-        #[arg(long, value_name = "DIR")]
-        manifests: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "kubernetes",
+            conflicts_with = "kubernetes"
+        )]
+        manifests: Option<PathBuf>,
+        /// Watch the Kubernetes API server (in-cluster service account, or a kubeconfig).
+        #[arg(long)]
+        kubernetes: bool,
+        /// Kubeconfig file for --kubernetes; default `KUBECONFIG`, `~/.kube/config`, then
+        /// the in-cluster service account.
+        #[arg(long, value_name = "FILE", requires = "kubernetes")]
+        kubeconfig: Option<PathBuf>,
+        /// Watch only this namespace (repeatable); default all.
+        #[arg(long = "namespace", value_name = "NS", requires = "kubernetes")]
+        namespaces: Vec<String>,
+        /// Watch only objects with these labels (a label selector, e.g. `team=web`).
+        #[arg(long, value_name = "SELECTOR", requires = "kubernetes")]
+        selector: Option<String>,
         /// Static configuration (entry points, timeouts, limits); defaults without it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -57,13 +77,27 @@ pub fn main() -> ExitCode {
         Command::Check { dir, config } => check(dir, config),
         Command::Run {
             manifests,
+            kubernetes: _,
+            kubeconfig,
+            namespaces,
+            selector,
             config,
             log_format,
-        } => run(manifests, config, log_format),
+        } => {
+            let source = match manifests {
+                Some(dir) => Source::Manifests(dir),
+                None => Source::Kubernetes(Scope {
+                    kubeconfig,
+                    namespaces,
+                    labels: selector,
+                }),
+            };
+            run(source, config, log_format)
+        }
     }
 }
 
-fn run(manifests: PathBuf, config: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+fn run(source: Source, config: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
     let config = match StaticConfig::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +116,7 @@ fn run(manifests: PathBuf, config: Option<PathBuf>, log_format: Option<LogFormat
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::run::run(manifests, config)) {
+    match runtime.block_on(crate::run::run(source, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -14,6 +14,10 @@ static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 pub enum ProxyError {
     #[error("no route matches")]
     NoRoute,
+    /// The routes are not known yet (the first sync with the API server is under way): a 404
+    /// now could be wrong.
+    #[error("not ready: the configuration has not loaded yet")]
+    NotReady,
     #[error("backend {backend} has no ready endpoint: {why}")]
     NoEndpoint { backend: Box<str>, why: Box<str> },
     #[error("connecting to {endpoint} failed: {source}")]
@@ -59,9 +63,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint { .. } | ProxyError::Misconfigured { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited { .. } | ProxyError::TooManyInFlight { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -125,6 +129,9 @@ impl ProxyError {
                 if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
+            }
+            ProxyError::NotReady => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

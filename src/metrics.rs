@@ -33,6 +33,8 @@ pub struct Metrics {
     pub tls_certs_not_after: GaugeVec,
     pub acme_orders: IntCounterVec,
     pub access_log_dropped: prometheus::IntCounter,
+    pub kubernetes_watch_restarts: IntCounterVec,
+    pub kubernetes_last_sync: GaugeVec,
 }
 
 /// The process-wide metrics.
@@ -154,6 +156,24 @@ impl Metrics {
                 .unwrap_or_else(|e| panic!("{e}"));
                 let _ = r.register(Box::new(c.clone()));
                 c
+            },
+            kubernetes_watch_restarts: counter(
+                &r,
+                "fjord_kubernetes_watch_restarts_total",
+                "Watches of the API server that failed and were retried, by resource.",
+                &["resource"],
+            ),
+            kubernetes_last_sync: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "fjord_kubernetes_last_sync_timestamp_seconds",
+                        "When a watch of the API server last listed or delivered an event.",
+                    ),
+                    &["resource"],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                let _ = r.register(Box::new(g.clone()));
+                g
             },
             registry: r,
         };

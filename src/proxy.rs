@@ -222,6 +222,9 @@ impl Proxy {
         {
             return Ok(plain(StatusCode::OK, Bytes::from(answer)));
         }
+        if !self.live.is_ready() {
+            return Err(ProxyError::NotReady);
+        }
         let host_str = host
             .as_ref()
             .and_then(|h| h.to_str().ok())

@@ -17,6 +17,7 @@ use crate::listener;
 use crate::metrics::METRICS;
 
 use crate::provider::manifests::{self, ManifestsDir};
+use crate::provider::{Loaded, kubernetes};
 use crate::proxy::{Proxy, Redirect};
 use crate::server::{self, Server};
 use crate::snapshot::{self, Live, Snapshot};
@@ -28,7 +29,16 @@ use crate::upstream::Upstream;
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Runs the proxy on the manifests in `manifests` until SIGTERM or SIGINT.
-pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()> {
+/// Where the objects come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A folder of manifests, watched.
+    Manifests(PathBuf),
+    /// The API server.
+    Kubernetes(kubernetes::Scope),
+}
+
+pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     // One crypto provider for every TLS user (the server, the ACME client): aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let live = Arc::new(Live::default());
@@ -110,30 +120,51 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     let build = snapshot::Options {
         router_metrics: config.metrics.prometheus.add_routers_labels,
     };
-    let mut dir = ManifestsDir::new(&manifests);
-    let mut state = LoadState::default();
-    load(&mut dir, &options, build, &live, &acme, &mut state)
-        .with_context(|| format!("cannot read manifests folder {}", manifests.display()))?;
-    let (watcher, mut changes) = manifests::watch(&manifests, SETTLE)
-        .with_context(|| format!("cannot watch manifests folder {}", manifests.display()))?;
-    let reload_live = Arc::clone(&live);
-    let reload_acme = Arc::clone(&acme);
-    tokio::task::spawn_blocking(move || {
-        let _watcher = watcher;
-        while changes.blocking_recv().is_some() {
-            if let Err(e) = load(
-                &mut dir,
-                &options,
-                build,
-                &reload_live,
-                &reload_acme,
-                &mut state,
-            ) {
-                METRICS.config_reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
-            }
+    let mut apply = Apply {
+        options,
+        build,
+        live: Arc::clone(&live),
+        acme: Arc::clone(&acme),
+        reported: BTreeSet::new(),
+        last_good: LastGood::default(),
+    };
+    match source {
+        Source::Manifests(folder) => {
+            let mut dir = ManifestsDir::new(&folder);
+            let loaded = dir
+                .load()
+                .with_context(|| format!("cannot read manifests folder {}", folder.display()))?;
+            apply.apply(loaded);
+            let (watcher, mut changes) = manifests::watch(&folder, SETTLE)
+                .with_context(|| format!("cannot watch manifests folder {}", folder.display()))?;
+            tokio::task::spawn_blocking(move || {
+                let _watcher = watcher;
+                while changes.blocking_recv().is_some() {
+                    match dir.load() {
+                        Ok(loaded) => apply.apply(loaded),
+                        Err(e) => {
+                            METRICS.config_reloads.with_label_values(&["failure"]).inc();
+                            tracing::error!(folder = %dir.root().display(), error = %e, "cannot read manifests folder; the current config stays");
+                        }
+                    }
+                }
+            });
         }
-    });
+        Source::Kubernetes(scope) => {
+            // Serving starts now, answering 503 until every watcher has listed and the first
+            // snapshot is live: never a 404 for a route that exists.
+            let client = kubernetes::client(&scope).await?;
+            let mut stores = kubernetes::watch(client, &scope);
+            tokio::task::spawn_blocking(move || {
+                while let Some(store) = stores.blocking_recv() {
+                    apply.apply(Loaded {
+                        store,
+                        diagnostics: Vec::new(),
+                    });
+                }
+            });
+        }
+    }
 
     let connections = TaskTracker::new();
     for (server, l) in listeners {
@@ -170,81 +201,77 @@ pub async fn run(manifests: PathBuf, config: StaticConfig) -> anyhow::Result<()>
     Ok(())
 }
 
-/// What one load hands the next.
-#[derive(Default)]
-struct LoadState {
+/// Puts what a provider loaded in force: translation, snapshot, certificates. Diagnostics are
+/// logged when they first appear and when they go away, not on every reload.
+struct Apply {
+    options: translate::Options,
+    build: snapshot::Options,
+    live: Arc<Live>,
+    acme: Arc<acme::Manager>,
     /// Diagnostics already logged.
     reported: BTreeSet<Diagnostic>,
     /// What was last served, kept when an update to it is invalid.
     last_good: LastGood,
 }
 
-/// Reads the folder, translates it and puts the result in force. Diagnostics are logged when
-/// they first appear and when they go away, not on every reload.
-fn load(
-    dir: &mut ManifestsDir,
-    options: &translate::Options,
-    build: snapshot::Options,
-    live: &Live,
-    acme: &acme::Manager,
-    state: &mut LoadState,
-) -> std::io::Result<()> {
-    let started = Instant::now();
-    let loaded = dir.load()?;
-    let (translation, last_good) = translate_keeping(&loaded.store, options, &state.last_good);
-    state.last_good = last_good;
-    let reported = &mut state.reported;
-    let diagnostics: BTreeSet<Diagnostic> = loaded
-        .diagnostics
-        .into_iter()
-        .chain(translation.diagnostics)
-        .collect();
-    for d in diagnostics.difference(reported) {
-        if d.is_error() {
-            tracing::error!(object = %d.subject, "{}", d.message);
-        } else {
-            tracing::warn!(object = %d.subject, "{}", d.message);
+impl Apply {
+    fn apply(&mut self, loaded: Loaded) {
+        let started = Instant::now();
+        let (translation, last_good) =
+            translate_keeping(&loaded.store, &self.options, &self.last_good);
+        self.last_good = last_good;
+        let reported = &mut self.reported;
+        let diagnostics: BTreeSet<Diagnostic> = loaded
+            .diagnostics
+            .into_iter()
+            .chain(translation.diagnostics)
+            .collect();
+        for d in diagnostics.difference(reported) {
+            if d.is_error() {
+                tracing::error!(object = %d.subject, "{}", d.message);
+            } else {
+                tracing::warn!(object = %d.subject, "{}", d.message);
+            }
         }
-    }
-    for d in reported.difference(&diagnostics) {
-        tracing::info!(object = %d.subject, "resolved: {}", d.message);
-    }
-    METRICS.config_reloads.with_label_values(&["success"]).inc();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    METRICS.config_last_success.set(now.as_secs_f64());
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    METRICS
-        .config_diagnostics
-        .with_label_values(&["error"])
-        .set(i64::try_from(errors).unwrap_or(i64::MAX));
-    METRICS
-        .config_diagnostics
-        .with_label_values(&["warning"])
-        .set(i64::try_from(diagnostics.len() - errors).unwrap_or(i64::MAX));
-    for cert in &translation.config.certificates {
-        for name in &cert.names {
-            METRICS
-                .tls_certs_not_after
-                .with_label_values(&[name])
-                .set(cert.not_after as f64);
+        for d in reported.difference(&diagnostics) {
+            tracing::info!(object = %d.subject, "resolved: {}", d.message);
         }
+        METRICS.config_reloads.with_label_values(&["success"]).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        METRICS.config_last_success.set(now.as_secs_f64());
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        METRICS
+            .config_diagnostics
+            .with_label_values(&["error"])
+            .set(i64::try_from(errors).unwrap_or(i64::MAX));
+        METRICS
+            .config_diagnostics
+            .with_label_values(&["warning"])
+            .set(i64::try_from(diagnostics.len() - errors).unwrap_or(i64::MAX));
+        for cert in &translation.config.certificates {
+            for name in &cert.names {
+                METRICS
+                    .tls_certs_not_after
+                    .with_label_values(&[name])
+                    .set(cert.not_after as f64);
+            }
+        }
+        let snapshot = Snapshot::build(&translation.config, Some(&self.live.load()), self.build);
+        let routes = snapshot.routes();
+        self.live.store(snapshot);
+        self.acme.apply(&translation.config.acme);
+        tracing::info!(
+            objects = loaded.store.len(),
+            routes,
+            errors = diagnostics.iter().filter(|d| d.is_error()).count(),
+            warnings = diagnostics.iter().filter(|d| !d.is_error()).count(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "config loaded"
+        );
+        *reported = diagnostics;
     }
-    let snapshot = Snapshot::build(&translation.config, Some(&live.load()), build);
-    let routes = snapshot.routes();
-    live.store(snapshot);
-    acme.apply(&translation.config.acme);
-    tracing::info!(
-        objects = loaded.store.len(),
-        routes,
-        errors = diagnostics.iter().filter(|d| d.is_error()).count(),
-        warnings = diagnostics.iter().filter(|d| !d.is_error()).count(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "config loaded"
-    );
-    *reported = diagnostics;
-    Ok(())
 }
 
 async fn shutdown_signal() {

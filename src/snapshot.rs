@@ -75,7 +75,8 @@ impl Snapshot {
                 (id.clone(), backend(id, spec, old))
             })
             .collect();
-        // A middleware whose spec did not change is the running one, buckets and counters kept.
+        // A stateful middleware whose spec did not change is the running one, buckets and
+        // counters kept.
         let mut middlewares: HashMap<Box<str>, Arc<Middleware>> = HashMap::new();
         let targets = config
             .routes
@@ -86,7 +87,7 @@ impl Snapshot {
         for m in targets.flat_map(|t| &t.middlewares) {
             let kept = previous
                 .and_then(|p| p.middlewares.get(&m.name))
-                .filter(|old| old.source == m.source)
+                .filter(|old| old.has_state() && old.source == m.source)
                 .unwrap_or(m);
             middlewares
                 .entry(m.name.clone())

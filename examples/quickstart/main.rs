@@ -21,6 +21,10 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let backend = echo::Echo::start("echo", "127.0.0.1:9101".parse()?).await?;
         tracing::info!(address = %backend.addr, "example backend listening");
-        fjord::run::run(manifests, fjord::config::StaticConfig::default()).await
+        fjord::run::run(
+            fjord::run::Source::Manifests(manifests),
+            fjord::config::StaticConfig::default(),
+        )
+        .await
     })
 }

@@ -41,6 +41,15 @@ pub struct Middleware {
     pub kind: Kind,
 }
 
+impl Middleware {
+    /// Whether it holds state a reload must keep (buckets, counters). Only those are carried
+    /// over; the others also depend on objects besides their spec (basicAuth's Secret), so
+    /// the new compile is the one to use.
+    pub fn has_state(&self) -> bool {
+        matches!(self.kind, Kind::RateLimit(_) | Kind::InFlight(_))
+    }
+}
+
 #[derive(Debug)]
 pub enum Kind {
     RateLimit(Arc<RateLimiter>),

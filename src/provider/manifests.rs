@@ -14,18 +14,11 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::decode::{Decoded, decode};
-use super::{Object, Store};
+use super::{Loaded, Object};
 use crate::diagnostics::Diagnostic;
 
 /// Directory depth past which fjord stops descending (guards against symlink loops).
 const MAX_DEPTH: usize = 16;
-
-/// What one read of the folder produced.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub store: Store,
-    pub diagnostics: Vec<Diagnostic>,
-}
 
 /// A manifests folder, with what was last read from each file.
 #[derive(Debug)]

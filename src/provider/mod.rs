@@ -1,7 +1,8 @@
 //! Providers gather Kubernetes objects into one [`Store`]. Nothing downstream knows where an
-//! object came from: the manifests folder and (later) the API server fill the same store.
+//! object came from: the manifests folder and the API server fill the same store.
 
 pub mod decode;
+pub mod kubernetes;
 pub mod manifests;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,14 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::{IngressRoute, Middleware};
+
+/// What one read of a provider produced: the objects, and what was wrong with the input they
+/// came from (a file that does not parse; the API server's objects come already parsed).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub store: Store,
+    pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
+}
 
 /// A Kubernetes object fjord reads.
 // Every variant is a few hundred bytes, so boxing would buy nothing but an allocation each.
@@ -54,6 +63,18 @@ impl Object {
         }
     }
 
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+            Object::IngressRoute(o) => &mut o.metadata,
+            Object::Middleware(o) => &mut o.metadata,
+        }
+    }
+
     pub fn key(&self) -> ObjectKey {
         let meta = self.meta();
         ObjectKey {
@@ -63,6 +84,25 @@ impl Object {
         }
     }
 }
+
+macro_rules! object_from {
+    ($($kind:ident),*) => {$(
+        impl From<$kind> for Object {
+            fn from(o: $kind) -> Self {
+                Object::$kind(o)
+            }
+        }
+    )*};
+}
+object_from!(
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Secret,
+    IngressRoute,
+    Middleware
+);
 
 /// Identity of an object: kind, namespace (absent for cluster-scoped kinds) and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,6 +2,7 @@
 //! loopback ports, and a small HTTP client.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod apiserver;
 pub mod echo;
 pub mod pebble;
 pub mod tls;
@@ -42,14 +43,27 @@ pub struct Fjord {
 impl Fjord {
     /// Starts fjord on `manifests` with `config` (YAML) and waits until it is ready.
     pub fn start(manifests: &Path, config: &str) -> Fjord {
+        let fjord = Fjord::launch(
+            &["--manifests".as_ref(), manifests.as_os_str()],
+            config,
+            &[],
+        );
+        fjord.wait_ready();
+        fjord
+    }
+
+    /// Starts `fjord run` with `args` (the source) and `config`, and waits until it listens,
+    /// not until it is ready.
+    pub fn launch(args: &[&std::ffi::OsStr], config: &str, env: &[(&str, &str)]) -> Fjord {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fjord"))
-            .args(["run", "--log-format", "json", "--manifests"])
-            .arg(manifests)
+            .args(["run", "--log-format", "json"])
+            .args(args)
             .arg("--config")
             .arg(file.path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -85,7 +99,7 @@ impl Fjord {
                 .unwrap_or_else(|_| panic!("fjord did not start: {:#?}", logs.lock().unwrap()));
             addrs.insert(name, addr);
         }
-        let fjord = Fjord {
+        Fjord {
             child,
             web: addrs.get("web").copied().unwrap_or(addrs["admin"]),
             admin: addrs["admin"],
@@ -93,12 +107,11 @@ impl Fjord {
             logs,
             stdout,
             _config: file,
-        };
-        fjord.wait_ready();
-        fjord
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Waits (up to 30 s) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if blocking_status(self.admin, "/readyz") == Some(200) {

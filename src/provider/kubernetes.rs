@@ -1,0 +1,457 @@
+//! The cluster provider: kube-rs watchers on the API server fill the same [`Store`] the
+//! manifests folder fills. Each kind is listed, then watched; a failed watch is retried with
+//! backoff and a 410 relists, while the last store keeps serving. Changes are batched: a burst
+//! of events (a rollout's EndpointSlices) becomes one store handed on for one rebuild.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use super::{Object, ObjectKey, Store};
+use crate::crd::{IngressRoute, Middleware};
+use crate::metrics::METRICS;
+
+/// What to watch, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// A kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces to watch; empty is all.
+    pub namespaces: Vec<String>,
+    /// Label selector for namespaced objects (not IngressClasses).
+    pub labels: Option<String>,
+}
+
+/// A client for the API server `scope` names.
+pub async fn client(scope: &Scope) -> anyhow::Result<Client> {
+    let config = match &scope.kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// The kinds fjord watches, each with its own watcher(s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    TlsSecret,
+    IngressRoute,
+    Middleware,
+    /// A Secret a Middleware names (basicAuth users), watched by name while referenced.
+    NamedSecret,
+}
+
+impl Kind {
+    /// The `resource` label of the watch metrics.
+    fn resource(self) -> &'static str {
+        match self {
+            Kind::Ingress => "ingresses",
+            Kind::IngressClass => "ingressclasses",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::TlsSecret => "secrets",
+            Kind::IngressRoute => "ingressroutes",
+            Kind::Middleware => "middlewares",
+            Kind::NamedSecret => "secrets-by-name",
+        }
+    }
+}
+
+/// Who put an object in the store: a watcher's kind and namespace (or one named Secret). A
+/// relist replaces exactly what its own watcher put there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Origin {
+    kind: Kind,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+/// The store the watchers fill, and how the batching loop learns of changes.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Objects by identity, with the watcher that owns each.
+    objects: BTreeMap<ObjectKey, (Origin, Object)>,
+    /// Watchers that have not finished their first list.
+    syncing: BTreeSet<Origin>,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_one();
+    }
+
+    /// The current objects, once every watcher has listed; `None` before.
+    fn store(&self) -> Option<Store> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.syncing.iter().any(|o| o.kind != Kind::NamedSecret) {
+            return None;
+        }
+        let mut store = Store::default();
+        for (_, object) in state.objects.values() {
+            store.upsert(object.clone());
+        }
+        Some(store)
+    }
+
+    fn named_syncing(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.syncing.iter().any(|o| o.kind == Kind::NamedSecret)
+    }
+}
+
+/// How long the batching loop waits for more events before it hands a store on, and the most
+/// it waits while events keep coming.
+const SETTLE: Duration = Duration::from_millis(100);
+const MAX_SETTLE: Duration = Duration::from_secs(1);
+/// How long a store waits for Secrets a Middleware has just started naming.
+const NAMED_SECRET_WAIT: Duration = Duration::from_secs(5);
+
+/// Watches the cluster and sends a complete [`Store`] after the first full sync and after
+/// each batch of changes. The watchers live as long as the returned receiver is read.
+pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Store> {
+    let shared = Arc::new(Shared::default());
+    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().cloned().map(Some).collect()
+    };
+    let labels = scope.labels.clone();
+    let mut tasks = Vec::new();
+    let config = || {
+        let c = watcher::Config::default();
+        match &labels {
+            Some(l) => c.labels(l),
+            None => c,
+        }
+    };
+    for ns in &namespaces {
+        let c = client.clone();
+        tasks.push(spawn::<Ingress>(&c, &shared, Kind::Ingress, ns, config()));
+        tasks.push(spawn::<Service>(&c, &shared, Kind::Service, ns, config()));
+        tasks.push(spawn::<EndpointSlice>(
+            &c,
+            &shared,
+            Kind::EndpointSlice,
+            ns,
+            // EndpointSlices carry their Service's name as a label, not the Service's labels.
+            watcher::Config::default(),
+        ));
+        // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
+        tasks.push(spawn::<Secret>(
+            &c,
+            &shared,
+            Kind::TlsSecret,
+            ns,
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+        ));
+        tasks.push(spawn::<IngressRoute>(
+            &c,
+            &shared,
+            Kind::IngressRoute,
+            ns,
+            config(),
+        ));
+        tasks.push(spawn::<Middleware>(
+            &c,
+            &shared,
+            Kind::Middleware,
+            ns,
+            config(),
+        ));
+    }
+    tasks.push(spawn::<IngressClass>(
+        &client,
+        &shared,
+        Kind::IngressClass,
+        &None,
+        watcher::Config::default(),
+    ));
+
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(batch(client, shared, tasks, tx));
+    rx
+}
+
+/// Hands a store on after each settled batch of changes, and keeps one watcher per Secret a
+/// Middleware names.
+async fn batch(
+    client: Client,
+    shared: Arc<Shared>,
+    watchers: Vec<JoinHandle<()>>,
+    tx: mpsc::Sender<Store>,
+) {
+    let mut named: BTreeMap<(String, String), JoinHandle<()>> = BTreeMap::new();
+    // While newly named Secrets are listed, the store waits for them, but not forever: a
+    // Secret fjord may not read must not hold every other change back.
+    let mut named_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        match named_deadline {
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at, shared.changed.notified()).await;
+            }
+            None => shared.changed.notified().await,
+        }
+        let started = tokio::time::Instant::now();
+        // Settle: more events within SETTLE join this batch, up to MAX_SETTLE.
+        while started.elapsed() < MAX_SETTLE {
+            if tokio::time::timeout(SETTLE, shared.changed.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let Some(store) = shared.store() else {
+            continue;
+        };
+        // Secrets named by Middlewares: start watching new ones, stop the ones no longer named.
+        let wanted = basic_auth_secrets(&store);
+        named.retain(|key, task| {
+            let keep = wanted.contains(key);
+            if !keep {
+                task.abort();
+                let origin = Origin {
+                    kind: Kind::NamedSecret,
+                    namespace: Some(key.0.clone()),
+                    name: Some(key.1.clone()),
+                };
+                shared.update(|s| {
+                    s.objects.retain(|_, (o, _)| *o != origin);
+                    s.syncing.remove(&origin);
+                });
+            }
+            keep
+        });
+        let mut started_any = false;
+        for (ns, name) in wanted {
+            if named.contains_key(&(ns.clone(), name.clone())) {
+                continue;
+            }
+            let task = spawn_named_secret(&client, &shared, &ns, &name);
+            named.insert((ns, name), task);
+            started_any = true;
+        }
+        let now = tokio::time::Instant::now();
+        if started_any {
+            named_deadline = Some(now + NAMED_SECRET_WAIT);
+            continue;
+        }
+        if shared.named_syncing() && named_deadline.is_some_and(|at| now < at) {
+            continue;
+        }
+        named_deadline = None;
+        // Rebuilt with any named Secrets listed meanwhile.
+        let Some(store) = shared.store() else {
+            continue;
+        };
+        if tx.send(store).await.is_err() {
+            break;
+        }
+    }
+    for task in watchers.iter().chain(named.values()) {
+        task.abort();
+    }
+}
+
+/// `(namespace, name)` of each non-TLS Secret a Middleware names.
+fn basic_auth_secrets(store: &Store) -> BTreeSet<(String, String)> {
+    store
+        .middlewares()
+        .filter_map(|m| {
+            let ns = m.metadata.namespace.clone().unwrap_or_default();
+            let secret = m.spec.basic_auth.as_ref()?.secret.clone();
+            let tls = store
+                .secret(&ns, &secret)
+                .is_some_and(|s| s.type_.as_deref() == Some("kubernetes.io/tls"));
+            (!tls).then_some((ns, secret))
+        })
+        .collect()
+}
+
+fn spawn_named_secret(
+    client: &Client,
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+) -> JoinHandle<()> {
+    let origin = Origin {
+        kind: Kind::NamedSecret,
+        namespace: Some(ns.to_owned()),
+        name: Some(name.to_owned()),
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    start(api, config, origin, Arc::clone(shared))
+}
+
+fn spawn<K>(
+    client: &Client,
+    shared: &Arc<Shared>,
+    kind: Kind,
+    namespace: &Option<String>,
+    config: watcher::Config,
+) -> JoinHandle<()>
+where
+    K: Resource<DynamicType = (), Scope: ScopeApi>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+    Object: From<K>,
+{
+    let api = K::Scope::api(client.clone(), namespace.as_deref());
+    let origin = Origin {
+        kind,
+        namespace: namespace.clone(),
+        name: None,
+    };
+    start(api, config, origin, Arc::clone(shared))
+}
+
+/// Builds the `Api` for a kind: namespaced or cluster-wide.
+trait ScopeApi {
+    fn api<K: Resource<DynamicType = (), Scope = Self>>(client: Client, ns: Option<&str>)
+    -> Api<K>;
+}
+
+impl ScopeApi for k8s_openapi::NamespaceResourceScope {
+    fn api<K: Resource<DynamicType = (), Scope = Self>>(
+        client: Client,
+        ns: Option<&str>,
+    ) -> Api<K> {
+        match ns {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+}
+
+impl ScopeApi for k8s_openapi::ClusterResourceScope {
+    fn api<K: Resource<DynamicType = (), Scope = Self>>(client: Client, _: Option<&str>) -> Api<K> {
+        Api::all(client)
+    }
+}
+
+/// Runs one watcher until aborted, applying its events to the store.
+fn start<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    origin: Origin,
+    shared: Arc<Shared>,
+) -> JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    Object: From<K>,
+{
+    shared.update(|s| {
+        s.syncing.insert(origin.clone());
+    });
+    tokio::spawn(async move {
+        let resource = origin.kind.resource();
+        let restarts = METRICS
+            .kubernetes_watch_restarts
+            .with_label_values(&[resource]);
+        let last_sync = METRICS.kubernetes_last_sync.with_label_values(&[resource]);
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        let mut listed: Vec<Object> = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    // The store keeps what it has; the watcher retries with backoff, and a 410
+                    // (history compacted) makes it list again.
+                    restarts.inc();
+                    let code = match &e {
+                        watcher::Error::WatchError(status) => status.code,
+                        _ => 0,
+                    };
+                    tracing::warn!(resource, namespace = ?origin.namespace, code, error = %e, "watch failed; serving the last known objects and retrying");
+                    continue;
+                }
+            };
+            match event {
+                Event::Init => listed.clear(),
+                Event::InitApply(o) => listed.push(slim(Object::from(o))),
+                Event::InitDone => {
+                    let objects = std::mem::take(&mut listed);
+                    tracing::debug!(resource, namespace = ?origin.namespace, objects = objects.len(), "listed");
+                    shared.update(|s| {
+                        s.objects.retain(|_, (o, _)| *o != origin);
+                        for object in objects {
+                            s.objects.insert(object.key(), (origin.clone(), object));
+                        }
+                        s.syncing.remove(&origin);
+                    });
+                }
+                Event::Apply(o) => {
+                    let object = slim(Object::from(o));
+                    shared.update(|s| {
+                        s.objects.insert(object.key(), (origin.clone(), object));
+                    });
+                }
+                Event::Delete(o) => {
+                    let key = Object::from(o).key();
+                    shared.update(|s| {
+                        s.objects.remove(&key);
+                    });
+                }
+            }
+            last_sync.set(unix_now());
+        }
+    })
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Drops what fjord never reads and the API server adds to every object: managed fields and
+/// kubectl's copy of the last applied object, often larger than the object itself.
+fn slim(mut object: Object) -> Object {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = &mut meta.annotations {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    object
+}
