@@ -244,3 +244,33 @@ async fn only_tls_secrets_are_listed_and_a_middleware_secret_is_watched_by_name(
     );
     assert!(secrets.iter().any(|r| r.contains("metadata.name%3Dusers")));
 }
+
+/// The same objects served from a folder and from the API server route every request of the
+/// conformance suite identically (status and backend), and as the suite expects.
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_and_kubernetes_route_the_conformance_suite_identically() {
+    let m = support::Manifests::new();
+    let _echoes = support::suite::manifests(&m).await;
+    let api = ApiServer::start().await;
+    api.apply_dir(m.path());
+    let from_folder = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let from_cluster = launch(&api, LOOPBACK_CONFIG, &[]);
+    from_cluster.wait_ready();
+
+    let mut differences = Vec::new();
+    for &(host, path, want) in support::suite::CASES {
+        let a = get(from_folder.web, host, path).await;
+        let b = get(from_cluster.web, host, path).await;
+        let seen = |r: &support::Reply| (r.status.as_u16(), r.backend());
+        if seen(&a) != seen(&b) || a.backend().as_deref() != Some(want) {
+            differences.push(format!(
+                "{host}{path}: folder {:?}, cluster {:?}, want {want}",
+                seen(&a),
+                seen(&b)
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{differences:#?}");
+    // The conflict is reported the same way.
+    from_cluster.wait_for_log("is already served by Ingress default/zzz-old");
+}

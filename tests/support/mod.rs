@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod echo;
 pub mod pebble;
+pub mod suite;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
