@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::cluster;
 use crate::config::{LogFormat, StaticConfig};
 use crate::provider::kubernetes::Scope;
 use crate::provider::manifests::ManifestsDir;
@@ -45,9 +46,14 @@ enum Command {
         /// Watch only this namespace (repeatable); default all.
         #[arg(long = "namespace", value_name = "NS", requires = "kubernetes")]
         namespaces: Vec<String>,
-        /// Watch only objects with these labels (a label selector, e.g. `team=web`).
+        /// Serve only Ingresses and IngressRoutes with these labels (a label selector, e.g.
+        /// `team=web`).
         #[arg(long, value_name = "SELECTOR", requires = "kubernetes")]
         selector: Option<String>,
+        /// Address (IP or host name) written to `status.loadBalancer` of fjord's Ingresses,
+        /// by the replica holding the leader Lease (repeatable); none leaves status alone.
+        #[arg(long = "publish-address", value_name = "ADDR", requires = "kubernetes")]
+        publish: Vec<String>,
         /// Static configuration (entry points, timeouts, limits); defaults without it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -81,16 +87,20 @@ pub fn main() -> ExitCode {
             kubeconfig,
             namespaces,
             selector,
+            publish,
             config,
             log_format,
         } => {
             let source = match manifests {
                 Some(dir) => Source::Manifests(dir),
-                None => Source::Kubernetes(Scope {
-                    kubeconfig,
-                    namespaces,
-                    labels: selector,
-                }),
+                None => Source::Kubernetes(
+                    Scope {
+                        kubeconfig,
+                        namespaces,
+                        labels: selector,
+                    },
+                    cluster::Options::from_env(publish),
+                ),
             };
             run(source, config, log_format)
         }

@@ -19,6 +19,7 @@ pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod counted;
 pub mod crd;

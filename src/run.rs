@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::{self, Challenges};
+use crate::cluster::{self, status::Seen};
 use crate::config::StaticConfig;
 use crate::diagnostics::Diagnostic;
 use crate::listener;
@@ -22,6 +23,7 @@ use crate::proxy::{Proxy, Redirect};
 use crate::server::{self, Server};
 use crate::snapshot::{self, Live, Snapshot};
 use crate::tls;
+use crate::translate::class::Classes;
 use crate::translate::{self, LastGood, translate_keeping};
 use crate::upstream::Upstream;
 
@@ -34,8 +36,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub enum Source {
     /// A folder of manifests, watched.
     Manifests(PathBuf),
-    /// The API server.
-    Kubernetes(kubernetes::Scope),
+    /// The API server, and how this replica writes back to it.
+    Kubernetes(kubernetes::Scope, cluster::Options),
 }
 
 pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
@@ -127,7 +129,9 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         acme: Arc::clone(&acme),
         reported: BTreeSet::new(),
         last_good: LastGood::default(),
+        cluster: None,
     };
+    let mut lease = None;
     match source {
         Source::Manifests(folder) => {
             let mut dir = ManifestsDir::new(&folder);
@@ -150,10 +154,13 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
                 }
             });
         }
-        Source::Kubernetes(scope) => {
+        Source::Kubernetes(scope, options) => {
             // Serving starts now, answering 503 until every watcher has listed and the first
             // snapshot is live: never a 404 for a route that exists.
             let client = kubernetes::client(&scope).await?;
+            let (feedback, lease_task) = cluster::start(client.clone(), &options, draining.clone());
+            apply.cluster = Some(feedback);
+            lease = Some(lease_task);
             let mut stores = kubernetes::watch(client, &scope);
             tokio::task::spawn_blocking(move || {
                 while let Some(store) = stores.blocking_recv() {
@@ -196,6 +203,10 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             "grace period over; closing the connections left"
         );
     }
+    if let Some(lease) = lease {
+        // The Lease is released on SIGTERM; give that write a moment to land.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lease).await;
+    }
     stopped.cancel();
     tracing::info!("stopped");
     Ok(())
@@ -212,6 +223,8 @@ struct Apply {
     reported: BTreeSet<Diagnostic>,
     /// What was last served, kept when an update to it is invalid.
     last_good: LastGood,
+    /// In `--kubernetes` mode: Ingress status and Events.
+    cluster: Option<cluster::Feedback>,
 }
 
 impl Apply {
@@ -235,6 +248,20 @@ impl Apply {
         }
         for d in reported.difference(&diagnostics) {
             tracing::info!(object = %d.subject, "resolved: {}", d.message);
+        }
+        if let Some(cluster) = &self.cluster {
+            for d in diagnostics.difference(reported).filter(|d| d.is_error()) {
+                cluster.reject(d, &loaded.store);
+            }
+            let classes = Classes::new(&loaded.store, &self.options.ingress_class);
+            cluster.ingresses(
+                loaded
+                    .store
+                    .ingresses()
+                    .filter(|i| classes.accepts(i) == Ok(true))
+                    .map(Seen::of)
+                    .collect(),
+            );
         }
         METRICS.config_reloads.with_label_values(&["success"]).inc();
         let now = std::time::SystemTime::now()

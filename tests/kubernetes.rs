@@ -14,11 +14,20 @@ use support::{Echo, Fjord, LOOPBACK_CONFIG, get, ingress, service, until_served}
 
 /// fjord watching `api`, not yet waited on.
 fn launch(api: &ApiServer, config: &str, extra: &[&str]) -> Fjord {
+    launch_as(api, config, extra, "fjord-test")
+}
+
+/// Like [`launch`], as pod `pod` in namespace `fjord-system`.
+fn launch_as(api: &ApiServer, config: &str, extra: &[&str], pod: &str) -> Fjord {
     let kubeconfig = api.kubeconfig();
     let mut args: Vec<&std::ffi::OsStr> = vec!["--kubernetes".as_ref(), "--kubeconfig".as_ref()];
     args.push(kubeconfig.as_os_str());
     args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
-    Fjord::launch(&args, config, &[])
+    Fjord::launch(
+        &args,
+        config,
+        &[("POD_NAME", pod), ("POD_NAMESPACE", "fjord-system")],
+    )
 }
 
 async fn echo(name: &'static str) -> Echo {
@@ -273,4 +282,152 @@ async fn manifests_and_kubernetes_route_the_conformance_suite_identically() {
     assert!(differences.is_empty(), "{differences:#?}");
     // The conflict is reported the same way.
     from_cluster.wait_for_log("is already served by Ingress default/zzz-old");
+}
+
+/// Ingress status is written once, by the Lease holder only, with two replicas running; when
+/// the holder stops, it releases the Lease and the other replica takes over.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_written_once_by_the_lease_holder() {
+    let api = ApiServer::start().await;
+    let app = echo("app").await;
+    api.apply_yaml(&service("app", app.addr));
+    api.apply_yaml(&ingress("app", &[("app.test", "Prefix", "/", "app")]));
+    // Another controller's Ingress is never touched.
+    api.apply_yaml(
+        &ingress("theirs", &[("theirs.test", "Prefix", "/", "app")])
+            .replace("ingressClassName: fjord", "ingressClassName: nginx"),
+    );
+    let publish = [
+        "--publish-address",
+        "127.0.0.10",
+        "--publish-address",
+        "edge.test",
+    ];
+    let mut a = launch_as(&api, LOOPBACK_CONFIG, &publish, "fjord-a");
+    a.wait_ready();
+    let b = launch_as(&api, LOOPBACK_CONFIG, &publish, "fjord-b");
+    b.wait_ready();
+
+    let status_of = |name: &str| {
+        api.get("Ingress", "default", name).unwrap()["status"]["loadBalancer"]["ingress"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of("app").is_null() {
+        assert!(Instant::now() < deadline, "no status written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status_of("app"),
+        serde_json::json!([{"ip": "127.0.0.10"}, {"hostname": "edge.test"}])
+    );
+    // Long enough for both replicas to go through several Lease rounds and reloads.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = |api: &ApiServer, name: &str| {
+        let path = format!("/apis/networking.k8s.io/v1/namespaces/default/ingresses/{name}/status");
+        api.requests()
+            .iter()
+            .filter(|r| (r.starts_with("PATCH ") || r.starts_with("PUT ")) && r.contains(&path))
+            .count()
+    };
+    assert_eq!(writes(&api, "app"), 1, "{:#?}", api.requests());
+    assert_eq!(writes(&api, "theirs"), 0);
+    assert!(status_of("theirs").is_null());
+
+    // fjord-a was running alone when the Lease was first taken.
+    let lease = api.get("Lease", "fjord-system", "fjord-leader").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "fjord-a");
+    let wrote = |f: &Fjord| f.logs().iter().any(|l| l.contains("status written"));
+    assert!(wrote(&a) && !wrote(&b), "only the holder writes status");
+
+    // The holder stops and releases the Lease; the other takes over and writes new status.
+    a.signal_term();
+    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(0));
+    api.apply_yaml(&ingress("later", &[("later.test", "Prefix", "/", "app")]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of("later").is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "fjord-b never took over: {:#?}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lease = api.get("Lease", "fjord-system", "fjord-leader").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "fjord-b");
+    assert!(wrote(&b));
+}
+
+/// A rejected Ingress gets a Warning Event with the text `fjord check` prints, once, not on
+/// every reload; `--namespace` and `--selector` restrict what is watched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_ingress_gets_an_event_and_namespace_and_labels_restrict() {
+    let api = ApiServer::start().await;
+    let app = echo("app").await;
+    api.apply_yaml(&service("app", app.addr));
+    let labelled = |name: &str, host: &str, ns: &str, team: &str| {
+        ingress(name, &[(host, "Prefix", "/", "app")]).replacen(
+            "namespace: default}",
+            &format!("namespace: {ns}, labels: {{team: {team}}}}}"),
+            1,
+        )
+    };
+    api.apply_yaml(&labelled("web", "web.test", "default", "web"));
+    api.apply_yaml(&labelled("other-team", "other.test", "default", "data"));
+    api.apply_yaml(&labelled("elsewhere", "elsewhere.test", "other", "web"));
+    api.apply_yaml(&labelled("bad", "bad.test", "default", "web").replace("path: /", "path: nope"));
+    let fjord = launch(
+        &api,
+        LOOPBACK_CONFIG,
+        &["--namespace", "default", "--selector", "team=web"],
+    );
+    fjord.wait_ready();
+    assert_eq!(
+        get(fjord.web, "web.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    assert_eq!(
+        get(fjord.web, "other.test", "/").await.status,
+        404,
+        "other label"
+    );
+    assert_eq!(
+        get(fjord.web, "elsewhere.test", "/").await.status,
+        404,
+        "other namespace"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = api.list("Event");
+        if !events.is_empty() || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["reason"], "Rejected");
+    assert_eq!(e["regarding"]["kind"], "Ingress");
+    assert_eq!(e["regarding"]["name"], "bad");
+    assert_eq!(e["regarding"]["namespace"], "default");
+    assert!(e["regarding"]["uid"].is_string());
+    assert_eq!(
+        e["note"],
+        "spec.rules[0].http.paths[0].path \"nope\" must start with '/'"
+    );
+
+    // More reloads, the same rejection: no new Event.
+    api.apply_yaml(&labelled("web2", "web2.test", "default", "web"));
+    until_served(fjord.web, "web2.test", Some("app")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.list("Event").len(), 1);
+    assert!(
+        api.requests()
+            .iter()
+            .filter(|r| r.starts_with("GET /apis/networking.k8s.io/v1/"))
+            .all(|r| r.contains("/namespaces/default/") || r.contains("ingressclasses")),
+        "{:#?}",
+        api.requests()
+    );
 }

@@ -35,7 +35,8 @@ pub struct Scope {
     pub kubeconfig: Option<PathBuf>,
     /// Namespaces to watch; empty is all.
     pub namespaces: Vec<String>,
-    /// Label selector for namespaced objects (not IngressClasses).
+    /// Label selector for Ingresses and IngressRoutes, the objects that make routes; what they
+    /// name (Services, Middlewares, Secrets) is read whatever its labels.
     pub labels: Option<String>,
 }
 
@@ -153,54 +154,49 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Store> {
     };
     let labels = scope.labels.clone();
     let mut tasks = Vec::new();
-    let config = || {
+    let routes = || {
         let c = watcher::Config::default();
         match &labels {
             Some(l) => c.labels(l),
             None => c,
         }
     };
+    let all = watcher::Config::default;
     for ns in &namespaces {
         let c = client.clone();
-        tasks.push(spawn::<Ingress>(&c, &shared, Kind::Ingress, ns, config()));
-        tasks.push(spawn::<Service>(&c, &shared, Kind::Service, ns, config()));
-        tasks.push(spawn::<EndpointSlice>(
-            &c,
-            &shared,
-            Kind::EndpointSlice,
-            ns,
-            // EndpointSlices carry their Service's name as a label, not the Service's labels.
-            watcher::Config::default(),
-        ));
-        // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
-        tasks.push(spawn::<Secret>(
-            &c,
-            &shared,
-            Kind::TlsSecret,
-            ns,
-            watcher::Config::default().fields("type=kubernetes.io/tls"),
-        ));
+        tasks.push(spawn::<Ingress>(&c, &shared, Kind::Ingress, ns, routes()));
         tasks.push(spawn::<IngressRoute>(
             &c,
             &shared,
             Kind::IngressRoute,
             ns,
-            config(),
+            routes(),
+        ));
+        tasks.push(spawn::<Service>(&c, &shared, Kind::Service, ns, all()));
+        tasks.push(spawn::<EndpointSlice>(
+            &c,
+            &shared,
+            Kind::EndpointSlice,
+            ns,
+            all(),
         ));
         tasks.push(spawn::<Middleware>(
             &c,
             &shared,
             Kind::Middleware,
             ns,
-            config(),
+            all(),
         ));
+        // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
+        let tls = all().fields("type=kubernetes.io/tls");
+        tasks.push(spawn::<Secret>(&c, &shared, Kind::TlsSecret, ns, tls));
     }
     tasks.push(spawn::<IngressClass>(
         &client,
         &shared,
         Kind::IngressClass,
         &None,
-        watcher::Config::default(),
+        all(),
     ));
 
     let (tx, rx) = mpsc::channel(1);

@@ -1,0 +1,114 @@
+//! Ingress status: `status.loadBalancer.ingress` set to the published addresses on every Ingress
+//! of fjord's class, written by the Lease holder only, and only where it differs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// An Ingress of fjord's class as last seen: where it is, its version, what its status says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    pub namespace: String,
+    pub name: String,
+    pub resource_version: String,
+    /// `(ip, hostname)` of each `status.loadBalancer.ingress` entry.
+    pub addresses: Vec<(Option<String>, Option<String>)>,
+}
+
+impl Seen {
+    pub fn of(ingress: &Ingress) -> Self {
+        let addresses = ingress
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|list| {
+                list.iter()
+                    .map(|a| (a.ip.clone(), a.hostname.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            namespace: ingress
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: ingress.metadata.name.clone().unwrap_or_default(),
+            resource_version: ingress
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+            addresses,
+        }
+    }
+}
+
+/// The status entries for `published` (IP addresses or host names).
+pub fn addresses(published: &[String]) -> Vec<(Option<String>, Option<String>)> {
+    published
+        .iter()
+        .map(|a| match a.parse::<std::net::IpAddr>() {
+            Ok(ip) => (Some(ip.to_string()), None),
+            Err(_) => (None, Some(a.clone())),
+        })
+        .collect()
+}
+
+/// Keeps the status of fjord's Ingresses at `desired` while `leader` says this replica leads.
+pub async fn publish(
+    client: kube::Client,
+    desired: Vec<(Option<String>, Option<String>)>,
+    mut leader: watch::Receiver<bool>,
+    mut ingresses: watch::Receiver<Arc<Vec<Seen>>>,
+    shutdown: CancellationToken,
+) {
+    let body = json!({"status": {"loadBalancer": {"ingress": desired
+        .iter()
+        .map(|(ip, hostname)| match (ip, hostname) {
+            (Some(ip), _) => json!({"ip": ip}),
+            (None, hostname) => json!({"hostname": hostname}),
+        })
+        .collect::<Vec<_>>()}}});
+    // The version each Ingress had when this replica wrote it: until a newer version is seen,
+    // the write is in flight, not missing.
+    let mut written: HashMap<(String, String), String> = HashMap::new();
+    loop {
+        if *leader.borrow_and_update() {
+            let seen = Arc::clone(&ingresses.borrow_and_update());
+            for ing in seen.iter() {
+                let key = (ing.namespace.clone(), ing.name.clone());
+                if ing.addresses == desired || written.get(&key) == Some(&ing.resource_version) {
+                    continue;
+                }
+                let api: Api<Ingress> = Api::namespaced(client.clone(), &ing.namespace);
+                match api
+                    .patch_status(&ing.name, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(ingress = %format!("{}/{}", ing.namespace, ing.name), "status written");
+                        written.insert(key, ing.resource_version.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(ingress = %format!("{}/{}", ing.namespace, ing.name), error = %e, "cannot write Ingress status")
+                    }
+                }
+            }
+        } else {
+            written.clear();
+        }
+        tokio::select! {
+            r = leader.changed() => if r.is_err() { return },
+            r = ingresses.changed() => if r.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
