@@ -252,6 +252,7 @@ async fn only_tls_secrets_are_listed_and_a_middleware_secret_is_watched_by_name(
         "{secrets:#?}"
     );
     assert!(secrets.iter().any(|r| r.contains("metadata.name%3Dusers")));
+    assert_rbac_allows(&api);
 }
 
 /// The same objects served from a folder and from the API server route every request of the
@@ -355,6 +356,7 @@ async fn status_is_written_once_by_the_lease_holder() {
     let lease = api.get("Lease", "fjord-system", "fjord-leader").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "fjord-b");
     assert!(wrote(&b));
+    assert_rbac_allows(&api);
 }
 
 /// A rejected Ingress gets a Warning Event with the text `fjord check` prints, once, not on
@@ -430,4 +432,162 @@ async fn a_rejected_ingress_gets_an_event_and_namespace_and_labels_restrict() {
         "{:#?}",
         api.requests()
     );
+    assert_rbac_allows(&api);
+}
+
+/// Asserts that `deploy/kubernetes/rbac.yaml` allows every request fjord made to `api`: the
+/// ClusterRole for cluster-wide rules, the Role only in its own namespace.
+fn assert_rbac_allows(api: &ApiServer) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rbac.yaml");
+    let docs = fjord::provider::manifests::parse_documents(&std::fs::read_to_string(path).unwrap())
+        .unwrap();
+    let grants: Vec<(Option<String>, serde_json::Value)> = docs
+        .iter()
+        .filter_map(|d| match d["kind"].as_str()? {
+            "ClusterRole" => Some((None, d["rules"].clone())),
+            "Role" => Some((
+                Some(d["metadata"]["namespace"].as_str()?.to_owned()),
+                d["rules"].clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let has = |list: &serde_json::Value, want: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str() == Some(want))
+    };
+    let accesses = api.accesses();
+    assert!(!accesses.is_empty());
+    for a in &accesses {
+        let allowed = grants.iter().any(|(ns, rules)| {
+            (ns.is_none() || *ns == a.namespace)
+                && rules.as_array().unwrap().iter().any(|r| {
+                    has(&r["apiGroups"], &a.group)
+                        && has(&r["resources"], &a.resource)
+                        && has(&r["verbs"], a.verb)
+                })
+        });
+        assert!(allowed, "deploy/kubernetes/rbac.yaml does not allow {a:?}");
+    }
+}
+
+#[test]
+fn deploy_manifests_decode_strictly_and_the_config_loads() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+    use k8s_openapi::api::networking::v1::IngressClass;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use serde_json::Value;
+
+    /// Decodes `doc` as `T` and fails if any field was not understood.
+    fn strict<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
+        fn covered(original: &Value, decoded: &Value, at: &str) {
+            match (original, decoded) {
+                (Value::Object(o), Value::Object(d)) => {
+                    for (k, v) in o {
+                        let next = d.get(k).unwrap_or_else(|| panic!("unknown field {at}.{k}"));
+                        covered(v, next, &format!("{at}.{k}"));
+                    }
+                }
+                (Value::Array(o), Value::Array(d)) => {
+                    for (i, (o, d)) in o.iter().zip(d).enumerate() {
+                        covered(o, d, &format!("{at}[{i}]"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let typed: T = serde_json::from_value(doc.clone()).unwrap();
+        covered(doc, &serde_json::to_value(&typed).unwrap(), "");
+        typed
+    }
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(dir.join("kubernetes")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("kubernetes/{}", path.file_name().unwrap().to_str().unwrap());
+        assert!(
+            kustomization.contains(&name),
+            "{name} is not in kustomization.yaml"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in fjord::provider::manifests::parse_documents(&text).unwrap() {
+            let kind = doc["kind"].as_str().unwrap().to_owned();
+            match kind.as_str() {
+                "Namespace" => drop(strict::<Namespace>(&doc)),
+                "ServiceAccount" => drop(strict::<ServiceAccount>(&doc)),
+                "ClusterRole" => drop(strict::<ClusterRole>(&doc)),
+                "ClusterRoleBinding" => drop(strict::<ClusterRoleBinding>(&doc)),
+                "Role" => drop(strict::<Role>(&doc)),
+                "RoleBinding" => drop(strict::<RoleBinding>(&doc)),
+                "IngressClass" => {
+                    let class = strict::<IngressClass>(&doc);
+                    assert_eq!(
+                        class.spec.unwrap().controller.as_deref(),
+                        Some("fjord.dev/ingress-controller")
+                    );
+                }
+                "ConfigMap" => {
+                    let map = strict::<ConfigMap>(&doc);
+                    let config = &map.data.unwrap()["fjord.yaml"];
+                    let file = tempfile::NamedTempFile::new().unwrap();
+                    std::fs::write(file.path(), config).unwrap();
+                    fjord::config::StaticConfig::load(Some(file.path()))
+                        .unwrap_or_else(|e| panic!("the ConfigMap's fjord.yaml: {e:#}"));
+                }
+                "DaemonSet" => {
+                    let ds = strict::<DaemonSet>(&doc);
+                    let pod = ds.spec.template.spec.unwrap();
+                    assert_eq!(pod.service_account_name.as_deref(), Some("fjord"));
+                    let args = pod.containers[0].args.clone().unwrap();
+                    assert!(args.contains(&"--kubernetes".to_owned()), "{args:?}");
+                }
+                other => panic!("unexpected kind {other} in {name}"),
+            }
+            kinds.push(kind);
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "DaemonSet",
+            "IngressClass",
+            "Namespace",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ]
+    );
+}
+
+/// A rollout touching 50 EndpointSlices at once is one rebuild, not 50.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_endpoint_changes_is_one_rebuild() {
+    let api = ApiServer::start().await;
+    let (blue, green) = (echo("blue").await, echo("green").await);
+    for i in 0..50 {
+        api.apply_yaml(&service(&format!("svc{i}"), blue.addr));
+    }
+    api.apply_yaml(&ingress("app", &[("app.test", "Prefix", "/", "svc49")]));
+    let fjord = launch(&api, LOOPBACK_CONFIG, &[]);
+    fjord.wait_ready();
+    let reloads =
+        |metrics: &str| metric(metrics, r#"fjord_config_reloads_total{result="success"}"#).unwrap();
+    let before = reloads(&get(fjord.admin, "localhost", "/metrics").await.body);
+
+    for i in 0..50 {
+        api.apply_yaml(&service(&format!("svc{i}"), green.addr));
+    }
+    until_served(fjord.web, "app.test", Some("green")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = reloads(&get(fjord.admin, "localhost", "/metrics").await.body);
+    assert_eq!(after - before, 1.0, "rebuilds for one burst");
 }

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{
+    IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
+};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
-use serde_json::json;
+use kube::api::PostParams;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -70,13 +72,20 @@ pub async fn publish(
     mut ingresses: watch::Receiver<Arc<Vec<Seen>>>,
     shutdown: CancellationToken,
 ) {
-    let body = json!({"status": {"loadBalancer": {"ingress": desired
-        .iter()
-        .map(|(ip, hostname)| match (ip, hostname) {
-            (Some(ip), _) => json!({"ip": ip}),
-            (None, hostname) => json!({"hostname": hostname}),
-        })
-        .collect::<Vec<_>>()}}});
+    let status = IngressStatus {
+        load_balancer: Some(IngressLoadBalancerStatus {
+            ingress: Some(
+                desired
+                    .iter()
+                    .map(|(ip, hostname)| IngressLoadBalancerIngress {
+                        ip: ip.clone(),
+                        hostname: hostname.clone(),
+                        ports: None,
+                    })
+                    .collect(),
+            ),
+        }),
+    };
     // The version each Ingress had when this replica wrote it: until a newer version is seen,
     // the write is in flight, not missing.
     let mut written: HashMap<(String, String), String> = HashMap::new();
@@ -89,10 +98,7 @@ pub async fn publish(
                     continue;
                 }
                 let api: Api<Ingress> = Api::namespaced(client.clone(), &ing.namespace);
-                match api
-                    .patch_status(&ing.name, &PatchParams::default(), &Patch::Merge(&body))
-                    .await
-                {
+                match write(&api, &ing.name, &status).await {
                     Ok(_) => {
                         tracing::info!(ingress = %format!("{}/{}", ing.namespace, ing.name), "status written");
                         written.insert(key, ing.resource_version.clone());
@@ -111,4 +117,15 @@ pub async fn publish(
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+/// Reads the Ingress and puts its status back with `status` (an `update` of `ingresses/status`,
+/// guarded by the version just read, so a concurrent change is not overwritten).
+async fn write(api: &Api<Ingress>, name: &str, status: &IngressStatus) -> Result<(), kube::Error> {
+    let mut ingress = api.get(name).await?;
+    ingress.status = Some(status.clone());
+    ingress.metadata.managed_fields = None;
+    api.replace_status(name, &PostParams::default(), &ingress)
+        .await?;
+    Ok(())
 }

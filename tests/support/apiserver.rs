@@ -47,6 +47,19 @@ struct State {
     compacted: u64,
     /// Every request, as `METHOD path?query`, for assertions.
     requests: Vec<String>,
+    /// Every request as RBAC sees it.
+    accesses: Vec<Access>,
+}
+
+/// A request in RBAC's terms.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub verb: &'static str,
+    /// `""` for the core group.
+    pub group: String,
+    /// With `/status` for the status subresource.
+    pub resource: String,
+    pub namespace: Option<String>,
 }
 
 /// The test API server. Dropping it stops it.
@@ -60,6 +73,7 @@ pub struct ApiServer {
 
 /// What a resource path names.
 struct Target {
+    group: String,
     resource: String,
     namespace: Option<String>,
     name: Option<String>,
@@ -79,6 +93,7 @@ impl ApiServer {
                 history: Vec::new(),
                 compacted: 0,
                 requests: Vec::new(),
+                accesses: Vec::new(),
             })),
             changes,
             running: Mutex::new(None),
@@ -252,6 +267,14 @@ impl ApiServer {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// Requests received so far, as RBAC sees them, without repeats.
+    pub fn accesses(&self) -> Vec<Access> {
+        let mut all = self.state.lock().unwrap().accesses.clone();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     fn put(&self, state: &mut State, key: Key, object: Value, event: &'static str) {
         put(state, &self.changes, key, object, event);
     }
@@ -328,15 +351,18 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
 /// `/api/v1/...` or `/apis/GROUP/VERSION/...`, then `[namespaces/NS/]RESOURCE[/NAME[/status]]`.
 fn parse_path(path: &str) -> Option<Target> {
     let mut parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match *parts.first()? {
+    let group = match *parts.first()? {
         "api" => {
             parts.drain(..2.min(parts.len()));
+            String::new()
         }
         "apis" => {
+            let group = (*parts.get(1)?).to_owned();
             parts.drain(..3.min(parts.len()));
+            group
         }
         _ => return None,
-    }
+    };
     let namespace = if parts.first() == Some(&"namespaces") && parts.len() >= 3 {
         let ns = parts[1].to_owned();
         parts.drain(..2);
@@ -346,6 +372,7 @@ fn parse_path(path: &str) -> Option<Target> {
     };
     let resource = (*parts.first()?).to_owned();
     Some(Target {
+        group,
         resource,
         namespace,
         name: parts.get(1).map(|n| (*n).to_owned()),
@@ -468,10 +495,29 @@ async fn handle(
     };
     let q = query(&req);
     let method = req.method().clone();
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (&method, target.name.is_some(), watching) {
+        (&Method::GET, false, true) => "watch",
+        (&Method::GET, false, false) => "list",
+        (&Method::GET, true, _) => "get",
+        (&Method::POST, ..) => "create",
+        (&Method::PUT, ..) => "update",
+        (&Method::PATCH, ..) => "patch",
+        (&Method::DELETE, ..) => "delete",
+        _ => "unknown",
+    };
+    state.lock().unwrap().accesses.push(Access {
+        verb,
+        group: target.group.clone(),
+        resource: if target.status {
+            format!("{}/status", target.resource)
+        } else {
+            target.resource.clone()
+        },
+        namespace: target.namespace.clone(),
+    });
     match (method, &target.name) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(target, q, state, changes)
-        }
+        (Method::GET, None) if watching => watch(target, q, state, changes),
         (Method::GET, None) => list(&target, &q, state),
         (Method::GET, Some(name)) => {
             let key = (
