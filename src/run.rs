@@ -130,6 +130,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         reported: BTreeSet::new(),
         last_good: LastGood::default(),
         cluster: None,
+        config: None,
     };
     let mut lease = None;
     match source {
@@ -161,13 +162,10 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             let (feedback, lease_task) = cluster::start(client.clone(), &options, draining.clone());
             apply.cluster = Some(feedback);
             lease = Some(lease_task);
-            let mut stores = kubernetes::watch(client, &scope);
+            let mut loads = kubernetes::watch(client, &scope);
             tokio::task::spawn_blocking(move || {
-                while let Some(store) = stores.blocking_recv() {
-                    apply.apply(Loaded {
-                        store,
-                        diagnostics: Vec::new(),
-                    });
+                while let Some(loaded) = loads.blocking_recv() {
+                    apply.apply(loaded);
                 }
             });
         }
@@ -225,11 +223,27 @@ struct Apply {
     last_good: LastGood,
     /// In `--kubernetes` mode: Ingress status and Events.
     cluster: Option<cluster::Feedback>,
+    /// The config in force, for the endpoints-only path.
+    config: Option<translate::Config>,
 }
 
 impl Apply {
     fn apply(&mut self, loaded: Loaded) {
         let started = Instant::now();
+        if loaded.endpoints_only
+            && let Some(config) = &mut self.config
+        {
+            translate::refresh_endpoints(&loaded.store, config);
+            let snapshot = Snapshot::build(config, Some(&self.live.load()), self.build);
+            self.live.store(snapshot);
+            METRICS.config_reloads.with_label_values(&["success"]).inc();
+            tracing::info!(
+                backends = config.backends.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "endpoints updated"
+            );
+            return;
+        }
         let (translation, last_good) =
             translate_keeping(&loaded.store, &self.options, &self.last_good);
         self.last_good = last_good;
@@ -298,6 +312,7 @@ impl Apply {
             "config loaded"
         );
         *reported = diagnostics;
+        self.config = Some(translation.config);
     }
 }
 

@@ -568,7 +568,8 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
     );
 }
 
-/// A rollout touching 50 EndpointSlices at once is one rebuild, not 50.
+/// A rollout touching 50 EndpointSlices at once is one rebuild, not 50, and the cheap one:
+/// routes stand, only endpoints are resolved again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_endpoint_changes_is_one_rebuild() {
     let api = ApiServer::start().await;
@@ -584,10 +585,33 @@ async fn a_burst_of_endpoint_changes_is_one_rebuild() {
     let before = reloads(&get(fjord.admin, "localhost", "/metrics").await.body);
 
     for i in 0..50 {
-        api.apply_yaml(&service(&format!("svc{i}"), green.addr));
+        for doc in
+            fjord::provider::manifests::parse_documents(&service(&format!("svc{i}"), green.addr))
+                .unwrap()
+        {
+            if doc["kind"] == "EndpointSlice" {
+                api.apply(doc);
+            }
+        }
     }
     until_served(fjord.web, "app.test", Some("green")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = reloads(&get(fjord.admin, "localhost", "/metrics").await.body);
     assert_eq!(after - before, 1.0, "rebuilds for one burst");
+    let count = |needle: &str| fjord.logs().iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("endpoints updated"), 1);
+    assert_eq!(
+        count("config loaded"),
+        1,
+        "only the first load was a full one"
+    );
+
+    // A Service change takes the full path.
+    api.apply_yaml(&service("svc49", blue.addr));
+    until_served(fjord.web, "app.test", Some("blue")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("config loaded") < 2 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

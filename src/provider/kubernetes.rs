@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Object, ObjectKey, Store};
+use super::{Loaded, Object, ObjectKey, Store};
 use crate::crd::{IngressRoute, Middleware};
 use crate::metrics::METRICS;
 
@@ -109,6 +109,8 @@ struct State {
     objects: BTreeMap<ObjectKey, (Origin, Object)>,
     /// Watchers that have not finished their first list.
     syncing: BTreeSet<Origin>,
+    /// Kinds changed since the last store was handed on.
+    dirty: BTreeSet<Kind>,
 }
 
 impl Shared {
@@ -130,6 +132,11 @@ impl Shared {
         Some(store)
     }
 
+    fn take_dirty(&self) -> BTreeSet<Kind> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut state.dirty)
+    }
+
     fn named_syncing(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.syncing.iter().any(|o| o.kind == Kind::NamedSecret)
@@ -145,7 +152,7 @@ const NAMED_SECRET_WAIT: Duration = Duration::from_secs(5);
 
 /// Watches the cluster and sends a complete [`Store`] after the first full sync and after
 /// each batch of changes. The watchers live as long as the returned receiver is read.
-pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Store> {
+pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
     let shared = Arc::new(Shared::default());
     let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
         vec![None]
@@ -210,8 +217,9 @@ async fn batch(
     client: Client,
     shared: Arc<Shared>,
     watchers: Vec<JoinHandle<()>>,
-    tx: mpsc::Sender<Store>,
+    tx: mpsc::Sender<Loaded>,
 ) {
+    let mut first = true;
     let mut named: BTreeMap<(String, String), JoinHandle<()>> = BTreeMap::new();
     // While newly named Secrets are listed, the store waits for them, but not forever: a
     // Secret fjord may not read must not hold every other change back.
@@ -250,6 +258,7 @@ async fn batch(
                 shared.update(|s| {
                     s.objects.retain(|_, (o, _)| *o != origin);
                     s.syncing.remove(&origin);
+                    s.dirty.insert(Kind::NamedSecret);
                 });
             }
             keep
@@ -276,7 +285,14 @@ async fn batch(
         let Some(store) = shared.store() else {
             continue;
         };
-        if tx.send(store).await.is_err() {
+        let dirty = shared.take_dirty();
+        let loaded = Loaded {
+            store,
+            diagnostics: Vec::new(),
+            endpoints_only: !first && dirty.iter().all(|k| *k == Kind::EndpointSlice),
+        };
+        first = false;
+        if tx.send(loaded).await.is_err() {
             break;
         }
     }
@@ -414,18 +430,21 @@ where
                             s.objects.insert(object.key(), (origin.clone(), object));
                         }
                         s.syncing.remove(&origin);
+                        s.dirty.insert(origin.kind);
                     });
                 }
                 Event::Apply(o) => {
                     let object = slim(Object::from(o));
                     shared.update(|s| {
                         s.objects.insert(object.key(), (origin.clone(), object));
+                        s.dirty.insert(origin.kind);
                     });
                 }
                 Event::Delete(o) => {
                     let key = Object::from(o).key();
                     shared.update(|s| {
                         s.objects.remove(&key);
+                        s.dirty.insert(origin.kind);
                     });
                 }
             }

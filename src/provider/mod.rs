@@ -21,6 +21,8 @@ use crate::crd::{IngressRoute, Middleware};
 pub struct Loaded {
     pub store: Store,
     pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
+    /// Only EndpointSlices changed since the last load: routes stand, endpoints move.
+    pub endpoints_only: bool,
 }
 
 /// A Kubernetes object fjord reads.

@@ -211,6 +211,15 @@ impl Translation {
 }
 
 /// Translates the objects of `store` into a routing config.
+/// Re-resolves every backend's endpoints from `store`, leaving the routes as they are: the
+/// cheap path for a change that touched only EndpointSlices.
+pub fn refresh_endpoints(store: &Store, config: &mut Config) {
+    let resolver = backend::Resolver::new(store);
+    for (id, spec) in &mut config.backends {
+        *spec = resolver.resolve(&id.namespace, &id.service).0;
+    }
+}
+
 pub fn translate(store: &Store, options: &Options) -> Translation {
     let classes = class::Classes::new(store, &options.ingress_class);
     let resolver = backend::Resolver::new(store);
