@@ -1,0 +1,61 @@
+//! Header rewriting for one request on its way upstream: hop-by-hop headers removed and the
+//! `X-Forwarded-*` / `X-Real-IP` set, for a typical browser request from an untrusted client
+//! and from a trusted proxy (appending to its chain). Run `cargo bench --bench headers`.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use fjord::forwarded::{Client, request};
+use http::{HeaderMap, HeaderValue};
+
+fn browser_request() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "shop.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("connection", "keep-alive"),
+        ("cookie", "session=0123456789abcdef; theme=dark"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn rewrite(c: &mut Criterion) {
+    let template = browser_request();
+    let host = HeaderValue::from_static("shop.example.com");
+    let untrusted = Client::new("198.51.100.4:51234".parse().unwrap(), 443, true, &[], false);
+    let trusted = Client::new(
+        "10.0.0.9:51234".parse().unwrap(),
+        443,
+        true,
+        &["10.0.0.0/8".parse().unwrap()],
+        false,
+    );
+    for (name, client) in [
+        ("untrusted client", &untrusted),
+        ("trusted proxy", &trusted),
+    ] {
+        c.bench_function(&format!("rewrite request headers, {name}"), |b| {
+            b.iter_batched_ref(
+                || template.clone(),
+                |headers| request(black_box(headers), client, Some(&host), None),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+criterion_group!(benches, rewrite);
+criterion_main!(benches);
