@@ -6,11 +6,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::Buf as _;
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::{AccessLog, Record};
 use crate::metrics::Handles;
+
+/// The length of a data frame just polled.
+fn data_len<D: Buf, E>(polled: &Poll<Option<Result<Frame<D>, E>>>) -> Option<u64> {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map(|d| d.remaining() as u64),
+        _ => None,
+    }
+}
 
 /// A request body on its way upstream, adding its bytes to a counter the response reads (none
 /// for a request without a body, which then costs no allocation).
@@ -35,11 +43,8 @@ impl<B: Body + Unpin> Body for Received<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-            && let Some(count) = &self.count
-        {
-            count.fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        if let (Some(n), Some(count)) = (data_len(&polled), &self.count) {
+            count.fetch_add(n, Ordering::Relaxed);
         }
         polled
     }
@@ -90,11 +95,7 @@ impl<B: Body + Unpin> Body for Sent<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.sent += data.remaining() as u64;
-        }
+        self.sent += data_len(&polled).unwrap_or(0);
         polled
     }
 

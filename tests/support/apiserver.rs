@@ -164,13 +164,8 @@ impl ApiServer {
     }
 
     /// Creates or replaces an object (JSON or YAML-derived value with apiVersion and kind).
-    pub fn apply(&self, mut object: Value) {
-        let kind = object["kind"].as_str().unwrap().to_owned();
-        let (resource, namespaced) = resource_of(&kind);
-        if namespaced && object["metadata"]["namespace"].is_null() {
-            object["metadata"]["namespace"] = json!("default");
-        }
-        let key = key_of(resource, &object);
+    pub fn apply(&self, object: Value) {
+        let (key, object) = placed(object);
         let mut state = self.state.lock().unwrap();
         let event = if state.objects.contains_key(&key) {
             "MODIFIED"
@@ -227,13 +222,8 @@ impl ApiServer {
 
     /// Changes an object without telling any watch, and compacts the history past it, so only a
     /// client that lists again can see the change; then every open watch gets 410 Expired.
-    pub fn replace_unseen_and_expire(&self, mut object: Value) {
-        let kind = object["kind"].as_str().unwrap().to_owned();
-        let (resource, namespaced) = resource_of(&kind);
-        if namespaced && object["metadata"]["namespace"].is_null() {
-            object["metadata"]["namespace"] = json!("default");
-        }
-        let key = key_of(resource, &object);
+    pub fn replace_unseen_and_expire(&self, object: Value) {
+        let (key, object) = placed(object);
         let mut state = self.state.lock().unwrap();
         state.rv += 1;
         let rv = state.rv;
@@ -314,6 +304,16 @@ fn put(
     state.history.push(change.clone());
     let _ = changes.send(change);
     object
+}
+
+/// Where `object` is stored, with the namespace defaulted as the API server does.
+fn placed(mut object: Value) -> (Key, Value) {
+    let kind = object["kind"].as_str().unwrap().to_owned();
+    let (resource, namespaced) = resource_of(&kind);
+    if namespaced && object["metadata"]["namespace"].is_null() {
+        object["metadata"]["namespace"] = json!("default");
+    }
+    (key_of(resource, &object), object)
 }
 
 fn with_rv(mut object: Value, rv: u64) -> Value {
