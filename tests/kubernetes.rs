@@ -253,6 +253,28 @@ async fn only_tls_secrets_are_listed_and_a_middleware_secret_is_watched_by_name(
     );
     assert!(secrets.iter().any(|r| r.contains("metadata.name%3Dusers")));
     assert_rbac_allows(&api);
+
+    // Once no Middleware names the Secret, its watch ends.
+    let by_name = |api: &ApiServer| {
+        api.open_watches()
+            .iter()
+            .filter(|w| w.starts_with("secrets?metadata.name=users"))
+            .count()
+    };
+    assert_eq!(by_name(&api), 1, "{:?}", api.open_watches());
+    api.apply_yaml(
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: auth, namespace: default}\nspec:\n  headers: {customRequestHeaders: {X-Auth: none}}\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while by_name(&api) > 0 {
+        assert!(Instant::now() < deadline, "{:?}", api.open_watches());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        with("Basic YWxpY2U6d3Jvbmc=").await.backend().as_deref(),
+        Some("app"),
+        "the route no longer asks for credentials"
+    );
 }
 
 /// The same objects served from a folder and from the API server route every request of the
@@ -614,4 +636,27 @@ async fn a_burst_of_endpoint_changes_is_one_rebuild() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Many objects rejected at once make at most a burst of 10 Events, not one each.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_capped_when_many_objects_are_rejected_at_once() {
+    let api = ApiServer::start().await;
+    let app = echo("app").await;
+    api.apply_yaml(&service("app", app.addr));
+    for i in 0..15 {
+        api.apply_yaml(
+            &ingress(&format!("bad{i}"), &[("bad.test", "Prefix", "/", "app")])
+                .replace("path: /", "path: nope"),
+        );
+    }
+    let fjord = launch(&api, LOOPBACK_CONFIG, &[]);
+    fjord.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.list("Event").len() < 10 {
+        assert!(Instant::now() < deadline, "{}", api.list("Event").len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.list("Event").len(), 10);
 }

@@ -49,6 +49,18 @@ struct State {
     requests: Vec<String>,
     /// Every request as RBAC sees it.
     accesses: Vec<Access>,
+    /// Watches open now, by id: `resource?fieldSelector`.
+    open_watches: BTreeMap<u64, String>,
+    next_watch: u64,
+}
+
+/// Forgets an open watch when its stream ends.
+struct Open(Arc<Mutex<State>>, u64);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().open_watches.remove(&self.1);
+    }
 }
 
 /// A request in RBAC's terms.
@@ -94,6 +106,8 @@ impl ApiServer {
                 compacted: 0,
                 requests: Vec::new(),
                 accesses: Vec::new(),
+                open_watches: BTreeMap::new(),
+                next_watch: 0,
             })),
             changes,
             running: Mutex::new(None),
@@ -255,6 +269,17 @@ impl ApiServer {
     /// Requests received so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The watches open now, each as `resource?fieldSelector`.
+    pub fn open_watches(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .open_watches
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Requests received so far, as RBAC sees them, without repeats.
@@ -662,8 +687,19 @@ fn watch(
             .unwrap_or(300),
     );
     // Subscribed under the lock, so nothing falls between the replay and the live events.
-    let (backlog, mut live, expired, mut last_rv) = {
-        let s = state.lock().unwrap();
+    let (backlog, mut live, expired, mut last_rv, open) = {
+        let mut s = state.lock().unwrap();
+        s.next_watch += 1;
+        let id = s.next_watch;
+        let described = format!(
+            "{}?{}",
+            target.resource,
+            q.get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default()
+        );
+        s.open_watches.insert(id, described);
+        let open = Open(Arc::clone(state), id);
         let expired = from != 0 && from < s.compacted;
         let backlog: Vec<Change> = s
             .history
@@ -671,7 +707,7 @@ fn watch(
             .filter(|c| matches!(c, Change::Event { rv, .. } if *rv > from))
             .cloned()
             .collect();
-        (backlog, changes.subscribe(), expired, s.rv)
+        (backlog, changes.subscribe(), expired, s.rv, open)
     };
     let wanted = move |c: &Change| match c {
         Change::Event {
@@ -683,6 +719,7 @@ fn watch(
         Change::Expire => true,
     };
     tokio::spawn(async move {
+        let _open = open;
         if expired {
             let _ = tx.send(expired_line()).await;
             return;
