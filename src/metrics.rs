@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
+use prometheus::core::Collector;
 use prometheus::{
     Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -40,33 +41,41 @@ pub struct Metrics {
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+/// Registers `metric` and hands it back. Names and labels are constants, so building one cannot
+/// fail: a failure is a bug caught by the first test that touches metrics.
+fn registered<T: Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<T>) -> T {
+    let m = metric.unwrap_or_else(|e| panic!("metric: {e}"));
+    let _ = r.register(Box::new(m.clone()));
+    m
+}
+
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    let _ = r.register(Box::new(c.clone()));
-    c
+    registered(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
-        labels,
-    )
-    .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    let _ = r.register(Box::new(h.clone()));
-    h
+    let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+    registered(r, HistogramVec::new(opts, labels))
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    let _ = r.register(Box::new(g.clone()));
-    g
+    registered(r, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge family holding seconds (timestamps), not counts.
+fn seconds_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    registered(r, GaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// Now, in Unix seconds: the value of the `*_timestamp_seconds` gauges.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 impl Metrics {
-    // The names and labels are constants: building them cannot fail, so a failure is a bug
-    // caught by the first test that touches metrics.
     fn new() -> Self {
         let r = Registry::new();
         let m = Self {
@@ -115,80 +124,65 @@ impl Metrics {
                 "Configuration loads by result.",
                 &["result"],
             ),
-            config_last_success: {
-                let g = Gauge::new(
+            config_last_success: registered(
+                &r,
+                Gauge::new(
                     "fjord_config_last_reload_success_timestamp_seconds",
                     "When the configuration last loaded.",
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                let _ = r.register(Box::new(g.clone()));
-                g
-            },
+                ),
+            ),
             config_diagnostics: gauge_vec(
                 &r,
                 "fjord_config_diagnostics",
                 "Diagnostics of the configuration in force, by severity.",
                 &["severity"],
             ),
-            tls_certs_not_after: {
-                let g = GaugeVec::new(
-                    Opts::new(
-                        "fjord_tls_certs_not_after_seconds",
-                        "Expiry of a served certificate (Unix seconds).",
-                    ),
-                    &["name"],
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                let _ = r.register(Box::new(g.clone()));
-                g
-            },
+            tls_certs_not_after: seconds_vec(
+                &r,
+                "fjord_tls_certs_not_after_seconds",
+                "Expiry of a served certificate (Unix seconds).",
+                &["name"],
+            ),
             acme_orders: counter(
                 &r,
                 "fjord_acme_orders_total",
                 "ACME orders by result.",
                 &["result"],
             ),
-            access_log_dropped: {
-                let c = prometheus::IntCounter::new(
+            access_log_dropped: registered(
+                &r,
+                IntCounter::new(
                     "fjord_access_log_dropped_total",
                     "Access log lines dropped because the writer fell behind.",
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                let _ = r.register(Box::new(c.clone()));
-                c
-            },
+                ),
+            ),
             kubernetes_watch_restarts: counter(
                 &r,
                 "fjord_kubernetes_watch_restarts_total",
                 "Watches of the API server that failed and were retried, by resource.",
                 &["resource"],
             ),
-            kubernetes_last_sync: {
-                let g = GaugeVec::new(
-                    Opts::new(
-                        "fjord_kubernetes_last_sync_timestamp_seconds",
-                        "When a watch of the API server last listed or delivered an event.",
-                    ),
-                    &["resource"],
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                let _ = r.register(Box::new(g.clone()));
-                g
-            },
+            kubernetes_last_sync: seconds_vec(
+                &r,
+                "fjord_kubernetes_last_sync_timestamp_seconds",
+                "When a watch of the API server last listed or delivered an event.",
+                &["resource"],
+            ),
             registry: r,
         };
-        let info = IntGauge::with_opts(
-            Opts::new("fjord_build_info", "Always 1; the version is a label.")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let info = registered(
+            &m.registry,
+            IntGauge::with_opts(
+                Opts::new("fjord_build_info", "Always 1; the version is a label.")
+                    .const_label("version", env!("CARGO_PKG_VERSION")),
+            ),
+        );
         info.set(1);
         // Known label sets start at zero, so rates and alerts see them before the first event.
         for result in ["success", "failure"] {
             m.acme_orders.with_label_values(&[result]);
             m.config_reloads.with_label_values(&[result]);
         }
-        let _ = m.registry.register(Box::new(info));
         let _ = m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));

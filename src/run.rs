@@ -278,10 +278,7 @@ impl Apply {
             );
         }
         METRICS.config_reloads.with_label_values(&["success"]).inc();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        METRICS.config_last_success.set(now.as_secs_f64());
+        METRICS.config_last_success.set(crate::metrics::unix_now());
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
         METRICS
             .config_diagnostics

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::{Loaded, Object, ObjectKey, Store};
 use crate::crd::{IngressRoute, Middleware};
-use crate::metrics::METRICS;
+use crate::metrics::{self, METRICS};
 
 /// What to watch, from the command line.
 #[derive(Clone, Debug, Default)]
@@ -448,16 +448,9 @@ where
                     });
                 }
             }
-            last_sync.set(unix_now());
+            last_sync.set(metrics::unix_now());
         }
     })
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 /// Drops what fjord never reads and the API server adds to every object: managed fields and
