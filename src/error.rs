@@ -24,13 +24,13 @@ pub enum ProxyError {
     Connect {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: std::io::Error,
     },
     #[error("upstream {endpoint} failed: {source}")]
     Upstream {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: hyper::Error,
     },
     #[error("upstream {endpoint} sent no response head within {timeout:?}")]
     Timeout {

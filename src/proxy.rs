@@ -27,11 +27,12 @@ use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
-use crate::upstream::{RequestBody, Upstream};
+use crate::upstream::{self, RequestBody, Upstream};
 
 /// A response on its way to the client: a backend's, one fjord made, or a backend's re-encoded
 /// by a middleware (compression).
-pub type ResponseBody = Either<Incoming, Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>>;
+pub type ResponseBody =
+    Either<upstream::Body, Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>>;
 
 /// A response body fjord makes itself.
 pub fn full(bytes: Bytes) -> ResponseBody {
@@ -442,22 +443,13 @@ impl Proxy {
         body: RequestBody,
         path: &PathAndQuery,
         limit: u64,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<upstream::Body>, ProxyError> {
         let endpoints = &target.backend.endpoints;
         let endpoint = endpoints.get(index).ok_or_else(|| no_endpoint(target))?;
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(endpoint.authority.clone());
-        uri.path_and_query = Some(path.clone());
-        // Scheme, authority and path are all set, so this cannot fail.
-        parts.uri = Uri::from_parts(uri).map_err(|_| no_endpoint(target))?;
+        parts.uri = Uri::from(path.clone());
         let result = self
             .upstream
-            .send(
-                Request::from_parts(parts, body),
-                endpoint.authority.as_str(),
-                limit,
-            )
+            .send(Request::from_parts(parts, body), &endpoint.authority, limit)
             .await;
         match &result {
             Ok(_) => {
@@ -539,23 +531,14 @@ fn server_up(target: &Target, url: &str, up: i64) {
 }
 
 /// `refused`, `timeout`, `dns` or `other`, from the I/O error under a connect failure.
-fn connect_error_kind(e: &hyper_util::client::legacy::Error) -> &'static str {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "refused",
-                std::io::ErrorKind::TimedOut => "timeout",
-                _ if io.to_string().contains("dns") => "dns",
-                _ => "other",
-            };
-        }
-        if err.to_string().contains("timed out") {
-            return "timeout";
-        }
-        cur = err.source();
+fn connect_error_kind(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "refused",
+        std::io::ErrorKind::TimedOut => "timeout",
+        // The resolver's failures carry no kind of their own.
+        _ if e.to_string().contains("lookup") => "dns",
+        _ => "other",
     }
-    "other"
 }
 
 /// Methods a client expects may be repeated (RFC 9110 §9.2.2).

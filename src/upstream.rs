@@ -1,15 +1,29 @@
-//! The upstream client: HTTP/1.1 to endpoints over one keep-alive pool (hyper-util), keyed by
-//! endpoint address, so it outlives every snapshot.
+//! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per endpoint
+//! address, so the pool outlives every snapshot. A connection goes back to its pool once its
+//! response has been read to the end, and the most recently used one is taken first.
+//!
+//! hyper's own `client::conn` drives each connection; the pool is ours rather than hyper-util's
+//! legacy client because that one hashes a scheme and authority key per request, wants an
+//! absolute URI it then rewrites, and spawns a task per response to find out when the
+//! connection is free again. Here the response body itself hands the connection back.
 
-use std::time::Duration;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use dashmap::DashMap;
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::config::ServersTransport;
 use crate::counted::Received;
@@ -21,55 +35,248 @@ pub type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
 
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, RequestBody>,
+    pool: Arc<Pool>,
     response_header_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Pool {
+    /// Idle connections per endpoint, oldest first.
+    idle: DashMap<Authority, Vec<Idle>>,
+    dial_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    reaper: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// Why an exchange failed, before it is tied to an endpoint's name.
+enum Failure {
+    Connect(io::Error),
+    Http(hyper::Error),
 }
 
 impl Upstream {
     pub fn new(transport: &ServersTransport) -> Self {
         let timeouts = &transport.forwarding_timeouts;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.dial_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(timeouts.idle_conn_timeout)
-            .pool_max_idle_per_host(transport.max_idle_conns_per_host)
-            .build(connector);
         Self {
-            client,
+            pool: Arc::new(Pool {
+                idle: DashMap::new(),
+                dial_timeout: timeouts.dial_timeout,
+                idle_timeout: timeouts.idle_conn_timeout,
+                max_idle: transport.max_idle_conns_per_host,
+                reaper: AtomicBool::new(false),
+            }),
             response_header_timeout: timeouts.response_header_timeout,
         }
     }
 
-    /// Sends `request` and waits for the response head. `endpoint` names the endpoint in errors;
+    /// Sends `request` (origin-form) to `endpoint` and waits for the response head.
     /// `body_limit` is the limit the body was wrapped with, for the 413.
     pub async fn send(
         &self,
-        request: Request<RequestBody>,
-        endpoint: &str,
+        mut request: Request<RequestBody>,
+        endpoint: &Authority,
         body_limit: u64,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let pending = self.client.request(request);
-        match tokio::time::timeout(self.response_header_timeout, pending).await {
+    ) -> Result<Response<Body>, ProxyError> {
+        // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
+        if !request.headers().contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
+        {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        let exchange = Arc::clone(&self.pool).exchange(request, endpoint);
+        match tokio::time::timeout(self.response_header_timeout, exchange).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect {
-                endpoint: endpoint.to_owned(),
-                source: e,
+            Ok(Err(Failure::Connect(source))) => Err(ProxyError::Connect {
+                endpoint: endpoint.to_string(),
+                source,
             }),
-            Ok(Err(e)) if caused_by::<LengthLimitError>(&e) => {
+            Ok(Err(Failure::Http(e))) if caused_by::<LengthLimitError>(&e) => {
                 Err(ProxyError::BodyTooLarge { limit: body_limit })
             }
-            Ok(Err(e)) => Err(ProxyError::Upstream {
-                endpoint: endpoint.to_owned(),
-                source: e,
+            Ok(Err(Failure::Http(source))) => Err(ProxyError::Upstream {
+                endpoint: endpoint.to_string(),
+                source,
             }),
             Err(_) => Err(ProxyError::Timeout {
-                endpoint: endpoint.to_owned(),
+                endpoint: endpoint.to_string(),
                 timeout: self.response_header_timeout,
             }),
         }
+    }
+}
+
+impl Pool {
+    async fn exchange(
+        self: Arc<Self>,
+        mut request: Request<RequestBody>,
+        endpoint: &Authority,
+    ) -> Result<Response<Body>, Failure> {
+        loop {
+            let (mut sender, reused) = match self.checkout(endpoint).await {
+                Some(sender) => (sender, true),
+                None => (self.connect(endpoint).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
+                    let mut back = reusable.then(|| Back {
+                        pool: Arc::clone(&self),
+                        endpoint: endpoint.clone(),
+                        sender,
+                    });
+                    if response.body().is_end_stream()
+                        && let Some(back) = back.take()
+                    {
+                        back.release();
+                    }
+                    return Ok(response.map(|inner| Body { inner, back }));
+                }
+                // A pooled connection the endpoint closed while it idled: the request never
+                // left, so it goes out on another connection, whatever its method.
+                Err(mut e) if reused => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Failure::Http(e.into_error())),
+                },
+                Err(e) => return Err(Failure::Http(e.into_error())),
+            }
+        }
+    }
+
+    /// The most recently used idle connection to `endpoint` that is still open.
+    async fn checkout(&self, endpoint: &Authority) -> Option<SendRequest<RequestBody>> {
+        loop {
+            let Idle { mut sender, since } = self.idle.get_mut(endpoint)?.pop()?;
+            if since.elapsed() >= self.idle_timeout {
+                // The newest is too old, so all are.
+                if let Some(mut idle) = self.idle.get_mut(endpoint) {
+                    idle.retain(|i| i.since.elapsed() < self.idle_timeout);
+                }
+                return None;
+            }
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self, endpoint: &Authority) -> Result<SendRequest<RequestBody>, Failure> {
+        let stream = tokio::time::timeout(self.dial_timeout, TcpStream::connect(endpoint.as_str()))
+            .await
+            .map_err(|_| {
+                Failure::Connect(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", self.dial_timeout),
+                ))
+            })?
+            .map_err(Failure::Connect)?;
+        // Small requests go out at once; a peer that vanished is found by keepalive probes.
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn put(self: Arc<Self>, endpoint: Authority, sender: SendRequest<RequestBody>) {
+        if self.max_idle == 0 || sender.is_closed() {
+            return;
+        }
+        {
+            let mut idle = self.idle.entry(endpoint).or_default();
+            if idle.len() >= self.max_idle {
+                idle.remove(0);
+            }
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+        if !self.reaper.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(&self)));
+        }
+    }
+}
+
+/// Closes connections that idled past the idle timeout, until the pool is gone.
+async fn reap(pool: Weak<Pool>) {
+    let every = match pool.upgrade() {
+        Some(p) => (p.idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.idle.retain(|_, idle| {
+            idle.retain(|i| i.since.elapsed() < pool.idle_timeout && !i.sender.is_closed());
+            !idle.is_empty()
+        });
+    }
+}
+
+/// A response body from an endpoint. Its connection goes back to the pool when the body has
+/// been read to the end; a body dropped early or failed takes its connection with it.
+#[derive(Debug)]
+pub struct Body {
+    inner: Incoming,
+    back: Option<Back>,
+}
+
+#[derive(Debug)]
+struct Back {
+    pool: Arc<Pool>,
+    endpoint: Authority,
+    sender: SendRequest<RequestBody>,
+}
+
+impl Back {
+    fn release(self) {
+        self.pool.put(self.endpoint, self.sender);
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) if !this.inner.is_end_stream() => {}
+            Some(Err(_)) => this.back = None,
+            _ => {
+                if let Some(back) = this.back.take() {
+                    back.release();
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

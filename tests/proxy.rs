@@ -5,6 +5,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -397,4 +399,87 @@ async fn external_name_services_are_resolved_when_connecting() {
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
+
+/// An upstream answering `200 pooled` on keep-alive connections, counting the connections it
+/// accepted and those still open. With `close_idle`, it closes a connection that idles that long.
+async fn counting_upstream(
+    close_idle: Option<Duration>,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, open) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+    let counts = (Arc::clone(&accepted), Arc::clone(&open));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counts.0.fetch_add(1, Ordering::SeqCst);
+            counts.1.fetch_add(1, Ordering::SeqCst);
+            let open = Arc::clone(&counts.1);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"pooled"),
+                    )))
+                });
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                if let Some(idle) = close_idle {
+                    builder
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(idle);
+                }
+                let _ = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, open)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
+    // An endpoint that closes connections idle for 200 ms: the next request must not fail on
+    // the pooled connection the endpoint closed, but go out on a new one.
+    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(200))).await;
+    let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
+    for _ in 0..5 {
+        let reply = get(fjord.web, "app.test", "/").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.body.as_str()),
+            (200, "pooled")
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        let reply = get(fjord.web, "app.test", "/").await;
+        assert_eq!(
+            reply.status, 200,
+            "a closed pooled connection is not an error"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one new connection");
+
+    // fjord closes pooled connections idle past idleConnTimeout itself.
+    let (addr, accepted, open) = counting_upstream(None).await;
+    let fjord = Fjord::start(
+        app(addr).path(),
+        &config(
+            "",
+            "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
+        ),
+    );
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    assert_eq!(open.load(Ordering::SeqCst), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle pooled connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
