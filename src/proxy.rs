@@ -153,9 +153,11 @@ impl Proxy {
             }
         };
         let mut response = response;
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        // Unique per response, so never worth an HPACK table entry: indexing each one would
+        // evict useful entries and lengthen every later lookup of the name.
+        let mut id = request_id.clone();
+        id.set_sensitive(true);
+        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         let target = outcome.target.as_deref();
         let took = started.elapsed();
         let series = {
@@ -513,14 +515,18 @@ fn new_request_id() -> HeaderValue {
         h.finish()
     });
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let id = format!(
-        "{:016x}{:016x}",
-        *PREFIX,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    // Hex digits are always a valid value; handing over the buffer avoids a second copy.
-    HeaderValue::from_maybe_shared(Bytes::from(id))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (half, value) in id
+        .chunks_exact_mut(16)
+        .zip([*PREFIX, NEXT.fetch_add(1, Ordering::Relaxed)])
+    {
+        for (i, digit) in half.iter_mut().enumerate() {
+            *digit = HEX[(value >> (60 - 4 * i)) as usize & 0xf];
+        }
+    }
+    // Hex digits are always a valid value.
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn server_up(target: &Target, url: &str, up: i64) {
@@ -575,5 +581,28 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     let mut upstream = TokioIo::new(upstream);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_32_hex_digits_sharing_a_prefix_and_counting_up() {
+        let ids: Vec<String> = (0..3)
+            .map(|_| super::new_request_id().to_str().unwrap().to_owned())
+            .collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+            assert_eq!(id[..16], ids[0][..16], "one prefix per process");
+        }
+        let counters: Vec<u64> = ids
+            .iter()
+            .map(|id| u64::from_str_radix(&id[16..], 16).unwrap())
+            .collect();
+        assert!(counters.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
     }
 }

@@ -33,6 +33,10 @@ async fn json_access_log_lines_and_request_ids() {
     let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
     let body_len = reply.body.len() as u64;
     assert_eq!(id.len(), 32, "a generated id: {id}");
+    assert!(
+        id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "hex digits: {id}"
+    );
     assert_eq!(
         reply.json()["headers"]["x-request-id"],
         id.as_str(),
