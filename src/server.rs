@@ -93,11 +93,24 @@ impl Server {
     ) {
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
-        let Some(tls) = &self.tls else {
+        if self.tls.is_none() {
             return self
                 .serve_http(stream, peer, local_port, false, shutdown)
                 .await;
-        };
+        }
+        // Boxed: the TLS state is some 4 KB, which would otherwise be part of every plain
+        // connection's task as well.
+        Box::pin(self.serve_tls(stream, peer, local_port, shutdown)).await;
+    }
+
+    async fn serve_tls(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local_port: u16,
+        shutdown: CancellationToken,
+    ) {
+        let Some(tls) = &self.tls else { return };
         // A client that never finishes the handshake holds nothing past the timeout.
         let stream =
             match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
