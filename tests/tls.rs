@@ -78,6 +78,35 @@ async fn sni_picks_exact_wildcard_or_default_and_alpn_offers_h2() {
         .unwrap();
     assert_eq!(seen.names, ["shop.test"]);
     assert_eq!(seen.reply.status, 200);
+    assert_eq!(
+        seen.suite,
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+        "the server's order wins over the client's, which lists AES-256 first"
+    );
+    // A client without AES hardware offers ChaCha20 alone, and gets it.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(s.ca.der()).unwrap();
+    let chacha = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let chacha = rustls::ClientConfig::builder_with_provider(Arc::new(chacha))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let seen = https_get(websecure, "shop.test", Arc::new(chacha), "/p")
+        .await
+        .unwrap();
+    assert_eq!(
+        (seen.reply.status.as_u16(), seen.suite),
+        (
+            200,
+            Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
+        )
+    );
     let echo = seen.reply.json();
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
     assert_eq!(echo["host"], "shop.test");

@@ -72,6 +72,7 @@ pub struct Seen {
     pub alpn: Option<Vec<u8>>,
     /// Whether the handshake resumed an earlier session.
     pub resumed: bool,
+    pub suite: Option<rustls::CipherSuite>,
 }
 
 /// A client config trusting `roots`, offering `alpn`; every connection is a full handshake.
@@ -177,6 +178,7 @@ pub async fn https_get(
     let (_, session) = tls.get_ref();
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
     let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let suite = session.negotiated_cipher_suite().map(|s| s.suite());
     let leaf = session
         .peer_certificates()
         .and_then(|c| c.first())
@@ -225,5 +227,6 @@ pub async fn https_get(
         serial,
         alpn,
         resumed,
+        suite,
     })
 }
