@@ -439,9 +439,9 @@ async fn counting_upstream(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
-    // An endpoint that closes connections idle for 200 ms: the next request must not fail on
+    // An endpoint that closes connections idle for 400 ms: the next request must not fail on
     // the pooled connection the endpoint closed, but go out on a new one.
-    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(200))).await;
+    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400))).await;
     let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
     for _ in 0..5 {
         let reply = get(fjord.web, "app.test", "/").await;
@@ -451,7 +451,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
         );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     for _ in 0..3 {
         let reply = get(fjord.web, "app.test", "/").await;
         assert_eq!(

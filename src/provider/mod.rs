@@ -5,8 +5,11 @@ pub mod decode;
 pub mod kubernetes;
 pub mod manifests;
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -129,6 +132,50 @@ pub struct Store {
     objects: BTreeMap<ObjectKey, Object>,
 }
 
+/// An identity by reference, ordered as [`ObjectKey`] is: lookups and kind ranges in the
+/// [`Store`] borrow their key instead of building an owned one per call.
+trait Identity {
+    fn parts(&self) -> (&str, Option<&str>, &str);
+}
+
+impl Identity for ObjectKey {
+    fn parts(&self) -> (&str, Option<&str>, &str) {
+        (self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+impl Identity for (&str, Option<&str>, &str) {
+    fn parts(&self) -> (&str, Option<&str>, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Identity + 'a> for ObjectKey {
+    fn borrow(&self) -> &(dyn Identity + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn Identity + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn Identity + '_ {}
+
+impl PartialOrd for dyn Identity + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn Identity + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
 impl Store {
     /// Adds `object`; if one with the same identity is already there, keeps the first and
     /// returns the identity as the error.
@@ -159,67 +206,144 @@ impl Store {
         self.objects.is_empty()
     }
 
+    /// The objects of one kind, in key order: a range of the map, not a scan of it.
+    fn of_kind(&self, kind: &'static str) -> impl Iterator<Item = &Object> {
+        let first: &dyn Identity = &(kind, None, "");
+        self.objects
+            .range::<dyn Identity, _>((Bound::Included(first), Bound::Unbounded))
+            .take_while(move |(key, _)| key.kind == kind)
+            .map(|(_, object)| object)
+    }
+
+    fn lookup(&self, kind: &'static str, namespace: &str, name: &str) -> Option<&Object> {
+        self.objects
+            .get(&(kind, Some(namespace), name) as &dyn Identity)
+    }
+
     pub fn ingresses(&self) -> impl Iterator<Item = &Ingress> {
-        self.objects.values().filter_map(|o| match o {
+        self.of_kind("Ingress").filter_map(|o| match o {
             Object::Ingress(i) => Some(i),
             _ => None,
         })
     }
 
     pub fn ingress_classes(&self) -> impl Iterator<Item = &IngressClass> {
-        self.objects.values().filter_map(|o| match o {
+        self.of_kind("IngressClass").filter_map(|o| match o {
             Object::IngressClass(c) => Some(c),
             _ => None,
         })
     }
 
     pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
-        self.objects.values().filter_map(|o| match o {
+        self.of_kind("EndpointSlice").filter_map(|o| match o {
             Object::EndpointSlice(s) => Some(s),
             _ => None,
         })
     }
 
     pub fn ingress_routes(&self) -> impl Iterator<Item = &IngressRoute> {
-        self.objects.values().filter_map(|o| match o {
+        self.of_kind("IngressRoute").filter_map(|o| match o {
             Object::IngressRoute(r) => Some(r),
             _ => None,
         })
     }
 
     pub fn middlewares(&self) -> impl Iterator<Item = &Middleware> {
-        self.objects.values().filter_map(|o| match o {
+        self.of_kind("Middleware").filter_map(|o| match o {
             Object::Middleware(m) => Some(m),
             _ => None,
         })
     }
 
     pub fn middleware(&self, namespace: &str, name: &str) -> Option<&Middleware> {
-        match self.objects.get(&key("Middleware", namespace, name)) {
+        match self.lookup("Middleware", namespace, name) {
             Some(Object::Middleware(m)) => Some(m),
             _ => None,
         }
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        match self.objects.get(&key("Secret", namespace, name)) {
+        match self.lookup("Secret", namespace, name) {
             Some(Object::Secret(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        match self.objects.get(&key("Service", namespace, name)) {
+        match self.lookup("Service", namespace, name) {
             Some(Object::Service(s)) => Some(s),
             _ => None,
         }
     }
 }
 
-fn key(kind: &'static str, namespace: &str, name: &str) -> ObjectKey {
-    ObjectKey {
-        kind,
-        namespace: Some(namespace.to_owned()),
-        name: name.to_owned(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(kind: &str, namespace: &str, name: &str) -> Object {
+        let doc = serde_json::json!({
+            "apiVersion": if kind == "Service" { "v1" } else { "networking.k8s.io/v1" },
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+        });
+        match kind {
+            "Service" => Object::Service(serde_json::from_value(doc).unwrap()),
+            "Ingress" => Object::Ingress(serde_json::from_value(doc).unwrap()),
+            _ => Object::IngressClass(serde_json::from_value(doc).unwrap()),
+        }
+    }
+
+    #[test]
+    fn kind_ranges_and_lookups_find_exactly_their_objects() {
+        let mut store = Store::default();
+        for (kind, ns, name) in [
+            ("Service", "b", "web"),
+            ("Ingress", "a", "web"),
+            ("IngressClass", "", "fjord"),
+            ("Service", "a", "web"),
+            ("Service", "a", "api"),
+            ("Ingress", "b", "shop"),
+        ] {
+            store.upsert(object(kind, ns, name));
+        }
+        let names = |it: Vec<&ObjectMeta>| -> Vec<String> {
+            it.iter()
+                .map(|m| {
+                    format!(
+                        "{}/{}",
+                        m.namespace.as_deref().unwrap_or_default(),
+                        m.name.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(store.ingresses().map(|i| &i.metadata).collect()),
+            ["a/web", "b/shop"]
+        );
+        assert_eq!(
+            store.ingress_classes().count(),
+            1,
+            "IngressClass is not Ingress"
+        );
+        assert!(store.endpoint_slices().next().is_none());
+        assert_eq!(
+            store
+                .service("a", "web")
+                .map(|s| s.metadata.namespace.as_deref()),
+            Some(Some("a"))
+        );
+        assert_eq!(
+            store
+                .service("b", "web")
+                .map(|s| s.metadata.namespace.as_deref()),
+            Some(Some("b"))
+        );
+        assert!(store.service("b", "api").is_none());
+        assert!(
+            store.service("a", "shop").is_none(),
+            "an Ingress is not a Service"
+        );
     }
 }

@@ -290,21 +290,22 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                 (Vec::new(), Some(why))
             }
         };
-        let use_backend = |field: &str, service: &ServiceRef, out: &mut Translation| {
-            let backend = backend_for(
-                &resolver,
-                &[(ns.to_owned(), service.clone(), 1)],
-                &format!("{field}.service"),
-                &subject,
-                out,
-            );
-            Target {
-                source: source.clone(),
-                backend,
-                middlewares: chain.clone(),
-                broken: broken.clone(),
-            }
-        };
+        let use_backend =
+            |field: &dyn Fn() -> String, service: &ServiceRef, out: &mut Translation| {
+                let backend = backend_for(
+                    &resolver,
+                    &[(ns.to_owned(), service.clone(), 1)],
+                    &|| format!("{}.service", field()),
+                    &subject,
+                    out,
+                );
+                Target {
+                    source: source.clone(),
+                    backend,
+                    middlewares: chain.clone(),
+                    broken: broken.clone(),
+                }
+            };
 
         if let Some(service) = &rules.default_backend {
             match &default_owner {
@@ -313,7 +314,7 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                     format!("spec.defaultBackend is ignored: Ingress {owner} is older and has one"),
                 )),
                 None => {
-                    let target = use_backend("spec.defaultBackend", service, &mut out);
+                    let target = use_backend(&|| "spec.defaultBackend".into(), service, &mut out);
                     out.config.default_backend = Some(target);
                     default_owner = Some(source.clone());
                 }
@@ -342,7 +343,11 @@ pub fn translate(store: &Store, options: &Options) -> Translation {
                 ));
                 continue;
             }
-            let target = use_backend(&format!("{}.backend", rule.field), &rule.service, &mut out);
+            let target = use_backend(
+                &|| format!("{}.backend", rule.field),
+                &rule.service,
+                &mut out,
+            );
             owners.insert(key, source.clone());
             out.config.routes.push(Route {
                 host: rule.host,
@@ -421,7 +426,7 @@ fn ingress_routes(
             let backend = backend_for(
                 resolver,
                 &r.services,
-                &format!("{}.services", r.field),
+                &|| format!("{}.services", r.field),
                 &subject,
                 out,
             );
@@ -449,7 +454,8 @@ fn ingress_routes(
 fn backend_for(
     resolver: &backend::Resolver<'_>,
     services: &[(String, ServiceRef, u32)],
-    field: &str,
+    // Only a diagnostic names the field: formatted when there is one, not for every route.
+    field: &dyn Fn() -> String,
     subject: &str,
     out: &mut Translation,
 ) -> BackendId {
@@ -460,7 +466,7 @@ fn backend_for(
             out.diagnostics.push(Diagnostic {
                 severity: p.severity,
                 subject: subject.to_owned(),
-                message: format!("{field}: {}; requests to it get 503", p.message),
+                message: format!("{}: {}; requests to it get 503", field(), p.message),
             });
         }
         let id = BackendId {
@@ -469,9 +475,11 @@ fn backend_for(
         };
         resolved.push((id, spec, *weight));
     }
-    if let [(id, spec, _)] = resolved.as_slice() {
-        out.config.backends.insert(id.clone(), spec.clone());
-        return id.clone();
+    if resolved.len() == 1
+        && let Some((id, spec, _)) = resolved.pop()
+    {
+        out.config.backends.insert(id.clone(), spec);
+        return id;
     }
     // Give each endpoint weight × (L / its service's endpoint count), L the least common
     // multiple of the counts, so shares follow the service weights exactly.
