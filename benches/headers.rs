@@ -1,6 +1,7 @@
 //! Header rewriting for one request on its way upstream: hop-by-hop headers removed and the
 //! `X-Forwarded-*` / `X-Real-IP` set, for a typical browser request from an untrusted client
-//! and from a trusted proxy (appending to its chain). Run `cargo bench --bench headers`.
+//! and from a trusted proxy (appending to its chain), and the same request over HTTP/2 (no
+//! hop-by-hop headers at all). Run `cargo bench --bench headers`.
 
 use std::hint::black_box;
 
@@ -43,9 +44,13 @@ fn rewrite(c: &mut Criterion) {
         &["10.0.0.0/8".parse().unwrap()],
         false,
     );
-    for (name, client) in [
-        ("untrusted client", &untrusted),
-        ("trusted proxy", &trusted),
+    // The same request over HTTP/2, which has no Connection header (nor any hop-by-hop one).
+    let mut h2 = template.clone();
+    h2.remove("connection");
+    for (name, client, template) in [
+        ("untrusted client", &untrusted, &template),
+        ("trusted proxy", &trusted, &template),
+        ("untrusted client, HTTP/2", &untrusted, &h2),
     ] {
         c.bench_function(&format!("rewrite request headers, {name}"), |b| {
             b.iter_batched_ref(
