@@ -401,10 +401,12 @@ async fn external_name_services_are_resolved_when_connecting() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 }
 
-/// An upstream answering `200 pooled` on keep-alive connections, counting the connections it
-/// accepted and those still open. With `close_idle`, it closes a connection that idles that long.
+/// An upstream answering `200 pooled`, counting the connections it accepted and those still
+/// open. With `close_idle`, it closes a connection that idles that long; without `keep_alive`,
+/// it answers `Connection: close` and closes after each response.
 async fn counting_upstream(
     close_idle: Option<Duration>,
+    keep_alive: bool,
 ) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -422,6 +424,7 @@ async fn counting_upstream(
                     )))
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.keep_alive(keep_alive);
                 if let Some(idle) = close_idle {
                     builder
                         .timer(hyper_util::rt::TokioTimer::new())
@@ -441,7 +444,7 @@ async fn counting_upstream(
 async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
     // An endpoint that closes connections idle for 400 ms: the next request must not fail on
     // the pooled connection the endpoint closed, but go out on a new one.
-    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400))).await;
+    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
     let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
     for _ in 0..5 {
         let reply = get(fjord.web, "app.test", "/").await;
@@ -462,7 +465,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "one new connection");
 
     // fjord closes pooled connections idle past idleConnTimeout itself.
-    let (addr, accepted, open) = counting_upstream(None).await;
+    let (addr, accepted, open) = counting_upstream(None, true).await;
     let fjord = Fjord::start(
         app(addr).path(),
         &config(
@@ -482,4 +485,28 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     }
     assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
+    let (addr, accepted, _) = counting_upstream(None, false).await;
+    let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    let rounds = (0..8).map(|_| {
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..10 {
+                statuses.push(get(web, "app.test", "/").await.status.as_u16());
+            }
+            statuses
+        })
+    });
+    for round in rounds.collect::<Vec<_>>() {
+        assert_eq!(round.await.unwrap(), [200; 10]);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        80,
+        "a connection the endpoint closes is never reused"
+    );
 }
