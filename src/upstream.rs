@@ -1,6 +1,7 @@
 //! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per endpoint
 //! address, so the pool outlives every snapshot. A connection goes back to its pool once its
-//! response has been read to the end, and the most recently used one is taken first.
+//! response has been read to the end, if it is ready for another request then; the most
+//! recently used one is taken first.
 //!
 //! hyper's own `client::conn` drives each connection; the pool is ours rather than hyper-util's
 //! legacy client because that one hashes a scheme and authority key per request, wants an
@@ -119,7 +120,7 @@ impl Pool {
         endpoint: &Authority,
     ) -> Result<Response<Body>, Failure> {
         loop {
-            let (mut sender, reused) = match self.checkout(endpoint).await {
+            let (mut sender, reused) = match self.checkout(endpoint) {
                 Some(sender) => (sender, true),
                 None => (self.connect(endpoint).await?, false),
             };
@@ -150,9 +151,9 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `endpoint` that is still open.
-    async fn checkout(&self, endpoint: &Authority) -> Option<SendRequest<RequestBody>> {
+    fn checkout(&self, endpoint: &Authority) -> Option<SendRequest<RequestBody>> {
         loop {
-            let Idle { mut sender, since } = self.idle.get_mut(endpoint)?.pop()?;
+            let Idle { sender, since } = self.idle.get_mut(endpoint)?.pop()?;
             if since.elapsed() >= self.idle_timeout {
                 // The newest is too old, so all are.
                 if let Some(mut idle) = self.idle.get_mut(endpoint) {
@@ -160,7 +161,8 @@ impl Pool {
                 }
                 return None;
             }
-            if !sender.is_closed() && sender.ready().await.is_ok() {
+            // Not ready is closed: the pool holds only connections that were ready when put.
+            if sender.is_ready() {
                 return Some(sender);
             }
         }
@@ -193,7 +195,10 @@ impl Pool {
     }
 
     fn put(self: Arc<Self>, endpoint: Authority, sender: SendRequest<RequestBody>) {
-        if self.max_idle == 0 || sender.is_closed() {
+        // A connection not ready for another request now may never be: one still sending a
+        // request body the endpoint answered early waits on that client. It is dropped (and
+        // closes once done) rather than pooled for a later request to wait on.
+        if self.max_idle == 0 || !sender.is_ready() {
             return;
         }
         {

@@ -510,3 +510,64 @@ async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
         "a connection the endpoint closes is never reused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_still_sending_an_answered_upload_is_not_reused() {
+    // An endpoint that answers 413 as soon as it has a request head, then reads no more: the
+    // connection stays busy with the rest of the upload for as long as the client sends it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let fjord = Fjord::start(
+        app(addr).path(),
+        &config(
+            "",
+            "serversTransport: {forwardingTimeouts: {responseHeaderTimeout: 3s}}\n",
+        ),
+    );
+    // A slow upload: the head and a few bytes of a 100,000-byte body, then nothing.
+    let mut upload = TcpStream::connect(fjord.web).unwrap();
+    upload
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    upload
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst bytes",
+        )
+        .unwrap();
+    let mut answer = [0u8; 12];
+    upload.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+
+    // The next request must not wait on that busy connection (a 504 after 3 s).
+    let started = Instant::now();
+    let reply = get(fjord.web, "app.test", "/").await;
+    assert_eq!(
+        reply.status, 413,
+        "answered by the endpoint, on a new connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} for a busy pooled connection",
+        started.elapsed()
+    );
+    drop(upload);
+}
