@@ -233,8 +233,8 @@ pub struct EntryPointTransport {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RespondingTimeouts {
-    /// Time to receive a complete HTTP/1.1 request head; on a keep-alive connection it counts
-    /// from the end of the previous response. Default 60s.
+    /// Time to receive a complete HTTP/1.1 request head, from its first byte; between requests
+    /// on a keep-alive connection only `idle_timeout` counts. Default 60s.
     #[serde(deserialize_with = "duration")]
     pub request_header_timeout: Duration,
     /// A connection with no request in flight for this long is closed. Default 180s.

@@ -1,0 +1,449 @@
+//! One client connection: HTTP/1.1 or HTTP/2 (by ALPN, or by the preface of a client with
+//! prior knowledge) served by hyper, with an idle timeout, graceful shutdown, and each request
+//! handed to the [`Proxy`]. An HTTP/1.1 connection is parked between requests ([`park`]).
+
+mod park;
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{Service, service_fn};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo as Io;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ipnet::IpNet;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use self::park::{HeadTimer, Idle, Park, Socket};
+use crate::acme::challenge::ACME_TLS_ALPN;
+use crate::balance;
+use crate::config;
+use crate::counted::Sent;
+use crate::forwarded;
+use crate::metrics::METRICS;
+use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
+
+/// An entry point's connection settings, built once at start.
+pub struct Server {
+    proxy: Arc<Proxy>,
+    entry: EntryPoint,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    trusted_ips: Vec<IpNet>,
+    trust_all: bool,
+    tls: Option<Tls>,
+}
+
+/// TLS on an entry point.
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub handshake_timeout: Duration,
+}
+
+/// How a connection's HTTP ended.
+enum Served {
+    /// The client closed it, it failed, or it was shut down.
+    Closed,
+    /// hyper is idle between two HTTP/1.1 requests: its state can be dropped.
+    Idle,
+}
+
+impl Server {
+    pub fn new(
+        name: &str,
+        config: &config::EntryPoint,
+        proxy: Arc<Proxy>,
+        tls: Option<Tls>,
+        redirect: Option<Redirect>,
+    ) -> Self {
+        let timeouts = &config.transport.responding_timeouts;
+        let mut h1 = http1::Builder::new();
+        h1
+            // hyper answers 431 when the request head outgrows the buffer.
+            .max_buf_size(config.limits.max_request_header_bytes)
+            // Also what tells a parked connection that hyper is idle (see `park`).
+            .header_read_timeout(timeouts.request_header_timeout);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(
+                u32::try_from(config.limits.max_request_header_bytes).unwrap_or(u32::MAX),
+            )
+            .max_concurrent_streams(250)
+            // Finds dead peers; an idle but live one is closed by the idle timeout.
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Self {
+            proxy,
+            entry: EntryPoint {
+                name: name.into(),
+                series: METRICS.entrypoint(name),
+                max_body: config.limits.max_request_body_bytes,
+                redirect,
+            },
+            h1,
+            h2,
+            idle_timeout: timeouts.idle_timeout,
+            trusted_ips: config.forwarded_headers.trusted_ips.clone(),
+            trust_all: config.forwarded_headers.insecure,
+            tls,
+        }
+    }
+
+    /// Serves one connection (after its TLS handshake, on a TLS entry point) until the client
+    /// closes it, it idles out, or `shutdown` fires and its in-flight requests are done.
+    ///
+    /// Not an `async fn` of its own: that would keep a second copy of its arguments in every
+    /// connection's task, which a parked connection should keep small.
+    pub fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let _ = stream.set_nodelay(true);
+        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+        if self.tls.is_none() {
+            let conn = Connection::new(&self, peer, local_port, false);
+            Either::Left(Self::serve_http(conn, stream, None, shutdown))
+        } else {
+            // Boxed: the TLS state is some 4 KB, which would otherwise be part of every plain
+            // connection's task as well.
+            Either::Right(Box::pin(self.serve_tls(stream, peer, local_port, shutdown)))
+        }
+    }
+
+    async fn serve_tls(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local_port: u16,
+        shutdown: CancellationToken,
+    ) {
+        let Some(tls) = &self.tls else { return };
+        // A client that never finishes the handshake holds nothing past the timeout.
+        let stream =
+            match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    self.handshake("unknown", "error");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    self.handshake("unknown", "timeout");
+                    return;
+                }
+            };
+        let version = match stream.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            _ => "other",
+        };
+        self.handshake(version, "ok");
+        let h2 = match stream.get_ref().1.alpn_protocol() {
+            // A TLS-ALPN-01 validation: the handshake was the answer.
+            Some(ACME_TLS_ALPN) => return,
+            Some(b"h2") => Some(true),
+            Some(b"http/1.1") => Some(false),
+            _ => None,
+        };
+        let conn = Connection::new(&self, peer, local_port, true);
+        Self::serve_http(conn, stream, h2, shutdown).await;
+    }
+
+    fn handshake(&self, version: &str, result: &str) {
+        METRICS
+            .tls_handshakes
+            .with_label_values(&[&*self.entry.name, version, result])
+            .inc();
+    }
+
+    /// Serves HTTP on `io`: HTTP/2 if `h2` says so (ALPN) or, when it is not known, if the
+    /// client opens with HTTP/2's preface.
+    ///
+    /// An `async` block rather than an `async fn`, which would keep its arguments twice in the
+    /// task: as arguments, and as the locals they are moved into.
+    fn serve_http<I: Park>(
+        conn: Arc<Connection>,
+        io: I,
+        h2: Option<bool>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let mut socket = Socket::new(io, conn.idle.clone());
+        async move {
+            let _open = Open::new(&conn.server.entry.name, conn.client.is_tls());
+            // One timer and one shutdown wait for the connection's whole life.
+            let timer = tokio::time::sleep(Duration::ZERO);
+            let cancelled = shutdown.cancelled();
+            tokio::pin!(timer, cancelled);
+            let mut waits = Waits { timer, cancelled };
+
+            let h2 = match h2 {
+                Some(h2) => h2,
+                // Boxed: once per connection, and kept out of the task's size.
+                None => match until_idle(&conn, &mut waits, Box::pin(socket.sniff_h2())).await {
+                    Some(Ok(h2)) => h2,
+                    _ => return,
+                },
+            };
+            if h2 {
+                let http = conn
+                    .server
+                    .h2
+                    .serve_connection(Io::new(socket), service(&conn));
+                let graceful = http2::Connection::graceful_shutdown;
+                let _ = Box::pin(drive(http, graceful, &conn, &mut waits, None)).await;
+                return;
+            }
+
+            loop {
+                // Parked: the socket and this task are all the connection holds.
+                let arrived = poll_fn(|cx| socket.poll_arrival(cx));
+                if !matches!(until_idle(&conn, &mut waits, arrived).await, Some(Ok(()))) {
+                    return;
+                }
+                let served = conn.requests.load(Ordering::Relaxed);
+                let http = conn
+                    .h1
+                    .serve_connection(Io::new(socket), service(&conn))
+                    .with_upgrades();
+                let graceful = http1::UpgradeableConnection::graceful_shutdown;
+                // Boxed with hyper's state, which it owns until the connection parks again.
+                let (served, http) =
+                    Box::pin(drive(http, graceful, &conn, &mut waits, Some(served))).await;
+                if let Served::Closed = served {
+                    return;
+                }
+                // Idle, so everything written is flushed and no request is in progress: hyper's
+                // state goes, and what it had read past the last request goes back to the socket.
+                let Some(parts) = http.into_parts() else {
+                    return;
+                };
+                socket = parts.io.into_inner();
+                socket.unread(&parts.read_buf);
+            }
+        }
+    }
+}
+
+/// `until` unless the connection idles out or shutdown begins first.
+async fn until_idle<T>(
+    conn: &Connection,
+    waits: &mut Waits<'_, '_>,
+    until: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            done = &mut until => return Some(done),
+            () = waits.cancelled.as_mut() => return None,
+            () = waits.timer.as_mut() => {
+                if conn.idle_for() >= conn.server.idle_timeout {
+                    return None;
+                }
+                waits.rearm(conn);
+            }
+        }
+    }
+}
+
+/// Runs hyper's connection until it ends or, if `park_after` is the count of requests before
+/// it started, until it is idle after serving at least one more; then gives it back.
+async fn drive<C>(
+    mut http: C,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    conn: &Connection,
+    waits: &mut Waits<'_, '_>,
+    park_after: Option<u64>,
+) -> (Served, C)
+where
+    C: Future<Output = hyper::Result<()>> + Unpin,
+{
+    let mut closing = false;
+    loop {
+        let park = park_after.filter(|_| !closing);
+        let served = poll_fn(|cx| match Pin::new(&mut http).poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => {
+                let idle = park.is_some_and(|n| {
+                    conn.idle.is_set() && conn.requests.load(Ordering::Relaxed) > n
+                });
+                if idle {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            }
+        });
+        let served = tokio::select! {
+            served = served => served,
+            () = waits.cancelled.as_mut(), if !closing => {
+                graceful_shutdown(Pin::new(&mut http));
+                closing = true;
+                continue;
+            }
+            () = waits.timer.as_mut(), if !closing => {
+                if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= conn.server.idle_timeout {
+                    graceful_shutdown(Pin::new(&mut http));
+                    closing = true;
+                } else {
+                    waits.rearm(conn);
+                }
+                continue;
+            }
+        };
+        return match served {
+            None => (Served::Idle, http),
+            Some(Ok(())) => (Served::Closed, http),
+            Some(Err(e)) => {
+                let peer = conn.client.ip();
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                (Served::Closed, http)
+            }
+        };
+    }
+}
+
+/// The waits every state of a connection races: its idle deadline and the shutdown signal.
+struct Waits<'a, 'b> {
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    cancelled: Pin<&'a mut WaitForCancellationFuture<'b>>,
+}
+
+impl Waits<'_, '_> {
+    /// Sets the timer to the moment `conn` will have been idle for its idle timeout. Only when
+    /// it fires: requests move that moment on, and the timer is not reset for each of them.
+    fn rearm(&mut self, conn: &Connection) {
+        let left = conn.server.idle_timeout.saturating_sub(conn.idle_for());
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + left);
+    }
+}
+
+/// The hyper service of one connection: each request to the proxy.
+fn service(
+    conn: &Arc<Connection>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Sent<ResponseBody>>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Send
++ 'static {
+    let conn = Arc::clone(conn);
+    service_fn(move |req| {
+        let conn = Arc::clone(&conn);
+        // Boxed: a request's future is ~5 KB. Unboxed, hyper would keep that much per
+        // HTTP/1.1 connection for its whole life, and copy it into each HTTP/2 stream's
+        // task when spawning it.
+        Box::pin(async move {
+            let _active = Active::new(&conn);
+            let response = conn
+                .server
+                .proxy
+                .handle(req, &conn.client, &conn.server.entry)
+                .await;
+            Ok::<_, Infallible>(response)
+        })
+    })
+}
+
+/// Counts a connection in `fjord_open_connections` while it lives.
+struct Open(prometheus::IntGauge);
+
+impl Open {
+    fn new(entrypoint: &str, tls: bool) -> Self {
+        let g = METRICS
+            .open_connections
+            .with_label_values(&[entrypoint, if tls { "https" } else { "http" }]);
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Per-connection state shared with its requests.
+struct Connection {
+    client: forwarded::Client,
+    server: Arc<Server>,
+    in_flight: AtomicUsize,
+    /// Requests started on the connection.
+    requests: AtomicU64,
+    /// [`balance::now`] when the last request started or ended.
+    last_request: AtomicU64,
+    idle: Idle,
+    /// The entry point's HTTP/1.1 settings with this connection's [`HeadTimer`]; here rather
+    /// than in the connection's task, which a parked connection keeps small.
+    h1: http1::Builder,
+}
+
+impl Connection {
+    fn new(server: &Arc<Server>, peer: SocketAddr, local_port: u16, tls: bool) -> Arc<Self> {
+        let idle = Idle::default();
+        Arc::new(Self {
+            client: forwarded::Client::new(
+                peer,
+                local_port,
+                tls,
+                &server.trusted_ips,
+                server.trust_all,
+            ),
+            server: Arc::clone(server),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            last_request: AtomicU64::new(balance::now()),
+            h1: {
+                let mut h1 = server.h1.clone();
+                h1.timer(HeadTimer(idle.clone()));
+                h1
+            },
+            idle,
+        })
+    }
+
+    /// How long since the last request started or ended.
+    fn idle_for(&self) -> Duration {
+        Duration::from_nanos(
+            balance::now().saturating_sub(self.last_request.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Marks a request in flight for as long as it lives, even if the client goes away mid-request.
+struct Active<'a>(&'a Connection);
+
+impl<'a> Active<'a> {
+    fn new(conn: &'a Connection) -> Self {
+        conn.idle.clear();
+        conn.requests.fetch_add(1, Ordering::Relaxed);
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.last_request.store(balance::now(), Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_request.store(balance::now(), Ordering::Relaxed);
+    }
+}

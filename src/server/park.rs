@@ -1,0 +1,203 @@
+//! Parking an idle HTTP/1.1 connection: between requests it keeps only its socket, and hyper's
+//! connection state with its two 8 KiB buffers is built again when the next request arrives
+//! (nginx frees its buffers the same way). Here is the socket as hyper sees it, the signal that
+//! hyper is idle, and the wait for the next request.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::rt::{Sleep, Timer};
+use hyper_util::rt::TokioTimer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// HTTP/2's connection preface, which a client speaking it with prior knowledge opens with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A client stream that can wait for its next request without holding a read buffer.
+pub trait Park: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
+    /// Ready when the client has sent something, or closed.
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Park for TcpStream {
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl Park for TlsStream<TcpStream> {
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (tcp, tls) = self.get_ref();
+        // Decrypted bytes already waiting would never make the socket readable again.
+        if !tls.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        tcp.poll_read_ready(cx)
+    }
+}
+
+/// Set while hyper waits for a request head with everything before it written: the one moment
+/// its connection can be taken apart without losing a byte.
+#[derive(Clone, Default)]
+pub struct Idle(Arc<AtomicBool>);
+
+impl Idle {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A request head arrived, or a write is pending: not idle.
+    pub fn clear(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// hyper's timer, per connection. hyper starts its header-read timer exactly when it begins
+/// waiting for a request head, which after a request is when the connection has gone idle.
+pub struct HeadTimer(pub Idle);
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn Sleep>> {
+        TokioTimer::new().sleep(duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        self.0.set();
+        TokioTimer::new().sleep_until(deadline)
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        self.0.set();
+        TokioTimer::new().reset(sleep, new_deadline);
+    }
+
+    fn now(&self) -> Instant {
+        TokioTimer::new().now()
+    }
+}
+
+/// The client stream with the bytes already read from it but not yet given to hyper: the
+/// protocol sniff's, or the start of a request head that arrived as the connection was parked.
+pub struct Socket<I> {
+    io: I,
+    unread: Bytes,
+    idle: Idle,
+}
+
+impl<I: Park> Socket<I> {
+    pub fn new(io: I, idle: Idle) -> Self {
+        Self {
+            io,
+            unread: Bytes::new(),
+            idle,
+        }
+    }
+
+    /// Puts back what hyper had read past its last request. Copied: a slice of hyper's read
+    /// buffer, even an empty one, would keep all 8 KiB of it.
+    pub fn unread(&mut self, bytes: &[u8]) {
+        self.unread = Bytes::copy_from_slice(bytes);
+    }
+
+    /// Ready when there is something for hyper to read.
+    pub fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.unread.is_empty() {
+            self.io.poll_arrival(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Whether the client opens with HTTP/2's preface. What was read is kept for hyper.
+    pub async fn sniff_h2(&mut self) -> io::Result<bool> {
+        let mut read = BytesMut::with_capacity(1024);
+        let h2 = loop {
+            if self.io.read_buf(&mut read).await? == 0 {
+                break false;
+            }
+            let n = read.len().min(PREFACE.len());
+            if read[..n] != PREFACE[..n] {
+                break false;
+            }
+            if n == PREFACE.len() {
+                break true;
+            }
+        };
+        self.unread = read.freeze();
+        Ok(h2)
+    }
+}
+
+impl<I: Park> AsyncRead for Socket<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.unread.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.unread.len().min(buf.remaining());
+        buf.put_slice(&this.unread[..n]);
+        this.unread.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: Park> Socket<I> {
+    /// A write that has to wait leaves bytes in hyper's buffer: the connection is not idle.
+    fn pending<T>(&self, poll: Poll<T>) -> Poll<T> {
+        if poll.is_pending() {
+            self.idle.clear();
+        }
+        poll
+    }
+}
+
+impl<I: Park> AsyncWrite for Socket<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.pending(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.pending(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.pending(poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
