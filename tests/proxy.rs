@@ -445,7 +445,8 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     // An endpoint that closes connections idle for 400 ms: the next request must not fail on
     // the pooled connection the endpoint closed, but go out on a new one.
     let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
-    let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
+    let m = app(addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     for _ in 0..5 {
         let reply = get(fjord.web, "app.test", "/").await;
         assert_eq!(
@@ -466,8 +467,9 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
 
     // fjord closes pooled connections idle past idleConnTimeout itself.
     let (addr, accepted, open) = counting_upstream(None, true).await;
+    let m = app(addr);
     let fjord = Fjord::start(
-        app(addr).path(),
+        m.path(),
         &config(
             "",
             "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
@@ -490,7 +492,8 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
     let (addr, accepted, _) = counting_upstream(None, false).await;
-    let fjord = Fjord::start(app(addr).path(), LOOPBACK_CONFIG);
+    let m = app(addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     let web = fjord.web;
     let rounds = (0..8).map(|_| {
         tokio::spawn(async move {
@@ -536,8 +539,9 @@ async fn a_connection_still_sending_an_answered_upload_is_not_reused() {
             });
         }
     });
+    let m = app(addr);
     let fjord = Fjord::start(
-        app(addr).path(),
+        m.path(),
         &config(
             "",
             "serversTransport: {forwardingTimeouts: {responseHeaderTimeout: 3s}}\n",
