@@ -135,13 +135,15 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     let mut lease = None;
     match source {
         Source::Manifests(folder) => {
+            // Watched before the first load: a file written between the two would otherwise
+            // wait for the next change to be seen. One written during the load is read twice.
+            let (watcher, mut changes) = manifests::watch(&folder, SETTLE)
+                .with_context(|| format!("cannot watch manifests folder {}", folder.display()))?;
             let mut dir = ManifestsDir::new(&folder);
             let loaded = dir
                 .load()
                 .with_context(|| format!("cannot read manifests folder {}", folder.display()))?;
             apply.apply(loaded);
-            let (watcher, mut changes) = manifests::watch(&folder, SETTLE)
-                .with_context(|| format!("cannot watch manifests folder {}", folder.display()))?;
             tokio::task::spawn_blocking(move || {
                 let _watcher = watcher;
                 while changes.blocking_recv().is_some() {
