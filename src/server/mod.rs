@@ -41,6 +41,7 @@ pub struct Server {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    header_timeout: Duration,
     trusted_ips: Vec<IpNet>,
     trust_all: bool,
     tls: Option<Tls>,
@@ -73,7 +74,8 @@ impl Server {
         h1
             // hyper answers 431 when the request head outgrows the buffer.
             .max_buf_size(config.limits.max_request_header_bytes)
-            // Also what tells a parked connection that hyper is idle (see `park`).
+            // Only what tells fjord that hyper is idle (see `park`): the connection's own
+            // timer enforces the header timeout.
             .header_read_timeout(timeouts.request_header_timeout);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
@@ -95,6 +97,7 @@ impl Server {
             h1,
             h2,
             idle_timeout: timeouts.idle_timeout,
+            header_timeout: timeouts.request_header_timeout,
             trusted_ips: config.forwarded_headers.trusted_ips.clone(),
             trust_all: config.forwarded_headers.insecure,
             tls,
@@ -186,7 +189,7 @@ impl Server {
         async move {
             let _open = Open::new(&conn.server.entry.name, conn.client.is_tls());
             // One timer and one shutdown wait for the connection's whole life.
-            let timer = tokio::time::sleep(Duration::ZERO);
+            let timer = tokio::time::sleep(conn.next_check());
             let cancelled = shutdown.cancelled();
             tokio::pin!(timer, cancelled);
             let mut waits = Waits { timer, cancelled };
@@ -200,6 +203,8 @@ impl Server {
                 },
             };
             if h2 {
+                // HTTP/2 has no head timeout here; hyper's keep-alive pings find dead peers.
+                conn.head_since.store(0, Ordering::Relaxed);
                 let http = conn
                     .server
                     .h2
@@ -215,6 +220,8 @@ impl Server {
                 if !matches!(until_idle(&conn, &mut waits, arrived).await, Some(Ok(()))) {
                     return;
                 }
+                // The request head's time starts with its first byte.
+                conn.head_since.store(balance::now(), Ordering::Relaxed);
                 let served = conn.requests.load(Ordering::Relaxed);
                 let http = conn
                     .h1
@@ -251,7 +258,7 @@ async fn until_idle<T>(
             done = &mut until => return Some(done),
             () = waits.cancelled.as_mut() => return None,
             () = waits.timer.as_mut() => {
-                if conn.idle_for() >= conn.server.idle_timeout {
+                if conn.due() != Due::Not {
                     return None;
                 }
                 waits.rearm(conn);
@@ -296,11 +303,14 @@ where
                 continue;
             }
             () = waits.timer.as_mut(), if !closing => {
-                if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= conn.server.idle_timeout {
-                    graceful_shutdown(Pin::new(&mut http));
-                    closing = true;
-                } else {
-                    waits.rearm(conn);
+                match conn.due() {
+                    // A client too slow with its request head gets no more time.
+                    Due::Head => return (Served::Closed, http),
+                    Due::Idle => {
+                        graceful_shutdown(Pin::new(&mut http));
+                        closing = true;
+                    }
+                    Due::Not => waits.rearm(conn),
                 }
                 continue;
             }
@@ -324,13 +334,12 @@ struct Waits<'a, 'b> {
 }
 
 impl Waits<'_, '_> {
-    /// Sets the timer to the moment `conn` will have been idle for its idle timeout. Only when
-    /// it fires: requests move that moment on, and the timer is not reset for each of them.
+    /// Sets the timer for `conn`'s next check. Only when it fires: requests move the deadlines
+    /// on, and the timer is not reset for each of them.
     fn rearm(&mut self, conn: &Connection) {
-        let left = conn.server.idle_timeout.saturating_sub(conn.idle_for());
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + left);
+            .reset(tokio::time::Instant::now() + conn.next_check());
     }
 }
 
@@ -390,6 +399,8 @@ struct Connection {
     requests: AtomicU64,
     /// [`balance::now`] when the last request started or ended.
     last_request: AtomicU64,
+    /// [`balance::now`] when the current request head began to arrive; 0 between requests.
+    head_since: AtomicU64,
     idle: Idle,
     /// The entry point's HTTP/1.1 settings with this connection's [`HeadTimer`]; here rather
     /// than in the connection's task, which a parked connection keeps small.
@@ -411,6 +422,7 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             last_request: AtomicU64::new(balance::now()),
+            head_since: AtomicU64::new(balance::now()),
             h1: {
                 let mut h1 = server.h1.clone();
                 h1.timer(HeadTimer(idle.clone()));
@@ -426,6 +438,48 @@ impl Connection {
             balance::now().saturating_sub(self.last_request.load(Ordering::Relaxed)),
         )
     }
+
+    /// How long a request head has been arriving, if one is.
+    fn head_for(&self) -> Option<Duration> {
+        let since = self.head_since.load(Ordering::Relaxed);
+        (since != 0).then(|| Duration::from_nanos(balance::now().saturating_sub(since)))
+    }
+
+    /// Whether a timeout has passed: the head's while one arrives, else the idle one.
+    fn due(&self) -> Due {
+        let server = &self.server;
+        match self.head_for() {
+            Some(head) if head >= server.header_timeout => Due::Head,
+            Some(_) => Due::Not,
+            None if self.in_flight.load(Ordering::Relaxed) == 0
+                && self.idle_for() >= server.idle_timeout =>
+            {
+                Due::Idle
+            }
+            None => Due::Not,
+        }
+    }
+
+    /// When the timer should next look: at the earlier deadline, and no later than one header
+    /// timeout from now, so that a head starting before then is still caught on time.
+    fn next_check(&self) -> Duration {
+        let server = &self.server;
+        let idle = server.idle_timeout.saturating_sub(self.idle_for());
+        let head = self.head_for().map_or(server.header_timeout, |h| {
+            server.header_timeout.saturating_sub(h)
+        });
+        idle.min(head)
+    }
+}
+
+/// What a connection's timer finds when it fires.
+#[derive(PartialEq)]
+enum Due {
+    Not,
+    /// A request head took longer than `requestHeaderTimeout`.
+    Head,
+    /// No request for `idleTimeout`.
+    Idle,
 }
 
 /// Marks a request in flight for as long as it lives, even if the client goes away mid-request.
@@ -434,6 +488,7 @@ struct Active<'a>(&'a Connection);
 impl<'a> Active<'a> {
     fn new(conn: &'a Connection) -> Self {
         conn.idle.clear();
+        conn.head_since.store(0, Ordering::Relaxed);
         conn.requests.fetch_add(1, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         conn.last_request.store(balance::now(), Ordering::Relaxed);

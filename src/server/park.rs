@@ -3,6 +3,7 @@
 //! (nginx frees its buffers the same way). Here is the socket as hyper sees it, the signal that
 //! hyper is idle, and the wait for the next request.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::rt::{Sleep, Timer};
-use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -63,29 +63,39 @@ impl Idle {
     }
 }
 
-/// hyper's timer, per connection. hyper starts its header-read timer exactly when it begins
-/// waiting for a request head, which after a request is when the connection has gone idle.
+/// hyper's timer, per connection, used only as a signal: hyper starts its header-read timer
+/// exactly when it begins waiting for a request head, which after a request is when the
+/// connection has gone idle. The connection's own timer enforces the header timeout, so hyper's
+/// never ends and costs neither an allocation nor a timer registration per request.
 pub struct HeadTimer(pub Idle);
 
 impl Timer for HeadTimer {
-    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn Sleep>> {
-        TokioTimer::new().sleep(duration)
+    fn sleep(&self, _: std::time::Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(Never)
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+    fn sleep_until(&self, _: Instant) -> Pin<Box<dyn Sleep>> {
         self.0.set();
-        TokioTimer::new().sleep_until(deadline)
+        Box::pin(Never)
     }
 
-    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+    fn reset(&self, _: &mut Pin<Box<dyn Sleep>>, _: Instant) {
         self.0.set();
-        TokioTimer::new().reset(sleep, new_deadline);
-    }
-
-    fn now(&self) -> Instant {
-        TokioTimer::new().now()
     }
 }
+
+/// A sleep that never ends.
+struct Never;
+
+impl Future for Never {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl Sleep for Never {}
 
 /// The client stream with the bytes already read from it but not yet given to hyper: the
 /// protocol sniff's, or the start of a request head that arrived as the connection was parked.
