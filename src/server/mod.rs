@@ -223,8 +223,11 @@ impl Server {
                 // The request head's time starts with its first byte.
                 conn.head_since.store(balance::now(), Ordering::Relaxed);
                 let served = conn.requests.load(Ordering::Relaxed);
-                let http = conn
-                    .h1
+                // The entry point's settings with this connection's timer, made for each
+                // request: kept per connection, they would be 100 bytes more to park.
+                let mut h1 = conn.server.h1.clone();
+                h1.timer(HeadTimer(conn.idle.clone()));
+                let http = h1
                     .serve_connection(Io::new(socket), service(&conn))
                     .with_upgrades();
                 let graceful = http1::UpgradeableConnection::graceful_shutdown;
@@ -402,14 +405,10 @@ struct Connection {
     /// [`balance::now`] when the current request head began to arrive; 0 between requests.
     head_since: AtomicU64,
     idle: Idle,
-    /// The entry point's HTTP/1.1 settings with this connection's [`HeadTimer`]; here rather
-    /// than in the connection's task, which a parked connection keeps small.
-    h1: http1::Builder,
 }
 
 impl Connection {
     fn new(server: &Arc<Server>, peer: SocketAddr, local_port: u16, tls: bool) -> Arc<Self> {
-        let idle = Idle::default();
         Arc::new(Self {
             client: forwarded::Client::new(
                 peer,
@@ -423,12 +422,7 @@ impl Connection {
             requests: AtomicU64::new(0),
             last_request: AtomicU64::new(balance::now()),
             head_since: AtomicU64::new(balance::now()),
-            h1: {
-                let mut h1 = server.h1.clone();
-                h1.timer(HeadTimer(idle.clone()));
-                h1
-            },
-            idle,
+            idle: Idle::default(),
         })
     }
 
