@@ -689,3 +689,50 @@ async fn an_idle_keep_alive_connection_holds_no_request_buffers() {
     );
     drop((warm, idle));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_gets_request_header_timeout_from_its_first_byte() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(
+        m.path(),
+        &config(
+            "    transport:\n      respondingTimeouts: {requestHeaderTimeout: 300ms, idleTimeout: 30s}\n",
+            "",
+        ),
+    );
+    let closed_within = |stream: &mut std::io::BufReader<TcpStream>| {
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (started.elapsed(), rest)
+    };
+    let connect = || {
+        let stream = TcpStream::connect(fjord.web).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        std::io::BufReader::new(stream)
+    };
+
+    // A new connection that never sends its first request is closed by the head timeout, not
+    // kept for the 30 s idle timeout.
+    let mut silent = connect();
+    let (waited, rest) = closed_within(&mut silent);
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(waited < Duration::from_secs(10), "closed after {waited:?}");
+
+    // After a request, half of the next head and then nothing: closed by the head timeout too.
+    let mut conn = connect();
+    conn.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut conn).0, 200);
+    conn.get_mut().write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    let (waited, rest) = closed_within(&mut conn);
+    assert!(waited < Duration::from_secs(10), "closed after {waited:?}");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(" 200 "),
+        "{rest:?}"
+    );
+}
