@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use self::park::{HeadTimer, Idle, Park, Socket};
+use self::park::{HeadTimer, Park, Signals, Socket};
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::balance;
 use crate::config;
@@ -185,7 +185,7 @@ impl Server {
         h2: Option<bool>,
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let mut socket = Socket::new(io, conn.idle.clone());
+        let mut socket = Socket::new(io, conn.signals.clone());
         async move {
             let _open = Open::new(&conn.server.entry.name, conn.client.is_tls());
             // One timer and one shutdown wait for the connection's whole life.
@@ -204,7 +204,7 @@ impl Server {
             };
             if h2 {
                 // HTTP/2 has no head timeout here; hyper's keep-alive pings find dead peers.
-                conn.head_since.store(0, Ordering::Relaxed);
+                conn.signals.head_ended();
                 let http = conn
                     .server
                     .h2
@@ -221,12 +221,12 @@ impl Server {
                     return;
                 }
                 // The request head's time starts with its first byte.
-                conn.head_since.store(balance::now(), Ordering::Relaxed);
+                conn.signals.head_started();
                 let served = conn.requests.load(Ordering::Relaxed);
                 // The entry point's settings with this connection's timer, made for each
                 // request: kept per connection, they would be 100 bytes more to park.
                 let mut h1 = conn.server.h1.clone();
-                h1.timer(HeadTimer(conn.idle.clone()));
+                h1.timer(HeadTimer(conn.signals.clone()));
                 let http = h1
                     .serve_connection(Io::new(socket), service(&conn))
                     .with_upgrades();
@@ -244,6 +244,8 @@ impl Server {
                 };
                 socket = parts.io.into_inner();
                 socket.unread(&parts.read_buf);
+                // Parked: the wait for the next request is idle time, not the head's.
+                conn.signals.head_ended();
             }
         }
     }
@@ -289,7 +291,7 @@ where
             Poll::Ready(result) => Poll::Ready(Some(result)),
             Poll::Pending => {
                 let idle = park.is_some_and(|n| {
-                    conn.idle.is_set() && conn.requests.load(Ordering::Relaxed) > n
+                    conn.signals.is_idle() && conn.requests.load(Ordering::Relaxed) > n
                 });
                 if idle {
                     Poll::Ready(None)
@@ -402,9 +404,7 @@ struct Connection {
     requests: AtomicU64,
     /// [`balance::now`] when the last request started or ended.
     last_request: AtomicU64,
-    /// [`balance::now`] when the current request head began to arrive; 0 between requests.
-    head_since: AtomicU64,
-    idle: Idle,
+    signals: Signals,
 }
 
 impl Connection {
@@ -421,8 +421,12 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             last_request: AtomicU64::new(balance::now()),
-            head_since: AtomicU64::new(balance::now()),
-            idle: Idle::default(),
+            signals: {
+                // The first request head's time starts with the connection.
+                let signals = Signals::default();
+                signals.head_started();
+                signals
+            },
         })
     }
 
@@ -433,16 +437,10 @@ impl Connection {
         )
     }
 
-    /// How long a request head has been arriving, if one is.
-    fn head_for(&self) -> Option<Duration> {
-        let since = self.head_since.load(Ordering::Relaxed);
-        (since != 0).then(|| Duration::from_nanos(balance::now().saturating_sub(since)))
-    }
-
     /// Whether a timeout has passed: the head's while one arrives, else the idle one.
     fn due(&self) -> Due {
         let server = &self.server;
-        match self.head_for() {
+        match self.signals.head_for() {
             Some(head) if head >= server.header_timeout => Due::Head,
             Some(_) => Due::Not,
             None if self.in_flight.load(Ordering::Relaxed) == 0
@@ -459,7 +457,7 @@ impl Connection {
     fn next_check(&self) -> Duration {
         let server = &self.server;
         let idle = server.idle_timeout.saturating_sub(self.idle_for());
-        let head = self.head_for().map_or(server.header_timeout, |h| {
+        let head = self.signals.head_for().map_or(server.header_timeout, |h| {
             server.header_timeout.saturating_sub(h)
         });
         idle.min(head)
@@ -481,8 +479,8 @@ struct Active<'a>(&'a Connection);
 
 impl<'a> Active<'a> {
     fn new(conn: &'a Connection) -> Self {
-        conn.idle.clear();
-        conn.head_since.store(0, Ordering::Relaxed);
+        conn.signals.not_idle();
+        conn.signals.head_ended();
         conn.requests.fetch_add(1, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         conn.last_request.store(balance::now(), Ordering::Relaxed);

@@ -7,15 +7,17 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use crate::balance;
 
 /// HTTP/2's connection preface, which a client speaking it with prior knowledge opens with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -43,44 +45,78 @@ impl Park for TlsStream<TcpStream> {
     }
 }
 
-/// Set while hyper waits for a request head with everything before it written: the one moment
-/// its connection can be taken apart without losing a byte.
+/// What hyper's side of a connection tells the connection's driver, shared by the socket,
+/// hyper's timer and the requests.
 #[derive(Clone, Default)]
-pub struct Idle(Arc<AtomicBool>);
+pub struct Signals(Arc<Shared>);
 
-impl Idle {
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+#[derive(Default)]
+struct Shared {
+    /// Set while hyper waits for a request head with everything before it written: the one
+    /// moment its connection can be taken apart without losing a byte.
+    idle: AtomicBool,
+    /// [`balance::now`] when the current request head began to arrive; 0 when none is.
+    head_since: AtomicU64,
+}
+
+impl Signals {
+    pub fn is_idle(&self) -> bool {
+        self.0.idle.load(Ordering::Relaxed)
     }
 
     /// A request head arrived, or a write is pending: not idle.
-    pub fn clear(&self) {
-        self.0.store(false, Ordering::Relaxed);
+    pub fn not_idle(&self) {
+        self.0.idle.store(false, Ordering::Relaxed);
     }
 
-    fn set(&self) {
-        self.0.store(true, Ordering::Relaxed);
+    /// A request head begins to arrive now, unless one already is.
+    pub fn head_started(&self) {
+        let _ = self.0.head_since.compare_exchange(
+            0,
+            balance::now(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The head arrived, or the connection parked before one began.
+    pub fn head_ended(&self) {
+        self.0.head_since.store(0, Ordering::Relaxed);
+    }
+
+    /// How long a request head has been arriving, if one is.
+    pub fn head_for(&self) -> Option<Duration> {
+        let since = self.0.head_since.load(Ordering::Relaxed);
+        (since != 0).then(|| Duration::from_nanos(balance::now().saturating_sub(since)))
     }
 }
 
 /// hyper's timer, per connection, used only as a signal: hyper starts its header-read timer
 /// exactly when it begins waiting for a request head, which after a request is when the
-/// connection has gone idle. The connection's own timer enforces the header timeout, so hyper's
-/// never ends and costs neither an allocation nor a timer registration per request.
-pub struct HeadTimer(pub Idle);
+/// connection has gone idle. The connection's own timer enforces the header timeout (from
+/// here, unless the connection parks), so hyper's never ends and costs neither an allocation
+/// nor a timer registration per request.
+pub struct HeadTimer(pub Signals);
 
 impl Timer for HeadTimer {
-    fn sleep(&self, _: std::time::Duration) -> Pin<Box<dyn Sleep>> {
+    fn sleep(&self, _: Duration) -> Pin<Box<dyn Sleep>> {
         Box::pin(Never)
     }
 
     fn sleep_until(&self, _: Instant) -> Pin<Box<dyn Sleep>> {
-        self.0.set();
+        self.waiting();
         Box::pin(Never)
     }
 
     fn reset(&self, _: &mut Pin<Box<dyn Sleep>>, _: Instant) {
-        self.0.set();
+        self.waiting();
+    }
+}
+
+impl HeadTimer {
+    fn waiting(&self) {
+        self.0.0.idle.store(true, Ordering::Relaxed);
+        self.0.head_started();
     }
 }
 
@@ -102,15 +138,15 @@ impl Sleep for Never {}
 pub struct Socket<I> {
     io: I,
     unread: Bytes,
-    idle: Idle,
+    signals: Signals,
 }
 
 impl<I: Park> Socket<I> {
-    pub fn new(io: I, idle: Idle) -> Self {
+    pub fn new(io: I, signals: Signals) -> Self {
         Self {
             io,
             unread: Bytes::new(),
-            idle,
+            signals,
         }
     }
 
@@ -170,7 +206,7 @@ impl<I: Park> Socket<I> {
     /// A write that has to wait leaves bytes in hyper's buffer: the connection is not idle.
     fn pending<T>(&self, poll: Poll<T>) -> Poll<T> {
         if poll.is_pending() {
-            self.idle.clear();
+            self.signals.not_idle();
         }
         poll
     }
