@@ -11,7 +11,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,7 +21,7 @@ use crate::snapshot::Live;
 /// Serves until `stop`. `draining` turns `/readyz` to 503 so load balancers stop sending
 /// traffic while in-flight requests finish.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     live: Arc<Live>,
     acme: Arc<Manager>,
     draining: CancellationToken,

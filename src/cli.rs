@@ -116,7 +116,8 @@ fn run(source: Source, config: Option<PathBuf>, log_format: Option<LogFormat>) -
         }
     };
     init_logging(&config.log.level, log_format.unwrap_or(config.log.format));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control plane's runtime: traffic is served by the workers `run` starts.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

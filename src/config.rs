@@ -307,7 +307,7 @@ impl Default for Admin {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServersTransport {
     pub forwarding_timeouts: ForwardingTimeouts,
-    /// Idle keep-alive connections kept per endpoint. Default 64.
+    /// Idle keep-alive connections kept per endpoint by each worker thread. Default 64.
     pub max_idle_conns_per_host: usize,
 }
 

@@ -1,4 +1,5 @@
 //! Listeners: binding entry point addresses and the accept loop, which stops on shutdown.
+//! A socket is bound once and accepted from by every worker (see [`crate::workers`]).
 
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,9 +23,10 @@ pub async fn bind(address: Address) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Accepts connections until `shutdown`, handing each to `serve` as a task of `tracker`.
+/// Accepts connections on this thread's runtime until `shutdown`, handing each to `serve` as a
+/// task of `tracker`. `listener` is a handle on a socket other workers may accept from too.
 pub async fn accept<F, Fut>(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     serve: F,
@@ -32,6 +34,14 @@ pub async fn accept<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let address = listener.local_addr().ok();
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = ?address, error = %e, "cannot accept on this worker");
+            return;
+        }
+    };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

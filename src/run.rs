@@ -26,6 +26,7 @@ use crate::tls;
 use crate::translate::class::Classes;
 use crate::translate::{self, LastGood, translate_keeping};
 use crate::upstream::Upstream;
+use crate::workers::{self, Workers};
 
 /// How long the folder must be quiet before a change is read.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -45,9 +46,10 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let live = Arc::new(Live::default());
     let challenges = Arc::new(Challenges::default());
+    let worker_count = workers::count();
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&live),
-        Upstream::new(&config.servers_transport),
+        Upstream::new(&config.servers_transport, worker_count),
         Arc::clone(&challenges),
         crate::access_log::AccessLog::start(&config.access_log),
     ));
@@ -67,7 +69,8 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("entryPoints.{name}: cannot listen on {:?}", ep.address))?;
         tracing::info!(entrypoint = %name, address = %l.local_addr()?, tls = ep.http.tls.is_some(), "listening");
-        bound.insert(name.clone(), l);
+        // Handed to the workers, which register it with their own runtimes.
+        bound.insert(name.clone(), l.into_std()?);
     }
     let ports: BTreeMap<String, u16> = bound
         .iter()
@@ -111,7 +114,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     let draining = CancellationToken::new();
     let stopped = CancellationToken::new();
     tokio::spawn(crate::admin::serve(
-        admin,
+        admin.into_std()?,
         Arc::clone(&live),
         Arc::clone(&acme),
         draining.clone(),
@@ -174,15 +177,26 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     }
 
     let connections = TaskTracker::new();
+    let workers = Workers::start(worker_count).context("cannot start the worker threads")?;
     for (server, l) in listeners {
-        let shutdown = draining.clone();
-        tokio::spawn(listener::accept(
-            l,
-            draining.clone(),
-            connections.clone(),
-            move |stream, peer| Arc::clone(&server).serve(stream, peer, shutdown.clone()),
-        ));
+        let mut accepting = Vec::with_capacity(worker_count);
+        for _ in 0..worker_count {
+            let l = l
+                .try_clone()
+                .context("cannot hand a listening socket to a worker")?;
+            let (shutdown, server) = (draining.clone(), Arc::clone(&server));
+            let serve =
+                move |stream, peer| Arc::clone(&server).serve(stream, peer, shutdown.clone());
+            accepting.push(listener::accept(
+                l,
+                draining.clone(),
+                connections.clone(),
+                serve,
+            ));
+        }
+        workers.spawn_each(accepting);
     }
+    tracing::info!(workers = worker_count, "serving");
 
     shutdown_signal().await;
     let grace = config
@@ -208,6 +222,8 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), lease).await;
     }
     stopped.cancel();
+    // Closes what the grace period left open.
+    tokio::task::spawn_blocking(move || workers.stop()).await?;
     tracing::info!("stopped");
     Ok(())
 }

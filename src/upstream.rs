@@ -1,5 +1,6 @@
-//! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per endpoint
-//! address, so the pool outlives every snapshot. A connection goes back to its pool once its
+//! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per worker
+//! and endpoint address, so the pool outlives every snapshot and a connection is used only by
+//! the worker whose runtime drives it. A connection goes back to its pool once its
 //! response has been read to the end, if it is ready for another request then; the most
 //! recently used one is taken first.
 //!
@@ -29,6 +30,7 @@ use tokio::net::TcpStream;
 use crate::config::ServersTransport;
 use crate::counted::Received;
 use crate::error::ProxyError;
+use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
 /// none (a retry of a bodyless request).
@@ -42,8 +44,8 @@ pub struct Upstream {
 
 #[derive(Debug)]
 struct Pool {
-    /// Idle connections per endpoint, oldest first.
-    idle: DashMap<Authority, Vec<Idle>>,
+    /// Idle connections per worker ([`workers::current`]) and endpoint, oldest first.
+    idle: Box<[DashMap<Authority, Vec<Idle>>]>,
     dial_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -63,11 +65,12 @@ enum Failure {
 }
 
 impl Upstream {
-    pub fn new(transport: &ServersTransport) -> Self {
+    /// A client for `workers` worker threads.
+    pub fn new(transport: &ServersTransport, workers: usize) -> Self {
         let timeouts = &transport.forwarding_timeouts;
         Self {
             pool: Arc::new(Pool {
-                idle: DashMap::new(),
+                idle: (0..workers.max(1)).map(|_| DashMap::new()).collect(),
                 dial_timeout: timeouts.dial_timeout,
                 idle_timeout: timeouts.idle_conn_timeout,
                 max_idle: transport.max_idle_conns_per_host,
@@ -114,6 +117,11 @@ impl Upstream {
 }
 
 impl Pool {
+    /// This worker's idle connections.
+    fn idle(&self) -> &DashMap<Authority, Vec<Idle>> {
+        &self.idle[workers::current() % self.idle.len()]
+    }
+
     async fn exchange(
         self: Arc<Self>,
         mut request: Request<RequestBody>,
@@ -153,10 +161,10 @@ impl Pool {
     /// The most recently used idle connection to `endpoint` that is still open.
     fn checkout(&self, endpoint: &Authority) -> Option<SendRequest<RequestBody>> {
         loop {
-            let Idle { sender, since } = self.idle.get_mut(endpoint)?.pop()?;
+            let Idle { sender, since } = self.idle().get_mut(endpoint)?.pop()?;
             if since.elapsed() >= self.idle_timeout {
                 // The newest is too old, so all are.
-                if let Some(mut idle) = self.idle.get_mut(endpoint) {
+                if let Some(mut idle) = self.idle().get_mut(endpoint) {
                     idle.retain(|i| i.since.elapsed() < self.idle_timeout);
                 }
                 return None;
@@ -202,7 +210,7 @@ impl Pool {
             return;
         }
         {
-            let mut idle = self.idle.entry(endpoint).or_default();
+            let mut idle = self.idle().entry(endpoint).or_default();
             if idle.len() >= self.max_idle {
                 idle.remove(0);
             }
@@ -226,10 +234,12 @@ async fn reap(pool: Weak<Pool>) {
     loop {
         tokio::time::sleep(every).await;
         let Some(pool) = pool.upgrade() else { return };
-        pool.idle.retain(|_, idle| {
-            idle.retain(|i| i.since.elapsed() < pool.idle_timeout && !i.sender.is_closed());
-            !idle.is_empty()
-        });
+        for worker in &pool.idle {
+            worker.retain(|_, idle| {
+                idle.retain(|i| i.since.elapsed() < pool.idle_timeout && !i.sender.is_closed());
+                !idle.is_empty()
+            });
+        }
     }
 }
 

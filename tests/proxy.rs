@@ -442,13 +442,23 @@ async fn counting_upstream(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
+    // Upstream connections are pooled per worker thread, so the requests share one client
+    // connection: it stays on the worker that accepted it.
+    let client = client();
+    let get = |web: SocketAddr| {
+        let req = Request::get(format!("http://{web}/"))
+            .header("host", "app.test")
+            .body(Full::default())
+            .unwrap();
+        send(&client, req)
+    };
     // An endpoint that closes connections idle for 400 ms: the next request must not fail on
     // the pooled connection the endpoint closed, but go out on a new one.
     let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
     let m = app(addr);
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     for _ in 0..5 {
-        let reply = get(fjord.web, "app.test", "/").await;
+        let reply = get(fjord.web).await;
         assert_eq!(
             (reply.status.as_u16(), reply.body.as_str()),
             (200, "pooled")
@@ -457,7 +467,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for _ in 0..3 {
-        let reply = get(fjord.web, "app.test", "/").await;
+        let reply = get(fjord.web).await;
         assert_eq!(
             reply.status, 200,
             "a closed pooled connection is not an error"
@@ -475,7 +485,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
             "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
         ),
     );
-    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    assert_eq!(get(fjord.web).await.status, 200);
     assert_eq!(open.load(Ordering::SeqCst), 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while open.load(Ordering::SeqCst) > 0 {
@@ -485,7 +495,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    assert_eq!(get(fjord.web).await.status, 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
