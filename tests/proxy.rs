@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, client, get, ingress, send, service};
 
 async fn echo(name: &str) -> Echo {
@@ -744,5 +744,103 @@ async fn a_request_head_gets_request_header_timeout_from_its_first_byte() {
     assert!(
         !String::from_utf8_lossy(&rest).contains(" 200 "),
         "{rest:?}"
+    );
+}
+
+/// An upstream that streams: to `/stream`, one chunk, then the rest once `go` fires; to
+/// `/big`, 1 MiB with a `Content-Length`. Counts the connections it accepted.
+async fn streaming_upstream(go: Arc<tokio::sync::Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::<AtomicUsize>::default();
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let go = Arc::clone(&go);
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                loop {
+                    let mut target = String::new();
+                    let mut line = String::new();
+                    while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
+                        if target.is_empty() {
+                            target = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                        }
+                        line.clear();
+                    }
+                    if target.is_empty() {
+                        return;
+                    }
+                    let s = stream.get_mut();
+                    if target == "/stream" {
+                        let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                        s.write_all(format!("{head}5\r\nfirst\r\n").as_bytes())
+                            .await
+                            .unwrap();
+                        go.notified().await;
+                        s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+                    } else {
+                        let body: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        s.write_all(head.as_bytes()).await.unwrap();
+                        s.write_all(&body).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn response_bodies_stream_through_and_their_connection_is_reused() {
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (addr, accepted) = streaming_upstream(Arc::clone(&go)).await;
+    let m = app(addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    let client = client();
+    let get = |path: &str| {
+        let req = Request::get(format!("http://{web}{path}"))
+            .header("host", "app.test")
+            .body(Full::default())
+            .unwrap();
+        client.request(req)
+    };
+
+    // The first chunk reaches the client while the endpoint holds back the rest.
+    let mut response = get("/stream").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), response.body_mut().frame())
+        .await
+        .expect("the first chunk was held back until the body ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    go.notify_one();
+    let rest = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "last");
+
+    // A large body arrives whole, on the same upstream connection.
+    let big = get("/big")
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(big.len(), 1 << 20);
+    assert!(
+        big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+        "the body was altered"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection, reused"
     );
 }
