@@ -656,6 +656,15 @@ async fn a_keep_alive_connection_parked_between_requests_loses_no_byte_and_no_ti
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"path\": \"/three\""), "{body}");
 
+    // A connection in use parks once it has gone a second without a request, and wakes up.
+    std::thread::sleep(Duration::from_millis(1500));
+    writer
+        .write_all(b"GET /four HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = read_response(&mut conn);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"path\": \"/four\""), "{body}");
+
     // Idle past the idle timeout: fjord closes the connection.
     let idle = Instant::now();
     let mut rest = Vec::new();

@@ -1,6 +1,6 @@
 //! One client connection: HTTP/1.1 or HTTP/2 (by ALPN, or by the preface of a client with
 //! prior knowledge) served by hyper, with an idle timeout, graceful shutdown, and each request
-//! handed to the [`Proxy`]. An HTTP/1.1 connection is parked between requests ([`park`]).
+//! handed to the [`Proxy`]. An idle HTTP/1.1 connection is parked ([`park`]).
 
 mod park;
 
@@ -9,7 +9,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use self::park::{HeadTimer, Park, Signals, Socket};
+use self::park::{HeadTimer, PARK_AFTER, Park, Signals, Socket};
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::balance;
 use crate::config;
@@ -214,6 +214,8 @@ impl Server {
                 return;
             }
 
+            // When the connection last parked (`balance::now`); 0 before it first did.
+            let mut parked_at = 0;
             loop {
                 // Parked: the socket and this task are all the connection holds.
                 let arrived = poll_fn(|cx| socket.poll_arrival(cx));
@@ -222,7 +224,15 @@ impl Server {
                 }
                 // The request head's time starts with its first byte.
                 conn.signals.head_started();
-                let served = conn.requests.load(Ordering::Relaxed);
+                // A connection in use (its request comes soon after it parked) keeps hyper's
+                // state between requests until it goes [`PARK_AFTER`] without one; otherwise,
+                // like one that only ever sends a request, it parks again right after this one.
+                let busy = parked_at != 0
+                    && Duration::from_nanos(balance::now().saturating_sub(parked_at)) < PARK_AFTER;
+                let parking = Parking {
+                    served: conn.requests.load(Ordering::Relaxed),
+                    after: if busy { PARK_AFTER } else { Duration::ZERO },
+                };
                 // The entry point's settings with this connection's timer, made for each
                 // request: kept per connection, they would be 100 bytes more to park.
                 let mut h1 = conn.server.h1.clone();
@@ -233,12 +243,13 @@ impl Server {
                 let graceful = http1::UpgradeableConnection::graceful_shutdown;
                 // Boxed with hyper's state, which it owns until the connection parks again.
                 let (served, http) =
-                    Box::pin(drive(http, graceful, &conn, &mut waits, Some(served))).await;
+                    Box::pin(drive(http, graceful, &conn, &mut waits, Some(parking))).await;
                 if let Served::Closed = served {
                     return;
                 }
                 // Idle, so everything written is flushed and no request is in progress: hyper's
-                // state goes, and what it had read past the last request goes back to the socket.
+                // state goes, and what it had read past the last request (if a head began just
+                // now) goes back to the socket.
                 let Some(parts) = http.into_parts() else {
                     return;
                 };
@@ -246,6 +257,7 @@ impl Server {
                 socket.unread(&parts.read_buf);
                 // Parked: the wait for the next request is idle time, not the head's.
                 conn.signals.head_ended();
+                parked_at = balance::now();
             }
         }
     }
@@ -272,42 +284,81 @@ async fn until_idle<T>(
     }
 }
 
-/// Runs hyper's connection until it ends or, if `park_after` is the count of requests before
-/// it started, until it is idle after serving at least one more; then gives it back.
+/// When an HTTP/1.1 connection's hyper state is to be given back to park the connection.
+#[derive(Clone, Copy)]
+struct Parking {
+    /// Requests the connection had served before: it parks only after one more.
+    served: u64,
+    /// How long it must then go without a request.
+    after: Duration,
+}
+
+/// Runs hyper's connection until it ends or, with `parking`, until it is to park; then gives
+/// it back.
 async fn drive<C>(
     mut http: C,
     graceful_shutdown: impl Fn(Pin<&mut C>),
     conn: &Connection,
     waits: &mut Waits<'_, '_>,
-    park_after: Option<u64>,
+    parking: Option<Parking>,
 ) -> (Served, C)
 where
     C: Future<Output = hyper::Result<()>> + Unpin,
 {
     let mut closing = false;
+    // In how many nanoseconds an idle connection is to park (0: not idle): the timer is moved
+    // up to then if it would fire later. Once it is (`armed`), a request going idle needs no
+    // clock reading: the timer fires by then and the connection is looked at again.
+    let park_in = AtomicU64::new(0);
+    let armed = AtomicBool::new(false);
     loop {
-        let park = park_after.filter(|_| !closing);
+        let park = parking.filter(|_| !closing);
         let served = poll_fn(|cx| match Pin::new(&mut http).poll(cx) {
             Poll::Ready(result) => Poll::Ready(Some(result)),
             Poll::Pending => {
-                let idle = park.is_some_and(|n| {
-                    conn.signals.is_idle() && conn.requests.load(Ordering::Relaxed) > n
+                let idle = park.filter(|p| {
+                    !armed.load(Ordering::Relaxed)
+                        && conn.signals.is_idle()
+                        && conn.signals.head_for().is_none()
+                        && conn.requests.load(Ordering::Relaxed) > p.served
                 });
-                if idle {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
+                if let Some(park) = idle {
+                    if park.after.is_zero() {
+                        return Poll::Ready(None);
+                    }
+                    match park.after.checked_sub(conn.idle_for()) {
+                        None | Some(Duration::ZERO) => return Poll::Ready(None),
+                        Some(wait) => park_in.store(
+                            u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        ),
+                    }
                 }
+                Poll::Pending
             }
         });
+        let timer = poll_fn(|cx| {
+            let wait = park_in.swap(0, Ordering::Relaxed);
+            if wait > 0 {
+                let at = tokio::time::Instant::now() + Duration::from_nanos(wait);
+                if at < waits.timer.deadline() {
+                    waits.timer.as_mut().reset(at);
+                }
+                armed.store(true, Ordering::Relaxed);
+            }
+            waits.timer.as_mut().poll(cx)
+        });
         let served = tokio::select! {
+            // The connection first: the timer learns from it when to park.
+            biased;
             served = served => served,
             () = waits.cancelled.as_mut(), if !closing => {
                 graceful_shutdown(Pin::new(&mut http));
                 closing = true;
                 continue;
             }
-            () = waits.timer.as_mut(), if !closing => {
+            () = timer, if !closing => {
+                armed.store(false, Ordering::Relaxed);
                 match conn.due() {
                     // A client too slow with its request head gets no more time.
                     Due::Head => return (Served::Closed, http),
