@@ -853,3 +853,34 @@ async fn response_bodies_stream_through_and_their_connection_is_reused() {
         "one upstream connection, reused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_is_served_by_as_many_worker_threads_as_asked() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::launch(
+        &["--manifests".as_ref(), m.path().as_os_str()],
+        LOOPBACK_CONFIG,
+        &[("TOKIO_WORKER_THREADS", "3")],
+    );
+    fjord.wait_ready();
+    let mut workers: Vec<String> = fjord
+        .threads()
+        .into_iter()
+        .filter(|t| t.starts_with("fjord-worker-"))
+        .collect();
+    workers.sort();
+    assert_eq!(
+        workers,
+        ["fjord-worker-0", "fjord-worker-1", "fjord-worker-2"]
+    );
+    fjord.wait_for_log("\"workers\":3");
+    // Connections at once, each on whichever worker accepts it, all answered.
+    let replies =
+        futures_util::future::join_all((0..24).map(|_| get(fjord.web, "app.test", "/"))).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status == 200 && r.backend().as_deref() == Some("app"))
+    );
+}

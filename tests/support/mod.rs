@@ -184,6 +184,15 @@ impl Fjord {
         kib * 1024
     }
 
+    /// The names of the process's threads.
+    pub fn threads(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
     /// Waits for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
