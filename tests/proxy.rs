@@ -443,34 +443,38 @@ async fn counting_upstream(
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
     // Upstream connections are pooled per worker thread, so the requests share one client
-    // connection: it stays on the worker that accepted it.
-    let client = client();
-    let get = |web: SocketAddr| {
-        let req = Request::get(format!("http://{web}/"))
-            .header("host", "app.test")
-            .body(Full::default())
+    // connection: it stays on the worker that accepted it. (A pooling client may open a second
+    // one when the first is not back in its pool yet, which could land on another worker.)
+    let keep_alive = |web: SocketAddr| {
+        let stream = TcpStream::connect(web).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        send(&client, req)
+        std::io::BufReader::new(stream)
+    };
+    let get = |conn: &mut std::io::BufReader<TcpStream>| {
+        conn.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .unwrap();
+        let (status, _, body) = read_response(conn);
+        (status, body)
     };
     // An endpoint that closes connections idle for 400 ms: the next request must not fail on
     // the pooled connection the endpoint closed, but go out on a new one.
     let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
     let m = app(addr);
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let mut conn = keep_alive(fjord.web);
     for _ in 0..5 {
-        let reply = get(fjord.web).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.body.as_str()),
-            (200, "pooled")
-        );
+        assert_eq!(get(&mut conn), (200, "pooled".to_owned()));
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for _ in 0..3 {
-        let reply = get(fjord.web).await;
+        let (status, body) = get(&mut conn);
         assert_eq!(
-            reply.status, 200,
-            "a closed pooled connection is not an error"
+            status, 200,
+            "a closed pooled connection is not an error: {body}"
         );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "one new connection");
@@ -485,7 +489,8 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
             "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
         ),
     );
-    assert_eq!(get(fjord.web).await.status, 200);
+    let mut conn = keep_alive(fjord.web);
+    assert_eq!(get(&mut conn).0, 200);
     assert_eq!(open.load(Ordering::SeqCst), 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while open.load(Ordering::SeqCst) > 0 {
@@ -495,7 +500,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(get(fjord.web).await.status, 200);
+    assert_eq!(get(&mut conn).0, 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -810,18 +815,22 @@ async fn response_bodies_stream_through_and_their_connection_is_reused() {
     let (addr, accepted) = streaming_upstream(Arc::clone(&go)).await;
     let m = app(addr);
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
-    let web = fjord.web;
-    let client = client();
-    let get = |path: &str| {
-        let req = Request::get(format!("http://{web}{path}"))
-            .header("host", "app.test")
-            .body(Full::default())
+    // One client connection, so one worker and its upstream pool.
+    let stream = tokio::net::TcpStream::connect(fjord.web).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
             .unwrap();
-        client.request(req)
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        Request::get(path)
+            .header("host", "app.test")
+            .body(Full::<Bytes>::default())
+            .unwrap()
     };
 
     // The first chunk reaches the client while the endpoint holds back the rest.
-    let mut response = get("/stream").await.unwrap();
+    let mut response = sender.send_request(get("/stream")).await.unwrap();
     assert_eq!(response.status(), 200);
     let first = tokio::time::timeout(Duration::from_secs(5), response.body_mut().frame())
         .await
@@ -834,14 +843,9 @@ async fn response_bodies_stream_through_and_their_connection_is_reused() {
     assert_eq!(rest, "last");
 
     // A large body arrives whole, on the same upstream connection.
-    let big = get("/big")
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+    sender.ready().await.unwrap();
+    let big = sender.send_request(get("/big")).await.unwrap();
+    let big = big.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(big.len(), 1 << 20);
     assert!(
         big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
