@@ -652,23 +652,18 @@ async fn a_keep_alive_connection_parked_between_requests_loses_no_byte_and_no_ti
     assert_eq!((status, backend.as_str()), (200, "app"), "{body}");
     assert!(body.contains("\"path\": \"/two\""), "{body}");
 
+    // A whole request after `pause`, answered.
+    let mut after = |pause: u64, path: &str| {
+        std::thread::sleep(Duration::from_millis(pause));
+        write!(writer, "GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        let (status, _, body) = read_response(&mut conn);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("\"path\": \"{path}\"")), "{body}");
+    };
     // Between requests only the idle timeout counts, not the time to send a request head.
-    std::thread::sleep(Duration::from_millis(900));
-    writer
-        .write_all(b"GET /three HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .unwrap();
-    let (status, _, body) = read_response(&mut conn);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"path\": \"/three\""), "{body}");
-
+    after(900, "/three");
     // A connection in use parks once it has gone a second without a request, and wakes up.
-    std::thread::sleep(Duration::from_millis(1500));
-    writer
-        .write_all(b"GET /four HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .unwrap();
-    let (status, _, body) = read_response(&mut conn);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"path\": \"/four\""), "{body}");
+    after(1500, "/four");
 
     // Idle past the idle timeout: fjord closes the connection.
     let idle = Instant::now();
