@@ -326,7 +326,7 @@ impl Proxy {
         let retry = chain
             .iter()
             .find_map(|m| m.retry())
-            .filter(|_| bodyless && idempotent(&parts.method));
+            .filter(|_| bodyless && upstream::idempotent(&parts.method));
         let attempts = match retry {
             Some(r) => r.attempts.max(1),
             None if bodyless && endpoints.len() > 1 => 2,
@@ -545,20 +545,6 @@ fn connect_error_kind(e: &std::io::Error) -> &'static str {
         _ if e.to_string().contains("lookup") => "dns",
         _ => "other",
     }
-}
-
-/// Methods a client expects may be repeated (RFC 9110 §9.2.2).
-fn idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
 }
 
 fn no_endpoint(target: &Target) -> ProxyError {

@@ -128,10 +128,17 @@ impl Pool {
         endpoint: &Authority,
     ) -> Result<Response<Body>, Failure> {
         loop {
-            let (mut sender, reused) = match self.checkout(endpoint) {
-                Some(sender) => (sender, true),
-                None => (self.connect(endpoint).await?, false),
+            let (mut sender, idled) = match self.checkout(endpoint) {
+                Some((sender, idled)) => (sender, Some(idled)),
+                None => (self.connect(endpoint).await?, None),
             };
+            // An endpoint may close a connection that idled up to its keep-alive timeout just
+            // as a request goes out on it. A request safe to repeat then goes out again, as
+            // nginx does; its head is copied for that only where this can happen, since a copy
+            // per request would cost every request.
+            let again = idled
+                .filter(|idled| *idled >= MAY_BE_CLOSED_AFTER)
+                .and_then(|_| replayable(&request));
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
@@ -149,20 +156,27 @@ impl Pool {
                 }
                 // A pooled connection the endpoint closed while it idled: the request never
                 // left, so it goes out on another connection, whatever its method.
-                Err(mut e) if reused => match e.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(Failure::Http(e.into_error())),
+                Err(mut e) if idled.is_some() => match (e.take_message(), again) {
+                    (Some(unsent), _) => request = unsent,
+                    // It left, and the endpoint closed the connection without an answer.
+                    (None, Some(again)) if closed_unanswered(e.error()) => {
+                        tracing::debug!(%endpoint, error = %e.error(), "pooled connection closed under a request; sending it again");
+                        request = again;
+                    }
+                    (None, _) => return Err(Failure::Http(e.into_error())),
                 },
                 Err(e) => return Err(Failure::Http(e.into_error())),
             }
         }
     }
 
-    /// The most recently used idle connection to `endpoint` that is still open.
-    fn checkout(&self, endpoint: &Authority) -> Option<SendRequest<RequestBody>> {
+    /// The most recently used idle connection to `endpoint` that is still open, and how long
+    /// it idled.
+    fn checkout(&self, endpoint: &Authority) -> Option<(SendRequest<RequestBody>, Duration)> {
         loop {
             let Idle { sender, since } = self.idle().get_mut(endpoint)?.pop()?;
-            if since.elapsed() >= self.idle_timeout {
+            let idled = since.elapsed();
+            if idled >= self.idle_timeout {
                 // The newest is too old, so all are.
                 if let Some(mut idle) = self.idle().get_mut(endpoint) {
                     idle.retain(|i| i.since.elapsed() < self.idle_timeout);
@@ -171,7 +185,7 @@ impl Pool {
             }
             // Not ready is closed: the pool holds only connections that were ready when put.
             if sender.is_ready() {
-                return Some(sender);
+                return Some((sender, idled));
             }
         }
     }
@@ -223,6 +237,57 @@ impl Pool {
             tokio::spawn(reap(Arc::downgrade(&self)));
         }
     }
+}
+
+/// How long a pooled connection idles before an endpoint may close it under a request: below
+/// every common keep-alive timeout (gunicorn's 2 s, Node's and uvicorn's 5 s), above the gaps
+/// between requests of a busy connection.
+const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
+
+/// Methods a client expects may be repeated (RFC 9110 §9.2.2).
+pub fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// A copy of `request` to send again, if it may be: idempotent, without a body, not an upgrade.
+fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    if !idempotent(request.method())
+        || !request.body().is_end_stream()
+        || request.headers().contains_key(header::UPGRADE)
+    {
+        return None;
+    }
+    let mut again = Request::new(Either::Right(Empty::new()));
+    *again.method_mut() = request.method().clone();
+    *again.uri_mut() = request.uri().clone();
+    *again.version_mut() = request.version();
+    *again.headers_mut() = request.headers().clone();
+    Some(again)
+}
+
+/// Whether the endpoint closed the connection before any of its answer arrived.
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_incomplete_message()
+        || e.source()
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                )
+            })
 }
 
 /// Closes connections that idled past the idle timeout, until the pool is gone.

@@ -504,6 +504,103 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
+/// An endpoint that answers each connection's first request (`conn N`) and closes the
+/// connection, unanswered, on reading its second, as one whose keep-alive timeout runs out just
+/// as the request arrives. Returns its address and the requests it read (`METHOD /path`).
+async fn closing_on_second_request() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        for n in 1.. {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut conn = tokio::io::BufReader::new(stream);
+                for served in 0..2 {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_owned());
+                    }
+                    let length = head
+                        .iter()
+                        .find_map(|h| {
+                            h.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(str::to_owned)
+                        })
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    let mut body = vec![0; length];
+                    conn.read_exact(&mut body).await.unwrap();
+                    let line = head[0].rsplit_once(' ').unwrap().0.to_owned();
+                    log.lock().unwrap().push(line);
+                    if served == 1 {
+                        return;
+                    }
+                    let body = format!("conn {n}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    conn.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_pooled_connection() {
+    let (addr, seen) = closing_on_second_request().await;
+    let m = app(addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // One client connection, so every request is served by the worker that holds the pool.
+    let stream = TcpStream::connect(fjord.web).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut conn = std::io::BufReader::new(stream);
+    let mut send = |head: &str| {
+        conn.get_mut().write_all(head.as_bytes()).unwrap();
+        let (status, _, body) = read_response(&mut conn);
+        (status, body)
+    };
+    assert_eq!(
+        send("GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+        (200, "conn 1".to_owned())
+    );
+    // The pooled connection idles past a second: the endpoint may have closed it by then.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        send("GET /b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+        (200, "conn 2".to_owned()),
+        "a GET the endpoint dropped with its connection goes out again, on a new one"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = send("POST /c HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(status, 502, "a POST is never sent twice");
+    assert_eq!(
+        send("GET /d HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+        (200, "conn 3".to_owned())
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /a", "GET /b", "GET /b", "POST /c", "GET /d"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
     let (addr, accepted, _) = counting_upstream(None, false).await;
