@@ -20,7 +20,7 @@ use crate::metrics::METRICS;
 use crate::provider::manifests::{self, ManifestsDir};
 use crate::provider::{Loaded, kubernetes};
 use crate::proxy::{Proxy, Redirect};
-use crate::server::{self, Server};
+use crate::server::{self, Draining, Server};
 use crate::snapshot::{self, Live, Snapshot};
 use crate::tls;
 use crate::translate::class::Classes;
@@ -111,13 +111,13 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         .with_context(|| format!("admin: cannot listen on {:?}", config.admin.address))?;
     tracing::info!(entrypoint = "admin", address = %admin.local_addr()?, "listening");
 
-    let draining = CancellationToken::new();
+    let draining = Draining::default();
     let stopped = CancellationToken::new();
     tokio::spawn(crate::admin::serve(
         admin.into_std()?,
         Arc::clone(&live),
         Arc::clone(&acme),
-        draining.clone(),
+        draining.token().clone(),
         stopped.clone(),
     ));
 
@@ -164,7 +164,8 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             // Serving starts now, answering 503 until every watcher has listed and the first
             // snapshot is live: never a 404 for a route that exists.
             let client = kubernetes::client(&scope).await?;
-            let (feedback, lease_task) = cluster::start(client.clone(), &options, draining.clone());
+            let (feedback, lease_task) =
+                cluster::start(client.clone(), &options, draining.token().clone());
             apply.cluster = Some(feedback);
             lease = Some(lease_task);
             let mut loads = kubernetes::watch(client, &scope);
@@ -189,7 +190,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
                 move |stream, peer| Arc::clone(&server).serve(stream, peer, shutdown.clone());
             accepting.push(listener::accept(
                 l,
-                draining.clone(),
+                draining.token().clone(),
                 connections.clone(),
                 serve,
             ));
@@ -206,7 +207,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         .max()
         .unwrap_or_default();
     tracing::info!(grace = ?grace, open_connections = connections.len(), "shutting down: no new connections, finishing requests in flight");
-    draining.cancel();
+    draining.begin();
     connections.close();
     if tokio::time::timeout(grace, connections.wait())
         .await

@@ -2,6 +2,7 @@
 //! prior knowledge) served by hyper, with an idle timeout, graceful shutdown, and each request
 //! handed to the [`Proxy`]. An idle HTTP/1.1 connection is parked ([`park`]).
 
+mod draining;
 mod park;
 
 use std::convert::Infallible;
@@ -23,8 +24,8 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+pub use self::draining::Draining;
 use self::park::{HeadTimer, PARK_AFTER, Park, Signals, Socket};
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::balance;
@@ -113,7 +114,7 @@ impl Server {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        shutdown: CancellationToken,
+        shutdown: Draining,
     ) -> impl Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
@@ -132,7 +133,7 @@ impl Server {
         stream: TcpStream,
         peer: SocketAddr,
         local_port: u16,
-        shutdown: CancellationToken,
+        shutdown: Draining,
     ) {
         let Some(tls) = &self.tls else { return };
         // A client that never finishes the handshake holds nothing past the timeout.
@@ -183,14 +184,14 @@ impl Server {
         conn: Arc<Connection>,
         io: I,
         h2: Option<bool>,
-        shutdown: CancellationToken,
+        shutdown: Draining,
     ) -> impl Future<Output = ()> + Send + 'static {
         let mut socket = Socket::new(io, conn.signals.clone());
         async move {
             let _open = Open::new(&conn.server.entry.name, conn.client.is_tls());
             // One timer and one shutdown wait for the connection's whole life.
             let timer = tokio::time::sleep(conn.next_check());
-            let cancelled = shutdown.cancelled();
+            let cancelled = shutdown.wait();
             tokio::pin!(timer, cancelled);
             let mut waits = Waits { timer, cancelled };
 
@@ -386,7 +387,7 @@ where
 /// The waits every state of a connection races: its idle deadline and the shutdown signal.
 struct Waits<'a, 'b> {
     timer: Pin<&'a mut tokio::time::Sleep>,
-    cancelled: Pin<&'a mut WaitForCancellationFuture<'b>>,
+    cancelled: Pin<&'a mut draining::Wait<'b>>,
 }
 
 impl Waits<'_, '_> {
