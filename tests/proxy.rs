@@ -368,6 +368,11 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
         (reply.status.as_u16(), reply.backend().as_deref()),
         (200, Some("app"))
     );
+    assert_eq!(
+        reply.headers.get("connection").map(|v| v.to_str().unwrap()),
+        Some("close"),
+        "the client is told not to send another request on the connection"
+    );
     assert_eq!(fjord.wait_exit(Duration::from_secs(15)), Some(0));
 }
 
