@@ -274,7 +274,7 @@ fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     Some(again)
 }
 
-/// Whether the endpoint closed the connection before any of its answer arrived.
+/// Whether the endpoint closed (or reset) the connection before its answer's head was complete.
 fn closed_unanswered(e: &hyper::Error) -> bool {
     use std::error::Error as _;
     e.is_incomplete_message()
