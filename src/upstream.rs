@@ -8,16 +8,21 @@
 //! legacy client because that one hashes a scheme and authority key per request, wants an
 //! absolute URI it then rewrites, and spawns a task per response to find out when the
 //! connection is free again. Here the response body itself hands the connection back.
+//!
+//! Each connection carries the timer that bounds its responses' heads. Moving a registered
+//! timer's deadline later is one atomic write, where a timer per request would be registered
+//! with the runtime's timer wheel and removed from it again, each under its lock.
 
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body as _, Frame, SizeHint};
@@ -26,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::ServersTransport;
 use crate::counted::Received;
@@ -42,10 +48,15 @@ pub struct Upstream {
     response_header_timeout: Duration,
 }
 
+/// Endpoint → its idle connections, oldest first. Keys are endpoint addresses from the
+/// cluster's configuration, not from clients, so a fast hash without flood resistance will do.
+type IdleMap = HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Pool {
-    /// Idle connections per worker ([`workers::current`]) and endpoint, oldest first.
-    idle: Box<[DashMap<Authority, Vec<Idle>>]>,
+    /// Idle connections per worker ([`workers::current`]). Only that worker takes the lock,
+    /// except the reaper now and then, so it is never contended.
+    idle: Box<[Mutex<IdleMap>]>,
     dial_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -54,14 +65,23 @@ struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
+}
+
+/// One upstream connection: the handle requests are sent through, and the timer that bounds
+/// the wait for each response's head.
+#[derive(Debug)]
+struct Conn {
+    sender: SendRequest<RequestBody>,
+    timer: Pin<Box<Sleep>>,
 }
 
 /// Why an exchange failed, before it is tied to an endpoint's name.
 enum Failure {
     Connect(io::Error),
     Http(hyper::Error),
+    Timeout,
 }
 
 impl Upstream {
@@ -70,7 +90,7 @@ impl Upstream {
         let timeouts = &transport.forwarding_timeouts;
         Self {
             pool: Arc::new(Pool {
-                idle: (0..workers.max(1)).map(|_| DashMap::new()).collect(),
+                idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
                 dial_timeout: timeouts.dial_timeout,
                 idle_timeout: timeouts.idle_conn_timeout,
                 max_idle: transport.max_idle_conns_per_host,
@@ -94,21 +114,23 @@ impl Upstream {
         {
             request.headers_mut().insert(header::HOST, host);
         }
-        let exchange = Arc::clone(&self.pool).exchange(request, endpoint);
-        match tokio::time::timeout(self.response_header_timeout, exchange).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(Failure::Connect(source))) => Err(ProxyError::Connect {
+        let now = Instant::now();
+        let deadline = now + self.response_header_timeout;
+        let exchange = Arc::clone(&self.pool).exchange(request, endpoint, now, deadline);
+        match exchange.await {
+            Ok(response) => Ok(response),
+            Err(Failure::Connect(source)) => Err(ProxyError::Connect {
                 endpoint: endpoint.to_string(),
                 source,
             }),
-            Ok(Err(Failure::Http(e))) if caused_by::<LengthLimitError>(&e) => {
+            Err(Failure::Http(e)) if caused_by::<LengthLimitError>(&e) => {
                 Err(ProxyError::BodyTooLarge { limit: body_limit })
             }
-            Ok(Err(Failure::Http(source))) => Err(ProxyError::Upstream {
+            Err(Failure::Http(source)) => Err(ProxyError::Upstream {
                 endpoint: endpoint.to_string(),
                 source,
             }),
-            Err(_) => Err(ProxyError::Timeout {
+            Err(Failure::Timeout) => Err(ProxyError::Timeout {
                 endpoint: endpoint.to_string(),
                 timeout: self.response_header_timeout,
             }),
@@ -118,19 +140,25 @@ impl Upstream {
 
 impl Pool {
     /// This worker's idle connections.
-    fn idle(&self) -> &DashMap<Authority, Vec<Idle>> {
-        &self.idle[workers::current() % self.idle.len()]
+    fn idle(&self) -> MutexGuard<'_, IdleMap> {
+        self.idle[workers::current() % self.idle.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Sends `request` over a pooled or new connection to `endpoint`, and waits until
+    /// `deadline` for the response head. `now` is when the wait began.
     async fn exchange(
         self: Arc<Self>,
         mut request: Request<RequestBody>,
         endpoint: &Authority,
+        now: Instant,
+        deadline: Instant,
     ) -> Result<Response<Body>, Failure> {
         loop {
-            let (mut sender, idled) = match self.checkout(endpoint) {
-                Some((sender, idled)) => (sender, Some(idled)),
-                None => (self.connect(endpoint).await?, None),
+            let (mut conn, idled) = match self.checkout(endpoint, now) {
+                Some((conn, idled)) => (conn, Some(idled)),
+                None => (self.connect(endpoint, deadline).await?, None),
             };
             // An endpoint may close a connection that idled up to its keep-alive timeout just
             // as a request goes out on it. A request safe to repeat then goes out again, as
@@ -139,13 +167,21 @@ impl Pool {
             let again = idled
                 .filter(|idled| *idled >= MAY_BE_CLOSED_AFTER)
                 .and_then(|_| replayable(&request));
-            match sender.try_send_request(request).await {
-                Ok(response) => {
+            conn.timer.as_mut().reset(deadline);
+            let mut sent = pin!(conn.sender.try_send_request(request));
+            let timer = &mut conn.timer;
+            let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
+                Poll::Ready(sent) => Poll::Ready(Some(sent)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+            });
+            match sent.await {
+                None => return Err(Failure::Timeout),
+                Some(Ok(response)) => {
                     let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
                     let mut back = reusable.then(|| Back {
                         pool: Arc::clone(&self),
                         endpoint: endpoint.clone(),
-                        sender,
+                        conn,
                     });
                     if response.body().is_end_stream()
                         && let Some(back) = back.take()
@@ -156,7 +192,7 @@ impl Pool {
                 }
                 // A pooled connection the endpoint closed while it idled: the request never
                 // left, so it goes out on another connection, whatever its method.
-                Err(mut e) if idled.is_some() => match (e.take_message(), again) {
+                Some(Err(mut e)) if idled.is_some() => match (e.take_message(), again) {
                     (Some(unsent), _) => request = unsent,
                     // It left, and the endpoint closed the connection without an answer.
                     (None, Some(again)) if closed_unanswered(e.error()) => {
@@ -165,34 +201,37 @@ impl Pool {
                     }
                     (None, _) => return Err(Failure::Http(e.into_error())),
                 },
-                Err(e) => return Err(Failure::Http(e.into_error())),
+                Some(Err(e)) => return Err(Failure::Http(e.into_error())),
             }
         }
     }
 
     /// The most recently used idle connection to `endpoint` that is still open, and how long
-    /// it idled.
-    fn checkout(&self, endpoint: &Authority) -> Option<(SendRequest<RequestBody>, Duration)> {
-        loop {
-            let Idle { sender, since } = self.idle().get_mut(endpoint)?.pop()?;
-            let idled = since.elapsed();
+    /// it had idled at `now`.
+    fn checkout(&self, endpoint: &Authority, now: Instant) -> Option<(Conn, Duration)> {
+        let mut idle = self.idle();
+        let conns = idle.get_mut(endpoint)?;
+        while let Some(Idle { conn, since }) = conns.pop() {
+            let idled = now.saturating_duration_since(since);
             if idled >= self.idle_timeout {
                 // The newest is too old, so all are.
-                if let Some(mut idle) = self.idle().get_mut(endpoint) {
-                    idle.retain(|i| i.since.elapsed() < self.idle_timeout);
-                }
+                conns.clear();
                 return None;
             }
             // Not ready is closed: the pool holds only connections that were ready when put.
-            if sender.is_ready() {
-                return Some((sender, idled));
+            if conn.sender.is_ready() {
+                return Some((conn, idled));
             }
         }
+        None
     }
 
-    async fn connect(&self, endpoint: &Authority) -> Result<SendRequest<RequestBody>, Failure> {
-        let stream = tokio::time::timeout(self.dial_timeout, TcpStream::connect(endpoint.as_str()))
+    /// A new connection to `endpoint`, if made before `deadline`.
+    async fn connect(&self, endpoint: &Authority, deadline: Instant) -> Result<Conn, Failure> {
+        let dial = tokio::time::timeout(self.dial_timeout, TcpStream::connect(endpoint.as_str()));
+        let stream = tokio::time::timeout_at(deadline, dial)
             .await
+            .map_err(|_| Failure::Timeout)?
             .map_err(|_| {
                 Failure::Connect(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -213,23 +252,27 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+        })
     }
 
-    fn put(self: Arc<Self>, endpoint: Authority, sender: SendRequest<RequestBody>) {
+    fn put(self: Arc<Self>, endpoint: Authority, conn: Conn) {
         // A connection not ready for another request now may never be: one still sending a
         // request body the endpoint answered early waits on that client. It is dropped (and
         // closes once done) rather than pooled for a later request to wait on.
-        if self.max_idle == 0 || !sender.is_ready() {
+        if self.max_idle == 0 || !conn.sender.is_ready() {
             return;
         }
         {
-            let mut idle = self.idle().entry(endpoint).or_default();
-            if idle.len() >= self.max_idle {
-                idle.remove(0);
+            let mut idle = self.idle();
+            let conns = idle.entry(endpoint).or_default();
+            if conns.len() >= self.max_idle {
+                conns.remove(0);
             }
-            idle.push(Idle {
-                sender,
+            conns.push(Idle {
+                conn,
                 since: Instant::now(),
             });
         }
@@ -300,9 +343,12 @@ async fn reap(pool: Weak<Pool>) {
         tokio::time::sleep(every).await;
         let Some(pool) = pool.upgrade() else { return };
         for worker in &pool.idle {
-            worker.retain(|_, idle| {
-                idle.retain(|i| i.since.elapsed() < pool.idle_timeout && !i.sender.is_closed());
-                !idle.is_empty()
+            let mut idle = worker.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.retain(|_, conns| {
+                conns.retain(|i| {
+                    i.since.elapsed() < pool.idle_timeout && !i.conn.sender.is_closed()
+                });
+                !conns.is_empty()
             });
         }
     }
@@ -320,12 +366,12 @@ pub struct Body {
 struct Back {
     pool: Arc<Pool>,
     endpoint: Authority,
-    sender: SendRequest<RequestBody>,
+    conn: Conn,
 }
 
 impl Back {
     fn release(self) {
-        self.pool.put(self.endpoint, self.sender);
+        self.pool.put(self.endpoint, self.conn);
     }
 }
 

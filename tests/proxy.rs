@@ -221,6 +221,52 @@ async fn error_statuses() {
     );
 }
 
+/// A pooled connection keeps the timer for its responses' heads from request to request, so
+/// each request must still get the whole timeout: when the last request's deadline is still
+/// ahead, and when it passed while the connection idled.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_request_on_a_pooled_connection_gets_the_whole_response_header_timeout() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    // One worker, so that every request finds the connection in the same worker's pool.
+    let fjord = Fjord::launch(
+        &["--manifests".as_ref(), m.path().as_os_str()],
+        &config(
+            "",
+            "serversTransport:\n  forwardingTimeouts: {responseHeaderTimeout: 1s}\n",
+        ),
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
+    fjord.wait_ready();
+    let web = fjord.web;
+
+    // The second answer comes 1.2 s after the first request began: past that one's deadline.
+    assert_eq!(
+        get(web, "app.test", "/delay/500").await.status.as_u16(),
+        200
+    );
+    assert_eq!(
+        get(web, "app.test", "/delay/700").await.status.as_u16(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        get(web, "app.test", "/delay/100").await.status.as_u16(),
+        200
+    );
+    // The timeout still ends a slow answer.
+    let r = get(web, "app.test", "/delay/3000").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (504, "504 gateway timeout\n")
+    );
+    assert_eq!(
+        backend.connections(),
+        1,
+        "all four requests went over one pooled connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn body_and_header_limits() {
     let backend = echo("app").await;
