@@ -345,9 +345,10 @@ impl Proxy {
                 .filter(|l| *l > 0)
                 .unwrap_or(usize::MAX),
         );
-        let mut sent = self
-            .send(&target, first, parts, Either::Left(limited), &path, limit)
-            .await;
+        // Boxed, the 2.5 KB exchange is built once on the heap, rather than inside this
+        // future and so inside the request's, which are copied whole each time they move.
+        let mut sent =
+            Box::pin(self.send(&target, first, parts, Either::Left(limited), &path, limit)).await;
         let mut last = first;
         for attempt in 1..attempts {
             let retryable = match &sent {
@@ -376,16 +377,15 @@ impl Proxy {
             *again.method_mut() = method.clone();
             *again.headers_mut() = headers.clone();
             let (parts, ()) = again.into_parts();
-            sent = self
-                .send(
-                    &target,
-                    next,
-                    parts,
-                    Either::Right(Empty::new()),
-                    &path,
-                    limit,
-                )
-                .await;
+            sent = Box::pin(self.send(
+                &target,
+                next,
+                parts,
+                Either::Right(Empty::new()),
+                &path,
+                limit,
+            ))
+            .await;
             last = next;
         }
         outcome.endpoint = endpoints.get(last).map(|e| e.authority.clone());

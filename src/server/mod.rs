@@ -413,7 +413,7 @@ fn service(
     let conn = Arc::clone(conn);
     service_fn(move |req| {
         let conn = Arc::clone(&conn);
-        // Boxed: a request's future is ~5 KB. Unboxed, hyper would keep that much per
+        // Boxed: a request's future is ~3 KB. Unboxed, hyper would keep that much per
         // HTTP/1.1 connection for its whole life, and copy it into each HTTP/2 stream's
         // task when spawning it.
         Box::pin(async move {
