@@ -307,7 +307,8 @@ impl Default for Admin {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServersTransport {
     pub forwarding_timeouts: ForwardingTimeouts,
-    /// Idle keep-alive connections kept per endpoint by each worker thread. Default 64.
+    /// Idle keep-alive connections kept per endpoint, shared evenly by the worker threads.
+    /// Default 200, as Traefik's.
     pub max_idle_conns_per_host: usize,
 }
 
@@ -315,7 +316,7 @@ impl Default for ServersTransport {
     fn default() -> Self {
         Self {
             forwarding_timeouts: ForwardingTimeouts::default(),
-            max_idle_conns_per_host: 64,
+            max_idle_conns_per_host: 200,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! timer's deadline later is one atomic write, where a timer per request would be registered
 //! with the runtime's timer wheel and removed from it again, each under its lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
@@ -50,7 +50,7 @@ pub struct Upstream {
 
 /// Endpoint → its idle connections, oldest first. Keys are endpoint addresses from the
 /// cluster's configuration, not from clients, so a fast hash without flood resistance will do.
-type IdleMap = HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>;
+type IdleMap = HashMap<Authority, VecDeque<Idle>, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Pool {
@@ -59,6 +59,7 @@ struct Pool {
     idle: Box<[Mutex<IdleMap>]>,
     dial_timeout: Duration,
     idle_timeout: Duration,
+    /// Idle connections kept per endpoint by each worker.
     max_idle: usize,
     reaper: AtomicBool,
 }
@@ -88,12 +89,15 @@ impl Upstream {
     /// A client for `workers` worker threads.
     pub fn new(transport: &ServersTransport, workers: usize) -> Self {
         let timeouts = &transport.forwarding_timeouts;
+        let workers = workers.max(1);
         Self {
             pool: Arc::new(Pool {
-                idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+                idle: (0..workers).map(|_| Mutex::default()).collect(),
                 dial_timeout: timeouts.dial_timeout,
                 idle_timeout: timeouts.idle_conn_timeout,
-                max_idle: transport.max_idle_conns_per_host,
+                // The limit is the process's, shared evenly: an endpoint should not see more
+                // idle connections from a node with more cores.
+                max_idle: transport.max_idle_conns_per_host.div_ceil(workers),
                 reaper: AtomicBool::new(false),
             }),
             response_header_timeout: timeouts.response_header_timeout,
@@ -211,7 +215,7 @@ impl Pool {
     fn checkout(&self, endpoint: &Authority, now: Instant) -> Option<(Conn, Duration)> {
         let mut idle = self.idle();
         let conns = idle.get_mut(endpoint)?;
-        while let Some(Idle { conn, since }) = conns.pop() {
+        while let Some(Idle { conn, since }) = conns.pop_back() {
             let idled = now.saturating_duration_since(since);
             if idled >= self.idle_timeout {
                 // The newest is too old, so all are.
@@ -269,9 +273,9 @@ impl Pool {
             let mut idle = self.idle();
             let conns = idle.entry(endpoint).or_default();
             if conns.len() >= self.max_idle {
-                conns.remove(0);
+                conns.pop_front();
             }
-            conns.push(Idle {
+            conns.push_back(Idle {
                 conn,
                 since: Instant::now(),
             });

@@ -267,6 +267,37 @@ async fn each_request_on_a_pooled_connection_gets_the_whole_response_header_time
     );
 }
 
+/// `maxIdleConnsPerHost` caps the upstream connections kept for later requests; the others
+/// close once their response is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_beyond_max_idle_conns_per_host_are_not_kept() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::launch(
+        &["--manifests".as_ref(), m.path().as_os_str()],
+        &config("", "serversTransport: {maxIdleConnsPerHost: 2}\n"),
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
+    fjord.wait_ready();
+    let web = fjord.web;
+    // Four requests at once need four connections.
+    let burst =
+        || futures_util::future::join_all((0..4).map(|_| get(web, "app.test", "/delay/500")));
+
+    for r in burst().await {
+        assert_eq!(r.status.as_u16(), 200);
+    }
+    assert_eq!(backend.connections(), 4);
+    for r in burst().await {
+        assert_eq!(r.status.as_u16(), 200);
+    }
+    assert_eq!(
+        backend.connections(),
+        6,
+        "two connections were kept from the first four, and two more were opened"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn body_and_header_limits() {
     let backend = echo("app").await;
