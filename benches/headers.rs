@@ -1,12 +1,13 @@
 //! Header rewriting for one request on its way upstream: hop-by-hop headers removed and the
 //! `X-Forwarded-*` / `X-Real-IP` set, for a typical browser request from an untrusted client
 //! and from a trusted proxy (appending to its chain), and the same request over HTTP/2 (no
-//! hop-by-hop headers at all). Run `cargo bench --bench headers`.
+//! hop-by-hop headers at all); and a response from an HTTP/1.1 backend on its way back.
+//! Run `cargo bench --bench headers`.
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use fjord::forwarded::{Client, request};
+use fjord::forwarded::{Client, request, response};
 use http::{HeaderMap, HeaderValue};
 
 fn browser_request() -> HeaderMap {
@@ -62,5 +63,31 @@ fn rewrite(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, rewrite);
+/// What nginx answers a proxied request with: its `Connection: keep-alive` is hop-by-hop.
+fn backend_response() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("server", "nginx/1.22.1"),
+        ("date", "Tue, 24 Nov 2026 10:00:00 GMT"),
+        ("content-type", "text/html; charset=utf-8"),
+        ("content-length", "3"),
+        ("connection", "keep-alive"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn rewrite_response(c: &mut Criterion) {
+    let template = backend_response();
+    c.bench_function("rewrite response headers, HTTP/1.1 backend", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |headers| response(black_box(headers), false),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, rewrite, rewrite_response);
 criterion_main!(benches);

@@ -12,8 +12,9 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones older agents still send).
-static HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones older agents still send). `Upgrade` is
+/// one too: a switch of protocols is forwarded by setting it again.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -22,6 +23,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// What the forwarded headers say about a client connection, computed once per connection.
@@ -128,7 +130,6 @@ fn set_if_absent(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue)
 pub fn response(headers: &mut HeaderMap, switching_protocols: bool) {
     if !switching_protocols {
         remove_hop_by_hop(headers);
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -149,26 +150,39 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names the message has, rather than a removal (a hash and a probe) for
-    // each name it might have: most have none of them.
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| *name == header::UPGRADE || HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
+    // each name it might have: most have none of them, or only `Connection`.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if present == [false; HOP_BY_HOP.len()] {
         return;
     }
-    // Headers the Connection header names are hop-by-hop too.
-    doomed.extend(
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()),
-    );
-    for name in doomed {
+    // Headers the Connection header names are hop-by-hop too. Its usual tokens, `keep-alive`
+    // and `close`, name no other header, so they are not made into names to remove.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
         headers.remove(name);
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
