@@ -280,7 +280,8 @@ impl Pool {
                 since: Instant::now(),
             });
         }
-        if !self.reaper.swap(true, Ordering::Relaxed) {
+        // Loaded first: a swap on every release would write the shared line each time.
+        if !self.reaper.load(Ordering::Relaxed) && !self.reaper.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(&self)));
         }
     }
