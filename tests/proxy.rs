@@ -228,16 +228,14 @@ async fn error_statuses() {
 async fn each_request_on_a_pooled_connection_gets_the_whole_response_header_timeout() {
     let backend = echo("app").await;
     let m = app(backend.addr);
-    // One worker, so that every request finds the connection in the same worker's pool.
-    let fjord = Fjord::launch(
-        &["--manifests".as_ref(), m.path().as_os_str()],
+    let fjord = Fjord::start_with_workers(
+        m.path(),
         &config(
             "",
             "serversTransport:\n  forwardingTimeouts: {responseHeaderTimeout: 1s}\n",
         ),
-        &[("TOKIO_WORKER_THREADS", "1")],
+        1,
     );
-    fjord.wait_ready();
     let web = fjord.web;
 
     // The second answer comes 1.2 s after the first request began: past that one's deadline.
@@ -273,12 +271,11 @@ async fn each_request_on_a_pooled_connection_gets_the_whole_response_header_time
 async fn upstream_connections_beyond_max_idle_conns_per_host_are_not_kept() {
     let backend = echo("app").await;
     let m = app(backend.addr);
-    let fjord = Fjord::launch(
-        &["--manifests".as_ref(), m.path().as_os_str()],
+    let fjord = Fjord::start_with_workers(
+        m.path(),
         &config("", "serversTransport: {maxIdleConnsPerHost: 2}\n"),
-        &[("TOKIO_WORKER_THREADS", "1")],
+        1,
     );
-    fjord.wait_ready();
     let web = fjord.web;
     // Four requests at once need four connections.
     let burst =
@@ -1036,12 +1033,7 @@ async fn response_bodies_stream_through_and_their_connection_is_reused() {
 async fn traffic_is_served_by_as_many_worker_threads_as_asked() {
     let backend = echo("app").await;
     let m = app(backend.addr);
-    let fjord = Fjord::launch(
-        &["--manifests".as_ref(), m.path().as_os_str()],
-        LOOPBACK_CONFIG,
-        &[("TOKIO_WORKER_THREADS", "3")],
-    );
-    fjord.wait_ready();
+    let fjord = Fjord::start_with_workers(m.path(), LOOPBACK_CONFIG, 3);
     let mut workers: Vec<String> = fjord
         .threads()
         .into_iter()

@@ -200,14 +200,8 @@ async fn requests_are_balanced_and_reloads_keep_the_upstream_pool() {
         "app.yaml",
         &ingress("app", &[("app.test", "Prefix", "/", "app")]),
     );
-    // One worker: upstream pools are per worker, and each request here is a new connection
-    // that any worker could accept.
-    let fjord = Fjord::launch(
-        &["--manifests".as_ref(), m.path().as_os_str()],
-        LOOPBACK_CONFIG,
-        &[("TOKIO_WORKER_THREADS", "1")],
-    );
-    fjord.wait_ready();
+    // One worker: each request here is a new connection that any worker could accept.
+    let fjord = Fjord::start_with_workers(m.path(), LOOPBACK_CONFIG, 1);
 
     let mut order = Vec::new();
     for _ in 0..10 {

@@ -53,6 +53,20 @@ impl Fjord {
         fjord
     }
 
+    /// Starts fjord on `manifests` with `config` and `workers` worker threads, and waits until
+    /// it is ready. One worker makes upstream pooling observable: pools are per worker, and any
+    /// worker may accept a new client connection.
+    pub fn start_with_workers(manifests: &Path, config: &str, workers: usize) -> Fjord {
+        let workers = workers.to_string();
+        let fjord = Fjord::launch(
+            &["--manifests".as_ref(), manifests.as_os_str()],
+            config,
+            &[("TOKIO_WORKER_THREADS", &workers)],
+        );
+        fjord.wait_ready();
+        fjord
+    }
+
     /// Starts `fjord run` with `args` (the source) and `config`, and waits until it listens,
     /// not until it is ready.
     pub fn launch(args: &[&std::ffi::OsStr], config: &str, env: &[(&str, &str)]) -> Fjord {
