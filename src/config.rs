@@ -307,8 +307,8 @@ impl Default for Admin {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServersTransport {
     pub forwarding_timeouts: ForwardingTimeouts,
-    /// Idle keep-alive connections kept per endpoint, shared evenly by the worker threads.
-    /// Default 200, as Traefik's.
+    /// Idle keep-alive connections kept per endpoint, shared evenly by the worker threads
+    /// (each keeps its share, rounded up). Default 200, as Traefik's.
     pub max_idle_conns_per_host: usize,
 }
 
