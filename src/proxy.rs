@@ -449,9 +449,20 @@ impl Proxy {
         let endpoints = &target.backend.endpoints;
         let endpoint = endpoints.get(index).ok_or_else(|| no_endpoint(target))?;
         parts.uri = Uri::from(path.clone());
+        let resent = || {
+            METRICS
+                .service_retries
+                .with_label_values(&[&*target.backend.name])
+                .inc();
+        };
         let result = self
             .upstream
-            .send(Request::from_parts(parts, body), &endpoint.authority, limit)
+            .send(
+                Request::from_parts(parts, body),
+                &endpoint.authority,
+                limit,
+                &resent,
+            )
             .await;
         match &result {
             Ok(_) => {

@@ -105,12 +105,14 @@ impl Upstream {
     }
 
     /// Sends `request` (origin-form) to `endpoint` and waits for the response head.
-    /// `body_limit` is the limit the body was wrapped with, for the 413.
+    /// `body_limit` is the limit the body was wrapped with, for the 413; `resent` is called
+    /// when the request goes out a second time, after its pooled connection closed under it.
     pub async fn send(
         &self,
         mut request: Request<RequestBody>,
         endpoint: &Authority,
         body_limit: u64,
+        resent: &(dyn Fn() + Sync),
     ) -> Result<Response<Body>, ProxyError> {
         // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
         if !request.headers().contains_key(header::HOST)
@@ -120,7 +122,7 @@ impl Upstream {
         }
         let now = Instant::now();
         let deadline = now + self.response_header_timeout;
-        let exchange = Arc::clone(&self.pool).exchange(request, endpoint, now, deadline);
+        let exchange = Arc::clone(&self.pool).exchange(request, endpoint, now, deadline, resent);
         match exchange.await {
             Ok(response) => Ok(response),
             Err(Failure::Connect(source)) => Err(ProxyError::Connect {
@@ -158,6 +160,7 @@ impl Pool {
         endpoint: &Authority,
         now: Instant,
         deadline: Instant,
+        resent: &(dyn Fn() + Sync),
     ) -> Result<Response<Body>, Failure> {
         loop {
             let (mut conn, idled) = match self.checkout(endpoint, now) {
@@ -201,6 +204,7 @@ impl Pool {
                     // It left, and the endpoint closed the connection without an answer.
                     (None, Some(again)) if closed_unanswered(e.error()) => {
                         tracing::debug!(%endpoint, error = %e.error(), "pooled connection closed under a request; sending it again");
+                        resent();
                         request = again;
                     }
                     (None, _) => return Err(Failure::Http(e.into_error())),

@@ -656,6 +656,14 @@ async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_poo
         let (status, _, body) = read_response(&mut conn);
         (status, body)
     };
+    let admin = fjord.admin;
+    let retries = || async move {
+        let metrics = get(admin, "localhost", "/metrics").await.body;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("fjord_service_retries_total{"))
+            .map(str::to_owned)
+    };
     assert_eq!(
         send("GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n"),
         (200, "conn 1".to_owned())
@@ -667,6 +675,8 @@ async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_poo
         (200, "conn 2".to_owned()),
         "a GET the endpoint dropped with its connection goes out again, on a new one"
     );
+    let resent = r#"fjord_service_retries_total{service="default/app:http"} 1"#;
+    assert_eq!(retries().await.as_deref(), Some(resent), "and is counted");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, _) = send("POST /c HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(status, 502, "a POST is never sent twice");
@@ -677,6 +687,11 @@ async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_poo
     assert_eq!(
         *seen.lock().unwrap(),
         ["GET /a", "GET /b", "GET /b", "POST /c", "GET /d"]
+    );
+    assert_eq!(
+        retries().await.as_deref(),
+        Some(resent),
+        "only the GET went out again"
     );
 }
 
