@@ -295,6 +295,45 @@ async fn upstream_connections_beyond_max_idle_conns_per_host_are_not_kept() {
     );
 }
 
+/// With two workers, each keeps half of `maxIdleConnsPerHost`: the limit is the process's.
+/// One HTTP/2 connection keeps every request on the worker that accepted it.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_worker_keeps_its_share_of_max_idle_conns_per_host() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start_with_workers(
+        m.path(),
+        &config("", "serversTransport: {maxIdleConnsPerHost: 4}\n"),
+        2,
+    );
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(fjord.web).await.unwrap());
+    let (h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let burst = || {
+        futures_util::future::join_all((0..4).map(|_| {
+            let mut h2 = h2.clone();
+            async move {
+                let req = Request::get("http://app.test/delay/500")
+                    .body(Full::<Bytes>::default())
+                    .unwrap();
+                h2.send_request(req).await.unwrap().status().as_u16()
+            }
+        }))
+    };
+
+    assert_eq!(burst().await, [200; 4]);
+    assert_eq!(backend.connections(), 4);
+    assert_eq!(burst().await, [200; 4]);
+    assert_eq!(
+        backend.connections(),
+        6,
+        "the worker kept two connections, its half of four, and opened two more"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn body_and_header_limits() {
     let backend = echo("app").await;
