@@ -23,7 +23,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Monotonic nanoseconds, the balancer's clock.
 pub fn now() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    at(Instant::now())
+}
+
+/// `instant` on the balancer's clock: a request's start, read once, serves every use.
+pub fn at(instant: Instant) -> u64 {
+    u64::try_from(instant.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One endpoint, with the authority upstream requests are sent to.

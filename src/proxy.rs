@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -95,14 +96,15 @@ impl Proxy {
         }
     }
 
-    /// Answers one request; every failure becomes its error response here.
+    /// Answers one request, which arrived at `started`; every failure becomes its error
+    /// response here.
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
+        started: Instant,
         client: &forwarded::Client,
         entry: &EntryPoint,
     ) -> Response<Sent<ResponseBody>> {
-        let started = std::time::Instant::now();
         let method = req.method().clone();
         let websocket = req.headers().contains_key(header::UPGRADE);
         // A request id from the client is kept; otherwise one is made. The backend gets it, and
@@ -139,7 +141,9 @@ impl Proxy {
             )
         });
         let mut outcome = Outcome::default();
-        let result = self.forward(req, client, entry, &mut outcome).await;
+        let result = self
+            .forward(req, started, client, entry, &mut outcome)
+            .await;
         let response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -207,6 +211,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
+        started: Instant,
         client: &forwarded::Client,
         entry: &EntryPoint,
         outcome: &mut Outcome,
@@ -312,11 +317,14 @@ impl Proxy {
             parts.headers.insert(header::HOST, h);
         }
         parts.version = Version::HTTP_11;
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // Origin-form: the endpoint is the connection's, and the authority is in the Host.
+        parts.uri = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         // A request without a body can be sent again: to another endpoint when its endpoint
         // refused the connection, and, under a retry middleware, after any failure before a
         // response started if its method is idempotent.
@@ -332,11 +340,16 @@ impl Proxy {
             None if bodyless && endpoints.len() > 1 => 2,
             None => 1,
         };
-        let spare = (attempts > 1).then(|| (parts.method.clone(), parts.headers.clone()));
+        let spare = (attempts > 1).then(|| {
+            let mut again = Request::new(());
+            *again.method_mut() = parts.method.clone();
+            *again.uri_mut() = parts.uri.clone();
+            *again.headers_mut() = parts.headers.clone();
+            again
+        });
 
-        let now = balance::now();
         let first = endpoints
-            .pick(now, None)
+            .pick(balance::at(started), None)
             .ok_or_else(|| no_endpoint(&target))?;
         let limited = Limited::new(
             Received::new(body, outcome.received.clone()),
@@ -348,7 +361,7 @@ impl Proxy {
         // Boxed, the 2.5 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
         let mut sent =
-            Box::pin(self.send(&target, first, parts, Either::Left(limited), &path, limit)).await;
+            Box::pin(self.send(&target, first, parts, Either::Left(limited), started, limit)).await;
         let mut last = first;
         for attempt in 1..attempts {
             let retryable = match &sent {
@@ -356,10 +369,11 @@ impl Proxy {
                 Err(ProxyError::Upstream { .. } | ProxyError::Timeout { .. }) => retry.is_some(),
                 _ => false,
             };
-            let Some((method, headers)) = spare.as_ref().filter(|_| retryable) else {
+            let Some(spare) = spare.as_ref().filter(|_| retryable) else {
                 break;
             };
-            let next = match endpoints.pick(balance::now(), Some(last)) {
+            let now = Instant::now();
+            let next = match endpoints.pick(balance::at(now), Some(last)) {
                 Some(n) => n,
                 // One endpoint: a retry middleware tries it again; a refused connect does not.
                 None if retry.is_some() => last,
@@ -374,15 +388,16 @@ impl Proxy {
                 .with_label_values(&[&*backend.name])
                 .inc();
             let mut again = Request::new(());
-            *again.method_mut() = method.clone();
-            *again.headers_mut() = headers.clone();
+            *again.method_mut() = spare.method().clone();
+            *again.uri_mut() = spare.uri().clone();
+            *again.headers_mut() = spare.headers().clone();
             let (parts, ()) = again.into_parts();
             sent = Box::pin(self.send(
                 &target,
                 next,
                 parts,
                 Either::Right(Empty::new()),
-                &path,
+                now,
                 limit,
             ))
             .await;
@@ -436,19 +451,19 @@ impl Proxy {
     }
 
     /// Sends the request to endpoint `index` of the target's backend and records the outcome in
-    /// the endpoint's health.
+    /// the endpoint's health. The wait for the response head starts at `started`; `limit` is the
+    /// body's size limit.
     async fn send(
         &self,
         target: &Target,
         index: usize,
-        mut parts: http::request::Parts,
+        parts: http::request::Parts,
         body: RequestBody,
-        path: &PathAndQuery,
+        started: Instant,
         limit: u64,
     ) -> Result<Response<upstream::Body>, ProxyError> {
         let endpoints = &target.backend.endpoints;
         let endpoint = endpoints.get(index).ok_or_else(|| no_endpoint(target))?;
-        parts.uri = Uri::from(path.clone());
         let resent = || {
             METRICS
                 .service_retries
@@ -460,6 +475,7 @@ impl Proxy {
             .send(
                 Request::from_parts(parts, body),
                 &endpoint.authority,
+                started.into(),
                 limit,
                 &resent,
             )

@@ -78,7 +78,7 @@ struct Conn {
     timer: Pin<Box<Sleep>>,
 }
 
-/// Why an exchange failed, before it is tied to an endpoint's name.
+/// Why an exchange with an endpoint failed, before it is tied to the endpoint's name.
 enum Failure {
     Connect(io::Error),
     Http(hyper::Error),
@@ -104,13 +104,18 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (origin-form) to `endpoint` and waits for the response head.
+    /// Sends `request` (origin-form) to `endpoint`, over a pooled or new connection, and waits
+    /// for the response head, for up to the response header timeout from `started`.
     /// `body_limit` is the limit the body was wrapped with, for the 413; `resent` is called
     /// when the request goes out a second time, after its pooled connection closed under it.
+    ///
+    /// One `async fn` down to hyper's: each level of nested future is copied whole into its
+    /// parent when first awaited.
     pub async fn send(
         &self,
         mut request: Request<RequestBody>,
         endpoint: &Authority,
+        started: Instant,
         body_limit: u64,
         resent: &(dyn Fn() + Sync),
     ) -> Result<Response<Body>, ProxyError> {
@@ -120,52 +125,13 @@ impl Upstream {
         {
             request.headers_mut().insert(header::HOST, host);
         }
-        let now = Instant::now();
-        let deadline = now + self.response_header_timeout;
-        let exchange = Arc::clone(&self.pool).exchange(request, endpoint, now, deadline, resent);
-        match exchange.await {
-            Ok(response) => Ok(response),
-            Err(Failure::Connect(source)) => Err(ProxyError::Connect {
-                endpoint: endpoint.to_string(),
-                source,
-            }),
-            Err(Failure::Http(e)) if caused_by::<LengthLimitError>(&e) => {
-                Err(ProxyError::BodyTooLarge { limit: body_limit })
-            }
-            Err(Failure::Http(source)) => Err(ProxyError::Upstream {
-                endpoint: endpoint.to_string(),
-                source,
-            }),
-            Err(Failure::Timeout) => Err(ProxyError::Timeout {
-                endpoint: endpoint.to_string(),
-                timeout: self.response_header_timeout,
-            }),
-        }
-    }
-}
-
-impl Pool {
-    /// This worker's idle connections.
-    fn idle(&self) -> MutexGuard<'_, IdleMap> {
-        self.idle[workers::current() % self.idle.len()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Sends `request` over a pooled or new connection to `endpoint`, and waits until
-    /// `deadline` for the response head. `now` is when the wait began.
-    async fn exchange(
-        self: Arc<Self>,
-        mut request: Request<RequestBody>,
-        endpoint: &Authority,
-        now: Instant,
-        deadline: Instant,
-        resent: &(dyn Fn() + Sync),
-    ) -> Result<Response<Body>, Failure> {
+        let deadline = started + self.response_header_timeout;
+        let fail = |failure| self.error(failure, endpoint, body_limit);
+        let pool = &self.pool;
         loop {
-            let (mut conn, idled) = match self.checkout(endpoint, now) {
+            let (mut conn, idled) = match pool.checkout(endpoint, started) {
                 Some((conn, idled)) => (conn, Some(idled)),
-                None => (self.connect(endpoint, deadline).await?, None),
+                None => (pool.connect(endpoint, deadline).await.map_err(fail)?, None),
             };
             // An endpoint may close a connection that idled up to its keep-alive timeout just
             // as a request goes out on it. A request safe to repeat then goes out again, as
@@ -182,11 +148,11 @@ impl Pool {
                 Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
             });
             match sent.await {
-                None => return Err(Failure::Timeout),
+                None => return Err(fail(Failure::Timeout)),
                 Some(Ok(response)) => {
                     let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
                     let mut back = reusable.then(|| Back {
-                        pool: Arc::clone(&self),
+                        pool: Arc::clone(pool),
                         endpoint: endpoint.clone(),
                         conn,
                     });
@@ -207,11 +173,41 @@ impl Pool {
                         resent();
                         request = again;
                     }
-                    (None, _) => return Err(Failure::Http(e.into_error())),
+                    (None, _) => return Err(fail(Failure::Http(e.into_error()))),
                 },
-                Some(Err(e)) => return Err(Failure::Http(e.into_error())),
+                Some(Err(e)) => return Err(fail(Failure::Http(e.into_error()))),
             }
         }
+    }
+
+    /// The error a failed exchange with `endpoint` is answered with.
+    fn error(&self, failure: Failure, endpoint: &Authority, body_limit: u64) -> ProxyError {
+        match failure {
+            Failure::Connect(source) => ProxyError::Connect {
+                endpoint: endpoint.to_string(),
+                source,
+            },
+            Failure::Http(e) if caused_by::<LengthLimitError>(&e) => {
+                ProxyError::BodyTooLarge { limit: body_limit }
+            }
+            Failure::Http(source) => ProxyError::Upstream {
+                endpoint: endpoint.to_string(),
+                source,
+            },
+            Failure::Timeout => ProxyError::Timeout {
+                endpoint: endpoint.to_string(),
+                timeout: self.response_header_timeout,
+            },
+        }
+    }
+}
+
+impl Pool {
+    /// This worker's idle connections.
+    fn idle(&self) -> MutexGuard<'_, IdleMap> {
+        self.idle[workers::current() % self.idle.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The most recently used idle connection to `endpoint` that is still open, and how long

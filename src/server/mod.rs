@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -417,11 +417,13 @@ fn service(
         // HTTP/1.1 connection for its whole life, and copy it into each HTTP/2 stream's
         // task when spawning it.
         Box::pin(async move {
-            let _active = Active::new(&conn);
+            // The request's one clock reading for its start, shared by everything that needs it.
+            let started = Instant::now();
+            let _active = Active::new(&conn, started);
             let response = conn
                 .server
                 .proxy
-                .handle(req, &conn.client, &conn.server.entry)
+                .handle(req, started, &conn.client, &conn.server.entry)
                 .await;
             Ok::<_, Infallible>(response)
         })
@@ -530,12 +532,13 @@ enum Due {
 struct Active<'a>(&'a Connection);
 
 impl<'a> Active<'a> {
-    fn new(conn: &'a Connection) -> Self {
+    fn new(conn: &'a Connection, started: Instant) -> Self {
         conn.signals.not_idle();
         conn.signals.head_ended();
         conn.requests.fetch_add(1, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
-        conn.last_request.store(balance::now(), Ordering::Relaxed);
+        conn.last_request
+            .store(balance::at(started), Ordering::Relaxed);
         Self(conn)
     }
 }
