@@ -1088,17 +1088,26 @@ async fn traffic_is_served_by_as_many_worker_threads_as_asked() {
     let backend = echo("app").await;
     let m = app(backend.addr);
     let fjord = Fjord::start_with_workers(m.path(), LOOPBACK_CONFIG, 3);
-    let mut workers: Vec<String> = fjord
-        .threads()
-        .into_iter()
-        .filter(|t| t.starts_with("fjord-worker-"))
-        .collect();
-    workers.sort();
+    fjord.wait_for_log("\"workers\":3");
+    // A thread names itself once it first runs, which on a busy machine may be a moment
+    // after it was started.
+    let workers = || {
+        let mut workers: Vec<String> = fjord
+            .threads()
+            .into_iter()
+            .filter(|t| t.starts_with("fjord-worker-"))
+            .collect();
+        workers.sort();
+        workers
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while workers().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
-        workers,
+        workers(),
         ["fjord-worker-0", "fjord-worker-1", "fjord-worker-2"]
     );
-    fjord.wait_for_log("\"workers\":3");
     // Connections at once, each on whichever worker accepts it, all answered.
     let replies =
         futures_util::future::join_all((0..24).map(|_| get(fjord.web, "app.test", "/"))).await;
