@@ -28,7 +28,7 @@ use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
-use crate::upstream::{self, RequestBody, Upstream};
+use crate::upstream::{self, Upstream};
 
 /// A response on its way to the client: a backend's, one fjord made, or a backend's re-encoded
 /// by a middleware (compression).
@@ -358,10 +358,22 @@ impl Proxy {
                 .filter(|l| *l > 0)
                 .unwrap_or(usize::MAX),
         );
-        // Boxed, the 2.5 KB exchange is built once on the heap, rather than inside this
+        // A request the upstream client sends again after its pooled connection closed under it
+        // counts as a retry, as one sent again here does.
+        let resent = || {
+            METRICS
+                .service_retries
+                .with_label_values(&[&*backend.name])
+                .inc();
+        };
+        let endpoint = endpoints.get(first).ok_or_else(|| no_endpoint(&target))?;
+        let request = Request::from_parts(parts, Either::Left(limited));
+        // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
+        let upstream = &self.upstream;
         let mut sent =
-            Box::pin(self.send(&target, first, parts, Either::Left(limited), started, limit)).await;
+            Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
+        report(&target, first, &sent);
         let mut last = first;
         for attempt in 1..attempts {
             let retryable = match &sent {
@@ -379,28 +391,20 @@ impl Proxy {
                 None if retry.is_some() => last,
                 None => break,
             };
+            let Some(endpoint) = endpoints.get(next) else {
+                break;
+            };
             if let Some(r) = retry {
                 tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
             }
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
-            METRICS
-                .service_retries
-                .with_label_values(&[&*backend.name])
-                .inc();
-            let mut again = Request::new(());
+            resent();
+            let mut again = Request::new(Either::Right(Empty::new()));
             *again.method_mut() = spare.method().clone();
             *again.uri_mut() = spare.uri().clone();
             *again.headers_mut() = spare.headers().clone();
-            let (parts, ()) = again.into_parts();
-            sent = Box::pin(self.send(
-                &target,
-                next,
-                parts,
-                Either::Right(Empty::new()),
-                now,
-                limit,
-            ))
-            .await;
+            sent = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
+            report(&target, next, &sent);
             last = next;
         }
         outcome.endpoint = endpoints.get(last).map(|e| e.authority.clone());
@@ -448,57 +452,6 @@ impl Proxy {
             .route_request(&view, &entry.name)
             .cloned()
             .ok_or(ProxyError::NoRoute)
-    }
-
-    /// Sends the request to endpoint `index` of the target's backend and records the outcome in
-    /// the endpoint's health. The wait for the response head starts at `started`; `limit` is the
-    /// body's size limit.
-    async fn send(
-        &self,
-        target: &Target,
-        index: usize,
-        parts: http::request::Parts,
-        body: RequestBody,
-        started: Instant,
-        limit: u64,
-    ) -> Result<Response<upstream::Body>, ProxyError> {
-        let endpoints = &target.backend.endpoints;
-        let endpoint = endpoints.get(index).ok_or_else(|| no_endpoint(target))?;
-        let resent = || {
-            METRICS
-                .service_retries
-                .with_label_values(&[&*target.backend.name])
-                .inc();
-        };
-        let result = self
-            .upstream
-            .send(
-                Request::from_parts(parts, body),
-                &endpoint.authority,
-                started.into(),
-                limit,
-                &resent,
-            )
-            .await;
-        match &result {
-            Ok(_) => {
-                if endpoints.report_success(index) {
-                    server_up(target, endpoint.authority.as_str(), 1);
-                }
-            }
-            // Only a failed connect says the endpoint is gone; a slow answer may be the request.
-            Err(e @ ProxyError::Connect { source, .. }) => {
-                tracing::warn!(backend = &*target.backend.name, error = %e, "endpoint is backing off");
-                endpoints.report_failure(index, balance::now());
-                METRICS
-                    .service_connect_errors
-                    .with_label_values(&[&*target.backend.name, connect_error_kind(source)])
-                    .inc();
-                server_up(target, endpoint.authority.as_str(), 0);
-            }
-            Err(_) => {}
-        }
-        result
     }
 }
 
@@ -554,6 +507,33 @@ fn new_request_id() -> HeaderValue {
     }
     // Hex digits are always a valid value.
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Records how an attempt on endpoint `index` of the target's backend went in the endpoint's
+/// health.
+fn report(target: &Target, index: usize, sent: &Result<Response<upstream::Body>, ProxyError>) {
+    let endpoints = &target.backend.endpoints;
+    let Some(endpoint) = endpoints.get(index) else {
+        return;
+    };
+    match sent {
+        Ok(_) => {
+            if endpoints.report_success(index) {
+                server_up(target, endpoint.authority.as_str(), 1);
+            }
+        }
+        // Only a failed connect says the endpoint is gone; a slow answer may be the request.
+        Err(e @ ProxyError::Connect { source, .. }) => {
+            tracing::warn!(backend = &*target.backend.name, error = %e, "endpoint is backing off");
+            endpoints.report_failure(index, balance::now());
+            METRICS
+                .service_connect_errors
+                .with_label_values(&[&*target.backend.name, connect_error_kind(source)])
+                .inc();
+            server_up(target, endpoint.authority.as_str(), 0);
+        }
+        Err(_) => {}
+    }
 }
 
 fn server_up(target: &Target, url: &str, up: i64) {

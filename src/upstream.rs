@@ -115,7 +115,7 @@ impl Upstream {
         &self,
         mut request: Request<RequestBody>,
         endpoint: &Authority,
-        started: Instant,
+        started: std::time::Instant,
         body_limit: u64,
         resent: &(dyn Fn() + Sync),
     ) -> Result<Response<Body>, ProxyError> {
@@ -125,6 +125,7 @@ impl Upstream {
         {
             request.headers_mut().insert(header::HOST, host);
         }
+        let started = Instant::from_std(started);
         let deadline = started + self.response_header_timeout;
         let fail = |failure| self.error(failure, endpoint, body_limit);
         let pool = &self.pool;
