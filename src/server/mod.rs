@@ -209,7 +209,7 @@ impl Server {
                 let http = conn
                     .server
                     .h2
-                    .serve_connection(Io::new(socket), service(&conn));
+                    .serve_connection(Io::new(socket), service(&conn, boxed));
                 let graceful = http2::Connection::graceful_shutdown;
                 let _ = Box::pin(drive(http, graceful, &conn, &mut waits, None)).await;
                 return;
@@ -239,7 +239,7 @@ impl Server {
                 let mut h1 = conn.server.h1.clone();
                 h1.timer(HeadTimer(conn.signals.clone()));
                 let http = h1
-                    .serve_connection(Io::new(socket), service(&conn))
+                    .serve_connection(Io::new(socket), service(&conn, answer))
                     .with_upgrades();
                 let graceful = http1::UpgradeableConnection::graceful_shutdown;
                 // Boxed with hyper's state, which it owns until the connection parks again.
@@ -400,34 +400,56 @@ impl Waits<'_, '_> {
     }
 }
 
-/// The hyper service of one connection: each request to the proxy.
-fn service(
+/// The hyper service of one connection: each request to the proxy, its future made by `answer`.
+fn service<F>(
     conn: &Arc<Connection>,
+    answer: impl Fn(Arc<Connection>, Request<Incoming>) -> F + Send + 'static,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<Sent<ResponseBody>>,
     Error = Infallible,
-    Future: Send + 'static,
+    Future = F,
 > + Send
-+ 'static {
++ 'static
+where
+    F: Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>> + Send + 'static,
+{
     let conn = Arc::clone(conn);
-    service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        // Boxed: a request's future is ~3 KB. Unboxed, hyper would keep that much per
-        // HTTP/1.1 connection for its whole life, and copy it into each HTTP/2 stream's
-        // task when spawning it.
-        Box::pin(async move {
-            // The request's one clock reading for its start, shared by everything that needs it.
-            let started = Instant::now();
-            let _active = Active::new(&conn, started);
-            let response = conn
-                .server
-                .proxy
-                .handle(req, started, &conn.client, &conn.server.entry)
-                .await;
-            Ok::<_, Infallible>(response)
-        })
-    })
+    service_fn(move |req| answer(Arc::clone(&conn), req))
+}
+
+/// One request's answer. A future of some 3 KB: HTTP/1.1 takes it as it is, since hyper keeps
+/// it in a box of its own, made once while the connection is unparked; HTTP/2 boxes it
+/// ([`boxed`]), since hyper moves it into each stream's task when spawning it.
+///
+/// An `async` block rather than an `async fn`, which would keep its arguments twice.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
+fn answer(
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>> + Send + 'static {
+    async move {
+        // The request's one clock reading for its start, shared by everything that needs it.
+        let started = Instant::now();
+        let _active = Active::new(&conn, started);
+        let response = conn
+            .server
+            .proxy
+            .handle(req, started, &conn.client, &conn.server.entry)
+            .await;
+        Ok(response)
+    }
+}
+
+/// [`answer`], boxed.
+fn boxed(
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Pin<Box<impl Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>>>> {
+    Box::pin(answer(conn, req))
 }
 
 /// Counts a connection in `fjord_open_connections` while it lives.
