@@ -10,8 +10,9 @@
 //!  (accept)    (hyper)        (host, path)  (endpoint)  (pooled client)
 //! ```
 //!
-//! `error` is the one place a failed request becomes a response; `admin` serves health and
-//! readiness; `run` wires it together and `cli` is the command line.
+//! `error` is the one place a failed request becomes a response; `tcp` is the socket both
+//! sides are read and written through; `admin` serves health and readiness; `run` wires it
+//! together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -36,6 +37,7 @@ pub mod rule;
 pub mod run;
 pub mod server;
 pub mod snapshot;
+pub mod tcp;
 pub mod tls;
 pub mod translate;
 pub mod upstream;

@@ -36,6 +36,7 @@ use tokio::time::{Instant, Sleep};
 use crate::config::ServersTransport;
 use crate::counted::Received;
 use crate::error::ProxyError;
+use crate::tcp::Tcp;
 use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
@@ -249,7 +250,7 @@ impl Pool {
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(Tcp::new(stream)))
             .await
             .map_err(Failure::Http)?;
         tokio::spawn(async move {

@@ -34,6 +34,7 @@ use crate::counted::Sent;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
+use crate::tcp::Tcp;
 
 /// An entry point's connection settings, built once at start.
 pub struct Server {
@@ -118,6 +119,7 @@ impl Server {
     ) -> impl Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+        let stream = Tcp::new(stream);
         if self.tls.is_none() {
             let conn = Connection::new(&self, peer, local_port, false);
             Either::Left(Self::serve_http(conn, stream, None, shutdown))
@@ -130,7 +132,7 @@ impl Server {
 
     async fn serve_tls(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: Tcp,
         peer: SocketAddr,
         local_port: u16,
         shutdown: Draining,

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::balance;
+use crate::tcp::Tcp;
 
 /// How long a connection in use (its last request came less than this after it parked) goes
 /// without a request before it parks again. Not at once: rebuilding hyper's state costs about
@@ -37,20 +37,20 @@ pub trait Park: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-impl Park for TcpStream {
+impl Park for Tcp {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_read_ready(cx)
+        self.get_ref().poll_read_ready(cx)
     }
 }
 
-impl Park for TlsStream<TcpStream> {
+impl Park for TlsStream<Tcp> {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let (tcp, tls) = self.get_ref();
         // Decrypted bytes already waiting would never make the socket readable again.
         if !tls.wants_read() {
             return Poll::Ready(Ok(()));
         }
-        tcp.poll_read_ready(cx)
+        tcp.get_ref().poll_read_ready(cx)
     }
 }
 
