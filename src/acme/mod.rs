@@ -44,8 +44,8 @@ pub struct CertStatus {
     pub issued: u64,
 }
 
-/// The ACME resolvers and the certificate tasks they run. On one node the resolvers keep their
-/// state in [`Files`]; a cluster-wide store is another [`Storage`].
+/// The ACME resolvers and the certificate tasks they run. The resolvers keep their state in
+/// [`Files`], a directory; see [`Storage`] for what is not built yet.
 pub struct Manager {
     resolvers: HashMap<String, Arc<Resolver<Files>>>,
     challenges: Arc<Challenges>,

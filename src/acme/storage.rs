@@ -1,6 +1,7 @@
 //! Where ACME accounts and certificates are kept, and the lock that stops two fjord instances
-//! ordering the same certificate. One node keeps them in a directory; the cluster-wide store
-//! (Secrets and a Lease) is the other implementation of the same trait.
+//! ordering the same certificate. They are kept in a directory, which instances on one node,
+//! or on nodes sharing a volume, can share. The trait is the seam for a store shared through
+//! the cluster (Secrets and a Lease), which is not built yet.
 
 use std::future::Future;
 use std::io::Write as _;
