@@ -28,7 +28,7 @@ use crate::middleware::{Ctx, Stop, compress};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, Failed, Upstream};
 
 /// A response on its way to the client: a backend's, one fjord made, or a backend's re-encoded
 /// by a middleware (compression).
@@ -325,9 +325,9 @@ impl Proxy {
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         );
-        // A request without a body can be sent again: to another endpoint when its endpoint
-        // refused the connection, and, under a retry middleware, after any failure before a
-        // response started if its method is idempotent.
+        // A request is sent again to another endpoint when no connection to its endpoint
+        // could be made (it never left, body and all); under a retry middleware, one without a
+        // body and with an idempotent method also after any failure before a response started.
         let endpoints = &backend.endpoints;
         let bodyless = body.is_end_stream();
         outcome.received = (!bodyless).then(Arc::default);
@@ -337,10 +337,14 @@ impl Proxy {
             .filter(|_| bodyless && upstream::idempotent(&parts.method));
         let attempts = match retry {
             Some(r) => r.attempts.max(1),
-            None if bodyless && endpoints.len() > 1 => 2,
+            // A refused connection: the request never left, so it goes to another endpoint.
+            None if endpoints.len() > 1 => 2,
             None => 1,
         };
-        let spare = (attempts > 1).then(|| {
+        // The retry middleware may send again a request that reached its endpoint: a copy of
+        // its head is made before it leaves (it has no body). A request that never left needs
+        // none, since the upstream client gives it back.
+        let spare = (retry.is_some() && attempts > 1).then(|| {
             let mut again = Request::new(());
             *again.method_mut() = parts.method.clone();
             *again.uri_mut() = parts.uri.clone();
@@ -377,13 +381,19 @@ impl Proxy {
         let mut last = first;
         for attempt in 1..attempts {
             let retryable = match &sent {
-                Err(ProxyError::Connect { .. }) => true,
-                Err(ProxyError::Upstream { .. } | ProxyError::Timeout { .. }) => retry.is_some(),
+                Err(Failed {
+                    error: ProxyError::Connect { .. },
+                    ..
+                }) => true,
+                Err(Failed {
+                    error: ProxyError::Upstream { .. } | ProxyError::Timeout { .. },
+                    ..
+                }) => retry.is_some(),
                 _ => false,
             };
-            let Some(spare) = spare.as_ref().filter(|_| retryable) else {
+            if !retryable {
                 break;
-            };
+            }
             let now = Instant::now();
             let next = match endpoints.pick(balance::at(now), Some(last)) {
                 Some(n) => n,
@@ -397,18 +407,28 @@ impl Proxy {
             if let Some(r) = retry {
                 tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
             }
+            // The request goes again as it is if it never left, else as a copy of its head.
+            let again = match sent.as_mut().err().and_then(|failed| failed.unsent.take()) {
+                Some(unsent) => *unsent,
+                None => {
+                    let Some(spare) = &spare else {
+                        break;
+                    };
+                    let mut again = Request::new(Either::Right(Empty::new()));
+                    *again.method_mut() = spare.method().clone();
+                    *again.uri_mut() = spare.uri().clone();
+                    *again.headers_mut() = spare.headers().clone();
+                    again
+                }
+            };
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
             resent();
-            let mut again = Request::new(Either::Right(Empty::new()));
-            *again.method_mut() = spare.method().clone();
-            *again.uri_mut() = spare.uri().clone();
-            *again.headers_mut() = spare.headers().clone();
             sent = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
             report(&target, next, &sent);
             last = next;
         }
         outcome.endpoint = endpoints.get(last).map(|e| e.authority.clone());
-        let mut response = sent?;
+        let mut response = sent.map_err(|failed| failed.error)?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -511,7 +531,7 @@ fn new_request_id() -> HeaderValue {
 
 /// Records how an attempt on endpoint `index` of the target's backend went in the endpoint's
 /// health.
-fn report(target: &Target, index: usize, sent: &Result<Response<upstream::Body>, ProxyError>) {
+fn report(target: &Target, index: usize, sent: &Result<Response<upstream::Body>, Failed>) {
     let endpoints = &target.backend.endpoints;
     let Some(endpoint) = endpoints.get(index) else {
         return;
@@ -523,7 +543,10 @@ fn report(target: &Target, index: usize, sent: &Result<Response<upstream::Body>,
             }
         }
         // Only a failed connect says the endpoint is gone; a slow answer may be the request.
-        Err(e @ ProxyError::Connect { source, .. }) => {
+        Err(Failed {
+            error: e @ ProxyError::Connect { source, .. },
+            ..
+        }) => {
             tracing::warn!(backend = &*target.backend.name, error = %e, "endpoint is backing off");
             endpoints.report_failure(index, balance::now());
             METRICS

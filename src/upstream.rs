@@ -43,6 +43,25 @@ use crate::workers;
 /// none (a retry of a bodyless request).
 pub type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
 
+/// An exchange that failed, with its request if that never left: when no connection to the
+/// endpoint could be made, the request can go to another endpoint as it is, body and all,
+/// with no copy made in advance.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ProxyError,
+    /// Boxed: taken only on this rare path, it would otherwise widen every exchange's result.
+    pub unsent: Option<Box<Request<RequestBody>>>,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Upstream {
     pool: Arc<Pool>,
@@ -106,7 +125,8 @@ impl Upstream {
     }
 
     /// Sends `request` (origin-form) to `endpoint`, over a pooled or new connection, and waits
-    /// for the response head, for up to the response header timeout from `started`.
+    /// for the response head, for up to the response header timeout from `started`. A request
+    /// that could not be sent because no connection could be made comes back in the error.
     /// `body_limit` is the limit the body was wrapped with, for the 413; `resent` is called
     /// when the request goes out a second time, after its pooled connection closed under it.
     ///
@@ -119,7 +139,7 @@ impl Upstream {
         started: std::time::Instant,
         body_limit: u64,
         resent: &(dyn Fn() + Sync),
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, Failed> {
         // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
         if !request.headers().contains_key(header::HOST)
             && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
@@ -133,7 +153,15 @@ impl Upstream {
         loop {
             let (mut conn, idled) = match pool.checkout(endpoint, started) {
                 Some((conn, idled)) => (conn, Some(idled)),
-                None => (pool.connect(endpoint, deadline).await.map_err(fail)?, None),
+                None => match pool.connect(endpoint, deadline).await {
+                    Ok(conn) => (conn, None),
+                    Err(failure) => {
+                        return Err(Failed {
+                            error: fail(failure),
+                            unsent: Some(Box::new(request)),
+                        });
+                    }
+                },
             };
             // An endpoint may close a connection that idled up to its keep-alive timeout just
             // as a request goes out on it. A request safe to repeat then goes out again, as
@@ -150,7 +178,7 @@ impl Upstream {
                 Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
             });
             match sent.await {
-                None => return Err(fail(Failure::Timeout)),
+                None => return Err(fail(Failure::Timeout).into()),
                 Some(Ok(response)) => {
                     let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
                     let mut back = reusable.then(|| Back {
@@ -175,9 +203,9 @@ impl Upstream {
                         resent();
                         request = again;
                     }
-                    (None, _) => return Err(fail(Failure::Http(e.into_error()))),
+                    (None, _) => return Err(fail(Failure::Http(e.into_error())).into()),
                 },
-                Some(Err(e)) => return Err(fail(Failure::Http(e.into_error()))),
+                Some(Err(e)) => return Err(fail(Failure::Http(e.into_error())).into()),
             }
         }
     }

@@ -384,7 +384,7 @@ async fn body_and_header_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refusing_endpoint_is_skipped_and_bodyless_requests_retried() {
+async fn a_refusing_endpoint_is_skipped_and_its_requests_retried_body_and_all() {
     let live = echo("live").await;
     let m = Manifests::new();
     m.write(
@@ -408,16 +408,30 @@ async fn a_refusing_endpoint_is_skipped_and_bodyless_requests_retried() {
         .is_err()
     );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // Round robin sends one of the first two requests to 127.0.0.2. A POST with a body that
+    // hit the refused connection never left, so it goes to the live endpoint whole.
+    let client = client();
     for i in 0..20 {
-        let r = get(fjord.web, "app.test", "/").await;
+        let req = Request::post(format!("http://{}/", fjord.web))
+            .header("host", "app.test")
+            .body(Full::new(Bytes::from(vec![b'x'; 1000])))
+            .unwrap();
+        let r = send(&client, req).await;
         assert_eq!(
             (r.status.as_u16(), r.backend().as_deref()),
             (200, Some("live")),
-            "request {i}"
+            "request {i}: {r:?}"
+        );
+        let echoed = r.json();
+        assert_eq!(
+            (echoed["method"].as_str(), echoed["body_bytes"].as_u64()),
+            (Some("POST"), Some(1000))
         );
     }
     let line = fjord.wait_for_log("endpoint is backing off");
     assert!(line.contains("127.0.0.2"), "{line}");
+    let get = get(fjord.web, "app.test", "/").await;
+    assert_eq!(get.backend().as_deref(), Some("live"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
