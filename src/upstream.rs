@@ -130,82 +130,90 @@ impl Upstream {
     /// `body_limit` is the limit the body was wrapped with, for the 413; `resent` is called
     /// when the request goes out a second time, after its pooled connection closed under it.
     ///
-    /// One `async fn` down to hyper's: each level of nested future is copied whole into its
+    /// One future down to hyper's: each level of nested future is copied whole into its
     /// parent when first awaited.
-    pub async fn send(
-        &self,
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the 280-byte request twice"
+    )]
+    pub fn send<'a>(
+        &'a self,
         mut request: Request<RequestBody>,
-        endpoint: &Authority,
+        endpoint: &'a Authority,
         started: std::time::Instant,
         body_limit: u64,
-        resent: &(dyn Fn() + Sync),
-    ) -> Result<Response<Body>, Failed> {
-        // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
-        if !request.headers().contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
-        {
-            request.headers_mut().insert(header::HOST, host);
-        }
-        let started = Instant::from_std(started);
-        let deadline = started + self.response_header_timeout;
-        let fail = |failure| self.error(failure, endpoint, body_limit);
-        let pool = &self.pool;
-        loop {
-            let (mut conn, idled) = match pool.checkout(endpoint, started) {
-                Some((conn, idled)) => (conn, Some(idled)),
-                None => match pool.connect(endpoint, deadline).await {
-                    Ok(conn) => (conn, None),
-                    Err(failure) => {
-                        return Err(Failed {
-                            error: fail(failure),
-                            unsent: Some(Box::new(request)),
+        resent: &'a (dyn Fn() + Sync),
+    ) -> impl Future<Output = Result<Response<Body>, Failed>> + 'a {
+        // A block, not an `async fn`: an `async fn` keeps its arguments twice, as they came
+        // and as moved into its body, and the request alone is 280 bytes.
+        async move {
+            // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
+            if !request.headers().contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
+            {
+                request.headers_mut().insert(header::HOST, host);
+            }
+            let started = Instant::from_std(started);
+            let deadline = started + self.response_header_timeout;
+            let fail = |failure| self.error(failure, endpoint, body_limit);
+            let pool = &self.pool;
+            loop {
+                let (mut conn, idled) = match pool.checkout(endpoint, started) {
+                    Some((conn, idled)) => (conn, Some(idled)),
+                    None => match pool.connect(endpoint, deadline).await {
+                        Ok(conn) => (conn, None),
+                        Err(failure) => {
+                            return Err(Failed {
+                                error: fail(failure),
+                                unsent: Some(Box::new(request)),
+                            });
+                        }
+                    },
+                };
+                // An endpoint may close a connection that idled up to its keep-alive timeout just
+                // as a request goes out on it. A request safe to repeat then goes out again, as
+                // nginx does; its head is copied for that only where this can happen, since a copy
+                // per request would cost every request.
+                let again = idled
+                    .filter(|idled| *idled >= MAY_BE_CLOSED_AFTER)
+                    .and_then(|_| replayable(&request));
+                conn.timer.as_mut().reset(deadline);
+                let mut sent = pin!(conn.sender.try_send_request(request));
+                let timer = &mut conn.timer;
+                let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
+                    Poll::Ready(sent) => Poll::Ready(Some(sent)),
+                    Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                });
+                match sent.await {
+                    None => return Err(fail(Failure::Timeout).into()),
+                    Some(Ok(response)) => {
+                        let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
+                        let mut back = reusable.then(|| Back {
+                            pool: Arc::clone(pool),
+                            endpoint: endpoint.clone(),
+                            conn,
                         });
+                        if response.body().is_end_stream()
+                            && let Some(back) = back.take()
+                        {
+                            back.release();
+                        }
+                        return Ok(response.map(|inner| Body { inner, back }));
                     }
-                },
-            };
-            // An endpoint may close a connection that idled up to its keep-alive timeout just
-            // as a request goes out on it. A request safe to repeat then goes out again, as
-            // nginx does; its head is copied for that only where this can happen, since a copy
-            // per request would cost every request.
-            let again = idled
-                .filter(|idled| *idled >= MAY_BE_CLOSED_AFTER)
-                .and_then(|_| replayable(&request));
-            conn.timer.as_mut().reset(deadline);
-            let mut sent = pin!(conn.sender.try_send_request(request));
-            let timer = &mut conn.timer;
-            let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
-                Poll::Ready(sent) => Poll::Ready(Some(sent)),
-                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
-            });
-            match sent.await {
-                None => return Err(fail(Failure::Timeout).into()),
-                Some(Ok(response)) => {
-                    let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
-                    let mut back = reusable.then(|| Back {
-                        pool: Arc::clone(pool),
-                        endpoint: endpoint.clone(),
-                        conn,
-                    });
-                    if response.body().is_end_stream()
-                        && let Some(back) = back.take()
-                    {
-                        back.release();
-                    }
-                    return Ok(response.map(|inner| Body { inner, back }));
+                    // A pooled connection the endpoint closed while it idled: the request never
+                    // left, so it goes out on another connection, whatever its method.
+                    Some(Err(mut e)) if idled.is_some() => match (e.take_message(), again) {
+                        (Some(unsent), _) => request = unsent,
+                        // It left, and the endpoint closed the connection without an answer.
+                        (None, Some(again)) if closed_unanswered(e.error()) => {
+                            tracing::debug!(%endpoint, error = %e.error(), "pooled connection closed under a request; sending it again");
+                            resent();
+                            request = *again;
+                        }
+                        (None, _) => return Err(fail(Failure::Http(e.into_error())).into()),
+                    },
+                    Some(Err(e)) => return Err(fail(Failure::Http(e.into_error())).into()),
                 }
-                // A pooled connection the endpoint closed while it idled: the request never
-                // left, so it goes out on another connection, whatever its method.
-                Some(Err(mut e)) if idled.is_some() => match (e.take_message(), again) {
-                    (Some(unsent), _) => request = unsent,
-                    // It left, and the endpoint closed the connection without an answer.
-                    (None, Some(again)) if closed_unanswered(e.error()) => {
-                        tracing::debug!(%endpoint, error = %e.error(), "pooled connection closed under a request; sending it again");
-                        resent();
-                        request = again;
-                    }
-                    (None, _) => return Err(fail(Failure::Http(e.into_error())).into()),
-                },
-                Some(Err(e)) => return Err(fail(Failure::Http(e.into_error())).into()),
             }
         }
     }
@@ -337,7 +345,7 @@ pub fn idempotent(method: &http::Method) -> bool {
 }
 
 /// A copy of `request` to send again, if it may be: idempotent, without a body, not an upgrade.
-fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+fn replayable(request: &Request<RequestBody>) -> Option<Box<Request<RequestBody>>> {
     if !idempotent(request.method())
         || !request.body().is_end_stream()
         || request.headers().contains_key(header::UPGRADE)
@@ -349,7 +357,8 @@ fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     *again.uri_mut() = request.uri().clone();
     *again.version_mut() = request.version();
     *again.headers_mut() = request.headers().clone();
-    Some(again)
+    // Boxed: held across the exchange, it would otherwise widen every exchange's future.
+    Some(Box::new(again))
 }
 
 /// Whether the endpoint closed (or reset) the connection before its answer's head was complete.
