@@ -11,7 +11,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{Either, Empty, Full, Limited};
+use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -341,17 +341,6 @@ impl Proxy {
             None if endpoints.len() > 1 => 2,
             None => 1,
         };
-        // The retry middleware may send again a request that reached its endpoint: a copy of
-        // its head is made before it leaves (it has no body). A request that never left needs
-        // none, since the upstream client gives it back.
-        let spare = (retry.is_some() && attempts > 1).then(|| {
-            let mut again = Request::new(());
-            *again.method_mut() = parts.method.clone();
-            *again.uri_mut() = parts.uri.clone();
-            *again.headers_mut() = parts.headers.clone();
-            again
-        });
-
         let first = endpoints
             .pick(balance::at(started), None)
             .ok_or_else(|| no_endpoint(&target))?;
@@ -372,6 +361,10 @@ impl Proxy {
         };
         let endpoint = endpoints.get(first).ok_or_else(|| no_endpoint(&target))?;
         let request = Request::from_parts(parts, Either::Left(limited));
+        // The retry middleware may send again a request that reached its endpoint: a copy of
+        // its head is made before it leaves (it has no body). A request that never left needs
+        // none, since the upstream client gives it back.
+        let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
         // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
         let upstream = &self.upstream;
@@ -410,16 +403,10 @@ impl Proxy {
             // The request goes again as it is if it never left, else as a copy of its head.
             let again = match sent.as_mut().err().and_then(|failed| failed.unsent.take()) {
                 Some(unsent) => *unsent,
-                None => {
-                    let Some(spare) = &spare else {
-                        break;
-                    };
-                    let mut again = Request::new(Either::Right(Empty::new()));
-                    *again.method_mut() = spare.method().clone();
-                    *again.uri_mut() = spare.uri().clone();
-                    *again.headers_mut() = spare.headers().clone();
-                    again
-                }
+                None => match &spare {
+                    Some(spare) => upstream::head_copy(spare),
+                    None => break,
+                },
             };
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
             resent();

@@ -352,13 +352,18 @@ fn replayable(request: &Request<RequestBody>) -> Option<Box<Request<RequestBody>
     {
         return None;
     }
+    // Boxed: held across the exchange, it would otherwise widen every exchange's future.
+    Some(Box::new(head_copy(request)))
+}
+
+/// A request with `request`'s head and no body, to send again.
+pub fn head_copy<B>(request: &Request<B>) -> Request<RequestBody> {
     let mut again = Request::new(Either::Right(Empty::new()));
     *again.method_mut() = request.method().clone();
     *again.uri_mut() = request.uri().clone();
     *again.version_mut() = request.version();
     *again.headers_mut() = request.headers().clone();
-    // Boxed: held across the exchange, it would otherwise widen every exchange's future.
-    Some(Box::new(again))
+    again
 }
 
 /// Whether the endpoint closed (or reset) the connection before its answer's head was complete.
