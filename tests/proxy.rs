@@ -56,6 +56,77 @@ fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A request body for [`ClientConn`].
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn empty() -> TestBody {
+    Full::default().map_err(|e| match e {}).boxed()
+}
+
+/// One client connection to fjord, over HTTP/1.1 or HTTP/2 with prior knowledge. One
+/// connection is served by one worker, and so one upstream pool; the pool's tests run over
+/// both, as HTTP/2 streams reach it from tasks of their own, several at a time.
+enum ClientConn {
+    Http1(hyper::client::conn::http1::SendRequest<TestBody>),
+    Http2(hyper::client::conn::http2::SendRequest<TestBody>),
+}
+
+impl ClientConn {
+    async fn open(web: SocketAddr, version: http::Version) -> Self {
+        let stream = tokio::net::TcpStream::connect(web).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        if version == http::Version::HTTP_2 {
+            let executor = hyper_util::rt::TokioExecutor::new();
+            let (sender, conn) = hyper::client::conn::http2::handshake(executor, io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Self::Http2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Self::Http1(sender)
+        }
+    }
+
+    /// Sends `method path` to `app.test` (in Host or :authority) and returns the response
+    /// once its head has arrived.
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        length: Option<usize>,
+        body: TestBody,
+    ) -> http::Response<hyper::body::Incoming> {
+        let mut req = Request::builder().method(method);
+        if let Some(length) = length {
+            req = req.header("content-length", length);
+        }
+        match self {
+            Self::Http1(sender) => {
+                sender.ready().await.unwrap();
+                let req = req.uri(path).header("host", "app.test").body(body);
+                sender.send_request(req.unwrap()).await.unwrap()
+            }
+            Self::Http2(sender) => {
+                sender.ready().await.unwrap();
+                let req = req.uri(format!("http://app.test{path}")).body(body);
+                sender.send_request(req.unwrap()).await.unwrap()
+            }
+        }
+    }
+
+    /// `GET path`: the status and the whole body.
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        let response = self.send("GET", path, None, empty()).await;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+const BOTH: [http::Version; 2] = [http::Version::HTTP_11, http::Version::HTTP_2];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
     let backend = echo("app").await;
@@ -574,66 +645,99 @@ async fn counting_upstream(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_idle() {
-    // Upstream connections are pooled per worker thread, so the requests share one client
-    // connection: it stays on the worker that accepted it. (A pooling client may open a second
-    // one when the first is not back in its pool yet, which could land on another worker.)
-    let keep_alive = |web: SocketAddr| {
-        let stream = TcpStream::connect(web).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        std::io::BufReader::new(stream)
-    };
-    let get = |conn: &mut std::io::BufReader<TcpStream>| {
-        conn.get_mut()
-            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            .unwrap();
-        let (status, _, body) = read_response(conn);
-        (status, body)
-    };
-    // An endpoint that closes connections idle for 400 ms: the next request must not fail on
-    // the pooled connection the endpoint closed, but go out on a new one.
-    let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
-    let m = app(addr);
-    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
-    let mut conn = keep_alive(fjord.web);
-    for _ in 0..5 {
-        assert_eq!(get(&mut conn), (200, "pooled".to_owned()));
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    for _ in 0..3 {
-        let (status, body) = get(&mut conn);
-        assert_eq!(
-            status, 200,
-            "a closed pooled connection is not an error: {body}"
-        );
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one new connection");
+    for version in BOTH {
+        // An endpoint that closes connections idle for 400 ms: the next request must not
+        // fail on the pooled connection the endpoint closed, but go out on a new one.
+        let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
+        let m = app(addr);
+        let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+        let mut conn = ClientConn::open(fjord.web, version).await;
+        for _ in 0..5 {
+            assert_eq!(
+                conn.get("/").await,
+                (200, "pooled".to_owned()),
+                "{version:?}"
+            );
+        }
+        let reused = accepted.load(Ordering::SeqCst);
+        assert_eq!(reused, 1, "{version:?}: one connection, reused");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        for _ in 0..3 {
+            let (status, body) = conn.get("/").await;
+            assert_eq!(
+                status, 200,
+                "{version:?}: a closed pooled connection failed: {body}"
+            );
+        }
+        let replaced = accepted.load(Ordering::SeqCst);
+        assert_eq!(replaced, 2, "{version:?}: one new connection");
 
-    // fjord closes pooled connections idle past idleConnTimeout itself.
-    let (addr, accepted, open) = counting_upstream(None, true).await;
-    let m = app(addr);
-    let fjord = Fjord::start(
-        m.path(),
-        &config(
-            "",
-            "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
-        ),
-    );
-    let mut conn = keep_alive(fjord.web);
-    assert_eq!(get(&mut conn).0, 200);
-    assert_eq!(open.load(Ordering::SeqCst), 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open.load(Ordering::SeqCst) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the idle pooled connection stayed open"
+        // fjord closes pooled connections idle past idleConnTimeout itself.
+        let (addr, accepted, open) = counting_upstream(None, true).await;
+        let m = app(addr);
+        let fjord = Fjord::start(
+            m.path(),
+            &config(
+                "",
+                "serversTransport: {forwardingTimeouts: {idleConnTimeout: 300ms}}\n",
+            ),
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut conn = ClientConn::open(fjord.web, version).await;
+        assert_eq!(conn.get("/").await.0, 200);
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{version:?}: the idle pooled connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(conn.get("/").await.0, 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "{version:?}");
     }
-    assert_eq!(get(&mut conn).0, 200);
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// Sockets to `to` whose peer has closed them and their own side has not (CLOSE_WAIT).
+fn close_waits(to: SocketAddr) -> usize {
+    let remote = format!(":{:04X}", to.port());
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    tcp.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[2].ends_with(&remote) && f[3] == "08")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_the_endpoint_closed_is_closed_before_its_idle_timeout() {
+    for version in BOTH {
+        // An endpoint closing connections idle for 300 ms, under a 4 s idle timeout: the pool
+        // must close its side when it next looks (every 2 s), not keep a dead socket for 4 s.
+        let (addr, _, open) = counting_upstream(Some(Duration::from_millis(300)), true).await;
+        let m = app(addr);
+        let fjord = Fjord::start(
+            m.path(),
+            &config(
+                "",
+                "serversTransport: {forwardingTimeouts: {idleConnTimeout: 4s}}\n",
+            ),
+        );
+        let mut conn = ClientConn::open(fjord.web, version).await;
+        assert_eq!(conn.get("/").await.0, 200, "{version:?}");
+        let answered = Instant::now();
+        while open.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while close_waits(addr) > 0 {
+            assert!(
+                answered.elapsed() < Duration::from_millis(3500),
+                "{version:?}: fjord kept the connection the endpoint closed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(conn.get("/").await.0, 200, "{version:?}");
+    }
 }
 
 /// An endpoint that answers each connection's first request (`conn N`) and closes the
@@ -695,57 +799,57 @@ async fn closing_on_second_request() -> (SocketAddr, Arc<std::sync::Mutex<Vec<St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_pooled_connection() {
-    let (addr, seen) = closing_on_second_request().await;
-    let m = app(addr);
-    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
-    // One client connection, so every request is served by the worker that holds the pool.
-    let stream = TcpStream::connect(fjord.web).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut conn = std::io::BufReader::new(stream);
-    let mut send = |head: &str| {
-        conn.get_mut().write_all(head.as_bytes()).unwrap();
-        let (status, _, body) = read_response(&mut conn);
-        (status, body)
-    };
-    let admin = fjord.admin;
-    let retries = || async move {
-        let metrics = get(admin, "localhost", "/metrics").await.body;
-        metrics
-            .lines()
-            .find(|l| l.starts_with("fjord_service_retries_total{"))
-            .map(str::to_owned)
-    };
-    assert_eq!(
-        send("GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n"),
-        (200, "conn 1".to_owned())
-    );
-    // The pooled connection idles past a second: the endpoint may have closed it by then.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        send("GET /b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
-        (200, "conn 2".to_owned()),
-        "a GET the endpoint dropped with its connection goes out again, on a new one"
-    );
-    let resent = r#"fjord_service_retries_total{service="default/app:http"} 1"#;
-    assert_eq!(retries().await.as_deref(), Some(resent), "and is counted");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (status, _) = send("POST /c HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi");
-    assert_eq!(status, 502, "a POST is never sent twice");
-    assert_eq!(
-        send("GET /d HTTP/1.1\r\nHost: app.test\r\n\r\n"),
-        (200, "conn 3".to_owned())
-    );
-    assert_eq!(
-        *seen.lock().unwrap(),
-        ["GET /a", "GET /b", "GET /b", "POST /c", "GET /d"]
-    );
-    assert_eq!(
-        retries().await.as_deref(),
-        Some(resent),
-        "only the GET went out again"
-    );
+    for version in BOTH {
+        let (addr, seen) = closing_on_second_request().await;
+        let m = app(addr);
+        let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+        let mut conn = ClientConn::open(fjord.web, version).await;
+        let admin = fjord.admin;
+        let retries = || async move {
+            let metrics = get(admin, "localhost", "/metrics").await.body;
+            metrics
+                .lines()
+                .find(|l| l.starts_with("fjord_service_retries_total{"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            conn.get("/a").await,
+            (200, "conn 1".to_owned()),
+            "{version:?}"
+        );
+        // The pooled connection idles past a second: the endpoint may have closed it by then.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            conn.get("/b").await,
+            (200, "conn 2".to_owned()),
+            "{version:?}: a GET the endpoint dropped with its connection goes out again, on a new one"
+        );
+        let resent = r#"fjord_service_retries_total{service="default/app:http"} 1"#;
+        assert_eq!(retries().await.as_deref(), Some(resent), "and is counted");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let hi = Full::new(Bytes::from_static(b"hi")).map_err(|e| match e {});
+        let post = conn.send("POST", "/c", Some(2), hi.boxed()).await;
+        assert_eq!(
+            post.status(),
+            502,
+            "{version:?}: a POST is never sent twice"
+        );
+        assert_eq!(
+            conn.get("/d").await,
+            (200, "conn 3".to_owned()),
+            "{version:?}"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["GET /a", "GET /b", "GET /b", "POST /c", "GET /d"],
+            "{version:?}"
+        );
+        assert_eq!(
+            retries().await.as_deref(),
+            Some(resent),
+            "{version:?}: only the GET went out again"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -799,40 +903,40 @@ async fn a_connection_still_sending_an_answered_upload_is_not_reused() {
         }
     });
     let m = app(addr);
-    let fjord = Fjord::start(
-        m.path(),
-        &config(
-            "",
-            "serversTransport: {forwardingTimeouts: {responseHeaderTimeout: 3s}}\n",
-        ),
-    );
-    // A slow upload: the head and a few bytes of a 100,000-byte body, then nothing.
-    let mut upload = TcpStream::connect(fjord.web).unwrap();
-    upload
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    upload
-        .write_all(
-            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst bytes",
-        )
-        .unwrap();
-    let mut answer = [0u8; 12];
-    upload.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"HTTP/1.1 413");
+    for version in BOTH {
+        // One worker, so one upstream pool for both client connections.
+        let fjord = Fjord::start_with_workers(
+            m.path(),
+            &config(
+                "",
+                "serversTransport: {forwardingTimeouts: {responseHeaderTimeout: 3s}}\n",
+            ),
+            1,
+        );
+        // A slow upload: a few bytes of a 100,000-byte body, then nothing.
+        let mut upload = ClientConn::open(fjord.web, version).await;
+        let first = Ok(http_body::Frame::data(Bytes::from_static(b"first bytes")));
+        let rest = futures_util::stream::pending();
+        let body = futures_util::StreamExt::chain(futures_util::stream::iter([first]), rest);
+        let body = StreamBody::new(body).boxed();
+        let answer = upload.send("POST", "/upload", Some(100_000), body).await;
+        assert_eq!(answer.status(), 413, "{version:?}");
 
-    // The next request must not wait on that busy connection (a 504 after 3 s).
-    let started = Instant::now();
-    let reply = get(fjord.web, "app.test", "/").await;
-    assert_eq!(
-        reply.status, 413,
-        "answered by the endpoint, on a new connection"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "waited {:?} for a busy pooled connection",
-        started.elapsed()
-    );
-    drop(upload);
+        // The next request must not wait on that busy connection (a 504 after 3 s).
+        let mut next = ClientConn::open(fjord.web, version).await;
+        let started = Instant::now();
+        assert_eq!(
+            next.get("/").await.0,
+            413,
+            "{version:?}: answered by the endpoint, on a new connection"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{version:?}: waited {:?} for a busy pooled connection",
+            started.elapsed()
+        );
+        drop(upload);
+    }
 }
 
 /// Reads one HTTP/1.1 response with a `Content-Length` body: status, `x-backend`, body.
@@ -1050,51 +1154,40 @@ async fn streaming_upstream(go: Arc<tokio::sync::Notify>) -> (SocketAddr, Arc<At
 
 #[tokio::test(flavor = "multi_thread")]
 async fn response_bodies_stream_through_and_their_connection_is_reused() {
-    let go = Arc::new(tokio::sync::Notify::new());
-    let (addr, accepted) = streaming_upstream(Arc::clone(&go)).await;
-    let m = app(addr);
-    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
-    // One client connection, so one worker and its upstream pool.
-    let stream = tokio::net::TcpStream::connect(fjord.web).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    for version in BOTH {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (addr, accepted) = streaming_upstream(Arc::clone(&go)).await;
+        let m = app(addr);
+        let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+        let mut conn = ClientConn::open(fjord.web, version).await;
+
+        // The first chunk reaches the client while the endpoint holds back the rest.
+        let mut response = conn.send("GET", "/stream", None, empty()).await;
+        assert_eq!(response.status(), 200, "{version:?}");
+        let first = tokio::time::timeout(Duration::from_secs(5), response.body_mut().frame())
             .await
-            .unwrap();
-    tokio::spawn(conn);
-    let get = |path: &str| {
-        Request::get(path)
-            .header("host", "app.test")
-            .body(Full::<Bytes>::default())
+            .expect("the first chunk was held back until the body ended")
             .unwrap()
-    };
+            .unwrap();
+        assert_eq!(first.into_data().unwrap(), "first", "{version:?}");
+        go.notify_one();
+        let rest = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "last", "{version:?}");
 
-    // The first chunk reaches the client while the endpoint holds back the rest.
-    let mut response = sender.send_request(get("/stream")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let first = tokio::time::timeout(Duration::from_secs(5), response.body_mut().frame())
-        .await
-        .expect("the first chunk was held back until the body ended")
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.into_data().unwrap(), "first");
-    go.notify_one();
-    let rest = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(rest, "last");
-
-    // A large body arrives whole, on the same upstream connection.
-    sender.ready().await.unwrap();
-    let big = sender.send_request(get("/big")).await.unwrap();
-    let big = big.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(big.len(), 1 << 20);
-    assert!(
-        big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
-        "the body was altered"
-    );
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "one upstream connection, reused"
-    );
+        // A large body arrives whole, on the same upstream connection.
+        let big = conn.send("GET", "/big", None, empty()).await;
+        let big = big.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(big.len(), 1 << 20, "{version:?}");
+        assert!(
+            big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+            "{version:?}: the body was altered"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "{version:?}: one upstream connection, reused"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
