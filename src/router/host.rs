@@ -2,21 +2,22 @@
 //! part after the first label, so a lookup is at most two hash probes whatever the host count.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+
+use super::Table;
 
 /// Tables per host rule kind; exact beats wildcard beats a rule without a host.
 #[derive(Debug)]
 pub struct HostTable<T> {
-    pub(super) exact: HashMap<Box<str>, T>,
-    pub(super) wildcard: HashMap<Box<str>, T>,
+    pub(super) exact: Table<T>,
+    pub(super) wildcard: Table<T>,
     pub(super) any: Option<T>,
 }
 
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: Table::default(),
+            wildcard: Table::default(),
             any: None,
         }
     }

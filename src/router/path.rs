@@ -3,20 +3,20 @@
 //! Prefixes live in a hash map, so a lookup costs one probe per path element, whatever the
 //! number of rules.
 
-use std::collections::HashMap;
+use super::Table;
 
 #[derive(Debug)]
 pub struct PathTable<T> {
-    pub(super) exact: HashMap<Box<str>, T>,
+    pub(super) exact: Table<T>,
     /// Keyed without the trailing slash; the root `/` is the empty string.
-    pub(super) prefix: HashMap<Box<str>, T>,
+    pub(super) prefix: Table<T>,
 }
 
 impl<T> Default for PathTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            prefix: HashMap::new(),
+            exact: Table::default(),
+            prefix: Table::default(),
         }
     }
 }
