@@ -129,16 +129,20 @@ impl<T> Router<T> {
                 return Some(&entry.target);
             }
         }
-        self.route(view.host, view.path)
+        self.lookup(view.host, view.path)
     }
 
     /// The target for a request to `host` (a Host header or authority, any case, port allowed)
     /// and `path` (without the query). A more specific host's rules are tried first; when none
     /// of its paths match, the wildcard's, then rules without a host, then the default backend.
     pub fn route(&self, host: &str, path: &str) -> Option<&T> {
-        let host = host::normalize(host);
+        self.lookup(&host::normalize(host), path)
+    }
+
+    /// [`Router::route`] for a host already normalized.
+    fn lookup(&self, host: &str, path: &str) -> Option<&T> {
         self.hosts
-            .candidates(&host)
+            .candidates(host)
             .find_map(|paths| paths.lookup(path))
             .or(self.default.as_ref())
     }
