@@ -1,4 +1,4 @@
-//! The command line: `fjord run`, `fjord check`, `fjord version`.
+//! The command line: `fjord run`, `fjord check`, `fjord init-storage`, `fjord version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::acme::storage::{Files, Prepared};
 use crate::cluster;
 use crate::config::{LogFormat, StaticConfig};
 use crate::provider::kubernetes::Scope;
@@ -69,8 +70,44 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Create each ACME resolver's storage directory and give it to the user fjord runs as.
+    /// Run as root (with CAP_CHOWN only) before `fjord run`: a DaemonSet's init container,
+    /// for a hostPath the kubelet created as root's.
+    InitStorage {
+        /// Static configuration, for its `certificatesResolvers`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The user and group `fjord run` runs as.
+        #[arg(long, value_name = "UID:GID", default_value = "65532:65532")]
+        owner: Owner,
+    },
     /// Print the version.
     Version,
+}
+
+/// A numeric `UID:GID`.
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl std::str::FromStr for Owner {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (uid, gid) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not UID:GID"))?;
+        let id = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{v:?} is not a number"))
+        };
+        Ok(Self {
+            uid: id(uid)?,
+            gid: id(gid)?,
+        })
+    }
 }
 
 /// Parses the command line and runs the command.
@@ -81,6 +118,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { dir, config } => check(dir, config),
+        Command::InitStorage { config, owner } => init_storage(config, owner),
         Command::Run {
             manifests,
             kubernetes: _,
@@ -171,6 +209,45 @@ fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
         diagnostics.len() - errors,
     );
     if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_storage(config: Option<PathBuf>, owner: Owner) -> ExitCode {
+    let config = match StaticConfig::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.certificates_resolvers.is_empty() {
+        println!("no certificatesResolvers in the configuration: no storage to prepare");
+    }
+    let mut failed = false;
+    for (name, resolver) in &config.certificates_resolvers {
+        let field = format!("certificatesResolvers.{name}.acme.storage");
+        let Owner { uid, gid } = owner;
+        match Files::new(&resolver.acme.storage).prepare(uid, gid) {
+            Ok(done) => {
+                let done = match done {
+                    Prepared::Created => format!("created, owned by {uid}:{gid}, mode 0700"),
+                    Prepared::Handed => {
+                        format!("handed to {uid}:{gid} with its contents, mode 0700")
+                    }
+                    Prepared::AlreadyOwned => format!("already owned by {uid}:{gid}, left alone"),
+                };
+                println!("{field} {}: {done}", resolver.acme.storage.display());
+            }
+            Err(e) => {
+                eprintln!("fjord: {field}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

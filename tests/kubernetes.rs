@@ -563,11 +563,47 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
                         .unwrap_or_else(|e| panic!("the ConfigMap's fjord.yaml: {e:#}"));
                 }
                 "DaemonSet" => {
+                    use clap::Parser as _;
                     let ds = strict::<DaemonSet>(&doc);
                     let pod = ds.spec.template.spec.unwrap();
                     assert_eq!(pod.service_account_name.as_deref(), Some("fjord"));
-                    let args = pod.containers[0].args.clone().unwrap();
-                    assert!(args.contains(&"--kubernetes".to_owned()), "{args:?}");
+                    let init = pod.init_containers.clone().unwrap();
+                    let (init, main) = (&init[0], &pod.containers[0]);
+                    for c in [init, main] {
+                        // Every container's arguments are ones fjord's command line takes.
+                        let args = c.args.clone().unwrap();
+                        let argv = std::iter::once("fjord".to_owned()).chain(args.clone());
+                        if let Err(e) = fjord::cli::Cli::try_parse_from(argv) {
+                            panic!("container {}: {args:?}: {e}", c.name);
+                        }
+                        assert_eq!(c.image, main.image);
+                    }
+                    assert!(
+                        main.args
+                            .as_ref()
+                            .unwrap()
+                            .contains(&"--kubernetes".to_owned())
+                    );
+                    // The init container prepares the storage fjord's user then writes.
+                    assert_eq!(init.args.as_ref().unwrap()[0], "init-storage");
+                    let mounts = |c: &k8s_openapi::api::core::v1::Container| {
+                        let mut m: Vec<_> = c
+                            .volume_mounts
+                            .iter()
+                            .flatten()
+                            .map(|m| (m.name.clone(), m.mount_path.clone()))
+                            .collect();
+                        m.sort();
+                        m
+                    };
+                    assert_eq!(mounts(init), mounts(main));
+                    let user = main.security_context.as_ref().unwrap().run_as_user;
+                    assert!(
+                        init.args
+                            .as_ref()
+                            .unwrap()
+                            .contains(&format!("--owner={0}:{0}", user.unwrap()))
+                    );
                 }
                 other => panic!("unexpected kind {other} in {name}"),
             }

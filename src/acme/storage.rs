@@ -5,8 +5,8 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 
 /// A key-value store for ACME state, with a lock per key.
 pub trait Storage: Send + Sync + 'static {
@@ -35,9 +35,57 @@ pub struct Files {
     root: PathBuf,
 }
 
+/// What [`Files::prepare`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Prepared {
+    Created,
+    /// It was someone else's: it and everything in it changed hands.
+    Handed,
+    AlreadyOwned,
+}
+
 impl Files {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// Creates the directory if missing (parents `0755`, itself `0700`) and hands it, with
+    /// what is in it, to `uid`:`gid`. Run as root before fjord runs as that user, which could
+    /// not write a directory a kubelet created for a `hostPath` (root's, `0755`). Needs only
+    /// `CAP_CHOWN`: children change hands before their directory, while root can still enter
+    /// it, and a directory the user already owns is left alone, so running again is a no-op.
+    pub fn prepare(&self, uid: u32, gid: u32) -> std::io::Result<Prepared> {
+        let root = &self.root;
+        let created = match std::fs::symlink_metadata(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = root.parent() {
+                    std::fs::create_dir_all(parent).map_err(at(parent))?;
+                }
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(root)
+                    .map_err(at(root))?;
+                true
+            }
+            Err(e) => return Err(at(root)(e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(at(root)(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "not a directory",
+                )));
+            }
+            Ok(m) if m.uid() == uid && m.gid() == gid => return Ok(Prepared::AlreadyOwned),
+            Ok(_) => false,
+        };
+        // The mode first: once the directory is the user's, root without CAP_FOWNER may not.
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(at(root))?;
+        hand_over(root, uid, gid)?;
+        Ok(if created {
+            Prepared::Created
+        } else {
+            Prepared::Handed
+        })
     }
 
     fn path(&self, key: &str) -> std::io::Result<PathBuf> {
@@ -55,6 +103,22 @@ impl Files {
     }
 }
 
+/// Gives `path` and, for a directory, everything below it to `uid`:`gid`, deepest first.
+/// Links change hands themselves; what they point to is not followed.
+fn hand_over(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).map_err(at(path))?.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(at(path))? {
+            hand_over(&entry.map_err(at(path))?.path(), uid, gid)?;
+        }
+    }
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(at(path))
+}
+
+/// Prefixes an I/O error with the path it is about: the operator's first question.
+fn at(path: &Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
+    move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 impl Storage for Files {
     type Guard = std::fs::File;
 
@@ -63,7 +127,7 @@ impl Storage for Files {
         tokio::task::spawn_blocking(move || match std::fs::read(&path) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&path)(e)),
         })
         .await?
     }
@@ -73,17 +137,18 @@ impl Storage for Files {
         let data = data.to_vec();
         tokio::task::spawn_blocking(move || {
             let dir = path.parent().unwrap_or(&path);
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(at(dir))?;
             let tmp = path.with_extension("tmp");
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(if secret { 0o600 } else { 0o644 })
-                .open(&tmp)?;
-            file.write_all(&data)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)
+                .open(&tmp)
+                .map_err(at(&tmp))?;
+            file.write_all(&data).map_err(at(&tmp))?;
+            file.sync_all().map_err(at(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(at(&path))
         })
         .await?
     }
@@ -91,13 +156,15 @@ impl Storage for Files {
     async fn lock(&self, key: &str) -> std::io::Result<std::fs::File> {
         let path = self.path(&format!("locks/{key}.lock"))?;
         tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
+            let dir = path.parent().unwrap_or(&path);
+            std::fs::create_dir_all(dir).map_err(at(dir))?;
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)?;
-            file.lock()?;
+                .open(&path)
+                .map_err(at(&path))?;
+            file.lock().map_err(at(&path))?;
             Ok(file)
         })
         .await?
@@ -134,5 +201,55 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         assert!(files.read("../etc/passwd").await.is_err());
         let _guard = files.lock("a.example.com").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let files = Files::new(dir.path().join("file"));
+        let e = files.write("account.json", b"{}", false).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: File exists (os error 17)",
+                dir.path().join("file").display()
+            )
+        );
+    }
+
+    #[test]
+    fn prepare_creates_the_directory_for_its_user_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let root = dir.path().join("new/acme");
+        let files = Files::new(&root);
+        assert_eq!(files.prepare(uid, gid).unwrap(), Prepared::Created);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        // A parent the user must pass through stays open to it.
+        assert_eq!(mode(&dir.path().join("new")), 0o755 & !umask());
+        assert_eq!(files.prepare(uid, gid).unwrap(), Prepared::AlreadyOwned);
+
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let e = Files::new(dir.path().join("file"))
+            .prepare(uid, gid)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: not a directory", dir.path().join("file").display())
+        );
+    }
+
+    /// The process's umask, read back from a directory created with `0777`.
+    fn umask() -> u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        std::fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&probe)
+            .unwrap();
+        !std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777
     }
 }
