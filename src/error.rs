@@ -12,6 +12,9 @@ static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// A request fjord must not route: it could pick one host while the backend picks another.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("no route matches")]
     NoRoute,
     /// The routes are not known yet (the first sync with the API server is under way): a 404
@@ -62,6 +65,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Misconfigured { .. }
@@ -83,6 +87,7 @@ impl ProxyError {
     pub fn response(&self) -> Response<ResponseBody> {
         let status = self.status();
         let text: &'static str = match status {
+            StatusCode::BAD_REQUEST => "400 bad request\n",
             StatusCode::NOT_FOUND => "404 page not found\n",
             StatusCode::SERVICE_UNAVAILABLE => "503 no available server\n",
             StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",

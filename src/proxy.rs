@@ -148,7 +148,9 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => {
                 match e.status() {
-                    StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE => {
+                    StatusCode::BAD_REQUEST
+                    | StatusCode::NOT_FOUND
+                    | StatusCode::PAYLOAD_TOO_LARGE => {
                         tracing::debug!(entrypoint = &*entry.name, error = %e, "request refused")
                     }
                     _ => tracing::warn!(entrypoint = &*entry.name, error = %e, "request failed"),
@@ -223,7 +225,8 @@ impl Proxy {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let from_uri = authority.is_some();
-        let host = authority.or_else(|| req.headers().get(header::HOST).cloned());
+        let header_host = single_host(&req)?;
+        let host = authority.or_else(|| header_host.cloned());
         // ACME HTTP-01 answers come before routing: no user route can shadow them.
         if req.uri().path().starts_with(HTTP01_PREFIX)
             && let Some(answer) = self.acme.http01(req.uri().path())
@@ -479,6 +482,33 @@ impl Redirect {
         }
         response
     }
+}
+
+/// The request's one Host header, if any. RFC 9112 §3.2 asks for a 400 when there are two
+/// (fjord would route by the first, and a backend may read the last), when an HTTP/1.1 request
+/// has none, or when its value is no `host[:port]`, which could otherwise reach a backend that
+/// builds URLs from it.
+fn single_host<B>(req: &Request<B>) -> Result<Option<&HeaderValue>, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    match host {
+        None if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
+            Err(ProxyError::BadRequest("no Host header"))
+        }
+        Some(h) if !h.as_bytes().iter().all(|&b| is_authority_byte(b)) => {
+            Err(ProxyError::BadRequest("Host header is not host[:port]"))
+        }
+        _ => Ok(host),
+    }
+}
+
+/// What a Host may hold (RFC 3986's reg-name, IP literal and port): no `@`, `/`, `?`, `#`,
+/// space or control character.
+fn is_authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
 
 fn plain(status: StatusCode, body: Bytes) -> Response<ResponseBody> {

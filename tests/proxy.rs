@@ -292,6 +292,61 @@ async fn error_statuses() {
     );
 }
 
+/// A request whose host is ambiguous or malformed gets a 400 from fjord and never reaches a
+/// backend: with two Host headers fjord would route by one while the backend may read the
+/// other (RFC 9112 §3.2).
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_or_malformed_hosts_get_400_and_never_reach_a_backend() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    // A catch-all route, which a request with no usable host would otherwise reach.
+    m.write("all.yaml", &ingress("all", &[("", "Prefix", "/", "app")]));
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    for (what, head) in [
+        (
+            "two Host headers",
+            "GET / HTTP/1.1\r\nHost: app.test\r\nHost: admin.test\r\n",
+        ),
+        ("no Host in HTTP/1.1", "GET / HTTP/1.1\r\n"),
+        (
+            "userinfo in Host",
+            "GET / HTTP/1.1\r\nHost: app.test@evil.test\r\n",
+        ),
+        ("a path in Host", "GET / HTTP/1.1\r\nHost: app.test/x\r\n"),
+        (
+            "two Hosts beside an absolute URI",
+            "GET http://app.test/ HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n",
+        ),
+    ] {
+        let answer = raw(
+            fjord.web,
+            format!("{head}Connection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.ends_with("400 bad request\n"),
+            "{what}: {answer}"
+        );
+    }
+    assert_eq!(
+        backend.connections(),
+        0,
+        "a rejected request reached the backend"
+    );
+
+    // One Host, with a port, or none from an HTTP/1.0 client: served.
+    for head in [
+        "GET / HTTP/1.1\r\nHost: app.test:80\r\n",
+        "GET / HTTP/1.0\r\n",
+    ] {
+        let answer = raw(
+            fjord.web,
+            format!("{head}Connection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(answer.contains(" 200 OK\r\n"), "{head}: {answer}");
+        assert!(answer.contains("\"backend\": \"app\""), "{head}: {answer}");
+    }
+}
+
 /// A pooled connection keeps the timer for its responses' heads from request to request, so
 /// each request must still get the whole timeout: when the last request's deadline is still
 /// ahead, and when it passed while the connection idled.
