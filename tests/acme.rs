@@ -247,4 +247,10 @@ async fn an_unreachable_ca_backs_off_and_the_default_certificate_is_served() {
         failures <= 3,
         "retries are spaced out: {failures} in a few seconds"
     );
+    // What failed, where: the CA's URL and the refused connection, not only "client error".
+    let status = support::tls_free_get(fjord.admin, "/acme").await;
+    let expected = format!(
+        "\"last_error\": \"ACME server https://127.0.0.1:{closed}/dir: client error (Connect): tcp connect error: Connection refused (os error 111)\""
+    );
+    assert!(status.contains(&expected), "{status}");
 }

@@ -188,6 +188,7 @@ impl<S: Storage> CertTask<S> {
                     METRICS.acme_orders.with_label_values(&["failure"]).inc();
                     failures = failures.saturating_add(1);
                     let delay = backoff(failures, random_unit());
+                    let e = e.describe(&self.resolver.config.ca_server);
                     tracing::warn!(
                         names = ?names,
                         error = %e,
@@ -196,7 +197,7 @@ impl<S: Storage> CertTask<S> {
                         "acme: obtaining a certificate failed; the current one (if any) keeps serving"
                     );
                     self.update(|s| {
-                        s.last_error = Some(e.to_string());
+                        s.last_error = Some(e);
                         s.next_attempt =
                             Some(now() + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
                     });

@@ -23,6 +23,28 @@ pub enum AcmeError {
     Other(String),
 }
 
+impl AcmeError {
+    /// The error with every cause below it, as an operator reads it in `GET /acme` and the
+    /// logs: instant-acme's own text for a failed connection is only `client error
+    /// (Connect)`, and the CA's URL and the refused connection are in its causes.
+    pub fn describe(&self, ca_server: &str) -> String {
+        let mut text = match self {
+            AcmeError::Acme(e) => format!("ACME server {ca_server}: {e}"),
+            other => other.to_string(),
+        };
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let more = e.to_string();
+            // thiserror's `{0}` has usually printed the first cause already.
+            if !text.ends_with(&more) {
+                text = format!("{text}: {more}");
+            }
+            cause = e.source();
+        }
+        text
+    }
+}
+
 /// The resolver's account: restored from storage, or created and stored.
 pub async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Account, AcmeError> {
     let builder = || match config.ca_certificates.first() {
