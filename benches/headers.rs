@@ -63,7 +63,7 @@ fn rewrite(c: &mut Criterion) {
                 || template.clone(),
                 |headers| request(black_box(headers), client, Some(&host), None),
                 BatchSize::SmallInput,
-            )
+            );
         });
     }
 }
@@ -86,7 +86,7 @@ fn rewrite_response(c: &mut Criterion) {
             || template.clone(),
             |headers| response(black_box(headers), false),
             BatchSize::SmallInput,
-        )
+        );
     });
 }
 

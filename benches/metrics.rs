@@ -27,7 +27,7 @@ fn record(c: &mut Criterion) {
                 h.record(took);
                 h.bytes(0, 512);
             }
-        })
+        });
     });
 
     // The per-request cost of resolving labels each time, as a baseline: one counter family.
@@ -36,8 +36,8 @@ fn record(c: &mut Criterion) {
     c.bench_function("with_label_values, one counter (baseline)", |b| {
         b.iter(|| {
             vec.with_label_values(black_box(&["default/web:80", "200", "GET"]))
-                .inc()
-        })
+                .inc();
+        });
     });
 }
 

@@ -5,7 +5,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fjord::middleware::rate_limit::{IpStrategy, Key, RateLimitSpec, RateLimiter, Source};
+use fjord::middleware::rate_limit::{Key, RateLimiter};
+use fjord::model::middleware::{IpStrategy, RateLimitSpec, Source};
 
 fn decision(c: &mut Criterion) {
     let limiter = RateLimiter::new(RateLimitSpec {
@@ -22,7 +23,7 @@ fn decision(c: &mut Criterion) {
             now += 1_000;
             let key = limiter.spec.source.key(black_box(peer), "h", &headers);
             black_box(limiter.check(key, now))
-        })
+        });
     });
     let keys: Vec<Key> = (0..10_000u32)
         .map(|i| Key::Ip(std::net::Ipv4Addr::from(0x0a00_0000 + i).into()))
@@ -33,7 +34,7 @@ fn decision(c: &mut Criterion) {
             i = (i + 1) % keys.len();
             now += 1_000;
             black_box(limiter.check(keys[i].clone(), now))
-        })
+        });
     });
 }
 

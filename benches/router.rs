@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use fjord::model::{HostMatch, PathMatch};
 use fjord::router::Router;
-use fjord::translate::{HostMatch, PathMatch};
 
 /// `hosts` exact hosts with `paths_per_host` prefix paths each, plus a wildcard per 10 hosts.
 fn table(hosts: usize, paths_per_host: usize) -> Router<usize> {
@@ -36,7 +36,7 @@ fn lookup(c: &mut Criterion) {
         let router = table(hosts, 1);
         let host = format!("host-{}.example.com", hosts / 2);
         group.bench_with_input(BenchmarkId::from_parameter(hosts), &host, |b, host| {
-            b.iter(|| router.route(black_box(host), black_box("/api/v0/items/42")))
+            b.iter(|| router.route(black_box(host), black_box("/api/v0/items/42")));
         });
     }
     group.finish();
@@ -48,14 +48,14 @@ fn lookup(c: &mut Criterion) {
         ("miss", "/static/css/site.css"),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| router.route(black_box("host-0.example.com"), black_box(path)))
+            b.iter(|| router.route(black_box("host-0.example.com"), black_box(path)));
         });
     }
     group.finish();
 
     let router = table(10_000, 1);
     c.bench_function("route lookup, wildcard, 10k hosts", |b| {
-        b.iter(|| router.route(black_box("web.zone-5000.example.com"), black_box("/")))
+        b.iter(|| router.route(black_box("web.zone-5000.example.com"), black_box("/")));
     });
     c.bench_function("route lookup, mixed-case host with port, 10k hosts", |b| {
         b.iter(|| {
@@ -63,7 +63,7 @@ fn lookup(c: &mut Criterion) {
                 black_box("Host-5000.Example.com:8080"),
                 black_box("/api/v0/items"),
             )
-        })
+        });
     });
 }
 
@@ -94,7 +94,7 @@ fn rule_routes(c: &mut Criterion) {
         client_ip: "10.0.0.1".parse().unwrap(),
     };
     c.bench_function("route lookup, 1k rule routes (100 any-host), hit", |b| {
-        b.iter(|| router.route_request(black_box(&view), black_box("web")))
+        b.iter(|| router.route_request(black_box(&view), black_box("web")));
     });
     // No rule matches: the host's own rules and all 100 any-host rules are tried.
     let miss = fjord::rule::RequestView {
@@ -102,7 +102,7 @@ fn rule_routes(c: &mut Criterion) {
         ..view
     };
     c.bench_function("route lookup, 1k rule routes (100 any-host), miss", |b| {
-        b.iter(|| router.route_request(black_box(&miss), black_box("web")))
+        b.iter(|| router.route_request(black_box(&miss), black_box("web")));
     });
 }
 

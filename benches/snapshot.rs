@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fjord::provider::manifests::parse_documents;
 use fjord::provider::{Object, Store};
 use fjord::snapshot::{self, Snapshot};
-use fjord::translate::{Options, refresh_endpoints, translate};
+use fjord::translate::{LastGood, Options, refresh_endpoints, translate};
 
 fn store(routes: usize) -> Store {
     let mut store = Store::default();
@@ -34,12 +34,12 @@ fn store(routes: usize) -> Store {
 fn build(c: &mut Criterion) {
     let store = store(10_000);
     let options = Options::from_config(&fjord::config::StaticConfig::default());
-    let translation = translate(&store, &options);
+    let translation = translate(&store, &options, &LastGood::default());
     assert_eq!(translation.config.routes.len(), 10_000);
     let mut group = c.benchmark_group("10k routes");
     group.sample_size(10);
     group.bench_function("translate", |b| {
-        b.iter(|| translate(black_box(&store), &options))
+        b.iter(|| translate(black_box(&store), &options, &LastGood::default()));
     });
     group.bench_function("snapshot build", |b| {
         b.iter(|| {
@@ -48,7 +48,7 @@ fn build(c: &mut Criterion) {
                 None,
                 snapshot::Options::default(),
             )
-        })
+        });
     });
     let previous = Snapshot::build(&translation.config, None, snapshot::Options::default());
     group.bench_function("snapshot rebuild (backends kept)", |b| {
@@ -58,7 +58,7 @@ fn build(c: &mut Criterion) {
                 Some(&previous),
                 snapshot::Options::default(),
             )
-        })
+        });
     });
     // The cheap path for a change to EndpointSlices only: endpoints resolved again, then the
     // rebuild that keeps unchanged backends.
@@ -67,7 +67,7 @@ fn build(c: &mut Criterion) {
             let mut config = translation.config.clone();
             refresh_endpoints(black_box(&store), &mut config);
             Snapshot::build(&config, Some(&previous), snapshot::Options::default())
-        })
+        });
     });
     group.finish();
 }

@@ -21,7 +21,7 @@ const QUEUE: usize = 64 * 1024;
 /// One request, as the access log records it: owned, as it outlives the handler and is
 /// formatted on the writer thread.
 #[derive(Debug)]
-pub struct Record {
+pub(crate) struct Record {
     /// When the response body ended.
     pub ended: jiff::Timestamp,
     pub entrypoint: Arc<str>,
@@ -44,7 +44,7 @@ pub struct Record {
 
 /// The sending side of the access log, cloned into each response that will log a line.
 #[derive(Clone, Debug)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     tx: SyncSender<Box<Record>>,
 }
 
@@ -57,7 +57,7 @@ struct Format {
 
 impl AccessLog {
     /// Starts the writer thread; `None` when the access log is off.
-    pub fn start(config: &AccessLogConfig) -> Option<Self> {
+    pub(crate) fn start(config: &AccessLogConfig) -> Option<Self> {
         if !config.enabled {
             return None;
         }
@@ -73,7 +73,7 @@ impl AccessLog {
         Some(Self { tx })
     }
 
-    pub fn log(&self, r: Box<Record>) {
+    pub(crate) fn log(&self, r: Box<Record>) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(r) {
             crate::metrics::METRICS.access_log_dropped.inc();
         }

@@ -20,7 +20,7 @@ use crate::snapshot::Live;
 
 /// Serves until `stop`. `draining` turns `/readyz` to 503 so load balancers stop sending
 /// traffic while in-flight requests finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     live: Arc<Live>,
     acme: Arc<Manager>,

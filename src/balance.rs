@@ -2,34 +2,25 @@
 //! endpoint that refuses connections is skipped for a backoff period, then tried again).
 //!
 //! The weighted order is computed once per snapshot; a pick is one atomic increment plus a
-//! health check per candidate, with no lock.
+//! health check per candidate, with no lock. Each attempt's outcome is reported back here,
+//! where the endpoint's health and its `fjord_service_server_up` series are kept.
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::uri::Authority;
 
-use crate::translate::{EndpointAddr, EndpointSpec};
+use crate::clock;
+use crate::error::ProxyError;
+use crate::metrics::METRICS;
+use crate::model::{EndpointAddr, EndpointSpec};
 
 /// First backoff after a failure; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest weighted schedule; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u64 = 4096;
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Monotonic nanoseconds, the balancer's clock.
-pub fn now() -> u64 {
-    at(Instant::now())
-}
-
-/// `instant` on the balancer's clock: a request's start, read once, serves every use.
-pub fn at(instant: Instant) -> u64 {
-    u64::try_from(instant.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// One endpoint, with the authority upstream requests are sent to.
 #[derive(Debug)]
@@ -43,7 +34,7 @@ pub struct Endpoint {
 #[derive(Debug, Default)]
 struct Health {
     failures: AtomicU32,
-    /// [`now`] until which the endpoint is skipped; 0 when healthy.
+    /// [`crate::clock::now`] until which the endpoint is skipped; 0 when healthy.
     down_until: AtomicU64,
 }
 
@@ -132,8 +123,35 @@ impl EndpointSet {
         fallback
     }
 
+    /// Records how an attempt on endpoint `index` of `backend` went: a response brings a
+    /// backing-off endpoint back, a failed connect makes it back off. Other failures say
+    /// nothing of the endpoint: a slow answer may be the request's.
+    pub fn report(&self, backend: &str, index: usize, outcome: Result<(), &ProxyError>) {
+        let Some(endpoint) = self.endpoints.get(index) else {
+            return;
+        };
+        let url = endpoint.authority.as_str();
+        match outcome {
+            Ok(()) => {
+                if self.report_success(index) {
+                    server_up(backend, url, 1);
+                }
+            }
+            Err(e @ ProxyError::Connect { source, .. }) => {
+                tracing::warn!(backend, error = %e, "endpoint is backing off");
+                self.report_failure(index, clock::now());
+                METRICS
+                    .service_connect_errors
+                    .with_label_values(&[backend, connect_error_kind(source)])
+                    .inc();
+                server_up(backend, url, 0);
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
-    pub fn report_failure(&self, index: usize, now: u64) {
+    fn report_failure(&self, index: usize, now: u64) {
         let Some(e) = self.endpoints.get(index) else {
             return;
         };
@@ -145,7 +163,7 @@ impl EndpointSet {
 
     /// Records a success; true when the endpoint was backing off. Reads before writing, so
     /// healthy endpoints' shared state stays clean in every core's cache.
-    pub fn report_success(&self, index: usize) -> bool {
+    fn report_success(&self, index: usize) -> bool {
         let Some(e) = self.endpoints.get(index) else {
             return false;
         };
@@ -158,10 +176,28 @@ impl EndpointSet {
     }
 }
 
+fn server_up(backend: &str, url: &str, up: i64) {
+    METRICS
+        .service_server_up
+        .with_label_values(&[backend, url])
+        .set(up);
+}
+
+/// `refused`, `timeout`, `dns` or `other`, from the I/O error under a connect failure.
+fn connect_error_kind(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "refused",
+        std::io::ErrorKind::TimedOut => "timeout",
+        // The resolver's failures carry no kind of their own.
+        _ if e.to_string().contains("lookup") => "dns",
+        _ => "other",
+    }
+}
+
 /// Smooth weighted round robin (as nginx does it): with weights 5, 1, 1 the order is
 /// a a b a c a a, not a a a a a b c.
 fn schedule(weights: &[u64]) -> Box<[u32]> {
-    let gcd = weights.iter().copied().fold(0, gcd);
+    let gcd = weights.iter().copied().fold(0, num_integer::gcd);
     if gcd == 0 {
         return Box::new([]);
     }
@@ -187,10 +223,6 @@ fn schedule(weights: &[u64]) -> Box<[u32]> {
         out.push(best as u32);
     }
     out.into_boxed_slice()
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::config::{LogFormat, StaticConfig};
 use crate::provider::kubernetes::Scope;
 use crate::provider::manifests::ManifestsDir;
 use crate::run::Source;
-use crate::translate::{self, translate};
+use crate::translate::{self, LastGood, translate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +20,7 @@ use crate::translate::{self, translate};
     version,
     about = "A lightweight ingress proxy for Kubernetes"
 )]
+/// The command line.
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -190,7 +191,7 @@ fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
         }
     };
     let options = translate::Options::from_config(&config);
-    let translation = translate(&loaded.store, &options);
+    let translation = translate(&loaded.store, &options, &LastGood::default());
     let mut diagnostics: Vec<_> = loaded
         .diagnostics
         .into_iter()

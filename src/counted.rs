@@ -23,13 +23,13 @@ fn data_len<D: Buf, E>(polled: &Poll<Option<Result<Frame<D>, E>>>) -> Option<u64
 /// A request body on its way upstream, adding its bytes to a counter the response reads (none
 /// for a request without a body, which then costs no allocation).
 #[derive(Debug)]
-pub struct Received<B> {
+pub(crate) struct Received<B> {
     inner: B,
     count: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Received<B> {
-    pub fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
+    pub(crate) fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
         Self { inner, count }
     }
 }
@@ -61,7 +61,7 @@ impl<B: Body + Unpin> Body for Received<B> {
 /// A response body on its way to the client. When it is done (or dropped: the client left), the
 /// bytes both ways are added to each of the request's series, and its access log line is sent.
 #[derive(Debug)]
-pub struct Sent<B> {
+pub(crate) struct Sent<B> {
     inner: B,
     sent: u64,
     received: Option<Arc<AtomicU64>>,
@@ -70,7 +70,7 @@ pub struct Sent<B> {
 }
 
 impl<B> Sent<B> {
-    pub fn new(
+    pub(crate) fn new(
         inner: B,
         received: Option<Arc<AtomicU64>>,
         series: [Option<Arc<Handles>>; 3],

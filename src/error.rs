@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
 
-use crate::middleware::ceil_secs;
-use crate::proxy::{ResponseBody, full};
+use crate::body;
+use crate::clock::ceil_secs;
 
 static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
@@ -84,7 +85,7 @@ impl ProxyError {
     }
 
     /// The response a client gets for this error.
-    pub fn response(&self) -> Response<ResponseBody> {
+    pub fn response(&self) -> Response<Full<Bytes>> {
         let status = self.status();
         let text: &'static str = match status {
             StatusCode::BAD_REQUEST => "400 bad request\n",
@@ -97,12 +98,7 @@ impl ProxyError {
             StatusCode::FORBIDDEN => "403 forbidden\n",
             _ => "502 bad gateway\n",
         };
-        let mut response = Response::new(full(Bytes::from_static(text.as_bytes())));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut response = body::text(status, Bytes::from_static(text.as_bytes()));
         let headers = response.headers_mut();
         match self {
             ProxyError::RateLimited {
@@ -113,13 +109,13 @@ impl ProxyError {
             } => {
                 // Retry-After, and the IETF RateLimit fields: the policy (quota per window) and
                 // what is left of it now (nothing, for `t` seconds).
-                let wait = ceil_secs(*retry_after).max(1);
+                let wait = ceil_secs(*retry_after);
                 let name = middleware.replace(['"', '\\'], "");
                 let values = [
                     (header::RETRY_AFTER, wait.to_string()),
                     (
                         RATELIMIT_POLICY.clone(),
-                        format!("\"{name}\";q={quota};w={}", ceil_secs(*window).max(1)),
+                        format!("\"{name}\";q={quota};w={}", ceil_secs(*window)),
                     ),
                     (RATELIMIT.clone(), format!("\"{name}\";r=0;t={wait}")),
                 ];

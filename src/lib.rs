@@ -1,44 +1,67 @@
 //! fjord: a lightweight ingress reverse proxy for Kubernetes.
 //!
-//! The modules follow the data, from objects to a live route table, and a request's path:
+//! The modules follow the data, from objects to a live route table, and a request's path. Read
+//! the map top to bottom; imports only point down it, and `tests/modules.rs` keeps it so.
 //!
 //! ```text
-//!  provider ─► translate ─► snapshot (ArcSwap) ◄── reload on change
-//!  (objects)   (pure: Config + diagnostics)   │
-//!                                              ▼
-//!  listener ─► server ─► proxy: router ─► balance ─► upstream ─► back, through forwarded
-//!  (accept)    (hyper)        (host, path)  (endpoint)  (pooled client)
+//!  objects ─────────────────────────────────────────────────────────────────────────────────
+//!  provider (folder | API server: crd objects) ─► translate (pure) ─► model ─► snapshot
+//!     diagnostics name every rejected object       └ keeps the last good version    │ ArcSwap
+//!  acme (orders, storage, challenges) ─► pem                                         ▼
+//!  a request ───────────────────────────────────────────────────────────────────────────────
+//!  listener ─► tls (SNI: snapshot's certificates, acme's) ─► server (hyper, workers, tcp)
+//!    ─► proxy: admit (Host, ACME answer, readiness, TLS redirect)
+//!            → route (router: host, path, rule)
+//!            → middleware chain on the request (limits, auth with htpasswd, rewrites)
+//!            → exchange: balance (pick, health) → upstream (pooled client) → forwarded
+//!            → middleware chain on the response (headers, compression)
+//!    ─► counted (bytes) ─► metrics, access_log
 //! ```
 //!
-//! `error` is the one place a failed request becomes a response; `tcp` is the socket both
-//! sides are read and written through; `admin` serves health and readiness; `run` wires it
+//! Beside the path: `model` is the plain data translation produces and the hot path reads;
+//! `body` the response bodies; `clock` the hot path's clock; `error` the one place a failed
+//! request becomes a response; `admin` serves metrics, health and the ACME state; `cluster`
+//! writes Ingress status and Events; `config` is the static configuration; `run` wires it
 //! together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod acme;
-pub mod admin;
-pub mod balance;
+mod access_log;
+mod acme;
+mod admin;
+mod balance;
+mod body;
 pub mod cli;
-pub mod cluster;
+mod clock;
+mod cluster;
+#[expect(
+    missing_docs,
+    reason = "the static configuration's keys are documented in the README's reference"
+)]
 pub mod config;
-pub mod counted;
+mod counted;
+#[expect(
+    missing_docs,
+    reason = "the CRDs' fields are Traefik's, field for field; their docs would rewrite the schemas"
+)]
 pub mod crd;
-pub mod diagnostics;
-pub mod error;
+mod diagnostics;
+mod error;
 pub mod forwarded;
-pub mod listener;
+pub mod htpasswd;
+mod listener;
 pub mod metrics;
 pub mod middleware;
+pub mod model;
+mod pem;
 pub mod provider;
-pub mod proxy;
+mod proxy;
 pub mod router;
 pub mod rule;
 pub mod run;
-pub mod server;
+mod server;
 pub mod snapshot;
-pub mod tcp;
-pub mod tls;
+mod tcp;
+mod tls;
 pub mod translate;
-pub mod upstream;
-pub mod workers;
+mod upstream;
+mod workers;

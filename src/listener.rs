@@ -13,7 +13,7 @@ use crate::config::Address;
 
 /// Binds `address`. `:PORT` is every IPv6 and IPv4 address, or every IPv4 address where the
 /// host has no IPv6.
-pub async fn bind(address: Address) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(address: Address) -> std::io::Result<TcpListener> {
     match address {
         Address::Socket(addr) => TcpListener::bind(addr).await,
         Address::Any(port) => match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
@@ -25,7 +25,7 @@ pub async fn bind(address: Address) -> std::io::Result<TcpListener> {
 
 /// Accepts connections on this thread's runtime until `shutdown`, handing each to `serve` as a
 /// task of `tracker`. `listener` is a handle on a socket other workers may accept from too.
-pub async fn accept<F, Fut>(
+pub(crate) async fn accept<F, Fut>(
     listener: std::net::TcpListener,
     shutdown: CancellationToken,
     tracker: TaskTracker,

@@ -22,19 +22,33 @@ pub struct Metrics {
     entrypoint: Family,
     service: Family,
     router: Family,
+    /// `fjord_service_retries_total`, by service.
     pub service_retries: IntCounterVec,
+    /// `fjord_service_connect_errors_total`, by service and kind.
     pub service_connect_errors: IntCounterVec,
+    /// `fjord_service_server_up`, by service and endpoint.
     pub service_server_up: IntGaugeVec,
+    /// `fjord_open_connections`, by entry point and protocol.
     pub open_connections: IntGaugeVec,
+    /// `fjord_tls_handshakes_total`, by entry point, TLS version and result.
     pub tls_handshakes: IntCounterVec,
+    /// `fjord_middleware_rejections_total`, by middleware and reason.
     pub middleware_rejections: IntCounterVec,
+    /// `fjord_config_reloads_total`, by result.
     pub config_reloads: IntCounterVec,
+    /// `fjord_config_last_reload_success_timestamp_seconds`.
     pub config_last_success: Gauge,
+    /// `fjord_config_diagnostics`, by severity.
     pub config_diagnostics: IntGaugeVec,
+    /// `fjord_tls_certs_not_after_seconds`, by name.
     pub tls_certs_not_after: GaugeVec,
+    /// `fjord_acme_orders_total`, by result.
     pub acme_orders: IntCounterVec,
+    /// `fjord_access_log_dropped_total`.
     pub access_log_dropped: prometheus::IntCounter,
+    /// `fjord_kubernetes_watch_restarts_total`, by resource.
     pub kubernetes_watch_restarts: IntCounterVec,
+    /// `fjord_kubernetes_last_sync_timestamp_seconds`, by resource.
     pub kubernetes_last_sync: GaugeVec,
 }
 
@@ -264,8 +278,11 @@ impl Family {
 /// What a request adds to a series' own labels.
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
+    /// The response status.
     pub code: StatusCode,
+    /// The request method.
     pub method: MethodLabel,
+    /// Whether the request was a protocol upgrade.
     pub websocket: bool,
 }
 
@@ -282,19 +299,30 @@ impl Outcome {
 /// methods cannot invent series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MethodLabel {
+    /// `GET`.
     Get,
+    /// `HEAD`.
     Head,
+    /// `POST`.
     Post,
+    /// `PUT`.
     Put,
+    /// `DELETE`.
     Delete,
+    /// `CONNECT`.
     Connect,
+    /// `OPTIONS`.
     Options,
+    /// `TRACE`.
     Trace,
+    /// `PATCH`.
     Patch,
+    /// Any other method.
     Other,
 }
 
 impl MethodLabel {
+    /// The label for `method`.
     pub fn of(method: &Method) -> Self {
         match method.as_str() {
             "GET" => Self::Get,

@@ -24,7 +24,7 @@ use crate::server::{self, Draining, Server};
 use crate::snapshot::{self, Live, Snapshot};
 use crate::tls;
 use crate::translate::class::Classes;
-use crate::translate::{self, LastGood, translate_keeping};
+use crate::translate::{self, LastGood};
 use crate::upstream::Upstream;
 use crate::workers::{self, Workers};
 
@@ -41,6 +41,8 @@ pub enum Source {
     Kubernetes(kubernetes::Scope, cluster::Options),
 }
 
+/// Runs fjord until SIGTERM or Ctrl-C: loads the objects from `source`, serves the
+/// entry points, the admin server and ACME as `config` says.
 pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     // One crypto provider for every TLS user (the server, the ACME client): aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -97,7 +99,9 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             };
             Redirect {
                 scheme: to.scheme.as_str().into(),
-                port: port.filter(|p| Some(*p) != default_port),
+                port: port
+                    .filter(|p| Some(*p) != default_port)
+                    .map(|p| p.to_string().into()),
                 permanent: to.permanent,
             }
         });
@@ -263,14 +267,20 @@ impl Apply {
             );
             return;
         }
-        let (translation, last_good) =
-            translate_keeping(&loaded.store, &self.options, &self.last_good);
-        self.last_good = last_good;
+        let mut store = loaded.store;
+        let stood_in = self.last_good.stand_in(&mut store, &loaded.unreadable);
+        let mut translation = translate::translate(&store, &self.options, &self.last_good);
         let reported = &mut self.reported;
         let diagnostics: BTreeSet<Diagnostic> = loaded
             .diagnostics
             .into_iter()
-            .chain(translation.diagnostics)
+            .map(|mut d| {
+                if stood_in.iter().any(|k| k.to_string() == d.subject) {
+                    d.message.push_str("; still serving its last good version");
+                }
+                d
+            })
+            .chain(std::mem::take(&mut translation.diagnostics))
             .collect();
         for d in diagnostics.difference(reported) {
             if d.is_error() {
@@ -284,12 +294,11 @@ impl Apply {
         }
         if let Some(cluster) = &self.cluster {
             for d in diagnostics.difference(reported).filter(|d| d.is_error()) {
-                cluster.reject(d, &loaded.store);
+                cluster.reject(d, &store);
             }
-            let classes = Classes::new(&loaded.store, &self.options.ingress_class);
+            let classes = Classes::new(&store, &self.options.ingress_class);
             cluster.ingresses(
-                loaded
-                    .store
+                store
                     .ingresses()
                     .filter(|i| classes.accepts(i) == Ok(true))
                     .map(Seen::of)
@@ -320,7 +329,7 @@ impl Apply {
         self.live.store(snapshot);
         self.acme.apply(&translation.config.acme);
         tracing::info!(
-            objects = loaded.store.len(),
+            objects = store.len(),
             routes,
             errors = diagnostics.iter().filter(|d| d.is_error()).count(),
             warnings = diagnostics.iter().filter(|d| !d.is_error()).count(),
@@ -328,6 +337,7 @@ impl Apply {
             "config loaded"
         );
         *reported = diagnostics;
+        self.last_good = std::mem::take(&mut self.last_good).next(store, &translation);
         self.config = Some(translation.config);
     }
 }

@@ -24,14 +24,14 @@ thread_local! {
 }
 
 #[derive(Debug)]
-pub struct Tcp(TcpStream);
+pub(crate) struct Tcp(TcpStream);
 
 impl Tcp {
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Self(stream)
     }
 
-    pub fn get_ref(&self) -> &TcpStream {
+    pub(crate) fn get_ref(&self) -> &TcpStream {
         &self.0
     }
 }

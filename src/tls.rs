@@ -2,7 +2,6 @@
 //! suites, session resumption, ALPN `h2`/`http/1.1`) and the SNI resolver: exact name, then a
 //! certificate obtained through ACME, then wildcard, then the default certificate.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,56 +12,20 @@ use rustls::sign::CertifiedKey;
 use crate::acme::Challenges;
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::config::Tls;
+use crate::pem::parse_pem;
 use crate::snapshot::Live;
-use crate::translate::tls::{TlsCert, parse_pem};
-
-/// Certificates from Secrets by SNI name, compiled once per snapshot.
-#[derive(Debug, Default)]
-pub struct CertTable {
-    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
-    /// `*.example.com` stored as `example.com`.
-    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
-}
-
-impl CertTable {
-    /// The first certificate listed for a name wins (translation lists the oldest Ingress first).
-    pub fn new(certs: &[TlsCert]) -> Self {
-        let mut table = Self::default();
-        for cert in certs {
-            for name in &cert.names {
-                let name = name.to_ascii_lowercase();
-                let (map, key) = match name.strip_prefix("*.") {
-                    Some(rest) => (&mut table.wildcard, rest.to_owned()),
-                    None => (&mut table.exact, name),
-                };
-                map.entry(key.into_boxed_str())
-                    .or_insert_with(|| Arc::clone(&cert.key));
-            }
-        }
-        table
-    }
-
-    fn exact(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
-        self.exact.get(name)
-    }
-
-    fn wildcard(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
-        let (_, rest) = name.split_once('.')?;
-        self.wildcard.get(rest)
-    }
-}
 
 /// Picks the certificate for each handshake from the live snapshot and the ACME state, so a
 /// changed Secret or a renewed certificate applies to the next handshake.
 #[derive(Debug)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     live: Arc<Live>,
     acme: Arc<Challenges>,
     default: Arc<CertifiedKey>,
 }
 
 impl Resolver {
-    pub fn new(live: Arc<Live>, acme: Arc<Challenges>, default: Arc<CertifiedKey>) -> Self {
+    pub(crate) fn new(live: Arc<Live>, acme: Arc<Challenges>, default: Arc<CertifiedKey>) -> Self {
         Self {
             live,
             acme,
@@ -97,7 +60,7 @@ impl ResolvesServerCert for Resolver {
 }
 
 /// The server configuration shared by every TLS entry point.
-pub fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<ServerConfig>> {
+pub(crate) fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<ServerConfig>> {
     use rustls::crypto::aws_lc_rs::cipher_suite::*;
     // Mozilla "intermediate" (ECDHE with AES-GCM or ChaCha20-Poly1305), in the server's order
     // rather than the client's, AES-128-GCM first as Go's TLS does: its SHA-256 key schedule
@@ -131,7 +94,7 @@ pub fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<ServerConfig
 
 /// The certificate served when no other matches: the configured one, or a self-signed one
 /// made at start.
-pub fn default_certificate(config: &Tls) -> anyhow::Result<Arc<CertifiedKey>> {
+pub(crate) fn default_certificate(config: &Tls) -> anyhow::Result<Arc<CertifiedKey>> {
     if let Some(files) = &config.default_certificate {
         let chain = std::fs::read(&files.cert_file).with_context(|| {
             format!(

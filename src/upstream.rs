@@ -43,13 +43,13 @@ use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
 /// none (a retry of a bodyless request).
-pub type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
+pub(crate) type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
 
 /// An exchange that failed, with its request if that never left: when no connection to the
 /// endpoint could be made, the request can go to another endpoint as it is, body and all,
 /// with no copy made in advance.
 #[derive(Debug)]
-pub struct Failed {
+pub(crate) struct Failed {
     pub error: ProxyError,
     /// Boxed: taken only on this rare path, it would otherwise widen every exchange's result.
     pub unsent: Option<Box<Request<RequestBody>>>,
@@ -65,7 +65,7 @@ impl From<ProxyError> for Failed {
 }
 
 #[derive(Clone, Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     pool: Arc<Pool>,
     response_header_timeout: Duration,
 }
@@ -135,7 +135,7 @@ enum Failure {
 
 impl Upstream {
     /// A client for `workers` worker threads.
-    pub fn new(transport: &ServersTransport, workers: usize) -> Self {
+    pub(crate) fn new(transport: &ServersTransport, workers: usize) -> Self {
         let timeouts = &transport.forwarding_timeouts;
         let workers = workers.max(1);
         Self {
@@ -164,7 +164,7 @@ impl Upstream {
         clippy::manual_async_fn,
         reason = "an async fn would hold the 280-byte request twice"
     )]
-    pub fn send<'a>(
+    pub(crate) fn send<'a>(
         &'a self,
         mut request: Request<RequestBody>,
         endpoint: &'a Authority,
@@ -359,7 +359,7 @@ impl Pool {
 const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
 
 /// Methods a client expects may be repeated (RFC 9110 §9.2.2).
-pub fn idempotent(method: &http::Method) -> bool {
+pub(crate) fn idempotent(method: &http::Method) -> bool {
     use http::Method;
     [
         Method::GET,
@@ -385,7 +385,7 @@ fn replayable(request: &Request<RequestBody>) -> Option<Box<Request<RequestBody>
 }
 
 /// A request with `request`'s head and no body, to send again.
-pub fn head_copy<B>(request: &Request<B>) -> Request<RequestBody> {
+pub(crate) fn head_copy<B>(request: &Request<B>) -> Request<RequestBody> {
     let mut again = Request::new(Either::Right(Empty::new()));
     *again.method_mut() = request.method().clone();
     *again.uri_mut() = request.uri().clone();
@@ -434,7 +434,7 @@ async fn reap(pool: Weak<Pool>) {
 /// A response body from an endpoint. Its connection goes back to the pool when the body has
 /// been read to the end; a body dropped early or failed takes its connection with it.
 #[derive(Debug)]
-pub struct Body {
+pub(crate) struct Body {
     inner: Incoming,
     back: Option<Back>,
 }

@@ -29,13 +29,13 @@ thread_local! {
 }
 
 /// The worker this thread is, from 0; 0 on any other thread.
-pub fn current() -> usize {
+pub(crate) fn current() -> usize {
     INDEX.with(Cell::get)
 }
 
 /// How many workers to run: `TOKIO_WORKER_THREADS` when set (the variable tokio's own runtime
 /// reads), else one per CPU this process may use, cgroup quota included.
-pub fn count() -> usize {
+pub(crate) fn count() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<NonZeroUsize>().ok())
@@ -44,7 +44,7 @@ pub fn count() -> usize {
 }
 
 /// The running workers. Dropping them asks them to stop; [`Workers::stop`] also waits.
-pub struct Workers {
+pub(crate) struct Workers {
     handles: Vec<Handle>,
     threads: Vec<JoinHandle<()>>,
     stop: CancellationToken,
@@ -52,7 +52,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `count` worker threads, each running its own runtime until stopped.
-    pub fn start(count: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(count: usize) -> std::io::Result<Self> {
         let mut workers = Self {
             handles: Vec::with_capacity(count),
             threads: Vec::with_capacity(count),
@@ -75,7 +75,7 @@ impl Workers {
     }
 
     /// Runs one of `tasks` on each worker, in order.
-    pub fn spawn_each<F>(&self, tasks: impl IntoIterator<Item = F>)
+    pub(crate) fn spawn_each<F>(&self, tasks: impl IntoIterator<Item = F>)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -85,7 +85,7 @@ impl Workers {
     }
 
     /// Stops every worker, closing the connections still open, and waits for their threads.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop.cancel();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {

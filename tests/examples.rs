@@ -35,13 +35,13 @@ fn the_canary_example_admin_password_is_demo() {
         .find(|l| l.trim_start().starts_with("users:"))
         .unwrap();
     let users = line.split('"').nth(1).unwrap();
-    let users = fjord::middleware::basic_auth::parse_users(users).unwrap();
+    let users = fjord::htpasswd::parse_users(users).unwrap();
     let header = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("demo:demo")
     );
     assert_eq!(
-        fjord::middleware::basic_auth::check(&users, header.as_bytes()),
+        fjord::htpasswd::check(&users, header.as_bytes()),
         Some("demo")
     );
 }

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         resolvers: ["default".to_owned()].into(),
         allow_cross_namespace: false,
     };
-    let _ = fjord::translate::translate(&store, &options);
+    let _ = fjord::translate::translate(&store, &options, &fjord::translate::LastGood::default());
 });
 
 fn serde_saphyr_docs(text: &str) -> Result<Vec<serde_json::Value>, ()> {

@@ -8,13 +8,13 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// ALPN protocol of the TLS-ALPN-01 challenge.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// Path prefix of HTTP-01 challenge requests.
-pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Challenge answers and obtained certificates.
 #[derive(Debug, Default)]
-pub struct Challenges {
+pub(crate) struct Challenges {
     /// HTTP-01: token → key authorization.
     http01: DashMap<String, String>,
     /// TLS-ALPN-01: DNS name → challenge certificate.
@@ -25,16 +25,16 @@ pub struct Challenges {
 
 impl Challenges {
     /// The key authorization for an HTTP-01 request path, if it is one fjord is answering.
-    pub fn http01(&self, path: &str) -> Option<String> {
+    pub(crate) fn http01(&self, path: &str) -> Option<String> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
         self.http01.get(token).map(|v| v.clone())
     }
 
-    pub fn tls_alpn01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn tls_alpn01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         self.tls_alpn01.get(name).map(|v| Arc::clone(&v))
     }
 
-    pub fn issued(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn issued(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         self.issued.get(name).map(|v| Arc::clone(&v))
     }
 

@@ -2,9 +2,9 @@
 //! obtains it when missing, renews it when due, and backs off (exponentially, with jitter) when
 //! the CA fails. The certificate in use keeps serving until a new one is in hand.
 
-pub mod challenge;
+pub(crate) mod challenge;
 mod order;
-pub mod storage;
+pub(crate) mod storage;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -17,14 +17,14 @@ use rustls_pki_types::CertificateDer;
 
 use serde::Serialize;
 
-pub use challenge::Challenges;
+pub(crate) use challenge::Challenges;
 use order::AcmeError;
 use storage::{Files, Storage};
 
 use crate::config::{Acme, StaticConfig};
 use crate::metrics::METRICS;
-use crate::translate::AcmeRequest;
-use crate::translate::tls::parse_pem;
+use crate::model::AcmeRequest;
+use crate::pem::parse_pem;
 
 /// First retry delay after a failure; doubles per failure in a row up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(2);
@@ -32,7 +32,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// What an operator sees of one certificate (`GET /acme` on the admin server).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct CertStatus {
+pub(crate) struct CertStatus {
     pub resolver: String,
     pub names: Vec<String>,
     /// Expiry of the certificate in use, seconds since the Unix epoch.
@@ -46,7 +46,7 @@ pub struct CertStatus {
 
 /// The ACME resolvers and the certificate tasks they run. The resolvers keep their state in
 /// [`Files`], a directory; see [`Storage`] for what is not built yet.
-pub struct Manager {
+pub(crate) struct Manager {
     resolvers: HashMap<String, Arc<Resolver<Files>>>,
     challenges: Arc<Challenges>,
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
@@ -64,7 +64,7 @@ struct Resolver<S> {
 
 impl Manager {
     /// Must be called within the runtime the tasks are to run on.
-    pub fn new(config: &StaticConfig, challenges: Arc<Challenges>) -> Self {
+    pub(crate) fn new(config: &StaticConfig, challenges: Arc<Challenges>) -> Self {
         let resolvers = config
             .certificates_resolvers
             .iter()
@@ -89,7 +89,7 @@ impl Manager {
 
     /// Makes the running certificate tasks match `wanted`: new requests start a task (never a
     /// second one for the same request), requests gone away stop theirs.
-    pub fn apply(&self, wanted: &[AcmeRequest]) {
+    pub(crate) fn apply(&self, wanted: &[AcmeRequest]) {
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
@@ -120,7 +120,7 @@ impl Manager {
         }
     }
 
-    pub fn status(&self) -> Vec<CertStatus> {
+    pub(crate) fn status(&self) -> Vec<CertStatus> {
         let mut all: Vec<CertStatus> = self.status.iter().map(|e| e.value().clone()).collect();
         all.sort_by(|a, b| a.names.cmp(&b.names));
         all
@@ -349,8 +349,7 @@ fn random_unit() -> f64 {
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ const ACCOUNT_KEY: &str = "account.json";
 
 /// Why an ACME step failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
+pub(super) enum AcmeError {
     #[error("ACME: {0}")]
     Acme(#[from] instant_acme::Error),
     #[error("storage: {0}")]
@@ -27,7 +27,7 @@ impl AcmeError {
     /// The error with every cause below it, as an operator reads it in `GET /acme` and the
     /// logs: instant-acme's own text for a failed connection is only `client error
     /// (Connect)`, and the CA's URL and the refused connection are in its causes.
-    pub fn describe(&self, ca_server: &str) -> String {
+    pub(super) fn describe(&self, ca_server: &str) -> String {
         let mut text = match self {
             AcmeError::Acme(e) => format!("ACME server {ca_server}: {e}"),
             other => other.to_string(),
@@ -46,7 +46,7 @@ impl AcmeError {
 }
 
 /// The resolver's account: restored from storage, or created and stored.
-pub async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Account, AcmeError> {
+pub(super) async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Account, AcmeError> {
     let builder = || match config.ca_certificates.first() {
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
@@ -77,7 +77,7 @@ pub async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Account, 
 }
 
 /// Orders a certificate for `names` and returns (PEM chain, PEM private key).
-pub async fn obtain(
+pub(super) async fn obtain(
     account: &Account,
     config: &Acme,
     names: &[String],
@@ -137,7 +137,7 @@ pub async fn obtain(
             .state()
             .error
             .as_ref()
-            .map(|e| e.to_string())
+            .map(std::string::ToString::to_string)
             .unwrap_or_default();
         return Err(AcmeError::Other(format!(
             "order is {status:?}, not ready {detail}"

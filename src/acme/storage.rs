@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as 
 use std::path::{Path, PathBuf};
 
 /// A key-value store for ACME state, with a lock per key.
-pub trait Storage: Send + Sync + 'static {
+pub(crate) trait Storage: Send + Sync + 'static {
     /// Held while one instance orders a certificate; dropping it releases the lock.
     type Guard: Send;
 
@@ -31,13 +31,13 @@ pub trait Storage: Send + Sync + 'static {
 
 /// A directory: `account.json`, `certs/NAME.crt`, `certs/NAME.key` (0600), `locks/NAME.lock`.
 #[derive(Clone, Debug)]
-pub struct Files {
+pub(crate) struct Files {
     root: PathBuf,
 }
 
 /// What [`Files::prepare`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     Created,
     /// It was someone else's: it and everything in it changed hands.
     Handed,
@@ -45,7 +45,7 @@ pub enum Prepared {
 }
 
 impl Files {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
@@ -54,7 +54,7 @@ impl Files {
     /// not write a directory a kubelet created for a `hostPath` (root's, `0755`). Needs only
     /// `CAP_CHOWN`: children change hands before their directory, while root can still enter
     /// it, and a directory the user already owns is left alone, so running again is a no-op.
-    pub fn prepare(&self, uid: u32, gid: u32) -> std::io::Result<Prepared> {
+    pub(crate) fn prepare(&self, uid: u32, gid: u32) -> std::io::Result<Prepared> {
         let root = &self.root;
         let created = match std::fs::symlink_metadata(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

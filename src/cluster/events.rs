@@ -16,12 +16,16 @@ const REFILL: Duration = Duration::from_secs(6);
 
 /// One rejection to report.
 #[derive(Debug)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub regarding: ObjectReference,
     pub message: String,
 }
 
-pub async fn send(client: kube::Client, identity: String, mut rx: mpsc::Receiver<Rejection>) {
+pub(crate) async fn send(
+    client: kube::Client,
+    identity: String,
+    mut rx: mpsc::Receiver<Rejection>,
+) {
     let recorder = Recorder::new(
         client,
         Reporter {

@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How long a Lease is held without renewal.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+pub(crate) const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// A holder that cannot renew for this long stops acting as leader.
 const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the holder renews and candidates try.
 const RETRY: Duration = Duration::from_secs(2);
 
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -33,7 +33,7 @@ pub struct Elector {
 type Record = (Option<String>, Option<Timestamp>);
 
 impl Elector {
-    pub fn new(api: Api<Lease>, name: &str, identity: &str) -> Self {
+    pub(crate) fn new(api: Api<Lease>, name: &str, identity: &str) -> Self {
         Self {
             api,
             name: name.to_owned(),
@@ -44,7 +44,7 @@ impl Elector {
 
     /// Runs until `shutdown`, telling `leader` whether this replica holds the Lease. A held
     /// Lease is released on shutdown, so another replica takes over at once.
-    pub async fn run(mut self, leader: watch::Sender<bool>, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, leader: watch::Sender<bool>, shutdown: CancellationToken) {
         let mut renewed: Option<Instant> = None;
         loop {
             let held = match self.acquire_or_renew().await {
@@ -63,12 +63,12 @@ impl Elector {
                 renewed = None;
             }
             leader.send_if_modified(|was| {
-                if *was != held {
+                if *was == held {
+                    false
+                } else {
                     tracing::info!(lease = %self.name, identity = %self.identity, leader = held, "leadership changed");
                     *was = held;
                     true
-                } else {
-                    false
                 }
             });
             tokio::select! {
@@ -153,7 +153,7 @@ impl Elector {
         {
             Ok(_) => tracing::info!(lease = %self.name, "leader Lease released"),
             Err(e) => {
-                tracing::warn!(lease = %self.name, error = %e, "cannot release the leader Lease")
+                tracing::warn!(lease = %self.name, error = %e, "cannot release the leader Lease");
             }
         }
     }

@@ -2,9 +2,9 @@
 //! holder, and Events for rejected objects. Reading is the provider's job
 //! ([`crate::provider::kubernetes`]); this is the other direction.
 
-pub mod events;
-pub mod lease;
-pub mod status;
+pub(crate) mod events;
+pub(crate) mod lease;
+pub(crate) mod status;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use events::Rejection;
 use status::Seen;
 
 /// The Lease replicas compete for.
-pub const LEASE_NAME: &str = "fjord-leader";
+pub(crate) const LEASE_NAME: &str = "fjord-leader";
 
 /// Where this replica stands in the cluster.
 #[derive(Clone, Debug, Default)]
@@ -60,14 +60,14 @@ impl Options {
 }
 
 /// What each reload tells the cluster side.
-pub struct Feedback {
+pub(crate) struct Feedback {
     ingresses: watch::Sender<Arc<Vec<Seen>>>,
     rejections: mpsc::Sender<Rejection>,
 }
 
 impl Feedback {
     /// The Ingresses of fjord's class, as now in the store.
-    pub fn ingresses(&self, seen: Vec<Seen>) {
+    pub(crate) fn ingresses(&self, seen: Vec<Seen>) {
         self.ingresses.send_if_modified(|old| {
             let changed = **old != seen;
             if changed {
@@ -78,7 +78,7 @@ impl Feedback {
     }
 
     /// Reports a new error about an Ingress or IngressRoute as an Event on it.
-    pub fn reject(&self, d: &Diagnostic, store: &Store) {
+    pub(crate) fn reject(&self, d: &Diagnostic, store: &Store) {
         let Some((kind, rest)) = d.subject.split_once(' ') else {
             return;
         };
@@ -122,7 +122,7 @@ impl Feedback {
 
 /// Starts the Lease, the status writer and the Event sender. The returned task ends once
 /// `shutdown` fires and a held Lease is released.
-pub fn start(
+pub(crate) fn start(
     client: kube::Client,
     options: &Options,
     shutdown: CancellationToken,

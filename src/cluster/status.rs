@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// An Ingress of fjord's class as last seen: where it is, its version, what its status says.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub namespace: String,
     pub name: String,
     pub resource_version: String,
@@ -24,7 +24,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn of(ingress: &Ingress) -> Self {
+    pub(crate) fn of(ingress: &Ingress) -> Self {
         let addresses = ingress
             .status
             .as_ref()
@@ -54,7 +54,7 @@ impl Seen {
 }
 
 /// The status entries for `published` (IP addresses or host names).
-pub fn addresses(published: &[String]) -> Vec<(Option<String>, Option<String>)> {
+pub(crate) fn addresses(published: &[String]) -> Vec<(Option<String>, Option<String>)> {
     published
         .iter()
         .map(|a| match a.parse::<std::net::IpAddr>() {
@@ -65,7 +65,7 @@ pub fn addresses(published: &[String]) -> Vec<(Option<String>, Option<String>)> 
 }
 
 /// Keeps the status of fjord's Ingresses at `desired` while `leader` says this replica leads.
-pub async fn publish(
+pub(crate) async fn publish(
     client: kube::Client,
     desired: Vec<(Option<String>, Option<String>)>,
     mut leader: watch::Receiver<bool>,
@@ -104,7 +104,7 @@ pub async fn publish(
                         written.insert(key, ing.resource_version.clone());
                     }
                     Err(e) => {
-                        tracing::warn!(ingress = %format!("{}/{}", ing.namespace, ing.name), error = %e, "cannot write Ingress status")
+                        tracing::warn!(ingress = %format!("{}/{}", ing.namespace, ing.name), error = %e, "cannot write Ingress status");
                     }
                 }
             }

@@ -8,29 +8,15 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Either, StreamBody};
 use tokio_util::io::{ReaderStream, StreamReader};
 
-use crate::proxy::ResponseBody;
+use crate::body::ResponseBody;
+use crate::model::middleware::{CompressSpec, media_type};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct CompressSpec {
-    /// Responses that declare a smaller length are sent as they are. Default 1024.
-    pub min_bytes: u64,
-    /// Content types (lowercase, without parameters) never compressed.
-    pub excluded: Vec<String>,
-}
-
-/// A content type without parameters, lowercase: `Text/HTML; charset=utf-8` is `text/html`.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-}
-
+/// A content coding fjord compresses with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
+    /// `gzip`.
     Gzip,
+    /// `br`.
     Brotli,
 }
 
@@ -73,12 +59,16 @@ pub fn negotiate(accept: &HeaderValue) -> Option<Encoding> {
 
 impl CompressSpec {
     /// Compresses `response` with `encoding` when it qualifies; returns it unchanged otherwise.
-    pub fn apply(
+    pub fn apply<U>(
         &self,
         encoding: Encoding,
         head: bool,
-        response: Response<ResponseBody>,
-    ) -> Response<ResponseBody> {
+        response: Response<ResponseBody<U>>,
+    ) -> Response<ResponseBody<U>>
+    where
+        U: http_body::Body<Data = Bytes> + Send + 'static,
+        U::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let headers = response.headers();
         let status = response.status();
         let declared = headers

@@ -4,30 +4,10 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-/// Compiled `headers` settings; names and values already validated.
-#[derive(Clone, Debug, Default)]
-pub struct HeadersSpec {
-    /// `None` removes the header.
-    pub request: Vec<(HeaderName, Option<HeaderValue>)>,
-    pub response: Vec<(HeaderName, Option<HeaderValue>)>,
-    /// Security headers set on every response.
-    pub security: Vec<(HeaderName, HeaderValue)>,
-    pub cors: Option<Cors>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Cors {
-    /// Allowed origins; `*` allows any.
-    pub origins: Vec<String>,
-    pub methods: Option<HeaderValue>,
-    pub headers: Option<HeaderValue>,
-    pub expose: Option<HeaderValue>,
-    pub credentials: bool,
-    pub max_age: Option<HeaderValue>,
-    pub vary: bool,
-}
+use crate::model::middleware::{Cors, HeadersSpec};
 
 impl HeadersSpec {
+    /// Sets and removes the request headers.
     pub fn on_request(&self, headers: &mut HeaderMap) {
         apply(headers, &self.request);
     }

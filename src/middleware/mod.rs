@@ -4,100 +4,74 @@
 //! A chain is a slice of enum values, not a stack of boxed services: a route without middleware
 //! pays nothing, and one with middleware allocates nothing to run it.
 
-pub mod basic_auth;
 pub mod compress;
 pub mod headers;
 pub mod rate_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode};
-use ipnet::IpNet;
-use regex::Regex;
+use http_body_util::Full;
 
-use crate::crd;
+use crate::body::{self, ResponseBody};
+use crate::clock;
 use crate::error::ProxyError;
-use crate::proxy::{ResponseBody, full};
-use basic_auth::User;
-use headers::HeadersSpec;
-use rate_limit::{InFlight, InFlightGuard, IpStrategy, RateLimiter};
+use crate::htpasswd;
+use crate::metrics::METRICS;
+use crate::model::middleware::{self as model, CompressSpec, Retry};
+use compress::Encoding;
+use rate_limit::{InFlight, InFlightGuard, RateLimiter};
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 static X_REPLACED_PATH: HeaderName = HeaderName::from_static("x-replaced-path");
 
-/// A compiled middleware.
+/// A middleware of a snapshot: its description, with the running state of a limit.
 #[derive(Debug)]
 pub struct Middleware {
     /// `namespace/name`.
     pub name: Box<str>,
-    /// What it was compiled from: a reload keeps the running instance (and its state) while
-    /// this is unchanged.
-    pub source: crd::MiddlewareSpec,
+    /// What it does, with its state.
     pub kind: Kind,
 }
 
+/// What a running middleware does; a limit holds its buckets or counters.
+pub type Kind = model::Kind<Arc<RateLimiter>, Arc<InFlight>>;
+
 impl Middleware {
-    /// Whether it holds state a reload must keep (buckets, counters). Only those are carried
-    /// over; the others also depend on objects besides their spec (basicAuth's Secret), so
-    /// the new compile is the one to use.
-    pub fn has_state(&self) -> bool {
-        matches!(self.kind, Kind::RateLimit(_) | Kind::InFlight(_))
+    /// A running instance of `described`, with fresh state.
+    pub fn new(described: &model::Middleware) -> Self {
+        Self {
+            name: described.name.clone(),
+            kind: described.kind.with_state(
+                |spec| RateLimiter::new(spec.clone()),
+                |spec| InFlight::new(spec.clone()),
+            ),
+        }
     }
-}
 
-#[derive(Debug)]
-pub enum Kind {
-    RateLimit(Arc<RateLimiter>),
-    InFlight(Arc<InFlight>),
-    Headers(Box<HeadersSpec>),
-    RedirectScheme {
-        scheme: Box<str>,
-        port: Option<Box<str>>,
-        permanent: bool,
-    },
-    RedirectRegex {
-        regex: Regex,
-        replacement: String,
-        permanent: bool,
-    },
-    StripPrefix(Vec<String>),
-    StripPrefixRegex(Vec<Regex>),
-    AddPrefix(String),
-    ReplacePath(String),
-    ReplacePathRegex(Regex, String),
-    BasicAuth {
-        users: Vec<User>,
-        realm: String,
-        remove_header: bool,
-    },
-    IpAllowList {
-        ranges: Vec<IpNet>,
-        strategy: IpStrategy,
-    },
-    /// Largest request body in bytes (413 past it).
-    Buffering(u64),
-    Retry(Retry),
-    Compress(compress::CompressSpec),
-}
-
-/// How a failed request is sent again.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Retry {
-    /// Tries in all, the first included.
-    pub attempts: u32,
-    /// Wait before the first retry; doubles for each further one.
-    pub interval: Duration,
+    /// Whether this instance runs `described` and holds state a reload must keep (buckets,
+    /// counters). Only such are carried over; the others may depend on objects besides their
+    /// spec (basicAuth's Secret), so the new description is the one to use.
+    pub fn keeps(&self, described: &model::Middleware) -> bool {
+        self.name == described.name
+            && match (&self.kind, &described.kind) {
+                (Kind::RateLimit(running), model::Kind::RateLimit(spec)) => running.spec == *spec,
+                (Kind::InFlight(running), model::Kind::InFlight(spec)) => running.spec == *spec,
+                _ => false,
+            }
+    }
 }
 
 /// What a middleware sees of the connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
+    /// The peer's address.
     pub peer: IpAddr,
+    /// Whether the connection is TLS.
     pub tls: bool,
     /// The Host header or authority, as sent.
     pub host: &'a str,
@@ -105,8 +79,10 @@ pub struct Ctx<'a> {
 
 /// Why the chain stopped: an error, or an answer of its own (a redirect, a CORS preflight).
 pub enum Stop {
+    /// A refusal.
     Error(ProxyError),
-    Reply(Box<Response<ResponseBody>>),
+    /// A response of the middleware's own.
+    Reply(Box<Response<Full<Bytes>>>),
 }
 
 impl From<ProxyError> for Stop {
@@ -115,10 +91,133 @@ impl From<ProxyError> for Stop {
     }
 }
 
+/// A route's middlewares, in order. A route without any pays nothing; one with some
+/// allocates nothing to run them (but a `Vec` for in-flight slots, when one is taken).
+#[derive(Debug, Default)]
+pub struct Chain(Box<[Arc<Middleware>]>);
+
+/// What the chain decided on the request for the rest of the exchange: how large a body may
+/// be, whether to retry, and what to do on the response. In-flight slots are held until it is
+/// dropped, once the response head is sent.
+#[derive(Debug)]
+pub struct Pass<'c> {
+    /// Largest request body in bytes; 0 is unlimited.
+    pub body_limit: u64,
+    /// How to retry a failed request, when a retry middleware says.
+    pub retry: Option<Retry>,
+    held: Vec<InFlightGuard>,
+    /// The request's `Origin`, for CORS.
+    origin: Option<HeaderValue>,
+    /// Compression to apply, and whether the request was a HEAD.
+    compression: Option<(&'c CompressSpec, Encoding, bool)>,
+}
+
+impl FromIterator<Arc<Middleware>> for Chain {
+    fn from_iter<I: IntoIterator<Item = Arc<Middleware>>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl Chain {
+    /// The middlewares, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Middleware>> {
+        self.0.iter()
+    }
+
+    /// Runs every middleware on the request, in order; any may answer it instead. `body_limit`
+    /// is the entry point's (0 unlimited); a buffering middleware may lower it.
+    pub fn on_request<B>(
+        &self,
+        req: &mut Request<B>,
+        ctx: &Ctx<'_>,
+        body_limit: u64,
+    ) -> Result<Pass<'_>, Stop> {
+        let mut pass = Pass {
+            body_limit,
+            retry: None,
+            held: Vec::new(),
+            origin: None,
+            compression: None,
+        };
+        if self.0.is_empty() {
+            return Ok(pass);
+        }
+        let mut compress = None;
+        for m in &self.0 {
+            if let Err(stop) = m.on_request(req, ctx, &mut pass.held) {
+                if let Stop::Error(e) = &stop {
+                    METRICS
+                        .middleware_rejections
+                        .with_label_values(&[&*m.name, rejection(e)])
+                        .inc();
+                }
+                return Err(stop);
+            }
+            match &m.kind {
+                Kind::Buffering(l) if *l > 0 => {
+                    pass.body_limit = match pass.body_limit {
+                        0 => *l,
+                        limit => limit.min(*l),
+                    };
+                }
+                Kind::Retry(r) => pass.retry = pass.retry.or(Some(*r)),
+                Kind::Compress(c) => compress = compress.or(Some(c)),
+                _ => {}
+            }
+        }
+        pass.origin = req.headers().get(header::ORIGIN).cloned();
+        if let Some(spec) = compress {
+            let encoding = req
+                .headers()
+                .get(header::ACCEPT_ENCODING)
+                .and_then(compress::negotiate);
+            pass.compression = encoding.map(|e| (spec, e, req.method() == Method::HEAD));
+        }
+        Ok(pass)
+    }
+
+    /// Runs every middleware on the response, in reverse order, and releases what the request
+    /// held. A switched protocol (`101`) is never compressed.
+    pub fn on_response<U>(
+        &self,
+        pass: Pass<'_>,
+        mut response: Response<ResponseBody<U>>,
+    ) -> Response<ResponseBody<U>>
+    where
+        U: http_body::Body<Data = Bytes> + Send + 'static,
+        U::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        for m in self.0.iter().rev() {
+            if let Kind::Headers(spec) = &m.kind {
+                spec.on_response(response.headers_mut(), pass.origin.as_ref());
+            }
+        }
+        drop(pass.held);
+        match pass.compression {
+            Some((spec, encoding, head))
+                if response.status() != StatusCode::SWITCHING_PROTOCOLS =>
+            {
+                spec.apply(encoding, head, response)
+            }
+            _ => response,
+        }
+    }
+}
+
+/// The `reason` label of a middleware's refusal.
+fn rejection(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::RateLimited { .. } => "rate_limit",
+        ProxyError::TooManyInFlight { .. } => "in_flight",
+        ProxyError::Unauthorized { .. } => "unauthorized",
+        _ => "forbidden",
+    }
+}
+
 impl Middleware {
     /// Runs on the request. In-flight slots taken are pushed on `held`, released when the
     /// request is done.
-    pub fn on_request<B>(
+    fn on_request<B>(
         &self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
@@ -127,7 +226,7 @@ impl Middleware {
         match &self.kind {
             Kind::RateLimit(limiter) => {
                 let key = limiter.spec.source.key(ctx.peer, ctx.host, req.headers());
-                if let Err(limited) = limiter.check(key, rate_limit::now()) {
+                if let Err(limited) = limiter.check(key, clock::now()) {
                     return Err(ProxyError::RateLimited {
                         middleware: self.name.clone(),
                         retry_after: limited.retry_after,
@@ -138,7 +237,7 @@ impl Middleware {
                 }
             }
             Kind::InFlight(limiter) => {
-                let key = limiter.source.key(ctx.peer, ctx.host, req.headers());
+                let key = limiter.spec.source.key(ctx.peer, ctx.host, req.headers());
                 match limiter.acquire(key) {
                     Some(guard) => held.push(guard),
                     None => {
@@ -151,7 +250,7 @@ impl Middleware {
             }
             Kind::Headers(spec) => {
                 if let Some((status, headers)) = spec.preflight(req.method(), req.headers()) {
-                    let mut reply = empty(status);
+                    let mut reply = body::empty(status);
                     reply.headers_mut().extend(headers);
                     return Err(Stop::Reply(Box::new(reply)));
                 }
@@ -164,14 +263,8 @@ impl Middleware {
             } => {
                 let current = if ctx.tls { "https" } else { "http" };
                 if current != &**scheme {
-                    let host = crate::router::normalize_host(ctx.host);
-                    let port = port.as_deref().map(|p| format!(":{p}")).unwrap_or_default();
-                    let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-                    return Err(redirect(
-                        &format!("{scheme}://{host}{port}{path}"),
-                        *permanent,
-                        req.method(),
-                    ));
+                    let to = location(scheme, ctx.host, port.as_deref(), req.uri());
+                    return Err(redirect(&to, *permanent, req.method()));
                 }
             }
             Kind::RedirectRegex {
@@ -229,7 +322,7 @@ impl Middleware {
                     .headers()
                     .get(header::AUTHORIZATION)
                     .map(HeaderValue::as_bytes);
-                if given.and_then(|g| basic_auth::check(users, g)).is_none() {
+                if given.and_then(|g| htpasswd::check(users, g)).is_none() {
                     return Err(ProxyError::Unauthorized {
                         realm: realm.as_str().into(),
                     }
@@ -248,41 +341,10 @@ impl Middleware {
                     .into());
                 }
             }
-            // Applied by the proxy as it forwards, through `body_limit` and `retry`.
+            // Settings of the exchange, gathered by the chain into its `Pass`.
             Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) => {}
         }
         Ok(())
-    }
-
-    /// Runs on the response; `origin` is the request's `Origin` header (for CORS).
-    pub fn on_response(&self, headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
-        if let Kind::Headers(spec) = &self.kind {
-            spec.on_response(headers, origin);
-        }
-    }
-
-    /// The compression this middleware asks for, if any.
-    pub fn compress(&self) -> Option<&compress::CompressSpec> {
-        match &self.kind {
-            Kind::Compress(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// The retry policy this middleware sets, if any.
-    pub fn retry(&self) -> Option<Retry> {
-        match self.kind {
-            Kind::Retry(r) => Some(r),
-            _ => None,
-        }
-    }
-
-    /// The request body limit this middleware sets, if any.
-    pub fn body_limit(&self) -> Option<u64> {
-        match self.kind {
-            Kind::Buffering(limit) => Some(limit),
-            _ => None,
-        }
     }
 }
 
@@ -323,10 +385,15 @@ fn set_header(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     }
 }
 
-fn empty(status: StatusCode) -> Response<ResponseBody> {
-    let mut r = Response::new(full(Bytes::new()));
-    *r.status_mut() = status;
-    r
+/// `scheme://host[:port]/path?query`: where a request for `host` (normalized: lowercase, its
+/// own port dropped) and `uri` goes on another scheme.
+pub fn location(scheme: &str, host: &str, port: Option<&str>, uri: &Uri) -> String {
+    let host = crate::router::normalize_host(host);
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    match port {
+        Some(port) => format!("{scheme}://{host}:{port}{path}"),
+        None => format!("{scheme}://{host}{path}"),
+    }
 }
 
 /// 301/302 for GET and HEAD, 308/307 for other methods (which must keep their body).
@@ -338,14 +405,9 @@ fn redirect(location: &str, permanent: bool, method: &Method) -> Stop {
         (false, true) => StatusCode::FOUND,
         (false, false) => StatusCode::TEMPORARY_REDIRECT,
     };
-    let mut r = empty(status);
+    let mut r = body::empty(status);
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     Stop::Reply(Box::new(r))
-}
-
-/// Whole seconds, rounded up, at least 1: for `Retry-After` and friends.
-pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -10,33 +10,15 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use http::HeaderMap;
-use ipnet::IpNet;
 
-use crate::balance;
+use crate::model::middleware::{InFlightSpec, IpStrategy, RateLimitSpec, Source};
 
 /// Most sources one limiter tracks; past it, fully refilled entries are dropped, and if none
 /// are, requests from new sources are refused (the backend is under a flood).
 const MAX_SOURCES: usize = 100_000;
 
-/// What identifies a client for a limit.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Source {
-    /// The peer address, or one from `X-Forwarded-For` chosen by the strategy.
-    ClientIp(IpStrategy),
-    RequestHeader(http::HeaderName),
-    RequestHost,
-}
-
-/// How to find the client in `X-Forwarded-For` (Traefik's `ipStrategy`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct IpStrategy {
-    /// Take the address `depth` from the right; 0 uses the peer address.
-    pub depth: usize,
-    /// Skip these from the right and take the first one left.
-    pub excluded: Vec<IpNet>,
-}
-
 impl IpStrategy {
+    /// The client's address: the peer's, or one from `X-Forwarded-For`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if self.depth == 0 && self.excluded.is_empty() {
             return peer;
@@ -69,7 +51,9 @@ impl IpStrategy {
 /// by client IP) allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
+    /// An address.
     Ip(IpAddr),
+    /// Any other value (a header, a host).
     Text(Box<str>),
 }
 
@@ -95,36 +79,28 @@ impl Source {
     }
 }
 
-/// A rate limit's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateLimitSpec {
-    /// Requests per `period` on average; at least 1 (0 is translated to no middleware).
-    pub average: u64,
-    pub period: Duration,
-    /// Requests allowed at once after a quiet spell; at least 1.
-    pub burst: u64,
-    pub source: Source,
-}
-
 /// A rate limit and its buckets, kept across reloads while the spec is unchanged.
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// Its settings.
     pub spec: RateLimitSpec,
     /// Nanoseconds between requests at the average rate.
     interval: u64,
     /// `interval * burst`: how far ahead of now a bucket's time may run.
     tolerance: u64,
-    /// Source → theoretical arrival time ([`balance::now`] nanoseconds).
+    /// Source → theoretical arrival time ([`crate::clock::now`] nanoseconds).
     tats: DashMap<Key, u64>,
 }
 
 /// A refusal: when to retry, for the 429's headers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limited {
+    /// How long until a request would be allowed.
     pub retry_after: Duration,
 }
 
 impl RateLimiter {
+    /// A limiter for `spec`, with no bucket yet.
     pub fn new(spec: RateLimitSpec) -> Arc<Self> {
         let interval = u64::try_from(spec.period.as_nanos() / u128::from(spec.average.max(1)))
             .unwrap_or(u64::MAX)
@@ -168,8 +144,8 @@ impl RateLimiter {
 /// Concurrent requests per source.
 #[derive(Debug)]
 pub struct InFlight {
-    pub amount: u64,
-    pub source: Source,
+    /// Its settings.
+    pub spec: InFlightSpec,
     counts: DashMap<Key, u64>,
 }
 
@@ -181,17 +157,18 @@ pub struct InFlightGuard {
 }
 
 impl InFlight {
-    pub fn new(amount: u64, source: Source) -> Arc<Self> {
+    /// A limit for `spec`, with nothing in flight.
+    pub fn new(spec: InFlightSpec) -> Arc<Self> {
         Arc::new(Self {
-            amount,
-            source,
+            spec,
             counts: DashMap::new(),
         })
     }
 
+    /// Takes a slot for `key`, released when the guard drops; `None` when all are taken.
     pub fn acquire(self: &Arc<Self>, key: Key) -> Option<InFlightGuard> {
         let mut count = self.counts.entry(key.clone()).or_insert(0);
-        if *count >= self.amount {
+        if *count >= self.spec.amount {
             return None;
         }
         *count += 1;
@@ -211,11 +188,6 @@ impl Drop for InFlightGuard {
             *count == 0
         });
     }
-}
-
-/// [`balance::now`], the limiters' clock.
-pub fn now() -> u64 {
-    balance::now()
 }
 
 #[cfg(test)]
@@ -270,7 +242,10 @@ mod tests {
 
     #[test]
     fn in_flight_counts_and_releases() {
-        let f = InFlight::new(2, Source::RequestHost);
+        let f = InFlight::new(InFlightSpec {
+            amount: 2,
+            source: Source::RequestHost,
+        });
         let a = f.acquire("h".into()).unwrap();
         let _b = f.acquire("h".into()).unwrap();
         assert!(f.acquire("h".into()).is_none());

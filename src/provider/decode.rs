@@ -11,13 +11,16 @@ use crate::diagnostics::Diagnostic;
 #[allow(clippy::large_enum_variant)] // short-lived, one per document
 #[derive(Debug)]
 pub enum Decoded {
+    /// An object fjord reads.
     Object(Object),
     /// A kind fjord does not read (a Deployment next to the Ingress, say).
     Ignored,
     /// A kind fjord reads, but the document is not a valid one. `key` is known when the
     /// document at least names itself, so a provider can keep that object's last good version.
     Invalid {
+        /// Its identity, when that much could be read.
         key: Option<ObjectKey>,
+        /// What is wrong with it.
         diagnostic: Diagnostic,
     },
 }

@@ -289,6 +289,7 @@ async fn batch(
         let loaded = Loaded {
             store,
             diagnostics: Vec::new(),
+            unreadable: Default::default(),
             endpoints_only: !first && dirty.iter().all(|k| *k == Kind::EndpointSlice),
         };
         first = false;

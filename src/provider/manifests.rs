@@ -1,11 +1,12 @@
 //! The manifests provider: every `*.yaml`/`*.yml` file below a folder (recursively,
 //! multi-document), read into a [`Store`], and a watcher that says when to read it again.
 //!
-//! A file that stops parsing (an editor's half-written save, a typo) keeps the objects last read
-//! from it, and an object that stops decoding keeps its last good version: an invalid update
-//! never takes routes away.
+//! A file that stops parsing (an editor's half-written save, a typo) reports the objects last
+//! read from it as unreadable, as an object that stops decoding is: translation's
+//! [`LastGood`](crate::translate::LastGood) serves their last good versions, so an invalid
+//! update never takes routes away.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,27 +15,29 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::decode::{Decoded, decode};
-use super::{Loaded, Object};
+use super::{Loaded, Object, ObjectKey};
 use crate::diagnostics::Diagnostic;
 
 /// Directory depth past which fjord stops descending (guards against symlink loops).
 const MAX_DEPTH: usize = 16;
 
-/// A manifests folder, with what was last read from each file.
+/// A manifests folder, with the objects each file held when last read.
 #[derive(Debug)]
 pub struct ManifestsDir {
     root: PathBuf,
-    last_good: HashMap<PathBuf, Vec<Object>>,
+    held: HashMap<PathBuf, Vec<ObjectKey>>,
 }
 
 impl ManifestsDir {
+    /// The folder `root`, not read yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
-            last_good: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
+    /// The folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -46,39 +49,49 @@ impl ManifestsDir {
         files.sort();
 
         let mut loaded = Loaded::default();
-        let mut last_good = HashMap::with_capacity(files.len());
+        let mut held = HashMap::with_capacity(files.len());
         for file in files {
             let shown = file
                 .strip_prefix(&self.root)
                 .unwrap_or(&file)
                 .display()
                 .to_string();
-            let previous = self.last_good.get(&file).map(Vec::as_slice).unwrap_or(&[]);
-            let objects = read_file(&file, &shown, previous, &mut loaded.diagnostics);
-            for object in &objects {
-                if let Err(dup) = loaded.store.insert(object.clone()) {
+            let previous = self.held.get(&file).map_or(&[][..], Vec::as_slice);
+            let read = read_file(&file, &shown, previous, &mut loaded.diagnostics);
+            loaded.unreadable.extend(read.unreadable.iter().cloned());
+            let keys = read.objects.iter().map(Object::key);
+            held.insert(file, keys.chain(read.unreadable).collect());
+            for object in read.objects {
+                if let Err(dup) = loaded.store.insert(object) {
                     loaded.diagnostics.push(Diagnostic::error(
                         dup.to_string(),
                         format!("defined again in {shown}; the first definition is served"),
                     ));
                 }
             }
-            last_good.insert(file, objects);
         }
-        self.last_good = last_good;
+        self.held = held;
         Ok(loaded)
     }
 }
 
-/// The objects of one file. Where the file or a document in it is invalid, what was last read
-/// from the file stands in for it.
+/// What one file yielded.
+struct Read {
+    objects: Vec<Object>,
+    /// Objects the file holds (or, when it cannot be read at all, held when last read) whose
+    /// current version could not be read.
+    unreadable: BTreeSet<ObjectKey>,
+}
+
+/// The objects of one file, and those it names that could not be read; `previous` is what the
+/// file held when last read.
 fn read_file(
     path: &Path,
     shown: &str,
-    previous: &[Object],
+    previous: &[ObjectKey],
     diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Object> {
-    let keep_previous = |why: String, diagnostics: &mut Vec<Diagnostic>| {
+) -> Read {
+    let unreadable = |why: String, diagnostics: &mut Vec<Diagnostic>| {
         let why = if previous.is_empty() {
             why
         } else {
@@ -88,16 +101,19 @@ fn read_file(
             )
         };
         diagnostics.push(Diagnostic::error(shown, why));
-        previous.to_vec()
+        Read {
+            objects: Vec::new(),
+            unreadable: previous.iter().cloned().collect(),
+        }
     };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) => return keep_previous(format!("cannot read: {e}"), diagnostics),
+        Err(e) => return unreadable(format!("cannot read: {e}"), diagnostics),
     };
     let docs = match parse_documents(&text) {
         Ok(docs) => docs,
         Err(e) => {
-            return keep_previous(
+            return unreadable(
                 format!("invalid YAML: {}", e.without_snippet()),
                 diagnostics,
             );
@@ -107,28 +123,25 @@ fn read_file(
     for doc in docs {
         decode(doc, shown, &mut decoded);
     }
-    let mut objects = Vec::with_capacity(decoded.len());
+    let mut read = Read {
+        objects: Vec::with_capacity(decoded.len()),
+        unreadable: BTreeSet::new(),
+    };
     for d in decoded {
         match d {
-            Decoded::Object(o) => objects.push(o),
+            Decoded::Object(o) => read.objects.push(o),
             Decoded::Ignored => {}
             Decoded::Invalid {
                 key,
                 mut diagnostic,
             } => {
-                let kept = key.and_then(|k| previous.iter().find(|o| o.key() == k));
-                if let Some(old) = kept {
-                    diagnostic
-                        .message
-                        .push_str("; still serving its last good version");
-                    objects.push(old.clone());
-                }
+                read.unreadable.extend(key);
                 diagnostic.message = format!("{} ({shown})", diagnostic.message);
                 diagnostics.push(diagnostic);
             }
         }
     }
-    objects
+    read
 }
 
 /// The documents of a (multi-document) YAML text, each as a generic value.
@@ -230,8 +243,16 @@ mod tests {
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     }
 
+    fn web() -> ObjectKey {
+        ObjectKey {
+            kind: "Service",
+            namespace: Some("default".into()),
+            name: "web".into(),
+        }
+    }
+
     #[test]
-    fn a_broken_file_keeps_what_was_last_read_from_it() {
+    fn a_broken_file_names_what_was_last_read_from_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("web.yaml");
         std::fs::write(&file, SVC).unwrap();
@@ -244,20 +265,29 @@ mod tests {
         )
         .unwrap();
         let loaded = manifests.load().unwrap();
-        assert_eq!(loaded.store.len(), 1, "the last good Service stays");
+        assert!(loaded.store.is_empty());
+        assert_eq!(
+            loaded.unreadable,
+            [web()].into(),
+            "the last good Service stands in"
+        );
         let msg = loaded.diagnostics[0].to_string();
         assert!(msg.starts_with("error: web.yaml: invalid YAML"), "{msg}");
         assert!(msg.contains("still serving the 1 object(s)"), "{msg}");
 
+        let again = manifests.load().unwrap();
+        assert_eq!(again.unreadable, [web()].into(), "while it stays broken");
+
         std::fs::remove_file(&file).unwrap();
+        let loaded = manifests.load().unwrap();
         assert!(
-            manifests.load().unwrap().store.is_empty(),
+            loaded.store.is_empty() && loaded.unreadable.is_empty(),
             "removing the file removes it"
         );
     }
 
     #[test]
-    fn an_invalid_object_keeps_its_last_good_version() {
+    fn an_invalid_object_is_named_unreadable() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("web.yaml");
         std::fs::write(&file, SVC).unwrap();
@@ -265,13 +295,13 @@ mod tests {
         manifests.load().unwrap();
         std::fs::write(&file, SVC.replace("ports:", "portz:")).unwrap();
         let loaded = manifests.load().unwrap();
-        assert_eq!(loaded.store.len(), 1);
+        assert!(loaded.store.is_empty());
+        assert_eq!(loaded.unreadable, [web()].into());
         let msg = loaded.diagnostics[0].to_string();
         assert!(
             msg.contains("Service default/web: spec.portz: unknown field"),
             "{msg}"
         );
-        assert!(msg.contains("last good version"), "{msg}");
     }
 
     #[test]

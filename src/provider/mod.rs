@@ -22,8 +22,13 @@ use crate::crd::{IngressRoute, Middleware};
 /// came from (a file that does not parse; the API server's objects come already parsed).
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// The objects.
     pub store: Store,
+    /// What was wrong with the input, object by object.
     pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
+    /// Objects whose current version could not be read (a file that does not parse, an object
+    /// that does not decode): their last good versions stand in for them.
+    pub unreadable: std::collections::BTreeSet<ObjectKey>,
     /// Only EndpointSlices changed since the last load: routes stand, endpoints move.
     pub endpoints_only: bool,
 }
@@ -33,17 +38,24 @@ pub struct Loaded {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
+    /// `networking.k8s.io/v1` Ingress.
     Ingress(Ingress),
+    /// `networking.k8s.io/v1` IngressClass.
     IngressClass(IngressClass),
+    /// `v1` Service.
     Service(Service),
+    /// `discovery.k8s.io/v1` EndpointSlice.
     EndpointSlice(EndpointSlice),
     /// Kept for TLS termination and basic auth.
     Secret(Secret),
+    /// fjord's IngressRoute.
     IngressRoute(IngressRoute),
+    /// fjord's Middleware.
     Middleware(Middleware),
 }
 
 impl Object {
+    /// The object's kind, as in its manifest.
     pub fn kind(&self) -> &'static str {
         match self {
             Object::Ingress(_) => "Ingress",
@@ -80,6 +92,7 @@ impl Object {
         }
     }
 
+    /// The object's identity.
     pub fn key(&self) -> ObjectKey {
         let meta = self.meta();
         ObjectKey {
@@ -112,8 +125,11 @@ object_from!(
 /// Identity of an object: kind, namespace (absent for cluster-scoped kinds) and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
+    /// The kind, as in a manifest.
     pub kind: &'static str,
+    /// The namespace; `None` for cluster-scoped kinds.
     pub namespace: Option<String>,
+    /// The name.
     pub name: String,
 }
 
@@ -194,14 +210,22 @@ impl Store {
         self.objects.insert(object.key(), object);
     }
 
+    /// The object `key`, if it is there.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         self.objects.get(key)
     }
 
+    /// Takes the object `key` out, if it is there.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
+        self.objects.remove(key)
+    }
+
+    /// How many objects there are.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
@@ -220,6 +244,7 @@ impl Store {
             .get(&(kind, Some(namespace), name) as &dyn Identity)
     }
 
+    /// The Ingresses.
     pub fn ingresses(&self) -> impl Iterator<Item = &Ingress> {
         self.of_kind("Ingress").filter_map(|o| match o {
             Object::Ingress(i) => Some(i),
@@ -227,6 +252,7 @@ impl Store {
         })
     }
 
+    /// The IngressClasses.
     pub fn ingress_classes(&self) -> impl Iterator<Item = &IngressClass> {
         self.of_kind("IngressClass").filter_map(|o| match o {
             Object::IngressClass(c) => Some(c),
@@ -234,6 +260,7 @@ impl Store {
         })
     }
 
+    /// The EndpointSlices.
     pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
         self.of_kind("EndpointSlice").filter_map(|o| match o {
             Object::EndpointSlice(s) => Some(s),
@@ -241,6 +268,7 @@ impl Store {
         })
     }
 
+    /// The IngressRoutes.
     pub fn ingress_routes(&self) -> impl Iterator<Item = &IngressRoute> {
         self.of_kind("IngressRoute").filter_map(|o| match o {
             Object::IngressRoute(r) => Some(r),
@@ -248,6 +276,7 @@ impl Store {
         })
     }
 
+    /// The Middlewares.
     pub fn middlewares(&self) -> impl Iterator<Item = &Middleware> {
         self.of_kind("Middleware").filter_map(|o| match o {
             Object::Middleware(m) => Some(m),
@@ -255,6 +284,7 @@ impl Store {
         })
     }
 
+    /// The Middleware `namespace/name`.
     pub fn middleware(&self, namespace: &str, name: &str) -> Option<&Middleware> {
         match self.lookup("Middleware", namespace, name) {
             Some(Object::Middleware(m)) => Some(m),
@@ -262,6 +292,7 @@ impl Store {
         }
     }
 
+    /// The Secret `namespace/name`.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         match self.lookup("Secret", namespace, name) {
             Some(Object::Secret(s)) => Some(s),
@@ -269,6 +300,7 @@ impl Store {
         }
     }
 
+    /// The Service `namespace/name`.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         match self.lookup("Service", namespace, name) {
             Some(Object::Service(s)) => Some(s),

@@ -7,7 +7,7 @@ use super::Table;
 
 /// Tables per host rule kind; exact beats wildcard beats a rule without a host.
 #[derive(Debug)]
-pub struct HostTable<T> {
+pub(super) struct HostTable<T> {
     pub(super) exact: Table<T>,
     pub(super) wildcard: Table<T>,
     pub(super) any: Option<T>,
@@ -25,7 +25,7 @@ impl<T> Default for HostTable<T> {
 
 impl<T> HostTable<T> {
     /// The entries whose rule matches `host` (already [`normalize`]d), most specific first.
-    pub fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a T> {
+    pub(super) fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a T> {
         let exact = self.exact.get(host);
         // `*.example.com` matches exactly one label more: the rest after the first dot. Looked
         // up only if the exact host's paths have no match, and only if there are wildcards.

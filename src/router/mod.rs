@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use host::HostTable;
 use path::PathTable;
 
+use crate::model::{HostMatch, PathMatch};
 use crate::rule::{RequestView, Rule};
-use crate::translate::{HostMatch, PathMatch};
 
 /// The router's tables, keyed by hosts and paths from the cluster's rules. Clients only look
 /// keys up and never add any, so SipHash's flood resistance buys nothing here; foldhash, seeded

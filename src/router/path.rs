@@ -6,7 +6,7 @@
 use super::Table;
 
 #[derive(Debug)]
-pub struct PathTable<T> {
+pub(super) struct PathTable<T> {
     pub(super) exact: Table<T>,
     /// Keyed without the trailing slash; the root `/` is the empty string.
     pub(super) prefix: Table<T>,
@@ -23,7 +23,7 @@ impl<T> Default for PathTable<T> {
 
 impl<T> PathTable<T> {
     /// The entry for `path` (no query): an exact rule first, then the longest prefix.
-    pub fn lookup(&self, path: &str) -> Option<&T> {
+    pub(super) fn lookup(&self, path: &str) -> Option<&T> {
         if let Some(t) = self.exact.get(path) {
             return Some(t);
         }

@@ -16,30 +16,43 @@ pub use parse::{ParseError, parse};
 /// Largest compiled regex (bytes), so a hostile rule cannot make a huge automaton.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// A parsed rule: matchers combined with `&&`, `||` and `!`.
 #[derive(Debug, Clone)]
 pub enum Rule {
+    /// Both match.
     And(Box<Rule>, Box<Rule>),
+    /// Either matches.
     Or(Box<Rule>, Box<Rule>),
+    /// The rule does not match.
     Not(Box<Rule>),
+    /// One matcher.
     Matcher(Matcher),
 }
 
+/// One matcher of the rule language.
 #[derive(Debug, Clone)]
 pub enum Matcher {
     /// Any of these hosts, lowercase, compared case-insensitively.
     Host(Vec<String>),
+    /// `HostRegexp(`re`)`.
     HostRegexp(Regex),
     /// The exact path.
     Path(String),
     /// A string prefix of the path (`/api` matches `/apis` too, as in Traefik).
     PathPrefix(String),
+    /// `PathRegexp(`re`)`.
     PathRegexp(Regex),
+    /// `Method(`GET`)`.
     Method(Method),
+    /// `Header(`name`, `value`)`.
     Header(HeaderName, String),
+    /// `HeaderRegexp(`name`, `re`)`.
     HeaderRegexp(HeaderName, Regex),
     /// A query parameter (decoded), with this value or, without one, present at all.
     Query(String, Option<String>),
+    /// `QueryRegexp(`name`, `re`)`.
     QueryRegexp(String, Regex),
+    /// `ClientIP(`range`)`.
     ClientIp(IpNet),
 }
 
@@ -48,10 +61,15 @@ pub enum Matcher {
 pub struct RequestView<'a> {
     /// Normalized: lowercase, no port.
     pub host: &'a str,
+    /// The path, without the query.
     pub path: &'a str,
+    /// The query, if any.
     pub query: Option<&'a str>,
+    /// The method.
     pub method: &'a Method,
+    /// The request headers.
     pub headers: &'a HeaderMap,
+    /// The client's address.
     pub client_ip: IpAddr,
 }
 
@@ -189,6 +207,7 @@ fn query<'a>(req: &RequestView<'a>) -> form_urlencoded::Parse<'a> {
 }
 
 impl Rule {
+    /// Whether `req` matches the rule.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
             Rule::And(a, b) => a.matches(req) && b.matches(req),

@@ -8,8 +8,11 @@ use super::{Matcher, Rule};
 /// A rule that does not parse, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The rule as written.
     pub rule: String,
+    /// Where the error is, in characters from 1.
     pub column: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -30,6 +33,7 @@ const MAX_RULE_LEN: usize = 8 * 1024;
 /// Deepest nesting of parentheses and `!`.
 const MAX_DEPTH: usize = 64;
 
+/// Parses a rule in Traefik's v3 syntax.
 pub fn parse(rule: &str) -> Result<Rule, ParseError> {
     let mut p = Parser {
         src: rule,

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 #[derive(Clone, Debug, Default)]
-pub struct Draining(Arc<Inner>);
+pub(crate) struct Draining(Arc<Inner>);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -23,19 +23,19 @@ struct Inner {
 }
 
 impl Draining {
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.0.begun.store(true, Ordering::Release);
         self.0.token.cancel();
     }
 
     /// The token itself, for waits polled rarely (accept loops, the admin port).
-    pub fn token(&self) -> &CancellationToken {
+    pub(crate) fn token(&self) -> &CancellationToken {
         &self.0.token
     }
 
     /// A wait for draining to begin, to be polled by one task only: the waker it is first
     /// polled with is the one woken.
-    pub fn wait(&self) -> Wait<'_> {
+    pub(crate) fn wait(&self) -> Wait<'_> {
         Wait {
             inner: self.0.token.cancelled(),
             begun: &self.0.begun,

@@ -25,10 +25,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
-pub use self::draining::Draining;
+pub(crate) use self::draining::Draining;
 use self::park::{HeadTimer, PARK_AFTER, Park, Signals, Socket};
 use crate::acme::challenge::ACME_TLS_ALPN;
-use crate::balance;
+use crate::clock;
 use crate::config;
 use crate::counted::Sent;
 use crate::forwarded;
@@ -37,7 +37,7 @@ use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
 use crate::tcp::Tcp;
 
 /// An entry point's connection settings, built once at start.
-pub struct Server {
+pub(crate) struct Server {
     proxy: Arc<Proxy>,
     entry: EntryPoint,
     h1: http1::Builder,
@@ -50,7 +50,7 @@ pub struct Server {
 }
 
 /// TLS on an entry point.
-pub struct Tls {
+pub(crate) struct Tls {
     pub acceptor: TlsAcceptor,
     pub handshake_timeout: Duration,
 }
@@ -64,7 +64,7 @@ enum Served {
 }
 
 impl Server {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         config: &config::EntryPoint,
         proxy: Arc<Proxy>,
@@ -111,7 +111,7 @@ impl Server {
     ///
     /// Not an `async fn` of its own: that would keep a second copy of its arguments in every
     /// connection's task, which a parked connection should keep small.
-    pub fn serve(
+    pub(crate) fn serve(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
@@ -217,7 +217,7 @@ impl Server {
                 return;
             }
 
-            // When the connection last parked (`balance::now`); 0 before it first did.
+            // When the connection last parked (`clock::now`); 0 before it first did.
             let mut parked_at = 0;
             loop {
                 // Parked: the socket and this task are all the connection holds.
@@ -231,7 +231,7 @@ impl Server {
                 // state between requests until it goes [`PARK_AFTER`] without one; otherwise,
                 // like one that only ever sends a request, it parks again right after this one.
                 let busy = parked_at != 0
-                    && Duration::from_nanos(balance::now().saturating_sub(parked_at)) < PARK_AFTER;
+                    && Duration::from_nanos(clock::now().saturating_sub(parked_at)) < PARK_AFTER;
                 let parking = Parking {
                     served: conn.requests.load(Ordering::Relaxed),
                     after: if busy { PARK_AFTER } else { Duration::ZERO },
@@ -260,7 +260,7 @@ impl Server {
                 socket.unread(&parts.read_buf);
                 // Parked: the wait for the next request is idle time, not the head's.
                 conn.signals.head_ended();
-                parked_at = balance::now();
+                parked_at = clock::now();
             }
         }
     }
@@ -480,7 +480,7 @@ struct Connection {
     in_flight: AtomicUsize,
     /// Requests started on the connection.
     requests: AtomicU64,
-    /// [`balance::now`] when the last request started or ended.
+    /// [`clock::now`] when the last request started or ended.
     last_request: AtomicU64,
     signals: Signals,
 }
@@ -498,7 +498,7 @@ impl Connection {
             server: Arc::clone(server),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            last_request: AtomicU64::new(balance::now()),
+            last_request: AtomicU64::new(clock::now()),
             signals: {
                 // The first request head's time starts with the connection.
                 let signals = Signals::default();
@@ -510,9 +510,7 @@ impl Connection {
 
     /// How long since the last request started or ended.
     fn idle_for(&self) -> Duration {
-        Duration::from_nanos(
-            balance::now().saturating_sub(self.last_request.load(Ordering::Relaxed)),
-        )
+        Duration::from_nanos(clock::now().saturating_sub(self.last_request.load(Ordering::Relaxed)))
     }
 
     /// Whether a timeout has passed: the head's while one arrives, else the idle one.
@@ -520,13 +518,12 @@ impl Connection {
         let server = &self.server;
         match self.signals.head_for() {
             Some(head) if head >= server.header_timeout => Due::Head,
-            Some(_) => Due::Not,
             None if self.in_flight.load(Ordering::Relaxed) == 0
                 && self.idle_for() >= server.idle_timeout =>
             {
                 Due::Idle
             }
-            None => Due::Not,
+            _ => Due::Not,
         }
     }
 
@@ -562,7 +559,7 @@ impl<'a> Active<'a> {
         conn.requests.fetch_add(1, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         conn.last_request
-            .store(balance::at(started), Ordering::Relaxed);
+            .store(clock::at(started), Ordering::Relaxed);
         Self(conn)
     }
 }
@@ -570,6 +567,6 @@ impl<'a> Active<'a> {
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.last_request.store(balance::now(), Ordering::Relaxed);
+        self.0.last_request.store(clock::now(), Ordering::Relaxed);
     }
 }

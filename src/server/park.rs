@@ -17,7 +17,7 @@ use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
-use crate::balance;
+use crate::clock;
 use crate::tcp::Tcp;
 
 /// How long a connection in use (its last request came less than this after it parked) goes
@@ -26,13 +26,13 @@ use crate::tcp::Tcp;
 /// would pay on every request. A connection that sends a request now and then parks right
 /// after each, so a crowd of idle connections never holds buffers: the allocator keeps memory
 /// once it has been used, and a crowd that held buffers for a while would keep its peak.
-pub const PARK_AFTER: Duration = Duration::from_secs(1);
+pub(super) const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// HTTP/2's connection preface, which a client speaking it with prior knowledge opens with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A client stream that can wait for its next request without holding a read buffer.
-pub trait Park: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
+pub(super) trait Park: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
     /// Ready when the client has sent something, or closed.
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
@@ -57,46 +57,46 @@ impl Park for TlsStream<Tcp> {
 /// What hyper's side of a connection tells the connection's driver, shared by the socket,
 /// hyper's timer and the requests.
 #[derive(Clone, Default)]
-pub struct Signals(Arc<Shared>);
+pub(super) struct Signals(Arc<Shared>);
 
 #[derive(Default)]
 struct Shared {
     /// Set while hyper waits for a request head with everything before it written: the one
     /// moment its connection can be taken apart without losing a byte.
     idle: AtomicBool,
-    /// [`balance::now`] when the current request head began to arrive; 0 when none is.
+    /// [`clock::now`] when the current request head began to arrive; 0 when none is.
     head_since: AtomicU64,
 }
 
 impl Signals {
-    pub fn is_idle(&self) -> bool {
+    pub(super) fn is_idle(&self) -> bool {
         self.0.idle.load(Ordering::Relaxed)
     }
 
     /// A request head arrived, or a write is pending: not idle.
-    pub fn not_idle(&self) {
+    pub(super) fn not_idle(&self) {
         self.0.idle.store(false, Ordering::Relaxed);
     }
 
     /// A request head begins to arrive now, unless one already is.
-    pub fn head_started(&self) {
+    pub(super) fn head_started(&self) {
         let _ = self.0.head_since.compare_exchange(
             0,
-            balance::now(),
+            clock::now(),
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
     }
 
     /// The head arrived, or the connection parked before one began.
-    pub fn head_ended(&self) {
+    pub(super) fn head_ended(&self) {
         self.0.head_since.store(0, Ordering::Relaxed);
     }
 
     /// How long a request head has been arriving, if one is.
-    pub fn head_for(&self) -> Option<Duration> {
+    pub(super) fn head_for(&self) -> Option<Duration> {
         let since = self.0.head_since.load(Ordering::Relaxed);
-        (since != 0).then(|| Duration::from_nanos(balance::now().saturating_sub(since)))
+        (since != 0).then(|| Duration::from_nanos(clock::now().saturating_sub(since)))
     }
 }
 
@@ -105,7 +105,7 @@ impl Signals {
 /// connection has gone idle. The connection's own timer enforces the header timeout, from the
 /// head's first byte (see [`Socket`]'s reads), so hyper's never ends and costs neither an
 /// allocation nor a timer registration per request.
-pub struct HeadTimer(pub Signals);
+pub(super) struct HeadTimer(pub Signals);
 
 impl Timer for HeadTimer {
     fn sleep(&self, _: Duration) -> Pin<Box<dyn Sleep>> {
@@ -150,14 +150,14 @@ impl Sleep for Never {}
 
 /// The client stream with the bytes already read from it but not yet given to hyper: the
 /// protocol sniff's, or the start of a request head that arrived as the connection was parked.
-pub struct Socket<I> {
+pub(super) struct Socket<I> {
     io: I,
     unread: Bytes,
     signals: Signals,
 }
 
 impl<I: Park> Socket<I> {
-    pub fn new(io: I, signals: Signals) -> Self {
+    pub(super) fn new(io: I, signals: Signals) -> Self {
         Self {
             io,
             unread: Bytes::new(),
@@ -167,12 +167,12 @@ impl<I: Park> Socket<I> {
 
     /// Puts back what hyper had read past its last request. Copied: a slice of hyper's read
     /// buffer, even an empty one, would keep all 8 KiB of it.
-    pub fn unread(&mut self, bytes: &[u8]) {
+    pub(super) fn unread(&mut self, bytes: &[u8]) {
         self.unread = Bytes::copy_from_slice(bytes);
     }
 
     /// Ready when there is something for hyper to read.
-    pub fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.unread.is_empty() {
             self.io.poll_arrival(cx)
         } else {
@@ -181,7 +181,7 @@ impl<I: Park> Socket<I> {
     }
 
     /// Whether the client opens with HTTP/2's preface. What was read is kept for hyper.
-    pub async fn sniff_h2(&mut self) -> io::Result<bool> {
+    pub(super) async fn sniff_h2(&mut self) -> io::Result<bool> {
         let mut read = BytesMut::with_capacity(1024);
         let h2 = loop {
             if self.io.read_buf(&mut read).await? == 0 {

@@ -7,27 +7,28 @@ use std::net::{IpAddr, SocketAddr};
 use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::{BackendSpec, EndpointAddr, EndpointSpec, PortRef, ServiceRef};
-use crate::diagnostics::Severity;
+use super::Translation;
+use crate::diagnostics::{Diagnostic, Severity};
+use crate::model::{BackendId, BackendSpec, EndpointAddr, EndpointSpec, PortRef, ServiceRef};
 use crate::provider::Store;
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Why a backend has nothing to forward to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
+pub(super) struct Problem {
     pub severity: Severity,
     pub message: String,
 }
 
 /// Looks Services up in a [`Store`], with its EndpointSlices indexed by Service.
-pub struct Resolver<'a> {
+pub(super) struct Resolver<'a> {
     store: &'a Store,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(store: &'a Store) -> Self {
+    pub(super) fn new(store: &'a Store) -> Self {
         let mut slices: HashMap<_, Vec<_>> = HashMap::new();
         for slice in store.endpoint_slices() {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
@@ -44,7 +45,11 @@ impl<'a> Resolver<'a> {
 
     /// The endpoints of `service` in `namespace`. A problem comes with a spec that has no
     /// endpoints and says why, so requests to it get a 503 rather than some other route.
-    pub fn resolve(&self, namespace: &str, service: &ServiceRef) -> (BackendSpec, Option<Problem>) {
+    pub(super) fn resolve(
+        &self,
+        namespace: &str,
+        service: &ServiceRef,
+    ) -> (BackendSpec, Option<Problem>) {
         match self.endpoints(namespace, service) {
             Ok(endpoints) if endpoints.is_empty() => {
                 let why = format!(
@@ -146,6 +151,88 @@ impl<'a> Resolver<'a> {
         out.sort_by(|a, b| a.addr.cmp(&b.addr));
         Ok(out)
     }
+}
+
+/// The backend for weighted `services` (namespace, service, weight). One service is that
+/// Service's port; several are one endpoint set in which each service's endpoints together get
+/// the service's share of the weight.
+pub(super) fn backend_for(
+    resolver: &Resolver<'_>,
+    services: &[(String, ServiceRef, u32)],
+    // Only a diagnostic names the field: formatted when there is one, not for every route.
+    field: &dyn Fn() -> String,
+    subject: &str,
+    out: &mut Translation,
+) -> BackendId {
+    let mut resolved = Vec::new();
+    for (ns, service, weight) in services {
+        let (spec, problem) = resolver.resolve(ns, service);
+        if let Some(p) = problem {
+            out.diagnostics.push(Diagnostic {
+                severity: p.severity,
+                subject: subject.to_owned(),
+                message: format!("{}: {}; requests to it get 503", field(), p.message),
+            });
+        }
+        let id = BackendId {
+            namespace: ns.clone(),
+            service: service.clone(),
+        };
+        resolved.push((id, spec, *weight));
+    }
+    if resolved.len() == 1
+        && let Some((id, spec, _)) = resolved.pop()
+    {
+        out.config.backends.insert(id.clone(), spec);
+        return id;
+    }
+    // Give each endpoint weight × (L / its service's endpoint count), L the least common
+    // multiple of the counts, so shares follow the service weights exactly.
+    let lcm = resolved
+        .iter()
+        .map(|(_, s, _)| s.endpoints.len() as u64)
+        .filter(|n| *n > 0)
+        .fold(1u64, |acc, n| {
+            (acc / num_integer::gcd(acc, n))
+                .saturating_mul(n)
+                .min(1 << 20)
+        });
+    let mut endpoints = Vec::new();
+    let mut names = Vec::new();
+    for (id, spec, weight) in &resolved {
+        names.push(format!("{id}@{weight}"));
+        let n = spec.endpoints.len() as u64;
+        for e in &spec.endpoints {
+            let w = (u64::from(*weight) * lcm / n.max(1)).clamp(1, u64::from(u32::MAX));
+            if *weight > 0 {
+                endpoints.push(EndpointSpec {
+                    addr: e.addr.clone(),
+                    weight: u32::try_from(w).unwrap_or(u32::MAX),
+                });
+            }
+        }
+    }
+    let id = BackendId {
+        namespace: resolved
+            .first()
+            .map(|(id, _, _)| id.namespace.clone())
+            .unwrap_or_default(),
+        service: ServiceRef {
+            name: names.join("+"),
+            port: PortRef::Name("weighted".into()),
+        },
+    };
+    let unavailable = endpoints
+        .is_empty()
+        .then(|| "no service of the route has ready endpoints".to_owned());
+    out.config.backends.insert(
+        id.clone(),
+        BackendSpec {
+            endpoints,
+            unavailable,
+        },
+    );
+    id
 }
 
 fn find_port<'s>(ports: &'s [ServicePort], wanted: &PortRef) -> Option<&'s ServicePort> {

@@ -4,11 +4,19 @@
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::{HostMatch, PathMatch, PortRef, ServiceRef};
+use std::collections::HashMap;
+
+use super::backend::backend_for;
+use super::class::Classes;
+use super::tls::{ingress_resolver, tls_of};
+use super::{Cx, keep, middleware, oldest_first};
+use crate::diagnostics::Diagnostic;
+use crate::model::{HostMatch, PathMatch, PortRef, Route, ServiceRef, Target};
+use crate::provider::ObjectKey;
 
 /// A validated Ingress.
 #[derive(Debug, Default)]
-pub struct Rules {
+pub(super) struct Rules {
     pub paths: Vec<PathRule>,
     /// `spec.defaultBackend`.
     pub default_backend: Option<ServiceRef>,
@@ -17,7 +25,7 @@ pub struct Rules {
 
 /// One `spec.tls[i]`.
 #[derive(Debug)]
-pub struct TlsRule {
+pub(super) struct TlsRule {
     /// `spec.tls[i]`, for diagnostics.
     pub field: String,
     /// Lowercase names, `*.` wildcards allowed.
@@ -27,7 +35,7 @@ pub struct TlsRule {
 
 /// One `rules[i].http.paths[j]`.
 #[derive(Debug)]
-pub struct PathRule {
+pub(super) struct PathRule {
     /// `spec.rules[i].http.paths[j]`, for diagnostics.
     pub field: String,
     pub host: HostMatch,
@@ -36,7 +44,7 @@ pub struct PathRule {
 }
 
 /// Validates `ingress`; on failure, every problem found.
-pub fn rules(ingress: &Ingress) -> Result<Rules, Vec<String>> {
+pub(super) fn rules(ingress: &Ingress) -> Result<Rules, Vec<String>> {
     let mut errors = Vec::new();
     let mut out = Rules::default();
     let Some(spec) = &ingress.spec else {
@@ -205,6 +213,148 @@ fn parse_path(path: Option<&str>, path_type: &str) -> Result<PathMatch, String> 
         // Prefix matching is element-wise, so a trailing slash in the rule means nothing.
         PathMatch::Prefix(path.trim_end_matches('/').to_owned())
     })
+}
+
+/// The Ingresses of fjord's class, oldest first: their paths become routes (the oldest
+/// Ingress wins a host and path), their default backend the default route, their `tls` the
+/// certificates and ACME names.
+pub(super) fn translate_all(cx: &mut Cx<'_>) {
+    let classes = Classes::new(cx.store, &cx.options.ingress_class);
+    let checked = |ing: &Ingress| match classes.accepts(ing) {
+        Ok(true) => rules(ing).map(Some),
+        Ok(false) => Ok(None),
+        Err(why) => Err(vec![why]),
+    };
+    let mut ingresses = Vec::new();
+    for ing in cx.store.ingresses() {
+        match checked(ing) {
+            Ok(Some(rules)) => ingresses.push((ing, rules)),
+            Ok(None) => {}
+            Err(errors) => {
+                let key = key(ing);
+                let kept = cx
+                    .last
+                    .ingress(&key)
+                    .and_then(|old| Some((old, checked(old).ok()??)));
+                cx.reject(&subject(ing), key, errors, keep::suffix(kept.is_some()));
+                ingresses.extend(kept);
+            }
+        }
+    }
+    ingresses.sort_by_key(|(i, _)| oldest_first(&i.metadata));
+
+    let mut owners: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
+    let mut default_owner: Option<String> = None;
+    for (ing, rules) in ingresses {
+        let subject = subject(ing);
+        let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
+        let source = format!("{ns}/{}", ing.metadata.name.as_deref().unwrap_or_default());
+        let annotation = ing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(middleware::MIDDLEWARES_ANNOTATION));
+        let chain = match annotation {
+            None => Ok(Vec::new()),
+            Some(v) => {
+                middleware::parse_annotation(v).and_then(|refs| cx.middlewares.chain(ns, &refs))
+            }
+        };
+        let (chain, broken) = match chain {
+            Ok(c) => (c, None),
+            Err(why) => {
+                cx.out.diagnostics.push(Diagnostic::error(
+                    &subject,
+                    format!(
+                        "annotation {}: {why}; its routes answer 503",
+                        middleware::MIDDLEWARES_ANNOTATION
+                    ),
+                ));
+                (Vec::new(), Some(why))
+            }
+        };
+        let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {
+            let backend = backend_for(
+                &cx.resolver,
+                &[(ns.to_owned(), service.clone(), 1)],
+                &|| format!("{}.service", field()),
+                &subject,
+                &mut cx.out,
+            );
+            Target {
+                source: source.clone(),
+                backend,
+                middlewares: chain.clone(),
+                broken: broken.clone(),
+            }
+        };
+
+        if let Some(service) = &rules.default_backend {
+            match &default_owner {
+                Some(owner) => cx.out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("spec.defaultBackend is ignored: Ingress {owner} is older and has one"),
+                )),
+                None => {
+                    let target = use_backend(&|| "spec.defaultBackend".into(), service, cx);
+                    cx.out.config.default_backend = Some(target);
+                    default_owner = Some(source.clone());
+                }
+            }
+        }
+        tls_of(cx, &subject, ns, ingress_resolver(ing), &rules.tls);
+        for rule in rules.paths {
+            let key = (rule.host.clone(), rule.path.clone());
+            if let Some(owner) = owners.get(&key) {
+                let why = if *owner == source {
+                    "repeats an earlier path of this Ingress".to_owned()
+                } else {
+                    format!("is already served by Ingress {owner}, which is older")
+                };
+                cx.out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("{} ({}) {why}; ignored", rule.field, describe(&key)),
+                ));
+                continue;
+            }
+            let target = use_backend(&|| format!("{}.backend", rule.field), &rule.service, cx);
+            owners.insert(key, source.clone());
+            cx.out.config.routes.push(Route {
+                host: rule.host,
+                path: rule.path,
+                target,
+            });
+        }
+    }
+}
+
+fn key(ing: &Ingress) -> ObjectKey {
+    ObjectKey {
+        kind: "Ingress",
+        namespace: ing.metadata.namespace.clone(),
+        name: ing.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+fn subject(ing: &Ingress) -> String {
+    format!(
+        "Ingress {}/{}",
+        ing.metadata.namespace.as_deref().unwrap_or("default"),
+        ing.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn describe((host, path): &(HostMatch, PathMatch)) -> String {
+    let host = match host {
+        HostMatch::Exact(h) => format!("host {h:?}"),
+        HostMatch::Wildcard(h) => format!("host \"*.{h}\""),
+        HostMatch::Any => "any host".to_owned(),
+    };
+    match path {
+        PathMatch::Exact(p) => format!("{host}, Exact {p:?}"),
+        PathMatch::Prefix(p) if p.is_empty() => format!("{host}, Prefix \"/\""),
+        PathMatch::Prefix(p) => format!("{host}, Prefix {p:?}"),
+    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,19 @@
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backend::backend_for;
 use super::ingress::TlsRule;
-use super::{PortRef, ServiceRef};
+use super::tls::tls_of;
+use super::{Cx, keep, oldest_first};
 use crate::crd::{IngressRoute, MiddlewareRef};
+use crate::diagnostics::Diagnostic;
+use crate::model::{self, PortRef, ServiceRef, Target};
+use crate::provider::ObjectKey;
 use crate::rule::{self, Rule};
 
 /// A validated IngressRoute.
 #[derive(Debug)]
-pub struct Routes {
+pub(super) struct Routes {
     pub entry_points: Vec<String>,
     pub routes: Vec<RuleRoute>,
     pub tls: Option<(TlsRule, Option<String>)>,
@@ -18,7 +23,7 @@ pub struct Routes {
 
 /// One `spec.routes[i]`.
 #[derive(Debug)]
-pub struct RuleRoute {
+pub(super) struct RuleRoute {
     pub field: String,
     pub rule: Rule,
     pub priority: i64,
@@ -27,7 +32,7 @@ pub struct RuleRoute {
     pub services: Vec<(String, ServiceRef, u32)>,
 }
 
-pub fn routes(
+pub(super) fn routes(
     ir: &IngressRoute,
     ns: &str,
     allow_cross_namespace: bool,
@@ -122,4 +127,80 @@ pub fn routes(
     } else {
         Err(errors)
     }
+}
+
+/// The IngressRoutes, oldest first: rule routes with their middleware chains and weighted
+/// services, highest priority first.
+pub(super) fn translate_all(cx: &mut Cx<'_>) {
+    let allow = cx.options.allow_cross_namespace;
+    let mut objects = Vec::new();
+    for ir in cx.store.ingress_routes() {
+        let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
+        match routes(ir, ns, allow) {
+            Ok(parsed) => objects.push((ir, parsed)),
+            Err(errors) => {
+                let key = ObjectKey {
+                    kind: "IngressRoute",
+                    namespace: Some(ns.to_owned()),
+                    name: ir.metadata.name.clone().unwrap_or_default(),
+                };
+                let kept = cx
+                    .last
+                    .ingress_route(&key)
+                    .and_then(|old| Some((old, routes(old, ns, allow).ok()?)));
+                let subject = format!("IngressRoute {ns}/{}", key.name);
+                cx.reject(&subject, key, errors, keep::suffix(kept.is_some()));
+                objects.extend(kept);
+            }
+        }
+    }
+    objects.sort_by_key(|(ir, _)| oldest_first(&ir.metadata));
+    let mut rule_routes = Vec::new();
+    for (ir, parsed) in objects {
+        let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
+        let name = ir.metadata.name.as_deref().unwrap_or_default();
+        let subject = format!("IngressRoute {ns}/{name}");
+        if let Some((rule, cert_resolver)) = &parsed.tls {
+            tls_of(
+                cx,
+                &subject,
+                ns,
+                cert_resolver.as_deref(),
+                std::slice::from_ref(rule),
+            );
+        }
+        for r in parsed.routes {
+            let (chain, broken) = match cx.middlewares.chain(ns, &r.middlewares) {
+                Ok(c) => (c, None),
+                Err(why) => {
+                    cx.out.diagnostics.push(Diagnostic::error(
+                        &subject,
+                        format!("{}.middlewares: {why}; the route answers 503", r.field),
+                    ));
+                    (Vec::new(), Some(why))
+                }
+            };
+            let backend = backend_for(
+                &cx.resolver,
+                &r.services,
+                &|| format!("{}.services", r.field),
+                &subject,
+                &mut cx.out,
+            );
+            rule_routes.push(model::RuleRoute {
+                rule: r.rule,
+                priority: r.priority,
+                entry_points: parsed.entry_points.clone(),
+                target: Target {
+                    source: format!("{ns}/{name}"),
+                    backend,
+                    middlewares: chain,
+                    broken,
+                },
+            });
+        }
+    }
+    // Stable: equal priorities keep the (age, namespace, name, index) order.
+    rule_routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
+    cx.out.config.rule_routes = rule_routes;
 }

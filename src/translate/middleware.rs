@@ -12,9 +12,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{self, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
-use crate::middleware::headers::{Cors, HeadersSpec};
-use crate::middleware::rate_limit::{InFlight, IpStrategy, RateLimitSpec, RateLimiter, Source};
-use crate::middleware::{Kind, Middleware, basic_auth};
+use crate::htpasswd;
+use crate::model::middleware::{
+    CompressSpec, Cors, HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware, RateLimitSpec,
+    Retry, Source, media_type,
+};
 use crate::provider::Store;
 
 /// Annotation attaching middlewares to every path of an Ingress, in order.
@@ -35,6 +37,7 @@ pub struct Middlewares<'a> {
 }
 
 impl<'a> Middlewares<'a> {
+    /// The Middlewares of `store`, none compiled yet.
     pub fn new(store: &'a Store) -> Self {
         Self {
             store,
@@ -202,23 +205,23 @@ fn compile(
             r.source_criterion.as_ref(),
             "spec.rateLimit.sourceCriterion",
         )?;
-        Kind::RateLimit(RateLimiter::new(RateLimitSpec {
+        Kind::RateLimit(RateLimitSpec {
             average: r.average,
             period,
             burst,
             source,
-        }))
+        })
     } else if let Some(f) = &spec.in_flight_req {
         if f.amount == 0 {
             return Err("spec.inFlightReq.amount must be at least 1".into());
         }
-        Kind::InFlight(InFlight::new(
-            f.amount,
-            source(
+        Kind::InFlight(InFlightSpec {
+            amount: f.amount,
+            source: source(
                 f.source_criterion.as_ref(),
                 "spec.inFlightReq.sourceCriterion",
             )?,
-        ))
+        })
     } else if let Some(h) = &spec.headers {
         Kind::Headers(Box::new(headers(h)?))
     } else if let Some(r) = &spec.redirect_scheme {
@@ -304,7 +307,7 @@ fn compile(
                     b.secret
                 )
             })?;
-        let users = basic_auth::parse_users(&users)
+        let users = htpasswd::parse_users(&users)
             .map_err(|e| format!("spec.basicAuth.secret: Secret {ns}/{}: {e}", b.secret))?;
         Kind::BasicAuth {
             users,
@@ -326,12 +329,12 @@ fn compile(
             strategy: ip_strategy(a.ip_strategy.as_ref(), "spec.ipAllowList.ipStrategy")?,
         }
     } else if let Some(c) = &spec.compress {
-        Kind::Compress(crate::middleware::compress::CompressSpec {
+        Kind::Compress(CompressSpec {
             min_bytes: c.min_response_body_bytes.unwrap_or(1024),
             excluded: c
                 .excluded_content_types
                 .iter()
-                .map(|t| crate::middleware::compress::media_type(t))
+                .map(|t| media_type(t))
                 .collect(),
         })
     } else if let Some(r) = &spec.retry {
@@ -342,7 +345,7 @@ fn compile(
             None => Duration::from_millis(100),
             Some(i) => duration(i).map_err(|e| format!("spec.retry.initialInterval {e}"))?,
         };
-        Kind::Retry(crate::middleware::Retry {
+        Kind::Retry(Retry {
             attempts: r.attempts,
             interval,
         })
@@ -356,7 +359,6 @@ fn compile(
     };
     Ok(Compiled::One(Arc::new(Middleware {
         name: id.into(),
-        source: spec.clone(),
         kind,
     })))
 }

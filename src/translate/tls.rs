@@ -1,34 +1,19 @@
-//! TLS from Ingresses: certificates from `kubernetes.io/tls` Secrets named in `spec.tls`, and
-//! the names to obtain through ACME for Ingresses that ask for it by annotation.
-
-use std::sync::Arc;
+//! TLS from Ingresses and IngressRoutes: certificates from `kubernetes.io/tls` Secrets named in
+//! `tls`, and the names to obtain through ACME for those that ask a certificate resolver.
 
 use k8s_openapi::api::core::v1::Secret;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use k8s_openapi::api::networking::v1::Ingress;
 
-/// A certificate ready to serve, and the names it is served for.
-#[derive(Clone, Debug)]
-pub struct TlsCert {
-    /// `namespace/name` of the Secret.
-    pub secret: String,
-    /// SNI names (`*.example.com` allowed): the Ingress's `spec.tls[].hosts`, or the
-    /// certificate's own DNS names when those are empty.
-    pub names: Vec<String>,
-    pub key: Arc<CertifiedKey>,
-    /// Expiry, seconds since the Unix epoch.
-    pub not_after: i64,
-}
+use super::{Cx, ingress};
+use crate::diagnostics::Diagnostic;
+use crate::model::{AcmeRequest, TlsCert};
+use crate::pem::{Parsed, parse_pem};
+use crate::provider::ObjectKey;
 
-/// A parsed certificate and key.
-#[derive(Clone, Debug)]
-pub struct Parsed {
-    pub key: Arc<CertifiedKey>,
-    /// DNS names in the certificate's subjectAltName.
-    pub dns_names: Vec<String>,
-    pub not_after: i64,
-}
+/// Annotation naming the ACME certificate resolver for an Ingress's `spec.tls` hosts.
+pub const CERT_RESOLVER_ANNOTATION: &str = "fjord.dev/cert-resolver";
+/// cert-manager's convention: `"true"` asks for the `default` resolver.
+pub const TLS_ACME_ANNOTATION: &str = "kubernetes.io/tls-acme";
 
 /// Reads a TLS Secret's `tls.crt` (PEM chain) and `tls.key` (PKCS#8, PKCS#1 or SEC1 PEM).
 pub fn parse_secret(secret: &Secret) -> Result<Parsed, String> {
@@ -39,7 +24,11 @@ pub fn parse_secret(secret: &Secret) -> Result<Parsed, String> {
     let field = |k: &str| {
         data.and_then(|d| d.get(k))
             .map(|b| b.0.as_slice())
-            .or_else(|| strings.and_then(|s| s.get(k)).map(|s| s.as_bytes()))
+            .or_else(|| {
+                strings
+                    .and_then(|s| s.get(k))
+                    .map(std::string::String::as_bytes)
+            })
     };
     let (Some(crt), Some(key)) = (field("tls.crt"), field("tls.key")) else {
         return Err("data must have tls.crt and tls.key".into());
@@ -47,83 +36,114 @@ pub fn parse_secret(secret: &Secret) -> Result<Parsed, String> {
     parse_pem(crt, key)
 }
 
-/// Parses a PEM chain and key and checks they belong together.
-pub fn parse_pem(chain: &[u8], key: &[u8]) -> Result<Parsed, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt is not a PEM certificate chain: {e}"))?;
-    let Some(leaf) = chain.first() else {
-        return Err("tls.crt holds no certificate".into());
-    };
-    let (dns_names, not_after) = leaf_facts(leaf)?;
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let key = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("tls.crt and tls.key do not form a usable pair: {e}"))?;
-    Ok(Parsed {
-        key: Arc::new(key),
-        dns_names,
-        not_after,
-    })
+/// The ACME resolver an Ingress asks for by annotation.
+pub(super) fn ingress_resolver(ing: &Ingress) -> Option<&str> {
+    let annotations = ing.metadata.annotations.as_ref();
+    let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+    match (
+        annotation(CERT_RESOLVER_ANNOTATION),
+        annotation(TLS_ACME_ANNOTATION),
+    ) {
+        (Some(r), _) => Some(r),
+        (None, Some("true")) => Some("default"),
+        _ => None,
+    }
 }
 
-/// The leaf's DNS names and expiry.
-pub fn leaf_facts(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|e| format!("tls.crt leaf certificate does not parse: {e}"))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(n) = name {
-                names.push(n.to_ascii_lowercase());
+/// The certificates or ACME names a `tls` section asks for. A TLS Secret that does not parse
+/// is served as its last good version, when there is one.
+pub(super) fn tls_of(
+    cx: &mut Cx<'_>,
+    subject: &str,
+    ns: &str,
+    resolver: Option<&str>,
+    rules: &[ingress::TlsRule],
+) {
+    if let Some(r) = resolver
+        && !cx.options.resolvers.contains(r)
+    {
+        cx.out.diagnostics.push(Diagnostic::error(
+            subject,
+            format!("certificate resolver {r:?} is not configured (certificatesResolvers); no certificate is obtained"),
+        ));
+    }
+    for rule in rules {
+        cx.out.config.tls_hosts.extend(rule.hosts.iter().cloned());
+        if let Some(resolver) = resolver.filter(|r| cx.options.resolvers.contains(*r)) {
+            let (wild, names): (Vec<_>, Vec<_>) = rule
+                .hosts
+                .iter()
+                .cloned()
+                .partition(|h| h.starts_with("*."));
+            for w in wild {
+                cx.out.diagnostics.push(Diagnostic::error(
+                    subject,
+                    format!("{}.hosts {w:?}: a wildcard needs the DNS-01 challenge, which fjord does not do; use a Secret", rule.field),
+                ));
             }
+            let mut names = names;
+            names.sort();
+            names.dedup();
+            if !names.is_empty() {
+                cx.out.config.acme.push(AcmeRequest {
+                    resolver: resolver.to_owned(),
+                    names,
+                });
+            }
+            continue;
         }
-    }
-    Ok((names, cert.validity().not_after.timestamp()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn self_signed(names: &[&str]) -> (String, String) {
-        let cert = rcgen::generate_simple_self_signed(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        (cert.cert.pem(), cert.signing_key.serialize_pem())
-    }
-
-    #[test]
-    fn parses_a_pair_and_reads_its_names() {
-        let (crt, key) = self_signed(&["a.example.com", "*.b.example.com"]);
-        let parsed = parse_pem(crt.as_bytes(), key.as_bytes()).unwrap();
-        assert_eq!(parsed.dns_names, ["a.example.com", "*.b.example.com"]);
-        assert!(parsed.not_after > 0);
-    }
-
-    #[test]
-    fn sec1_and_pkcs1_keys_are_read_too() {
-        let data = |f: &str| {
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_owned() + f)
-                .unwrap()
+        let Some(secret_name) = &rule.secret_name else {
+            if resolver.is_none() {
+                cx.out.diagnostics.push(Diagnostic::warning(
+                    subject,
+                    format!("{} has no secretName and no certificate resolver; the default certificate is served", rule.field),
+                ));
+            }
+            continue;
         };
-        let ec = parse_pem(&data("ec.crt"), &data("ec.key")).unwrap();
-        assert_eq!(ec.dns_names, ["sec1.test"]);
-        let rsa = parse_pem(&data("rsa.crt"), &data("rsa.key")).unwrap();
-        assert_eq!(rsa.dns_names, ["pkcs1.test"]);
-    }
-
-    #[test]
-    fn mismatched_or_garbage_input_is_named() {
-        let (crt, _) = self_signed(&["a.example.com"]);
-        let (_, other_key) = self_signed(&["b.example.com"]);
-        let e = parse_pem(crt.as_bytes(), other_key.as_bytes()).unwrap_err();
-        assert!(e.contains("do not form a usable pair"), "{e}");
-        let e = parse_pem(b"nope", other_key.as_bytes()).unwrap_err();
-        assert!(e.contains("tls.crt holds no certificate"), "{e}");
-        let e = parse_pem(crt.as_bytes(), b"nope").unwrap_err();
-        assert!(e.contains("tls.key is not a PEM private key"), "{e}");
+        let id = format!("{ns}/{secret_name}");
+        let parsed = match cx.store.secret(ns, secret_name) {
+            None => Err(format!("Secret {id} not found")),
+            Some(secret) => parse_secret(secret).map_err(|e| format!("Secret {id}: {e}")),
+        };
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(why) => {
+                let kept = cx
+                    .last
+                    .secret(ns, secret_name)
+                    .and_then(|old| parse_secret(old).ok());
+                let key = ObjectKey {
+                    kind: "Secret",
+                    namespace: Some(ns.to_owned()),
+                    name: secret_name.clone(),
+                };
+                let suffix = match kept {
+                    Some(_) => "; still serving its last good certificate",
+                    None => "",
+                };
+                cx.reject(
+                    subject,
+                    key,
+                    vec![format!("{}.secretName: {why}", rule.field)],
+                    suffix,
+                );
+                match kept {
+                    Some(p) => p,
+                    None => continue,
+                }
+            }
+        };
+        let names = if rule.hosts.is_empty() {
+            parsed.dns_names
+        } else {
+            rule.hosts.clone()
+        };
+        cx.out.config.certificates.push(TlsCert {
+            secret: id,
+            names,
+            key: parsed.key,
+            not_after: parsed.not_after,
+        });
     }
 }

@@ -65,7 +65,7 @@ impl Drop for Open {
 
 /// A request in RBAC's terms.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Access {
+pub(crate) struct Access {
     pub verb: &'static str,
     /// `""` for the core group.
     pub group: String,
@@ -75,7 +75,7 @@ pub struct Access {
 }
 
 /// The test API server. Dropping it stops it.
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     changes: broadcast::Sender<Change>,
@@ -93,7 +93,7 @@ struct Target {
 }
 
 impl ApiServer {
-    pub async fn start() -> ApiServer {
+    pub(crate) async fn start() -> ApiServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (changes, _) = broadcast::channel(4096);
@@ -118,7 +118,7 @@ impl ApiServer {
     }
 
     /// A kubeconfig pointing at this server over plain HTTP.
-    pub fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         let path = self.dir.path().join("kubeconfig");
         std::fs::write(
             &path,
@@ -162,7 +162,7 @@ impl ApiServer {
     }
 
     /// Stops serving and closes every connection, watches included; the objects stay.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         let tasks = self.running.lock().unwrap().take();
         if let Some(mut tasks) = tasks {
             tasks.abort_all();
@@ -171,14 +171,14 @@ impl ApiServer {
     }
 
     /// Serves again on the same port, with the same objects and history.
-    pub async fn restart(&self) {
+    pub(crate) async fn restart(&self) {
         self.stop().await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener);
     }
 
     /// Creates or replaces an object (JSON or YAML-derived value with apiVersion and kind).
-    pub fn apply(&self, object: Value) {
+    pub(crate) fn apply(&self, object: Value) {
         let (key, object) = placed(object);
         let mut state = self.state.lock().unwrap();
         let event = if state.objects.contains_key(&key) {
@@ -190,7 +190,7 @@ impl ApiServer {
     }
 
     /// Every document of a multi-document YAML text, applied.
-    pub fn apply_yaml(&self, text: &str) {
+    pub(crate) fn apply_yaml(&self, text: &str) {
         for doc in fjord::provider::manifests::parse_documents(text).unwrap() {
             if doc.is_null() {
                 continue;
@@ -206,7 +206,7 @@ impl ApiServer {
     }
 
     /// Every `*.yaml` file under `dir`, applied.
-    pub fn apply_dir(&self, dir: &Path) {
+    pub(crate) fn apply_dir(&self, dir: &Path) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -217,7 +217,7 @@ impl ApiServer {
         }
     }
 
-    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+    pub(crate) fn delete(&self, kind: &str, namespace: &str, name: &str) {
         let (resource, _) = resource_of(kind);
         let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
         let mut state = self.state.lock().unwrap();
@@ -236,7 +236,7 @@ impl ApiServer {
 
     /// Changes an object without telling any watch, and compacts the history past it, so only a
     /// client that lists again can see the change; then every open watch gets 410 Expired.
-    pub fn replace_unseen_and_expire(&self, object: Value) {
+    pub(crate) fn replace_unseen_and_expire(&self, object: Value) {
         let (key, object) = placed(object);
         let mut state = self.state.lock().unwrap();
         state.rv += 1;
@@ -248,14 +248,14 @@ impl ApiServer {
     }
 
     /// The object stored under `kind namespace/name`.
-    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    pub(crate) fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let (resource, _) = resource_of(kind);
         let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
         self.state.lock().unwrap().objects.get(&key).cloned()
     }
 
     /// Every object of `kind`.
-    pub fn list(&self, kind: &str) -> Vec<Value> {
+    pub(crate) fn list(&self, kind: &str) -> Vec<Value> {
         let (resource, _) = resource_of(kind);
         let state = self.state.lock().unwrap();
         state
@@ -267,12 +267,12 @@ impl ApiServer {
     }
 
     /// Requests received so far, as `METHOD /path?query`.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
 
     /// The watches open now, each as `resource?fieldSelector`.
-    pub fn open_watches(&self) -> Vec<String> {
+    pub(crate) fn open_watches(&self) -> Vec<String> {
         self.state
             .lock()
             .unwrap()
@@ -283,7 +283,7 @@ impl ApiServer {
     }
 
     /// Requests received so far, as RBAC sees them, without repeats.
-    pub fn accesses(&self) -> Vec<Access> {
+    pub(crate) fn accesses(&self) -> Vec<Access> {
         let mut all = self.state.lock().unwrap().accesses.clone();
         all.sort();
         all.dedup();
@@ -511,8 +511,7 @@ async fn handle(
         req.method(),
         req.uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
+            .map_or("/", http::uri::PathAndQuery::as_str)
     );
     state.lock().unwrap().requests.push(line);
     let Some(target) = parse_path(req.uri().path()) else {

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 
 /// A running echo backend; it stops when dropped.
-pub struct Echo {
+pub(crate) struct Echo {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -38,7 +38,7 @@ impl Drop for Echo {
 
 impl Echo {
     /// Starts backend `name` on `addr` (port 0 picks a free one).
-    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Echo> {
+    pub(crate) async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Echo> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
@@ -81,7 +81,7 @@ impl Echo {
     }
 
     /// How many TCP connections the backend has accepted.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
 }
@@ -129,15 +129,11 @@ async fn answer(
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
     let (parts, body) = req.into_parts();
-    let body_bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
+    let body_bytes = body.collect().await.map_or(0, |b| b.to_bytes().len());
     let json = serde_json::json!({
         "backend": name,
         "method": parts.method.as_str(),
-        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "path": parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str),
         "host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         "version": format!("{:?}", parts.version),
         "headers": headers,

@@ -2,11 +2,11 @@
 //! loopback ports, and a small HTTP client.
 #![allow(dead_code)] // each test binary uses a different part
 
-pub mod apiserver;
-pub mod echo;
-pub mod pebble;
-pub mod suite;
-pub mod tls;
+pub(crate) mod apiserver;
+pub(crate) mod echo;
+pub(crate) mod pebble;
+pub(crate) mod suite;
+pub(crate) mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -22,14 +22,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub use echo::Echo;
+pub(crate) use echo::Echo;
 
 /// Loopback-only config with ports the OS picks.
-pub const LOOPBACK_CONFIG: &str =
+pub(crate) const LOOPBACK_CONFIG: &str =
     "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n";
 
 /// A `fjord run` child process.
-pub struct Fjord {
+pub(crate) struct Fjord {
     child: Child,
     pub web: SocketAddr,
     pub admin: SocketAddr,
@@ -43,7 +43,7 @@ pub struct Fjord {
 
 impl Fjord {
     /// Starts fjord on `manifests` with `config` (YAML) and waits until it is ready.
-    pub fn start(manifests: &Path, config: &str) -> Fjord {
+    pub(crate) fn start(manifests: &Path, config: &str) -> Fjord {
         let fjord = Fjord::launch(
             &["--manifests".as_ref(), manifests.as_os_str()],
             config,
@@ -56,7 +56,7 @@ impl Fjord {
     /// Starts fjord on `manifests` with `config` and `workers` worker threads, and waits until
     /// it is ready. One worker makes upstream pooling observable: pools are per worker, and any
     /// worker may accept a new client connection.
-    pub fn start_with_workers(manifests: &Path, config: &str, workers: usize) -> Fjord {
+    pub(crate) fn start_with_workers(manifests: &Path, config: &str, workers: usize) -> Fjord {
         let workers = workers.to_string();
         let fjord = Fjord::launch(
             &["--manifests".as_ref(), manifests.as_os_str()],
@@ -69,7 +69,7 @@ impl Fjord {
 
     /// Starts `fjord run` with `args` (the source) and `config`, and waits until it listens,
     /// not until it is ready.
-    pub fn launch(args: &[&std::ffi::OsStr], config: &str, env: &[(&str, &str)]) -> Fjord {
+    pub(crate) fn launch(args: &[&std::ffi::OsStr], config: &str, env: &[(&str, &str)]) -> Fjord {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fjord"))
@@ -126,7 +126,7 @@ impl Fjord {
     }
 
     /// Waits (up to 30 s) until `/readyz` answers 200.
-    pub fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if blocking_status(self.admin, "/readyz") == Some(200) {
@@ -137,12 +137,12 @@ impl Fjord {
         panic!("fjord never became ready: {:#?}", self.logs());
     }
 
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
     /// Waits (up to 10 s) until fjord has printed `n` lines on stdout, and returns them.
-    pub fn wait_for_stdout(&self, n: usize) -> Vec<String> {
+    pub(crate) fn wait_for_stdout(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let lines = self.stdout.lock().unwrap().clone();
@@ -159,12 +159,12 @@ impl Fjord {
     }
 
     /// Waits (up to 10 s) until a log line contains `needle`.
-    pub fn wait_for_log(&self, needle: &str) -> String {
+    pub(crate) fn wait_for_log(&self, needle: &str) -> String {
         self.wait_for_log_within(needle, Duration::from_secs(10))
     }
 
     /// Waits up to `limit` until a log line contains `needle`.
-    pub fn wait_for_log_within(&self, needle: &str, limit: Duration) -> String {
+    pub(crate) fn wait_for_log_within(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
@@ -179,7 +179,7 @@ impl Fjord {
         }
     }
 
-    pub fn signal_term(&self) {
+    pub(crate) fn signal_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -188,7 +188,7 @@ impl Fjord {
     }
 
     /// The process's resident memory in bytes (`VmRSS`).
-    pub fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib = status
             .lines()
@@ -199,7 +199,7 @@ impl Fjord {
     }
 
     /// The names of the process's threads.
-    pub fn threads(&self) -> Vec<String> {
+    pub(crate) fn threads(&self) -> Vec<String> {
         std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
             .unwrap()
             .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
@@ -208,7 +208,7 @@ impl Fjord {
     }
 
     /// Waits for the process to exit and returns its exit code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -247,13 +247,13 @@ fn blocking_status(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// The body of a plain-HTTP GET (the admin server's pages).
-pub async fn tls_free_get(addr: SocketAddr, path: &str) -> String {
+pub(crate) async fn tls_free_get(addr: SocketAddr, path: &str) -> String {
     get(addr, "localhost", path).await.body
 }
 
 /// A response as a test looks at it.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
@@ -261,7 +261,9 @@ pub struct Reply {
 
 impl Reply {
     /// Reads a whole response.
-    pub async fn read<B: http_body::Body>(response: http::Response<B>) -> Result<Reply, String>
+    pub(crate) async fn read<B: http_body::Body>(
+        response: http::Response<B>,
+    ) -> Result<Reply, String>
     where
         B::Error: std::fmt::Display,
     {
@@ -281,12 +283,12 @@ impl Reply {
     }
 
     /// The echo backend's JSON report.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 
     /// Which echo backend answered, if one did.
-    pub fn backend(&self) -> Option<String> {
+    pub(crate) fn backend(&self) -> Option<String> {
         self.headers
             .get("x-backend")
             .map(|v| v.to_str().unwrap().to_owned())
@@ -294,17 +296,20 @@ impl Reply {
 }
 
 /// An HTTP/1.1 client with a keep-alive pool.
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+pub(crate) fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+pub(crate) async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Reply {
     let response = client.request(req).await.expect("request failed");
     Reply::read(response).await.expect("body")
 }
 
 /// `GET http://{addr}{path}` with `Host: host`.
-pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+pub(crate) async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     let req = Request::get(format!("http://{addr}{path}"))
         .header("host", host)
         .body(Full::default())
@@ -313,7 +318,7 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
 }
 
 /// Polls until `host` + `/` is answered by `want` (None: a 404), and returns how long it took.
-pub async fn until_served(web: SocketAddr, host: &str, want: Option<&str>) -> Duration {
+pub(crate) async fn until_served(web: SocketAddr, host: &str, want: Option<&str>) -> Duration {
     let start = Instant::now();
     loop {
         let reply = get(web, host, "/").await;
@@ -333,7 +338,7 @@ pub async fn until_served(web: SocketAddr, host: &str, want: Option<&str>) -> Du
 }
 
 /// A Service with one port and an EndpointSlice pointing at `backend`.
-pub fn service(name: &str, backend: SocketAddr) -> String {
+pub(crate) fn service(name: &str, backend: SocketAddr) -> String {
     format!(
         r#"apiVersion: v1
 kind: Service
@@ -360,7 +365,7 @@ endpoints:
 
 /// A Service whose endpoints are `backends`, one EndpointSlice each (slices may carry
 /// different port numbers for the same Service port, as during a rollout).
-pub fn service_over(name: &str, backends: &[SocketAddr]) -> String {
+pub(crate) fn service_over(name: &str, backends: &[SocketAddr]) -> String {
     let mut out = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
     );
@@ -375,15 +380,15 @@ pub fn service_over(name: &str, backends: &[SocketAddr]) -> String {
 }
 
 /// An Ingress of class fjord with one rule per `(host, pathType, path, service)`.
-pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+pub(crate) fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
     let mut out = format!(
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  ingressClassName: fjord\n  rules:\n"
     );
     for (host, path_type, path, service) in rules {
-        if !host.is_empty() {
-            out.push_str(&format!("  - host: \"{host}\"\n"));
-        } else {
+        if host.is_empty() {
             out.push_str("  - ");
+        } else {
+            out.push_str(&format!("  - host: \"{host}\"\n"));
         }
         let indent = if host.is_empty() { "" } else { "    " };
         out.push_str(&format!(
@@ -394,23 +399,23 @@ pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
 }
 
 /// A temporary manifests folder.
-pub struct Manifests {
+pub(crate) struct Manifests {
     pub dir: tempfile::TempDir,
 }
 
 impl Manifests {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes `name` atomically (write, then rename), as editors and `kubectl`-like tools do.
-    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -424,7 +429,7 @@ impl Manifests {
         path
     }
 
-    pub fn remove(&self, name: &str) {
+    pub(crate) fn remove(&self, name: &str) {
         std::fs::remove_file(self.dir.path().join(name)).unwrap();
     }
 }

@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject as _;
 use super::tls::Ca;
 
 /// A free loopback port (bound, then released for the process that needs it).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -20,7 +20,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct Pebble {
+pub(crate) struct Pebble {
     pebble: Child,
     dns: Child,
     /// The ACME directory URL.
@@ -44,7 +44,7 @@ impl Drop for Pebble {
 impl Pebble {
     /// Starts Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port` of
     /// 127.0.0.1, issuing certificates valid for `validity` seconds (Pebble's default if None).
-    pub fn start(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
+    pub(crate) fn start(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new();
         let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]);
@@ -107,7 +107,7 @@ impl Pebble {
     }
 
     /// Stops the CA (and its DNS), as an outage would.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         for child in [&mut self.pebble, &mut self.dns] {
             let _ = child.kill();
             let _ = child.wait();
@@ -115,7 +115,7 @@ impl Pebble {
     }
 
     /// The root that signs the certificates Pebble issues (from its management API).
-    pub async fn issuing_root(&self) -> CertificateDer<'static> {
+    pub(crate) async fn issuing_root(&self) -> CertificateDer<'static> {
         let config = super::tls::client_config(&[self.ca.der()], &[b"http/1.1"]);
         let seen = super::tls::https_get(self.management, "localhost", config, "/roots/0")
             .await
@@ -126,7 +126,7 @@ impl Pebble {
 }
 
 /// Waits (up to 30 s) until something accepts connections on 127.0.0.1:`port`.
-pub fn wait_listening(port: u16) {
+pub(crate) fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");

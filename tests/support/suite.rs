@@ -5,7 +5,7 @@
 use super::{Echo, Manifests, ingress, service};
 
 /// Echo backends named after their Services, and their manifests.
-pub async fn backends(names: &[&str], manifests: &Manifests) -> Vec<Echo> {
+pub(crate) async fn backends(names: &[&str], manifests: &Manifests) -> Vec<Echo> {
     let mut out = Vec::new();
     for name in names {
         let echo = Echo::start(name, "127.0.0.1:0".parse().unwrap())
@@ -26,7 +26,7 @@ fn timestamped(name: &str, created: &str, host: &str, svc: &str) -> String {
 }
 
 /// Writes the suite's manifests into `m` and starts its echo backends (keep them alive).
-pub async fn manifests(m: &Manifests) -> Vec<Echo> {
+pub(crate) async fn manifests(m: &Manifests) -> Vec<Echo> {
     let echoes = backends(
         &[
             "root",
@@ -103,7 +103,7 @@ pub async fn manifests(m: &Manifests) -> Vec<Echo> {
 }
 
 /// (host, path, backend that must answer)
-pub const CASES: &[(&str, &str, &str)] = &[
+pub(crate) const CASES: &[(&str, &str, &str)] = &[
     ("shop.example.com", "/", "root"),
     ("shop.example.com", "/foo", "exact-foo"),
     ("shop.example.com", "/foo/", "prefix-foo"),

@@ -14,14 +14,14 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use super::Reply;
 
 /// A CA that signs leaf certificates.
-pub struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pub pem: String,
 }
 
 impl Ca {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -37,22 +37,26 @@ impl Ca {
         }
     }
 
-    pub fn der(&self) -> CertificateDer<'static> {
+    pub(crate) fn der(&self) -> CertificateDer<'static> {
         self.cert.der().clone()
     }
 
     /// A leaf for `names`, as (PEM chain, PEM key).
-    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+    pub(crate) fn leaf(&self, names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let params = rcgen::CertificateParams::new(
+            names
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 
     /// A `kubernetes.io/tls` Secret (base64 `data`, as the API server stores it) for `names`.
-    pub fn secret(&self, name: &str, names: &[&str]) -> String {
+    pub(crate) fn secret(&self, name: &str, names: &[&str]) -> String {
         let (crt, key) = self.leaf(names);
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         format!(
@@ -64,7 +68,7 @@ impl Ca {
 }
 
 /// What a TLS client saw.
-pub struct Seen {
+pub(crate) struct Seen {
     pub reply: Reply,
     /// The DNS names of the certificate the server presented.
     pub names: Vec<String>,
@@ -76,7 +80,7 @@ pub struct Seen {
 }
 
 /// A client config trusting `roots`, offering `alpn`; every connection is a full handshake.
-pub fn client_config(
+pub(crate) fn client_config(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Arc<rustls::ClientConfig> {
@@ -86,7 +90,7 @@ pub fn client_config(
 }
 
 /// Like [`client_config`], but resuming sessions as browsers do.
-pub fn resuming_client_config(
+pub(crate) fn resuming_client_config(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Arc<rustls::ClientConfig> {
@@ -105,7 +109,7 @@ pub fn resuming_client_config(
 }
 
 /// A client config that accepts any certificate (to look at the default one).
-pub fn insecure_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub(crate) fn insecure_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     #[derive(Debug)]
     struct AcceptAll(Arc<rustls::crypto::CryptoProvider>);
     impl rustls::client::danger::ServerCertVerifier for AcceptAll {
@@ -161,7 +165,7 @@ pub fn insecure_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 /// `GET https://{sni}{path}` on a new TLS connection to `addr`.
-pub async fn https_get(
+pub(crate) async fn https_get(
     addr: SocketAddr,
     sni: &str,
     config: Arc<rustls::ClientConfig>,

@@ -1,5 +1,5 @@
-//! Basic authentication against htpasswd lines (bcrypt, `{SHA}` and Apache's `$apr1$` MD5), the
-//! hashes compared in constant time.
+//! htpasswd credentials for basic authentication: the `users` lines parsed (bcrypt, `{SHA}` and
+//! Apache's `$apr1$` MD5), and an `Authorization` header checked against them in constant time.
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq as _;
 /// One htpasswd line: `user:hash`.
 #[derive(Clone, Debug)]
 pub struct User {
+    /// The user's name.
     pub name: String,
     hash: Hash,
 }

@@ -10,17 +10,20 @@ use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
 use crate::metrics::{METRICS, Series};
-use crate::middleware::Middleware;
+use crate::middleware::{Chain, Middleware};
+use crate::model::{self, BackendId, BackendSpec, Config};
 use crate::router::{Router, normalize_host};
 use crate::rule::RequestView;
-use crate::tls::CertTable;
-use crate::translate::{BackendId, BackendSpec, Config};
+
+mod certs;
+pub use certs::CertTable;
 
 /// A backend as the hot path sees it.
 #[derive(Debug)]
 pub struct Backend {
     /// `namespace/service:port`, for logs.
     pub name: Box<str>,
+    /// The endpoints, with their round-robin position and health.
     pub endpoints: EndpointSet,
     /// Why there are no endpoints, when there are none.
     pub unavailable: Option<Box<str>>,
@@ -33,8 +36,10 @@ pub struct Backend {
 pub struct Target {
     /// `namespace/name` of the object the route came from.
     pub source: Box<str>,
+    /// Where requests go.
     pub backend: Arc<Backend>,
-    pub middlewares: Box<[Arc<Middleware>]>,
+    /// The middlewares, in order.
+    pub middlewares: Chain,
     /// Why the route answers 503 instead of being served.
     pub broken: Option<Box<str>>,
     /// Router-level request series, when asked for (they multiply series by routes).
@@ -75,8 +80,8 @@ impl Snapshot {
                 (id.clone(), backend(id, spec, old))
             })
             .collect();
-        // A stateful middleware whose spec did not change is the running one, buckets and
-        // counters kept.
+        // One running instance per middleware, shared by the routes that use it; a stateful
+        // one whose spec did not change is the previous snapshot's, buckets and counters kept.
         let mut middlewares: HashMap<Box<str>, Arc<Middleware>> = HashMap::new();
         let targets = config
             .routes
@@ -85,28 +90,26 @@ impl Snapshot {
             .chain(config.rule_routes.iter().map(|r| &r.target))
             .chain(config.default_backend.iter());
         for m in targets.flat_map(|t| &t.middlewares) {
-            let kept = previous
-                .and_then(|p| p.middlewares.get(&m.name))
-                .filter(|old| old.has_state() && old.source == m.source)
-                .unwrap_or(m);
-            middlewares
-                .entry(m.name.clone())
-                .or_insert_with(|| Arc::clone(kept));
+            middlewares.entry(m.name.clone()).or_insert_with(|| {
+                match previous.and_then(|p| p.middlewares.get(&m.name)) {
+                    Some(old) if old.keeps(m) => Arc::clone(old),
+                    _ => Arc::new(Middleware::new(m)),
+                }
+            });
         }
-        let target = |t: &crate::translate::Target| {
+        let target = |t: &model::Target| {
             let backend = backends.get(&t.backend).cloned().unwrap_or_else(|| {
                 // Translation always lists the backends its routes use; stay total anyway.
-                backend(&t.backend, &BackendSpec::missing(), None)
+                backend(
+                    &t.backend,
+                    &BackendSpec::unavailable("backend missing from the config".into()),
+                    None,
+                )
             });
             let chain = t
                 .middlewares
                 .iter()
-                .map(|m| {
-                    middlewares
-                        .get(&m.name)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::clone(m))
-                })
+                .filter_map(|m| middlewares.get(&m.name).cloned())
                 .collect();
             Arc::new(Target {
                 source: t.source.as_str().into(),
@@ -149,6 +152,7 @@ impl Snapshot {
         }
     }
 
+    /// The certificates from Secrets, by SNI name.
     pub fn certificates(&self) -> &CertTable {
         &self.certificates
     }
@@ -175,6 +179,7 @@ impl Snapshot {
         self.router.route_request(view, entry_point)
     }
 
+    /// How many host and path routes there are.
     pub fn routes(&self) -> usize {
         self.routes
     }
@@ -203,15 +208,6 @@ fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Ar
     }
 }
 
-impl BackendSpec {
-    fn missing() -> Self {
-        Self {
-            endpoints: Vec::new(),
-            unavailable: Some("backend missing from the config".into()),
-        }
-    }
-}
-
 /// The snapshot in force, and whether the first complete config has been loaded.
 #[derive(Debug)]
 pub struct Live {
@@ -233,6 +229,7 @@ impl Default for Live {
 }
 
 impl Live {
+    /// The snapshot in force.
     pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
     }
@@ -243,6 +240,7 @@ impl Live {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Whether the first complete config has been loaded.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -251,7 +249,7 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::{
+    use crate::model::{
         EndpointAddr, EndpointSpec, HostMatch, PathMatch, PortRef, Route, ServiceRef,
     };
 
@@ -277,7 +275,7 @@ mod tests {
             routes: vec![Route {
                 host: HostMatch::Any,
                 path: PathMatch::Prefix(String::new()),
-                target: crate::translate::Target {
+                target: model::Target {
                     source: "default/web".into(),
                     backend: id.clone(),
                     middlewares: Vec::new(),

@@ -1,0 +1,239 @@
+//! Middlewares as translation describes them: settings checked and compiled (regexes, header
+//! names, ranges), but no running state. The behaviour is in [`crate::middleware`]; the state
+//! that must outlive a snapshot (rate-limit buckets, in-flight counters) is made by
+//! [`crate::snapshot`], which fills the `R` and `F` of [`Kind`].
+
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+use regex::Regex;
+
+use crate::htpasswd::User;
+
+/// A described middleware.
+#[derive(Clone, Debug)]
+pub struct Middleware {
+    /// `namespace/name`.
+    pub name: Box<str>,
+    /// What it does.
+    pub kind: Kind,
+}
+
+/// What a middleware does. `R` and `F` are what a rate limit and an in-flight limit hold: their
+/// settings here, their running state in a snapshot's chain.
+#[derive(Clone, Debug)]
+pub enum Kind<R = RateLimitSpec, F = InFlightSpec> {
+    /// `rateLimit`: requests per period per source.
+    RateLimit(R),
+    /// `inFlightReq`: requests at once per source.
+    InFlight(F),
+    /// `headers`: request, response, security and CORS headers.
+    Headers(Box<HeadersSpec>),
+    /// `redirectScheme`: to another scheme (and port).
+    RedirectScheme {
+        /// `http` or `https`.
+        scheme: Box<str>,
+        /// The port in the Location; none keeps the scheme's default.
+        port: Option<Box<str>>,
+        /// 301/308 rather than 302/307.
+        permanent: bool,
+    },
+    /// `redirectRegex`: the URL rewritten by a regex.
+    RedirectRegex {
+        /// Matched against the whole URL.
+        regex: Regex,
+        /// With `$1`-style references to the regex's groups.
+        replacement: String,
+        /// 301/308 rather than 302/307.
+        permanent: bool,
+    },
+    /// `stripPrefix`: the first of these prefixes the path starts with is removed.
+    StripPrefix(Vec<String>),
+    /// `stripPrefixRegex`: the first regex match at the path's start is removed.
+    StripPrefixRegex(Vec<Regex>),
+    /// `addPrefix`: this is put before the path.
+    AddPrefix(String),
+    /// `replacePath`: the path becomes this.
+    ReplacePath(String),
+    /// `replacePathRegex`: the path rewritten by a regex and replacement.
+    ReplacePathRegex(Regex, String),
+    /// `basicAuth`: credentials checked against htpasswd users.
+    BasicAuth {
+        /// From the Secret's `users`.
+        users: Vec<User>,
+        /// Sent in `WWW-Authenticate`.
+        realm: String,
+        /// Whether the backend gets no `Authorization` header.
+        remove_header: bool,
+    },
+    /// `ipAllowList`: only clients in these ranges are served.
+    IpAllowList {
+        /// The allowed ranges.
+        ranges: Vec<IpNet>,
+        /// Where the client address is read.
+        strategy: IpStrategy,
+    },
+    /// Largest request body in bytes (413 past it).
+    Buffering(u64),
+    /// `retry`: how a failed request is sent again.
+    Retry(Retry),
+    /// `compress`: gzip or brotli responses.
+    Compress(CompressSpec),
+}
+
+impl Kind {
+    /// The same middleware with its state: `rate` and `flight` make it from the settings.
+    pub fn with_state<R, F>(
+        &self,
+        rate: impl FnOnce(&RateLimitSpec) -> R,
+        flight: impl FnOnce(&InFlightSpec) -> F,
+    ) -> Kind<R, F> {
+        match self {
+            Kind::RateLimit(spec) => Kind::RateLimit(rate(spec)),
+            Kind::InFlight(spec) => Kind::InFlight(flight(spec)),
+            Kind::Headers(h) => Kind::Headers(h.clone()),
+            Kind::RedirectScheme {
+                scheme,
+                port,
+                permanent,
+            } => Kind::RedirectScheme {
+                scheme: scheme.clone(),
+                port: port.clone(),
+                permanent: *permanent,
+            },
+            Kind::RedirectRegex {
+                regex,
+                replacement,
+                permanent,
+            } => Kind::RedirectRegex {
+                regex: regex.clone(),
+                replacement: replacement.clone(),
+                permanent: *permanent,
+            },
+            Kind::StripPrefix(p) => Kind::StripPrefix(p.clone()),
+            Kind::StripPrefixRegex(r) => Kind::StripPrefixRegex(r.clone()),
+            Kind::AddPrefix(p) => Kind::AddPrefix(p.clone()),
+            Kind::ReplacePath(p) => Kind::ReplacePath(p.clone()),
+            Kind::ReplacePathRegex(r, s) => Kind::ReplacePathRegex(r.clone(), s.clone()),
+            Kind::BasicAuth {
+                users,
+                realm,
+                remove_header,
+            } => Kind::BasicAuth {
+                users: users.clone(),
+                realm: realm.clone(),
+                remove_header: *remove_header,
+            },
+            Kind::IpAllowList { ranges, strategy } => Kind::IpAllowList {
+                ranges: ranges.clone(),
+                strategy: strategy.clone(),
+            },
+            Kind::Buffering(limit) => Kind::Buffering(*limit),
+            Kind::Retry(r) => Kind::Retry(*r),
+            Kind::Compress(c) => Kind::Compress(c.clone()),
+        }
+    }
+}
+
+/// A rate limit's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitSpec {
+    /// Requests per `period` on average; at least 1 (0 is translated to no middleware).
+    pub average: u64,
+    /// The period `average` is counted over.
+    pub period: Duration,
+    /// Requests allowed at once after a quiet spell; at least 1.
+    pub burst: u64,
+    /// What a client is, for the limit.
+    pub source: Source,
+}
+
+/// An in-flight limit's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InFlightSpec {
+    /// Requests at once per source; at least 1.
+    pub amount: u64,
+    /// What a client is, for the limit.
+    pub source: Source,
+}
+
+/// What identifies a client for a limit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// The peer address, or one from `X-Forwarded-For` chosen by the strategy.
+    ClientIp(IpStrategy),
+    /// The value of this request header.
+    RequestHeader(HeaderName),
+    /// The request's host.
+    RequestHost,
+}
+
+/// How to find the client in `X-Forwarded-For` (Traefik's `ipStrategy`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IpStrategy {
+    /// Take the address `depth` from the right; 0 uses the peer address.
+    pub depth: usize,
+    /// Skip these from the right and take the first one left.
+    pub excluded: Vec<IpNet>,
+}
+
+/// Compiled `headers` settings; names and values already validated.
+#[derive(Clone, Debug, Default)]
+pub struct HeadersSpec {
+    /// `None` removes the header.
+    pub request: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Response headers set; `None` removes the header.
+    pub response: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Security headers set on every response.
+    pub security: Vec<(HeaderName, HeaderValue)>,
+    /// CORS settings, when any origin is allowed.
+    pub cors: Option<Cors>,
+}
+
+/// CORS settings of a `headers` middleware.
+#[derive(Clone, Debug, Default)]
+pub struct Cors {
+    /// Allowed origins; `*` allows any.
+    pub origins: Vec<String>,
+    /// `Access-Control-Allow-Methods` for preflights.
+    pub methods: Option<HeaderValue>,
+    /// `Access-Control-Allow-Headers` for preflights.
+    pub headers: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers` on responses.
+    pub expose: Option<HeaderValue>,
+    /// Whether credentials are allowed (and `*` echoes the origin).
+    pub credentials: bool,
+    /// `Access-Control-Max-Age` for preflights.
+    pub max_age: Option<HeaderValue>,
+    /// Whether responses get `Vary: Origin`.
+    pub vary: bool,
+}
+
+/// How a failed request is sent again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubles for each further one.
+    pub interval: Duration,
+}
+
+/// The compress middleware's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompressSpec {
+    /// Responses that declare a smaller length are sent as they are. Default 1024.
+    pub min_bytes: u64,
+    /// Content types ([`media_type`]s) never compressed.
+    pub excluded: Vec<String>,
+}
+
+/// A content type without parameters, lowercase: `Text/HTML; charset=utf-8` is `text/html`.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}

@@ -1,0 +1,204 @@
+//! The model: what translation produces and the hot path reads. Routes with their targets,
+//! backends and their endpoints, certificates, the names ACME must keep certified, and
+//! middlewares described (not running: [`crate::snapshot`] instantiates them).
+//!
+//! Plain data, imported by both sides and importing neither.
+
+pub mod middleware;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+
+use crate::rule::Rule;
+
+/// What fjord routes: host/path rules to backends, and the backends' endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// One per (host, path); conflicts are already resolved.
+    pub routes: Vec<Route>,
+    /// IngressRoute routes, highest priority first (ties in a stable order).
+    pub rule_routes: Vec<RuleRoute>,
+    /// Takes what no route matches.
+    pub default_backend: Option<Target>,
+    /// The backends routes point at, by identity.
+    pub backends: BTreeMap<BackendId, BackendSpec>,
+    /// Certificates from Secrets, oldest Ingress first.
+    pub certificates: Vec<TlsCert>,
+    /// Names to obtain certificates for through ACME.
+    pub acme: Vec<AcmeRequest>,
+    /// Hosts named in any `spec.tls`: plain-HTTP requests for them may be redirected.
+    pub tls_hosts: BTreeSet<String>,
+}
+
+/// Certificates an ACME resolver must keep valid, for one set of names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AcmeRequest {
+    /// The resolver (`certificatesResolvers` key) that obtains them.
+    pub resolver: String,
+    /// Sorted and without duplicates; the first names the certificate in storage.
+    pub names: Vec<String>,
+}
+
+/// A host and path route from an Ingress.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The host it matches.
+    pub host: HostMatch,
+    /// The path it matches.
+    pub path: PathMatch,
+    /// Where it sends requests.
+    pub target: Target,
+}
+
+/// A rule-based route from an IngressRoute.
+#[derive(Clone, Debug)]
+pub struct RuleRoute {
+    /// The rule a request must match.
+    pub rule: Rule,
+    /// Higher wins; by default the rule's length.
+    pub priority: i64,
+    /// Entry points it is served on; all when empty.
+    pub entry_points: Vec<String>,
+    /// Where it sends requests.
+    pub target: Target,
+}
+
+/// Where a route sends requests, through which middlewares, and which object asked for it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The object the route came from, as `namespace/name`.
+    pub source: String,
+    /// The backend requests go to.
+    pub backend: BackendId,
+    /// Middlewares run in order on the request, in reverse on the response.
+    pub middlewares: Vec<Arc<middleware::Middleware>>,
+    /// Why the route must not be served as written (a missing or invalid middleware): it
+    /// answers 503 rather than run without its auth or limit.
+    pub broken: Option<String>,
+}
+
+/// The host part of an Ingress rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostMatch {
+    /// A lowercase DNS name.
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`: exactly one more label.
+    Wildcard(String),
+    /// A rule without a host.
+    Any,
+}
+
+/// The path part of an Ingress rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathMatch {
+    /// Case-sensitive, trailing slash significant.
+    Exact(String),
+    /// Element-wise prefix, stored without a trailing slash (`/` is the empty string).
+    Prefix(String),
+}
+
+/// A Service port, as an Ingress names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    /// The Service's name.
+    pub name: String,
+    /// The Service's port.
+    pub port: PortRef,
+}
+
+/// A Service port by number or by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortRef {
+    /// `port.number`.
+    Number(u16),
+    /// `port.name`.
+    Name(String),
+}
+
+/// A Service port in a namespace: the identity of a backend, stable across reloads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId {
+    /// The namespace of the Service.
+    pub namespace: String,
+    /// The Service and its port.
+    pub service: ServiceRef,
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:", self.namespace, self.service.name)?;
+        match &self.service.port {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A backend's endpoints; when there are none, why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendSpec {
+    /// The ready endpoints; empty when none is.
+    pub endpoints: Vec<EndpointSpec>,
+    /// Why there are no endpoints, when there are none.
+    pub unavailable: Option<String>,
+}
+
+impl BackendSpec {
+    /// No endpoints, and why.
+    pub fn unavailable(why: String) -> Self {
+        Self {
+            endpoints: Vec::new(),
+            unavailable: Some(why),
+        }
+    }
+}
+
+/// One endpoint of a backend, with its share of requests.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointSpec {
+    /// Where requests are sent.
+    pub addr: EndpointAddr,
+    /// Relative share of requests; at least 1.
+    pub weight: u32,
+}
+
+/// An endpoint's address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointAddr {
+    /// An address and port from an EndpointSlice.
+    Ip(SocketAddr),
+    /// An `ExternalName` Service, resolved when connecting.
+    Dns {
+        /// The DNS name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointAddr::Ip(addr) => write!(f, "{addr}"),
+            EndpointAddr::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A certificate ready to serve, and the names it is served for.
+#[derive(Clone, Debug)]
+pub struct TlsCert {
+    /// `namespace/name` of the Secret.
+    pub secret: String,
+    /// SNI names (`*.example.com` allowed): the Ingress's `spec.tls[].hosts`, or the
+    /// certificate's own DNS names when those are empty.
+    pub names: Vec<String>,
+    /// The chain and key, ready for rustls.
+    pub key: Arc<CertifiedKey>,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after: i64,
+}

@@ -1,0 +1,270 @@
+//! The exchange with the upstream: the request made ready to leave (forwarded headers, Host,
+//! origin form, body limit), an endpoint picked, the request sent and, when it failed in a
+//! way that allows it, sent again to another; each attempt reported to the endpoint's health.
+//! A `101` answer splices the client's connection to the backend's.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use http::header;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{Either, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::admit::Host;
+use crate::clock;
+use crate::counted::Received;
+use crate::error::ProxyError;
+use crate::forwarded;
+use crate::metrics::METRICS;
+use crate::middleware::Pass;
+use crate::model::middleware::Retry;
+use crate::snapshot::Target;
+use crate::upstream::{self, Failed, RequestBody, Upstream};
+
+/// Where a request went: its endpoint, and the request body bytes sent so far.
+#[derive(Default)]
+pub(super) struct Sent {
+    pub(super) endpoint: Option<http::uri::Authority>,
+    pub(super) received: Option<Arc<AtomicU64>>,
+}
+
+/// A request ready to leave, with what its exchange must know.
+pub(super) struct Outgoing {
+    request: Request<RequestBody>,
+    /// The client's side of the protocol switch it asked for, if it asked for one.
+    upgrade: Option<OnUpgrade>,
+    /// Largest request body in bytes; 0 is unlimited.
+    limit: u64,
+    /// How to retry, when the request may be sent again after it reached its endpoint.
+    retry: Option<Retry>,
+}
+
+/// Makes `req` ready to leave, as `pass` allows: a body known to be too large is refused here.
+pub(super) fn prepare(
+    mut req: Request<Incoming>,
+    host: Host,
+    client: &forwarded::Client,
+    pass: &Pass<'_>,
+    sent: &mut Sent,
+) -> Result<Outgoing, ProxyError> {
+    let limit = pass.body_limit;
+    if limit > 0 && req.body().size_hint().lower() > limit {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    // HTTP/2 has no Upgrade; only an HTTP/1.1 client can switch protocols.
+    let protocol = (req.version() == Version::HTTP_11)
+        .then(|| forwarded::upgrade_protocol(req.headers()))
+        .flatten();
+    let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
+    let bodyless = req.body().is_end_stream();
+    sent.received = (!bodyless).then(Arc::default);
+    let request = outgoing(req, host, client, protocol, limit, sent.received.clone());
+    // Under a retry middleware, a request without a body and with an idempotent method is sent
+    // again after any failure before a response started.
+    let retry = pass
+        .retry
+        .filter(|_| bodyless && upstream::idempotent(request.method()));
+    Ok(Outgoing {
+        request,
+        upgrade,
+        limit,
+        retry,
+    })
+}
+
+/// Sends the request to an endpoint of `target`'s backend and returns the backend's response,
+/// its hop-by-hop headers removed; `sent` records the endpoint.
+pub(super) async fn exchange(
+    upstream: &Upstream,
+    outgoing: Outgoing,
+    target: &Target,
+    started: Instant,
+    sent: &mut Sent,
+) -> Result<Response<upstream::Body>, ProxyError> {
+    let Outgoing {
+        request,
+        upgrade,
+        limit,
+        retry,
+    } = outgoing;
+    let (last, result) = send(upstream, request, target, retry, limit, started).await;
+    sent.endpoint = last
+        .and_then(|i| target.backend.endpoints.get(i))
+        .map(|e| e.authority.clone());
+    let mut response = result.map_err(|failed| failed.error)?;
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = upgrade else {
+            return Err(ProxyError::UnaskedUpgrade {
+                endpoint: target.backend.name.to_string(),
+            });
+        };
+        tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
+    }
+    forwarded::response(response.headers_mut(), switching);
+    Ok(response)
+}
+
+/// The request as it leaves for the upstream: forwarded headers set, the Host made the one
+/// it was routed by, in origin form over HTTP/1.1, its body counted and limited.
+fn outgoing(
+    req: Request<Incoming>,
+    host: Host,
+    client: &forwarded::Client,
+    upgrade: Option<http::HeaderValue>,
+    limit: u64,
+    received: Option<Arc<AtomicU64>>,
+) -> Request<RequestBody> {
+    let (mut parts, body) = req.into_parts();
+    forwarded::request(&mut parts.headers, client, host.value.as_ref(), upgrade);
+    if let Some(h) = host
+        .value
+        .filter(|_| host.from_uri || !parts.headers.contains_key(header::HOST))
+    {
+        parts.headers.insert(header::HOST, h);
+    }
+    parts.version = Version::HTTP_11;
+    // Origin-form: the endpoint is the connection's, and the authority is in the Host.
+    parts.uri = Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    let limited = Limited::new(
+        Received::new(body, received),
+        usize::try_from(limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX),
+    );
+    Request::from_parts(parts, Either::Left(limited))
+}
+
+/// Sends `request` to an endpoint, and again to another while it may: when no connection to
+/// its endpoint could be made (it never left, body and all), and under `retry` also after any
+/// failure before a response started. Returns the last endpoint tried, if any, and how it
+/// went.
+async fn send(
+    upstream: &Upstream,
+    request: Request<RequestBody>,
+    target: &Target,
+    retry: Option<Retry>,
+    limit: u64,
+    started: Instant,
+) -> (Option<usize>, Result<Response<upstream::Body>, Failed>) {
+    let backend = &target.backend;
+    let endpoints = &backend.endpoints;
+    let attempts = match retry {
+        Some(r) => r.attempts.max(1),
+        // A refused connection: the request never left, so it goes to another endpoint.
+        None if endpoints.len() > 1 => 2,
+        None => 1,
+    };
+    let Some((first, endpoint)) = endpoints
+        .pick(clock::at(started), None)
+        .and_then(|i| Some((i, endpoints.get(i)?)))
+    else {
+        return (None, Err(no_endpoint(target).into()));
+    };
+    // A request the upstream client sends again after its pooled connection closed under it
+    // counts as a retry, as one sent again here does.
+    let resent = || {
+        METRICS
+            .service_retries
+            .with_label_values(&[&*backend.name])
+            .inc();
+    };
+    // The retry middleware may send again a request that reached its endpoint: a copy of
+    // its head is made before it leaves (it has no body). A request that never left needs
+    // none, since the upstream client gives it back.
+    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
+    // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
+    // future and so inside the request's, which are copied whole each time they move.
+    let mut sent =
+        Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
+    report(target, first, &sent);
+    let mut last = first;
+    for attempt in 1..attempts {
+        let retryable = match &sent {
+            Err(Failed {
+                error: ProxyError::Connect { .. },
+                ..
+            }) => true,
+            Err(Failed {
+                error: ProxyError::Upstream { .. } | ProxyError::Timeout { .. },
+                ..
+            }) => retry.is_some(),
+            _ => false,
+        };
+        if !retryable {
+            break;
+        }
+        let now = Instant::now();
+        let next = match endpoints.pick(clock::at(now), Some(last)) {
+            Some(n) => n,
+            // One endpoint: a retry middleware tries it again; a refused connect does not.
+            None if retry.is_some() => last,
+            None => break,
+        };
+        let Some(endpoint) = endpoints.get(next) else {
+            break;
+        };
+        if let Some(r) = retry {
+            tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
+        }
+        // The request goes again as it is if it never left, else as a copy of its head.
+        let again = match sent.as_mut().err().and_then(|failed| failed.unsent.take()) {
+            Some(unsent) => *unsent,
+            None => match &spare {
+                Some(spare) => upstream::head_copy(spare),
+                None => break,
+            },
+        };
+        tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
+        resent();
+        sent = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
+        report(target, next, &sent);
+        last = next;
+    }
+    (Some(last), sent)
+}
+
+/// Tells the balancer how an attempt on endpoint `index` went.
+fn report(target: &Target, index: usize, sent: &Result<Response<upstream::Body>, Failed>) {
+    let outcome = sent.as_ref().map(|_| ()).map_err(|failed| &failed.error);
+    target
+        .backend
+        .endpoints
+        .report(&target.backend.name, index, outcome);
+}
+
+fn no_endpoint(target: &Target) -> ProxyError {
+    ProxyError::NoEndpoint {
+        backend: target.backend.name.clone(),
+        why: "no endpoint to pick".into(),
+    }
+}
+
+/// Splices an upgraded client connection to the upgraded backend connection until either ends.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}

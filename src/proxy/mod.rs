@@ -1,0 +1,331 @@
+//! One request's path through fjord, as stages in one direction: admit (Host, ACME challenge,
+//! readiness, TLS redirect) → route → the middleware chain on the request → the exchange with
+//! the upstream (pick, send, retry, health) → the chain on the response. Here the stages are
+//! composed, and the outcome is recorded in metrics and the access log.
+
+mod admit;
+mod exchange;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use crate::access_log::{AccessLog, Record};
+use crate::acme::Challenges;
+use crate::body;
+use crate::counted::Sent;
+use crate::error::ProxyError;
+use crate::forwarded;
+use crate::metrics::{self, MethodLabel, Series};
+use crate::middleware::{Ctx, Stop};
+use crate::router::normalize_host;
+use crate::rule::RequestView;
+use crate::snapshot::{Live, Target};
+use crate::upstream::{self, Upstream};
+use admit::Admission;
+
+/// A response on its way to the client: a backend's, one fjord made, or a backend's re-encoded
+/// by a middleware (compression).
+pub(crate) type ResponseBody = body::ResponseBody<upstream::Body>;
+
+/// Shared by every connection of every entry point.
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    live: Arc<Live>,
+    upstream: Upstream,
+    acme: Arc<Challenges>,
+    access_log: Option<AccessLog>,
+}
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Where a request went, for metrics and the access log.
+#[derive(Default)]
+struct Outcome {
+    target: Option<Arc<Target>>,
+    sent: exchange::Sent,
+}
+
+/// What the proxy needs to know of the entry point a request came in on.
+#[derive(Debug)]
+pub(crate) struct EntryPoint {
+    pub name: Arc<str>,
+    pub series: Series,
+    /// Largest request body in bytes; 0 is unlimited.
+    pub max_body: u64,
+    /// Where requests for hosts with TLS are redirected, if anywhere.
+    pub redirect: Option<Redirect>,
+}
+
+/// A redirect of plain-HTTP requests to a TLS entry point.
+#[derive(Debug)]
+pub(crate) struct Redirect {
+    pub scheme: Box<str>,
+    /// The port to put in the Location; `None` when it is the scheme's default.
+    pub port: Option<Box<str>>,
+    /// 308 (permanent) or 307.
+    pub permanent: bool,
+}
+
+impl Proxy {
+    pub(crate) fn new(
+        live: Arc<Live>,
+        upstream: Upstream,
+        acme: Arc<Challenges>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
+        Self {
+            live,
+            upstream,
+            acme,
+            access_log,
+        }
+    }
+
+    /// Answers one request, which arrived at `started`; every failure becomes its error
+    /// response here.
+    pub(crate) async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        started: Instant,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+    ) -> Response<Sent<ResponseBody>> {
+        let method = req.method().clone();
+        let websocket = req.headers().contains_key(header::UPGRADE);
+        // A request id from the client is kept; otherwise one is made. The backend gets it, and
+        // so does the client, with the response.
+        let request_id = match req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+        {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let seen = self.access_log.as_ref().map(|_| {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                });
+            let ua = req.headers().get(header::USER_AGENT).cloned();
+            (
+                host.unwrap_or_default(),
+                req.uri().clone(),
+                ua,
+                req.version(),
+            )
+        });
+        let mut outcome = Outcome::default();
+        let result = self
+            .forward(req, started, client, entry, &mut outcome)
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                match e.status() {
+                    StatusCode::BAD_REQUEST
+                    | StatusCode::NOT_FOUND
+                    | StatusCode::PAYLOAD_TOO_LARGE => {
+                        tracing::debug!(entrypoint = &*entry.name, error = %e, "request refused");
+                    }
+                    _ => tracing::warn!(entrypoint = &*entry.name, error = %e, "request failed"),
+                }
+                body::own(e.response())
+            }
+        };
+        let mut response = response;
+        // Unique per response, so never worth an HPACK table entry: indexing each one would
+        // evict useful entries and lengthen every later lookup of the name.
+        let mut id = request_id.clone();
+        id.set_sensitive(true);
+        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        let target = outcome.target.as_deref();
+        let took = started.elapsed();
+        let series = {
+            let labels = metrics::Outcome {
+                code: response.status(),
+                method: MethodLabel::of(&method),
+                websocket,
+            };
+            let record = |s: &Series| {
+                let h = s.get(labels);
+                h.record(took);
+                h
+            };
+            [
+                Some(record(&entry.series)),
+                target.map(|t| record(&t.backend.series)),
+                target.and_then(|t| t.series.as_ref()).map(record),
+            ]
+        };
+        let log = self
+            .access_log
+            .clone()
+            .zip(seen)
+            .map(|(log, (host, uri, ua, version))| {
+                let record = Record {
+                    ended: jiff::Timestamp::UNIX_EPOCH,
+                    entrypoint: Arc::clone(&entry.name),
+                    target: outcome.target.clone(),
+                    endpoint: outcome.sent.endpoint.take(),
+                    method,
+                    host,
+                    uri,
+                    version,
+                    status: response.status().as_u16(),
+                    duration: took,
+                    bytes: 0,
+                    client_ip: client.ip(),
+                    user_agent: ua,
+                    request_id,
+                };
+                (log, Box::new(record))
+            });
+        let received = outcome.sent.received;
+        response.map(|body| Sent::new(body, received, series, log))
+    }
+
+    /// The request's stages, in order; any may answer it or fail it.
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        started: Instant,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+        outcome: &mut Outcome,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let host = match admit::admit(&req, entry, &self.live, &self.acme)? {
+            Admission::Route(host) => host,
+            Admission::Answer(response) => return Ok(body::own(response)),
+        };
+        let target = self.route(&req, host.as_str(), client, entry)?;
+        outcome.target = Some(Arc::clone(&target));
+        servable(&target)?;
+        let ctx = Ctx {
+            peer: client.ip(),
+            tls: client.is_tls(),
+            host: host.as_str(),
+        };
+        let chain = &target.middlewares;
+        let pass = match chain.on_request(&mut req, &ctx, entry.max_body) {
+            Ok(pass) => pass,
+            Err(Stop::Error(e)) => return Err(e),
+            Err(Stop::Reply(reply)) => return Ok(body::own(*reply)),
+        };
+        let outgoing = exchange::prepare(req, host, client, &pass, &mut outcome.sent)?;
+        let response = exchange::exchange(
+            &self.upstream,
+            outgoing,
+            &target,
+            started,
+            &mut outcome.sent,
+        )
+        .await?;
+        Ok(chain.on_response(pass, response.map(Either::Left)))
+    }
+
+    /// The route stage: the target for the request.
+    fn route<B>(
+        &self,
+        req: &Request<B>,
+        host: &str,
+        client: &forwarded::Client,
+        entry: &EntryPoint,
+    ) -> Result<Arc<Target>, ProxyError> {
+        let host = normalize_host(host);
+        let view = RequestView {
+            host: &host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+            client_ip: client.ip(),
+        };
+        let snapshot = self.live.load();
+        snapshot
+            .route_request(&view, &entry.name)
+            .cloned()
+            .ok_or(ProxyError::NoRoute)
+    }
+}
+
+/// Whether `target` can be served: its route is not broken, and its backend has endpoints.
+fn servable(target: &Target) -> Result<(), ProxyError> {
+    if let Some(why) = &target.broken {
+        return Err(ProxyError::Misconfigured {
+            route: target.source.clone(),
+            why: why.clone(),
+        });
+    }
+    let backend = &target.backend;
+    if backend.endpoints.is_empty() {
+        return Err(ProxyError::NoEndpoint {
+            backend: backend.name.clone(),
+            why: backend.unavailable.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// A request id: a per-process random prefix and a counter, 32 hex digits.
+fn new_request_id() -> HeaderValue {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: LazyLock<u64> = LazyLock::new(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(u64::from(std::process::id()));
+        h.finish()
+    });
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (half, value) in id
+        .chunks_exact_mut(16)
+        .zip([*PREFIX, NEXT.fetch_add(1, Ordering::Relaxed)])
+    {
+        for (i, digit) in half.iter_mut().enumerate() {
+            *digit = HEX[(value >> (60 - 4 * i)) as usize & 0xf];
+        }
+    }
+    // Hex digits are always a valid value.
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_32_hex_digits_sharing_a_prefix_and_counting_up() {
+        let ids: Vec<String> = (0..3)
+            .map(|_| super::new_request_id().to_str().unwrap().to_owned())
+            .collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+            assert_eq!(id[..16], ids[0][..16], "one prefix per process");
+        }
+        let counters: Vec<u64> = ids
+            .iter()
+            .map(|id| u64::from_str_radix(&id[16..], 16).unwrap())
+            .collect();
+        assert!(counters.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
+    }
+}
