@@ -30,6 +30,8 @@ pub struct Metrics {
     pub service_server_up: IntGaugeVec,
     /// `fjord_open_connections`, by entry point and protocol.
     pub open_connections: IntGaugeVec,
+    /// `fjord_worker_connections_total`, by worker thread.
+    pub worker_connections: IntCounterVec,
     /// `fjord_tls_handshakes_total`, by entry point, TLS version and result.
     pub tls_handshakes: IntCounterVec,
     /// `fjord_middleware_rejections_total`, by middleware and reason.
@@ -119,6 +121,12 @@ impl Metrics {
                 "fjord_open_connections",
                 "Client connections open now.",
                 &["entrypoint", "protocol"],
+            ),
+            worker_connections: counter(
+                &r,
+                "fjord_worker_connections_total",
+                "Client connections accepted, by the worker thread that serves them.",
+                &["worker"],
             ),
             tls_handshakes: counter(
                 &r,

@@ -183,6 +183,13 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
 
     let connections = TaskTracker::new();
     let workers = Workers::start(worker_count).context("cannot start the worker threads")?;
+    let accepted: Arc<[_]> = (0..worker_count)
+        .map(|w| {
+            METRICS
+                .worker_connections
+                .with_label_values(&[&w.to_string()])
+        })
+        .collect();
     for (server, l) in listeners {
         let mut accepting = Vec::with_capacity(worker_count);
         for _ in 0..worker_count {
@@ -190,8 +197,14 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
                 .try_clone()
                 .context("cannot hand a listening socket to a worker")?;
             let (shutdown, server) = (draining.clone(), Arc::clone(&server));
-            let serve =
-                move |stream, peer| Arc::clone(&server).serve(stream, peer, shutdown.clone());
+            let accepted = Arc::clone(&accepted);
+            let serve = move |stream, peer| {
+                // Counted by the thread that took the connection, which serves it to the end.
+                if let Some(counter) = accepted.get(workers::current()) {
+                    counter.inc();
+                }
+                Arc::clone(&server).serve(stream, peer, shutdown.clone())
+            };
             accepting.push(listener::accept(
                 l,
                 draining.token().clone(),

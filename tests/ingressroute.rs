@@ -405,17 +405,22 @@ async fn ingress_annotation_attaches_middlewares_and_check_reports_bad_rules() {
             "headers: {customRequestHeaders: {X-Tagged: \"yes\"}}",
         ),
     );
+    m.write("v1.yaml", &middleware("v1", "addPrefix: {prefix: /v1}"));
+    m.write("v2.yaml", &middleware("v2", "addPrefix: {prefix: /v2}"));
+    // In order, each as often as named, by name or by namespace/name.
     m.write(
         "ing.yaml",
         &support::ingress("app", &[("app.test", "Prefix", "/", "app")]).replace(
             "namespace: default}",
-            "namespace: default, annotations: {fjord.dev/middlewares: \"tag, default/tag\"}}",
+            "namespace: default, annotations: {fjord.dev/middlewares: \"tag, v1, default/v2, v2\"}}",
         ),
     );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let seen = get(fjord.web, "app.test", "/x").await.json();
+    assert_eq!(seen["headers"]["x-tagged"], "yes");
     assert_eq!(
-        get(fjord.web, "app.test", "/").await.json()["headers"]["x-tagged"],
-        "yes"
+        seen["path"], "/v2/v2/v1/x",
+        "v1 first, then v2 twice, each adding its prefix before the last"
     );
 
     m.write(

@@ -1270,12 +1270,37 @@ async fn traffic_is_served_by_as_many_worker_threads_as_asked() {
         workers(),
         ["fjord-worker-0", "fjord-worker-1", "fjord-worker-2"]
     );
-    // Connections at once, each on whichever worker accepts it, all answered.
-    let replies =
-        futures_util::future::join_all((0..24).map(|_| get(fjord.web, "app.test", "/"))).await;
+    // Connections at once, each on whichever worker accepts it, all answered; rounds of them
+    // until every worker has served some (which worker wins an accept is the scheduler's
+    // choice, so a bound on rounds, not one round, makes this independent of luck).
+    let served = |metrics: &str, worker: usize| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "fjord_worker_connections_total{{worker=\"{worker}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut counts = [0; 3];
+    for _ in 0..100 {
+        let replies =
+            futures_util::future::join_all((0..12).map(|_| get(fjord.web, "app.test", "/"))).await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| r.status == 200 && r.backend().as_deref() == Some("app"))
+        );
+        let metrics = get(fjord.admin, "localhost", "/metrics").await.body;
+        counts = [0, 1, 2].map(|w| served(&metrics, w));
+        if counts.iter().all(|c| *c > 0) {
+            break;
+        }
+    }
     assert!(
-        replies
-            .iter()
-            .all(|r| r.status == 200 && r.backend().as_deref() == Some("app"))
+        counts.iter().all(|c| *c > 0),
+        "connections served per worker: {counts:?}"
     );
 }

@@ -75,3 +75,43 @@ pub(super) fn suffix(kept: bool) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::manifests::parse_documents;
+
+    fn object(yaml: &str) -> Object {
+        let mut out = Vec::new();
+        crate::provider::decode::decode(parse_documents(yaml).unwrap().remove(0), "t", &mut out);
+        match out.remove(0) {
+            crate::provider::decode::Decoded::Object(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_object_is_served_as_it_last_was_until_it_is_gone() {
+        let web = object(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+        );
+        let key = web.key();
+        let mut served = Store::default();
+        served.upsert(web.clone());
+        let last = LastGood::default().next(served, &Translation::default());
+
+        // The file holding it stops parsing: it is unreadable, and stands in.
+        let mut store = Store::default();
+        let stood = last.stand_in(&mut store, &[key.clone()].into());
+        assert_eq!(stood, [key.clone()].into());
+        assert_eq!(store.get(&key), Some(&web));
+        let last = last.next(store, &Translation::default());
+
+        // The file is removed: nothing names it unreadable, and it is gone for good.
+        let mut store = Store::default();
+        assert!(last.stand_in(&mut store, &BTreeSet::new()).is_empty());
+        let last = last.next(store, &Translation::default());
+        let mut store = Store::default();
+        assert!(last.stand_in(&mut store, &[key].into()).is_empty());
+    }
+}
