@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub(crate) use challenge::Challenges;
 use order::AcmeError;
-use storage::{Files, Storage};
+use storage::{Files, Storage, Stored};
 
 use crate::config::{Acme, StaticConfig};
 use crate::metrics::METRICS;
@@ -211,9 +211,14 @@ impl<S: Storage> CertTask<S> {
     async fn load(&self) -> Option<Current> {
         let storage = &self.resolver.storage;
         let primary = self.primary();
-        let chain = storage.read(&format!("certs/{primary}.crt")).await.ok()??;
-        let key = storage.read(&format!("certs/{primary}.key")).await.ok()??;
-        let parsed = match parse_pem(&chain, &key) {
+        let stored = match storage.certificate(primary).await {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::warn!(name = primary, error = %e, "acme: cannot read the stored certificate");
+                return None;
+            }
+        };
+        let parsed = match parse_pem(&stored.chain, &stored.key) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(name = primary, error = %e, "acme: stored certificate is unusable; ordering a new one");
@@ -292,15 +297,17 @@ impl<S: Storage> CertTask<S> {
             &self.resolver.config,
             &self.request.names,
             &self.challenges,
+            storage,
         )
         .await?;
         // Check before storing: never replace a working certificate with a broken one.
-        parse_pem(chain.as_bytes(), key.as_bytes()).map_err(AcmeError::Other)?;
+        let parsed = parse_pem(chain.as_bytes(), key.as_bytes()).map_err(AcmeError::Other)?;
+        let stored = Stored {
+            chain: chain.into_bytes(),
+            key: key.into_bytes(),
+        };
         storage
-            .write(&format!("certs/{primary}.key"), key.as_bytes(), true)
-            .await?;
-        storage
-            .write(&format!("certs/{primary}.crt"), chain.as_bytes(), false)
+            .put_certificate(&self.request.names, &stored, parsed.not_after)
             .await?;
         Ok(self.load().await)
     }

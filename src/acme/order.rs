@@ -3,14 +3,12 @@
 
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    NewOrder, Order, OrderStatus, RetryPolicy,
 };
 
 use super::challenge::Challenges;
-use super::storage::Storage;
+use super::storage::{Answer, Storage};
 use crate::config::{Acme, KeyType};
-
-const ACCOUNT_KEY: &str = "account.json";
 
 /// Why an ACME step failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +49,9 @@ pub(super) async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Ac
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
     };
-    if let Some(stored) = storage.read(ACCOUNT_KEY).await? {
+    if let Some(stored) = storage.account().await? {
         let credentials: AccountCredentials = serde_json::from_slice(&stored)
-            .map_err(|e| AcmeError::Other(format!("{ACCOUNT_KEY} does not parse: {e}")))?;
+            .map_err(|e| AcmeError::Other(format!("the stored account does not parse: {e}")))?;
         return Ok(builder()?.from_credentials(credentials).await?);
     }
     let contact = format!("mailto:{}", config.email);
@@ -71,17 +69,19 @@ pub(super) async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Ac
         .create(&new, config.ca_server.clone(), None)
         .await?;
     let json = serde_json::to_vec(&credentials).map_err(|e| AcmeError::Other(e.to_string()))?;
-    storage.write(ACCOUNT_KEY, &json, true).await?;
+    storage.put_account(&json).await?;
     tracing::info!(ca = %config.ca_server, "acme: account created");
     Ok(account)
 }
 
-/// Orders a certificate for `names` and returns (PEM chain, PEM private key).
-pub(super) async fn obtain(
+/// Orders a certificate for `names` and returns (PEM chain, PEM private key). The challenge
+/// answers are given by every instance sharing `storage` before the CA is told to look.
+pub(super) async fn obtain<S: Storage>(
     account: &Account,
     config: &Acme,
     names: &[String],
     challenges: &Challenges,
+    storage: &S,
 ) -> Result<(String, String), AcmeError> {
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut new_order = NewOrder::new(&identifiers);
@@ -96,11 +96,25 @@ pub(super) async fn obtain(
     } else {
         ChallengeType::TlsAlpn01
     };
-    let mut cleanup = Cleanup {
+    let answers = answers(&mut order, &kind).await?;
+    let served = Served {
         challenges,
-        tokens: Vec::new(),
-        alpn_names: Vec::new(),
+        answers: &answers,
     };
+    for answer in &answers {
+        answer.install(challenges).map_err(AcmeError::Other)?;
+    }
+    let primary = names.first().map(String::as_str).unwrap_or_default();
+    storage.present(primary, &answers).await?;
+    let issued = validate_and_finalize(&mut order, &kind, names, config.key_type).await;
+    storage.withdraw(primary).await;
+    drop(served);
+    issued
+}
+
+/// The answers the order's pending authorizations ask for.
+async fn answers(order: &mut Order, kind: &ChallengeType) -> Result<Vec<Answer>, AcmeError> {
+    let mut answers = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz?;
@@ -109,27 +123,48 @@ pub(super) async fn obtain(
             AuthorizationStatus::Valid => continue,
             other => return Err(AcmeError::Other(format!("authorization is {other:?}"))),
         }
-        let mut challenge = authz
+        let challenge = authz
             .challenge(kind.clone())
             .ok_or_else(|| AcmeError::Other(format!("the CA offers no {kind:?} challenge")))?;
-        let name = challenge.identifier().to_string();
         let key_authorization = challenge.key_authorization();
-        match kind {
-            ChallengeType::Http01 => {
-                challenges.set_http01(&challenge.token, key_authorization.as_str());
-                cleanup.tokens.push(challenge.token.clone());
-            }
+        answers.push(match kind {
+            ChallengeType::Http01 => Answer::Http01 {
+                token: challenge.token.clone(),
+                key_authorization: key_authorization.as_str().to_owned(),
+            },
             _ => {
-                challenges
-                    .set_tls_alpn01(&name, key_authorization.digest().as_ref())
-                    .map_err(AcmeError::Other)?;
-                cleanup.alpn_names.push(name.clone());
+                use base64::Engine as _;
+                Answer::TlsAlpn01 {
+                    name: challenge.identifier().to_string(),
+                    digest: base64::engine::general_purpose::STANDARD
+                        .encode(key_authorization.digest()),
+                }
             }
-        }
-        challenge.set_ready().await?;
-        tracing::info!(name, challenge = ?kind, "acme: challenge ready");
+        });
     }
+    Ok(answers)
+}
 
+/// Tells the CA the challenges are ready, waits for the order to be, and finalizes it with a
+/// new key.
+async fn validate_and_finalize(
+    order: &mut Order,
+    kind: &ChallengeType,
+    names: &[String],
+    key_type: KeyType,
+) -> Result<(String, String), AcmeError> {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut challenge) = authz.challenge(kind.clone()) {
+            let name = challenge.identifier().to_string();
+            challenge.set_ready().await?;
+            tracing::info!(name, challenge = ?kind, "acme: challenge ready");
+        }
+    }
     let retry = RetryPolicy::new().timeout(std::time::Duration::from_secs(90));
     let status = order.poll_ready(&retry).await?;
     if status != OrderStatus::Ready {
@@ -143,7 +178,7 @@ pub(super) async fn obtain(
             "order is {status:?}, not ready {detail}"
         )));
     }
-    let (csr, key_pem) = csr(names, config.key_type)?;
+    let (csr, key_pem) = csr(names, key_type)?;
     order.finalize_csr(&csr).await?;
     let chain = order.poll_certificate(&retry).await?;
     tracing::info!(?names, "acme: certificate issued");
@@ -172,20 +207,16 @@ fn csr(names: &[String], key_type: KeyType) -> Result<(Vec<u8>, String), AcmeErr
     Ok((csr.der().to_vec(), key.serialize_pem()))
 }
 
-/// Withdraws an order's challenge answers however the order ends.
-struct Cleanup<'a> {
+/// Stops this instance giving an order's answers however the order ends.
+struct Served<'a> {
     challenges: &'a Challenges,
-    tokens: Vec<String>,
-    alpn_names: Vec<String>,
+    answers: &'a [Answer],
 }
 
-impl Drop for Cleanup<'_> {
+impl Drop for Served<'_> {
     fn drop(&mut self) {
-        for t in &self.tokens {
-            self.challenges.clear_http01(t);
-        }
-        for n in &self.alpn_names {
-            self.challenges.clear_tls_alpn01(n);
+        for answer in self.answers {
+            answer.uninstall(self.challenges);
         }
     }
 }

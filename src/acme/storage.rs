@@ -1,35 +1,111 @@
-//! Where ACME accounts and certificates are kept, and the lock that stops two fjord instances
-//! ordering the same certificate. They are kept in a directory, which instances on one node,
-//! or on nodes sharing a volume, can share. The trait is the seam for a store shared through
-//! the cluster (Secrets and a Lease), which is not built yet.
+//! Where ACME accounts and certificates are kept, the lock that stops two fjord instances
+//! ordering the same certificate, and how an order's challenge answers reach every instance
+//! that the CA may ask. Two stores: a directory ([`Files`], for `--manifests` and instances
+//! sharing a volume) and the API server ([`super::secrets::Secrets`], for a DaemonSet).
 
 use std::future::Future;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-/// A key-value store for ACME state, with a lock per key.
+use serde::{Deserialize, Serialize};
+
+use super::challenge::Challenges;
+
+/// A certificate as stored: its PEM chain and PEM private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub chain: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// One challenge answer, as every instance the CA may reach must give it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub(crate) enum Answer {
+    /// HTTP-01: `/.well-known/acme-challenge/TOKEN` answers the key authorization.
+    Http01 {
+        token: String,
+        key_authorization: String,
+    },
+    /// TLS-ALPN-01: a handshake for `name` with ALPN `acme-tls/1` gets a certificate carrying
+    /// `digest` (base64 of the key authorization's SHA-256).
+    TlsAlpn01 { name: String, digest: String },
+}
+
+impl Answer {
+    /// Makes this instance give the answer.
+    pub(crate) fn install(&self, challenges: &Challenges) -> Result<(), String> {
+        match self {
+            Answer::Http01 {
+                token,
+                key_authorization,
+            } => {
+                challenges.set_http01(token, key_authorization);
+                Ok(())
+            }
+            Answer::TlsAlpn01 { name, digest } => {
+                use base64::Engine as _;
+                let digest = base64::engine::general_purpose::STANDARD
+                    .decode(digest)
+                    .map_err(|e| format!("TLS-ALPN-01 digest for {name}: {e}"))?;
+                challenges.set_tls_alpn01(name, &digest)
+            }
+        }
+    }
+
+    /// Stops giving it.
+    pub(crate) fn uninstall(&self, challenges: &Challenges) {
+        match self {
+            Answer::Http01 { token, .. } => challenges.clear_http01(token),
+            Answer::TlsAlpn01 { name, .. } => challenges.clear_tls_alpn01(name),
+        }
+    }
+}
+
+/// ACME state shared by the instances that use one store, with a lock per certificate.
 pub(crate) trait Storage: Send + Sync + 'static {
     /// Held while one instance orders a certificate; dropping it releases the lock.
     type Guard: Send;
 
-    /// The value at `key`, if any.
-    fn read(&self, key: &str) -> impl Future<Output = std::io::Result<Option<Vec<u8>>>> + Send;
+    /// The account's credentials (JSON), if there is an account yet.
+    fn account(&self) -> impl Future<Output = std::io::Result<Option<Vec<u8>>>> + Send;
 
-    /// Stores `data` at `key`, atomically. `secret` values (private keys) are readable by the
-    /// owner only.
-    fn write(
+    /// Stores the account's credentials.
+    fn put_account(&self, json: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// The certificate named by its first DNS name, `primary`, if one is stored.
+    fn certificate(
         &self,
-        key: &str,
-        data: &[u8],
-        secret: bool,
+        primary: &str,
+    ) -> impl Future<Output = std::io::Result<Option<Stored>>> + Send;
+
+    /// Stores the certificate for `names` (the first is `primary`), valid until `not_after`
+    /// (Unix seconds), replacing any before it at once: never a chain without its key.
+    fn put_certificate(
+        &self,
+        names: &[String],
+        stored: &Stored,
+        not_after: i64,
     ) -> impl Future<Output = std::io::Result<()>> + Send;
 
-    /// Waits for the lock named `key`.
-    fn lock(&self, key: &str) -> impl Future<Output = std::io::Result<Self::Guard>> + Send;
+    /// Waits for the lock on the certificate `primary`; its holder alone orders it.
+    fn lock(&self, primary: &str) -> impl Future<Output = std::io::Result<Self::Guard>> + Send;
+
+    /// Makes every instance sharing the store give `answers` for the order of `primary`, and
+    /// returns once they all do, so the CA is told to look only then. This instance gives
+    /// them already.
+    fn present(
+        &self,
+        primary: &str,
+        answers: &[Answer],
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Withdraws what [`Storage::present`] published for `primary`.
+    fn withdraw(&self, primary: &str) -> impl Future<Output = ()> + Send;
 }
 
-/// A directory: `account.json`, `certs/NAME.crt`, `certs/NAME.key` (0600), `locks/NAME.lock`.
+/// A directory of ACME state.
 #[derive(Clone, Debug)]
 pub(crate) struct Files {
     root: PathBuf,
@@ -119,9 +195,7 @@ fn at(path: &Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
     move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-impl Storage for Files {
-    type Guard = std::fs::File;
-
+impl Files {
     async fn read(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
         tokio::task::spawn_blocking(move || match std::fs::read(&path) {
@@ -152,9 +226,46 @@ impl Storage for Files {
         })
         .await?
     }
+}
 
-    async fn lock(&self, key: &str) -> std::io::Result<std::fs::File> {
-        let path = self.path(&format!("locks/{key}.lock"))?;
+/// `account.json`, `certs/PRIMARY.crt`, `certs/PRIMARY.key` (0600), `locks/PRIMARY.lock`.
+impl Storage for Files {
+    type Guard = std::fs::File;
+
+    async fn account(&self) -> std::io::Result<Option<Vec<u8>>> {
+        self.read(ACCOUNT).await
+    }
+
+    async fn put_account(&self, json: &[u8]) -> std::io::Result<()> {
+        self.write(ACCOUNT, json, true).await
+    }
+
+    async fn certificate(&self, primary: &str) -> std::io::Result<Option<Stored>> {
+        let Some(chain) = self.read(&format!("certs/{primary}.crt")).await? else {
+            return Ok(None);
+        };
+        let Some(key) = self.read(&format!("certs/{primary}.key")).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Stored { chain, key }))
+    }
+
+    async fn put_certificate(
+        &self,
+        names: &[String],
+        stored: &Stored,
+        _not_after: i64,
+    ) -> std::io::Result<()> {
+        let primary = names.first().map(String::as_str).unwrap_or_default();
+        // The key first: a reader that finds the new chain finds its key.
+        self.write(&format!("certs/{primary}.key"), &stored.key, true)
+            .await?;
+        self.write(&format!("certs/{primary}.crt"), &stored.chain, false)
+            .await
+    }
+
+    async fn lock(&self, primary: &str) -> std::io::Result<std::fs::File> {
+        let path = self.path(&format!("locks/{primary}.lock"))?;
         tokio::task::spawn_blocking(move || {
             let dir = path.parent().unwrap_or(&path);
             std::fs::create_dir_all(dir).map_err(at(dir))?;
@@ -169,7 +280,17 @@ impl Storage for Files {
         })
         .await?
     }
+
+    /// Instances sharing a directory share a node: the CA reaches this one, which answers.
+    async fn present(&self, _primary: &str, _answers: &[Answer]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn withdraw(&self, _primary: &str) {}
 }
+
+/// Where an account's credentials are kept in a directory.
+const ACCOUNT: &str = "account.json";
 
 #[cfg(test)]
 mod tests {
