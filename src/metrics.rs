@@ -46,6 +46,10 @@ pub struct Metrics {
     pub tls_certs_not_after: GaugeVec,
     /// `fjord_acme_orders_total`, by result.
     pub acme_orders: IntCounterVec,
+    /// `fjord_acme_certificate_expiry_timestamp_seconds`, by resolver and certificate.
+    pub acme_certificate_expiry: GaugeVec,
+    /// `fjord_acme_lease_held`, by resolver and certificate: 1 on the replica ordering it.
+    pub acme_lease_held: IntGaugeVec,
     /// `fjord_access_log_dropped_total`.
     pub access_log_dropped: prometheus::IntCounter,
     /// `fjord_kubernetes_watch_restarts_total`, by resource.
@@ -164,6 +168,18 @@ impl Metrics {
                 "fjord_tls_certs_not_after_seconds",
                 "Expiry of a served certificate (Unix seconds).",
                 &["name"],
+            ),
+            acme_certificate_expiry: seconds_vec(
+                &r,
+                "fjord_acme_certificate_expiry_timestamp_seconds",
+                "When each ACME certificate expires, by its first name.",
+                &["resolver", "certificate"],
+            ),
+            acme_lease_held: gauge_vec(
+                &r,
+                "fjord_acme_lease_held",
+                "1 while this replica holds a certificate's order Lease and orders it.",
+                &["resolver", "certificate"],
             ),
             acme_orders: counter(
                 &r,

@@ -55,7 +55,20 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         Arc::clone(&challenges),
         crate::access_log::AccessLog::start(&config.access_log),
     ));
-    let acme = Arc::new(acme::Manager::new(&config, Arc::clone(&challenges)));
+    // In a cluster, the client comes first: ACME keeps its state in the API server.
+    let cluster = match &source {
+        Source::Kubernetes(scope, options) => Some(acme::Cluster {
+            client: kubernetes::client(scope).await?,
+            namespace: options.namespace.clone(),
+            identity: options.identity.clone(),
+        }),
+        Source::Manifests(_) => None,
+    };
+    let acme = Arc::new(acme::Manager::new(
+        &config,
+        Arc::clone(&challenges),
+        cluster.as_ref(),
+    ));
     let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
         let default = tls::default_certificate(&config.tls)?;
         let resolver = tls::Resolver::new(Arc::clone(&live), Arc::clone(&challenges), default);
@@ -167,7 +180,18 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         Source::Kubernetes(scope, options) => {
             // Serving starts now, answering 503 until every watcher has listed and the first
             // snapshot is live: never a 404 for a route that exists.
-            let client = kubernetes::client(&scope).await?;
+            let Some(cluster) = cluster else {
+                anyhow::bail!("the Kubernetes client was not made");
+            };
+            let client = cluster.client.clone();
+            if !config.certificates_resolvers.is_empty() {
+                tokio::spawn(acme::secrets::serve(
+                    cluster,
+                    Arc::clone(&challenges),
+                    acme.stored(),
+                    draining.token().clone(),
+                ));
+            }
             let (feedback, lease_task) =
                 cluster::start(client.clone(), &options, draining.token().clone());
             apply.cluster = Some(feedback);

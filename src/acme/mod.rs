@@ -1,9 +1,14 @@
 //! Automatic certificates through ACME: one task per certificate that loads it from storage,
 //! obtains it when missing, renews it when due, and backs off (exponentially, with jitter) when
 //! the CA fails. The certificate in use keeps serving until a new one is in hand.
+//!
+//! The state lives in a directory ([`storage::Files`], standalone) or in the API server
+//! ([`secrets::Secrets`], a DaemonSet), where one replica orders each certificate and every
+//! replica answers the CA and serves the result.
 
 pub(crate) mod challenge;
 mod order;
+pub(crate) mod secrets;
 pub(crate) mod storage;
 
 use std::collections::HashMap;
@@ -16,10 +21,13 @@ use instant_acme::{Account, CertificateIdentifier};
 use rustls_pki_types::CertificateDer;
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 pub(crate) use challenge::Challenges;
 use order::AcmeError;
-use storage::{Files, Storage, Stored};
+pub(crate) use secrets::Cluster;
+use secrets::Secrets;
+use storage::{Answer, Files, Storage, Stored};
 
 use crate::config::{Acme, StaticConfig};
 use crate::metrics::METRICS;
@@ -33,6 +41,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// What an operator sees of one certificate (`GET /acme` on the admin server).
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct CertStatus {
+    /// The ACME resolver (`certificatesResolvers` key).
     pub resolver: String,
     pub names: Vec<String>,
     /// Expiry of the certificate in use, seconds since the Unix epoch.
@@ -40,18 +49,128 @@ pub(crate) struct CertStatus {
     /// When the next order or renewal is due, seconds since the Unix epoch.
     pub next_attempt: Option<i64>,
     pub last_error: Option<String>,
-    /// Certificates obtained from the CA since start.
+    /// Certificates obtained from the CA since start, by this replica.
     pub issued: u64,
+    /// `valid`, `ordering`, `waiting` (another replica orders it) or `failed`.
+    pub state: &'static str,
+    /// In a cluster: the replica holding the certificate's order Lease, when one does.
+    pub lease_holder: Option<String>,
 }
 
-/// The ACME resolvers and the certificate tasks they run. The resolvers keep their state in
-/// [`Files`], a directory; see [`Storage`] for what is not built yet.
+/// The ACME resolvers and the certificate tasks they run.
 pub(crate) struct Manager {
-    resolvers: HashMap<String, Arc<Resolver<Files>>>,
+    resolvers: HashMap<String, Arc<Resolver<Store>>>,
     challenges: Arc<Challenges>,
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
     tasks: Mutex<HashMap<AcmeRequest, tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
+    /// Bumped when a stored certificate changed: each task reads its own again.
+    stored: watch::Sender<u64>,
+}
+
+/// Where a resolver keeps its state: a directory, or the cluster.
+// One per resolver, made once: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Store {
+    Files(Files),
+    Cluster(Secrets),
+}
+
+/// What holds a certificate's lock.
+enum Guard {
+    File(
+        #[expect(
+            dead_code,
+            reason = "held, not read: the file lock lasts as long as it"
+        )]
+        std::fs::File,
+    ),
+    Lease(secrets::Held),
+}
+
+impl Guard {
+    /// Resolves when the lock is lost (a Lease that could not be renewed); never for a file.
+    async fn lost(&self) {
+        match self {
+            Guard::File(_) => std::future::pending().await,
+            Guard::Lease(held) => held.lost().await,
+        }
+    }
+}
+
+impl Storage for Store {
+    type Guard = Guard;
+
+    async fn account(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Store::Files(f) => f.account().await,
+            Store::Cluster(c) => c.account().await,
+        }
+    }
+
+    async fn put_account(&self, json: &[u8]) -> std::io::Result<()> {
+        match self {
+            Store::Files(f) => f.put_account(json).await,
+            Store::Cluster(c) => c.put_account(json).await,
+        }
+    }
+
+    async fn certificate(&self, primary: &str) -> std::io::Result<Option<Stored>> {
+        match self {
+            Store::Files(f) => f.certificate(primary).await,
+            Store::Cluster(c) => c.certificate(primary).await,
+        }
+    }
+
+    async fn put_certificate(
+        &self,
+        names: &[String],
+        stored: &Stored,
+        not_after: i64,
+    ) -> std::io::Result<()> {
+        match self {
+            Store::Files(f) => f.put_certificate(names, stored, not_after).await,
+            Store::Cluster(c) => c.put_certificate(names, stored, not_after).await,
+        }
+    }
+
+    async fn lock(&self, primary: &str) -> std::io::Result<Guard> {
+        match self {
+            Store::Files(f) => f.lock(primary).await.map(Guard::File),
+            Store::Cluster(c) => c.lock(primary).await.map(Guard::Lease),
+        }
+    }
+
+    async fn lock_account(&self) -> std::io::Result<Guard> {
+        match self {
+            Store::Files(f) => f.lock_account().await.map(Guard::File),
+            Store::Cluster(c) => c.lock_account().await.map(Guard::Lease),
+        }
+    }
+
+    async fn present(&self, primary: &str, answers: &[Answer]) -> std::io::Result<()> {
+        match self {
+            Store::Files(f) => f.present(primary, answers).await,
+            Store::Cluster(c) => c.present(primary, answers).await,
+        }
+    }
+
+    async fn withdraw(&self, primary: &str) {
+        match self {
+            Store::Files(f) => f.withdraw(primary).await,
+            Store::Cluster(c) => c.withdraw(primary).await,
+        }
+    }
+}
+
+impl Store {
+    /// Who holds the order Lease of `primary`, in a cluster.
+    fn holder(&self, primary: &str) -> Option<String> {
+        match self {
+            Store::Files(_) => None,
+            Store::Cluster(c) => c.holders().of(primary),
+        }
+    }
 }
 
 struct Resolver<S> {
@@ -63,16 +182,26 @@ struct Resolver<S> {
 }
 
 impl Manager {
-    /// Must be called within the runtime the tasks are to run on.
-    pub(crate) fn new(config: &StaticConfig, challenges: Arc<Challenges>) -> Self {
+    /// Must be called within the runtime the tasks are to run on. With `cluster`, the state
+    /// is kept in the API server, and each resolver's `storage` directory is only imported.
+    pub(crate) fn new(
+        config: &StaticConfig,
+        challenges: Arc<Challenges>,
+        cluster: Option<&Cluster>,
+    ) -> Self {
         let resolvers = config
             .certificates_resolvers
             .iter()
             .map(|(name, r)| {
+                let files = Files::new(&r.acme.storage);
+                let storage = match cluster {
+                    Some(c) => Store::Cluster(Secrets::new(c, name, &r.acme.ca_server, files)),
+                    None => Store::Files(files),
+                };
                 let resolver = Resolver {
                     name: name.clone(),
                     config: r.acme.clone(),
-                    storage: Files::new(&r.acme.storage),
+                    storage,
                     account: tokio::sync::Mutex::new(None),
                 };
                 (name.clone(), Arc::new(resolver))
@@ -84,7 +213,13 @@ impl Manager {
             status: Arc::new(DashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
+            stored: watch::Sender::new(0),
         }
+    }
+
+    /// Bumped when a stored certificate changes, so every task reads its own again.
+    pub(crate) fn stored(&self) -> watch::Sender<u64> {
+        self.stored.clone()
     }
 
     /// Makes the running certificate tasks match `wanted`: new requests start a task (never a
@@ -115,13 +250,31 @@ impl Manager {
                 request: request.clone(),
                 challenges: Arc::clone(&self.challenges),
                 status: Arc::clone(&self.status),
+                stored: self.stored.subscribe(),
             };
             tasks.insert(request.clone(), self.runtime.spawn(task.run()));
         }
     }
 
     pub(crate) fn status(&self) -> Vec<CertStatus> {
-        let mut all: Vec<CertStatus> = self.status.iter().map(|e| e.value().clone()).collect();
+        let mut all: Vec<CertStatus> = self
+            .status
+            .iter()
+            .map(|e| {
+                let mut status = e.value().clone();
+                let primary = e
+                    .key()
+                    .names
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                status.lease_holder = self
+                    .resolvers
+                    .get(&e.key().resolver)
+                    .and_then(|r| r.storage.holder(primary));
+                status
+            })
+            .collect();
         all.sort_by(|a, b| a.names.cmp(&b.names));
         all
     }
@@ -132,6 +285,15 @@ struct CertTask<S> {
     request: AcmeRequest,
     challenges: Arc<Challenges>,
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
+    /// Changes when a stored certificate did (another replica obtained or renewed one).
+    stored: watch::Receiver<u64>,
+}
+
+/// What [`CertTask::obtain`] ended with: the certificate now installed, and whether this
+/// instance ordered it.
+struct Obtained {
+    current: Option<Current>,
+    ordered: bool,
 }
 
 /// A certificate in hand.
@@ -141,7 +303,7 @@ struct Current {
     leaf: CertificateDer<'static>,
 }
 
-impl<S: Storage> CertTask<S> {
+impl CertTask<Store> {
     fn primary(&self) -> &str {
         self.request
             .names
@@ -150,7 +312,7 @@ impl<S: Storage> CertTask<S> {
             .unwrap_or_default()
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let names = &self.request.names;
         self.update(|s| {
             s.resolver = self.resolver.name.clone();
@@ -166,26 +328,37 @@ impl<S: Storage> CertTask<S> {
                 Some(c) => self.renewal_time(c).await.max(earliest),
                 None => now(),
             };
-            self.update(|s| s.next_attempt = Some(due));
+            self.update(|s| {
+                s.next_attempt = Some(due);
+                if current.is_some() {
+                    s.state = "valid";
+                }
+            });
             if due > now() {
-                tokio::time::sleep(Duration::from_secs(u64::try_from(due - now()).unwrap_or(0)))
-                    .await;
+                let wait = Duration::from_secs(u64::try_from(due - now()).unwrap_or(0));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // Another replica stored a certificate: this one may be it.
+                    _ = self.stored.changed() => {}
+                }
                 continue;
             }
             match self.obtain(current.is_some()).await {
-                Ok(obtained) => {
-                    METRICS.acme_orders.with_label_values(&["success"]).inc();
+                Ok(Obtained { current, ordered }) => {
                     failures = 0;
-                    if let Some(c) = obtained {
+                    if let Some(c) = current {
                         earliest = now() + ((c.not_after - c.not_before) / 10).max(1);
                     }
-                    self.update(|s| {
-                        s.last_error = None;
-                        s.issued += 1;
-                    });
+                    // Found stored by another replica: that one counted the order.
+                    if ordered {
+                        METRICS.acme_orders.with_label_values(&["success"]).inc();
+                        self.update(|s| s.issued += 1);
+                    }
+                    self.update(|s| s.last_error = None);
                 }
                 Err(e) => {
                     METRICS.acme_orders.with_label_values(&["failure"]).inc();
+                    self.update(|s| s.state = "failed");
                     failures = failures.saturating_add(1);
                     let delay = backoff(failures, random_unit());
                     let e = e.describe(&self.resolver.config.ca_server);
@@ -243,6 +416,10 @@ impl<S: Storage> CertTask<S> {
                 .with_label_values(&[name])
                 .set(not_after as f64);
         }
+        METRICS
+            .acme_certificate_expiry
+            .with_label_values(&[&self.resolver.name, primary])
+            .set(not_after as f64);
         Some(Current {
             not_before,
             not_after,
@@ -280,16 +457,45 @@ impl<S: Storage> CertTask<S> {
     }
 
     /// Orders the certificate under the storage lock, unless another instance stored a fresh
-    /// one while this one waited for the lock. Returns the certificate now installed.
-    async fn obtain(&self, renewing: bool) -> Result<Option<Current>, AcmeError> {
+    /// one while this one waited for the lock.
+    async fn obtain(&self, renewing: bool) -> Result<Obtained, AcmeError> {
         let storage = &self.resolver.storage;
         let primary = self.primary().to_owned();
-        let _lock = storage.lock(&primary).await?;
+        self.update(|s| s.state = "waiting");
+        let lock = storage.lock(&primary).await?;
         if let Some(c) = self.load().await
             && (!renewing || renewal_time(c.not_before, c.not_after, None, 0.0) > now())
         {
-            return Ok(Some(c));
+            return Ok(Obtained {
+                current: Some(c),
+                ordered: false,
+            });
         }
+        self.update(|s| s.state = "ordering");
+        METRICS
+            .acme_lease_held
+            .with_label_values(&[&self.resolver.name, &primary])
+            .set(1);
+        let ordered = tokio::select! {
+            ordered = self.order(renewing) => ordered,
+            () = lock.lost() => Err(AcmeError::Other(format!(
+                "lost the order Lease of {primary} (the API server was out of reach); another replica may take it over"
+            ))),
+        };
+        METRICS
+            .acme_lease_held
+            .with_label_values(&[&self.resolver.name, &primary])
+            .set(0);
+        drop(lock);
+        Ok(Obtained {
+            current: ordered?,
+            ordered: true,
+        })
+    }
+
+    /// Orders the certificate and stores it.
+    async fn order(&self, renewing: bool) -> Result<Option<Current>, AcmeError> {
+        let storage = &self.resolver.storage;
         tracing::info!(names = ?self.request.names, renewing, "acme: ordering certificate");
         let account = self.account().await?;
         let (chain, key) = order::obtain(

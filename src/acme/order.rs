@@ -49,10 +49,18 @@ pub(super) async fn account<S: Storage>(config: &Acme, storage: &S) -> Result<Ac
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
     };
-    if let Some(stored) = storage.account().await? {
+    let restore = async |stored: Vec<u8>| -> Result<Account, AcmeError> {
         let credentials: AccountCredentials = serde_json::from_slice(&stored)
             .map_err(|e| AcmeError::Other(format!("the stored account does not parse: {e}")))?;
-        return Ok(builder()?.from_credentials(credentials).await?);
+        Ok(builder()?.from_credentials(credentials).await?)
+    };
+    if let Some(stored) = storage.account().await? {
+        return restore(stored).await;
+    }
+    // One instance creates it; the others find it once the lock is theirs.
+    let _lock = storage.lock_account().await?;
+    if let Some(stored) = storage.account().await? {
+        return restore(stored).await;
     }
     let contact = format!("mailto:{}", config.email);
     let contacts: Vec<&str> = if config.email.is_empty() {

@@ -92,6 +92,9 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// Waits for the lock on the certificate `primary`; its holder alone orders it.
     fn lock(&self, primary: &str) -> impl Future<Output = std::io::Result<Self::Guard>> + Send;
 
+    /// Waits for the lock on the account; its holder alone creates it.
+    fn lock_account(&self) -> impl Future<Output = std::io::Result<Self::Guard>> + Send;
+
     /// Makes every instance sharing the store give `answers` for the order of `primary`, and
     /// returns once they all do, so the CA is told to look only then. This instance gives
     /// them already.
@@ -265,7 +268,26 @@ impl Storage for Files {
     }
 
     async fn lock(&self, primary: &str) -> std::io::Result<std::fs::File> {
-        let path = self.path(&format!("locks/{primary}.lock"))?;
+        self.lock_file(&format!("locks/{primary}.lock")).await
+    }
+
+    async fn lock_account(&self) -> std::io::Result<std::fs::File> {
+        // No DNS name starts with a dot: no certificate's lock is this one.
+        self.lock_file("locks/.account.lock").await
+    }
+
+    /// Instances sharing a directory share a node: the CA reaches this one, which answers.
+    async fn present(&self, _primary: &str, _answers: &[Answer]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn withdraw(&self, _primary: &str) {}
+}
+
+impl Files {
+    /// Waits for an exclusive lock on the file at `key`.
+    async fn lock_file(&self, key: &str) -> std::io::Result<std::fs::File> {
+        let path = self.path(key)?;
         tokio::task::spawn_blocking(move || {
             let dir = path.parent().unwrap_or(&path);
             std::fs::create_dir_all(dir).map_err(at(dir))?;
@@ -280,13 +302,6 @@ impl Storage for Files {
         })
         .await?
     }
-
-    /// Instances sharing a directory share a node: the CA reaches this one, which answers.
-    async fn present(&self, _primary: &str, _answers: &[Answer]) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    async fn withdraw(&self, _primary: &str) {}
 }
 
 /// Where an account's credentials are kept in a directory.

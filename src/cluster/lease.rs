@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// How long a Lease is held without renewal.
 pub(crate) const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// A holder that cannot renew for this long stops acting as leader.
-const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the holder renews and candidates try.
-const RETRY: Duration = Duration::from_secs(2);
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
 
 pub(crate) struct Elector {
     api: Api<Lease>,
@@ -84,10 +84,26 @@ impl Elector {
         }
     }
 
+    /// The holder the Lease named when last read.
+    pub(crate) fn holder(&self) -> Option<String> {
+        self.observed
+            .as_ref()
+            .and_then(|((holder, _), _)| holder.clone())
+    }
+
     /// Takes or renews the Lease; `Ok(false)` when another replica holds it.
-    async fn acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+    pub(crate) async fn acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let read = match self.api.get_opt(&self.name).await {
+            Ok(read) => read,
+            Err(e) => {
+                // Time unseen does not count: after an outage, a holder gets a full lease
+                // duration to renew before a candidate takes over.
+                self.observed = None;
+                return Err(e);
+            }
+        };
+        let Some(mut lease) = read else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -134,7 +150,8 @@ impl Elector {
         )
     }
 
-    async fn release(&self) {
+    /// Gives the Lease up, if this replica holds it, so another may take it at once.
+    pub(crate) async fn release(&self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };
@@ -151,9 +168,9 @@ impl Elector {
             .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => tracing::info!(lease = %self.name, "leader Lease released"),
+            Ok(_) => tracing::info!(lease = %self.name, "Lease released"),
             Err(e) => {
-                tracing::warn!(lease = %self.name, error = %e, "cannot release the leader Lease");
+                tracing::warn!(lease = %self.name, error = %e, "cannot release the Lease");
             }
         }
     }

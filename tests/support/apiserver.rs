@@ -1,7 +1,7 @@
 //! A Kubernetes API server for tests, on loopback, implementing what fjord's kube-rs client
 //! uses: LIST (with `resourceVersion`), WATCH as newline-delimited `{type, object}` events with
 //! BOOKMARKs and the 410 `Expired` ERROR event, label and field selectors, POST, PUT and
-//! (merge) PATCH incl. the `status` subresource, with `resourceVersion` conflicts. It can be
+//! (merge) PATCH incl. the `status` subresource, with `resourceVersion` conflicts, and DELETE. It can be
 //! stopped and started again on the same port with its objects kept, like an API server
 //! restarting.
 
@@ -179,14 +179,15 @@ impl ApiServer {
 
     /// Creates or replaces an object (JSON or YAML-derived value with apiVersion and kind).
     pub(crate) fn apply(&self, object: Value) {
-        let (key, object) = placed(object);
-        let mut state = self.state.lock().unwrap();
-        let event = if state.objects.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        self.put(&mut state, key, object, event);
+        self.clone_handle().apply(object);
+    }
+
+    /// A handle that changes objects from another task.
+    pub(crate) fn clone_handle(&self) -> Handle {
+        Handle {
+            state: Arc::clone(&self.state),
+            changes: self.changes.clone(),
+        }
     }
 
     /// Every document of a multi-document YAML text, applied.
@@ -218,20 +219,7 @@ impl ApiServer {
     }
 
     pub(crate) fn delete(&self, kind: &str, namespace: &str, name: &str) {
-        let (resource, _) = resource_of(kind);
-        let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
-        let mut state = self.state.lock().unwrap();
-        let object = state.objects.remove(&key).expect("object to delete");
-        state.rv += 1;
-        let rv = state.rv;
-        let change = Change::Event {
-            rv,
-            resource: resource.to_owned(),
-            kind: "DELETED",
-            object: with_rv(object, rv),
-        };
-        state.history.push(change.clone());
-        let _ = self.changes.send(change);
+        self.clone_handle().delete(kind, namespace, name);
     }
 
     /// Changes an object without telling any watch, and compacts the history past it, so only a
@@ -329,6 +317,52 @@ fn put(
     state.history.push(change.clone());
     let _ = changes.send(change);
     object
+}
+
+/// Changes the objects of an [`ApiServer`], as its own methods do.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    state: Arc<Mutex<State>>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Handle {
+    /// Creates or replaces an object.
+    pub(crate) fn apply(&self, object: Value) {
+        let (key, object) = placed(object);
+        let mut state = self.state.lock().unwrap();
+        let event = if state.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        put(&mut state, &self.changes, key, object, event);
+    }
+
+    /// Deletes an object, which must exist.
+    pub(crate) fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let (resource, _) = resource_of(kind);
+        let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
+        let mut state = self.state.lock().unwrap();
+        remove(&mut state, &self.changes, &key).expect("object to delete");
+    }
+}
+
+/// Removes the object at `key`, telling the watches; `None` when there is none.
+fn remove(state: &mut State, changes: &broadcast::Sender<Change>, key: &Key) -> Option<Value> {
+    let object = state.objects.remove(key)?;
+    state.rv += 1;
+    let rv = state.rv;
+    let object = with_rv(object, rv);
+    let change = Change::Event {
+        rv,
+        resource: key.0.clone(),
+        kind: "DELETED",
+        object: object.clone(),
+    };
+    state.history.push(change.clone());
+    let _ = changes.send(change);
+    Some(object)
 }
 
 /// Where `object` is stored, with the namespace defaulted as the API server does.
@@ -603,6 +637,12 @@ async fn handle(
                         "the object has been modified",
                     );
                 }
+                // As a real API server: the namespace is the path's, the identity the object's.
+                let mut body = body;
+                body["metadata"]["namespace"] = current["metadata"]["namespace"].clone();
+                body["metadata"]["uid"] = current["metadata"]["uid"].clone();
+                body["metadata"]["creationTimestamp"] =
+                    current["metadata"]["creationTimestamp"].clone();
                 body
             };
             if target.status {
@@ -613,6 +653,21 @@ async fn handle(
             }
             let stored = put(&mut s, changes, key, next, "MODIFIED");
             reply(StatusCode::OK, stored)
+        }
+        (Method::DELETE, Some(name)) => {
+            let key = (
+                target.resource.clone(),
+                target.namespace.clone().unwrap_or_default(),
+                name.clone(),
+            );
+            match remove(&mut state.lock().unwrap(), changes, &key) {
+                Some(object) => reply(StatusCode::OK, object),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{name} not found"),
+                ),
+            }
         }
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,

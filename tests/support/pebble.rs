@@ -23,6 +23,10 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Pebble {
     pebble: Child,
     dns: Child,
+    /// pebble-challtestsrv's management API, where names are pointed at addresses.
+    dns_management: SocketAddr,
+    /// Where Pebble writes its log.
+    log: PathBuf,
     /// The ACME directory URL.
     pub directory: String,
     /// Trust for Pebble's own HTTPS listener (not its issuing root).
@@ -80,6 +84,7 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble-challtestsrv (Debian package pebble) is installed");
+        let log = dir.path().join("pebble.log");
         let pebble = Command::new("pebble")
             .arg("-config")
             .arg(&config_path)
@@ -87,13 +92,15 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble (Debian package pebble) is installed");
         let p = Pebble {
             pebble,
             dns,
+            dns_management: SocketAddr::from(([127, 0, 0, 1], dns_mgmt)),
+            log,
             directory: format!("https://127.0.0.1:{listen}/dir"),
             listener_ca,
             management: SocketAddr::from(([127, 0, 0, 1], management)),
@@ -104,6 +111,26 @@ impl Pebble {
             wait_listening(port);
         }
         p
+    }
+
+    /// Points `host` at `ip` in the mock DNS the CA validates through (every other name is
+    /// 127.0.0.1).
+    pub(crate) fn resolve(&self, host: &str, ip: &str) {
+        let body = serde_json::json!({"host": host, "addresses": [ip]}).to_string();
+        let mut stream = TcpStream::connect(self.dns_management).unwrap();
+        let request = format!(
+            "POST /add-a HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
+    /// What Pebble logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the CA (and its DNS), as an outage would.
