@@ -320,6 +320,22 @@ async fn every_replica_serves_every_certificate_ordered_once(challenge: &'static
         }
     }
     assert_eq!(cluster.orders_and_failures(), (3, 0), "no new order");
+    // Every request the three replicas made is one deploy/ allows, and the ClusterRole grants
+    // no write on Secrets or Leases: those are the Role's, in fjord's namespace.
+    support::assert_rbac_allows(&cluster.api);
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/rbac.yaml"
+    ))
+    .unwrap();
+    let docs = fjord::provider::manifests::parse_documents(&rbac).unwrap();
+    let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    for rule in cluster_role["rules"].as_array().unwrap() {
+        let resources = rule["resources"].to_string();
+        if resources.contains("secrets") || resources.contains("leases") {
+            assert_eq!(rule["verbs"], serde_json::json!(["get", "list", "watch"]));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,6 +370,10 @@ async fn a_holder_killed_mid_order_is_taken_over_and_one_certificate_results() {
     let holder = cluster.orderer_waiting_for_acks().await;
     // The holder dies between publishing its answers and asking the CA to validate.
     drop(replicas[holder].take());
+    // As a load balancer's health check would, the name no longer leads to the dead node.
+    cluster
+        .pebble
+        .resolve(HOSTS[0], REPLICAS[(holder + 1) % REPLICAS.len()]);
     ghost.vanish().await;
 
     let mut serials = Vec::new();

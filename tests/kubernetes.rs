@@ -252,7 +252,7 @@ async fn only_tls_secrets_are_listed_and_a_middleware_secret_is_watched_by_name(
         "{secrets:#?}"
     );
     assert!(secrets.iter().any(|r| r.contains("metadata.name%3Dusers")));
-    assert_rbac_allows(&api);
+    support::assert_rbac_allows(&api);
 
     // Once no Middleware names the Secret, its watch ends.
     let by_name = |api: &ApiServer| {
@@ -379,7 +379,7 @@ async fn status_is_written_once_by_the_lease_holder() {
     assert_eq!(lease["spec"]["holderIdentity"], "fjord-b");
     // The line is logged once the write has returned, so it may trail the status a little.
     b.wait_for_log("status written");
-    assert_rbac_allows(&api);
+    support::assert_rbac_allows(&api);
 }
 
 /// A rejected Ingress gets a Warning Event with the text `fjord check` prints, once, not on
@@ -455,45 +455,7 @@ async fn a_rejected_ingress_gets_an_event_and_namespace_and_labels_restrict() {
         "{:#?}",
         api.requests()
     );
-    assert_rbac_allows(&api);
-}
-
-/// Asserts that `deploy/kubernetes/rbac.yaml` allows every request fjord made to `api`: the
-/// ClusterRole for cluster-wide rules, the Role only in its own namespace.
-fn assert_rbac_allows(api: &ApiServer) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rbac.yaml");
-    let docs = fjord::provider::manifests::parse_documents(&std::fs::read_to_string(path).unwrap())
-        .unwrap();
-    let grants: Vec<(Option<String>, serde_json::Value)> = docs
-        .iter()
-        .filter_map(|d| match d["kind"].as_str()? {
-            "ClusterRole" => Some((None, d["rules"].clone())),
-            "Role" => Some((
-                Some(d["metadata"]["namespace"].as_str()?.to_owned()),
-                d["rules"].clone(),
-            )),
-            _ => None,
-        })
-        .collect();
-    let has = |list: &serde_json::Value, want: &str| {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v.as_str() == Some(want))
-    };
-    let accesses = api.accesses();
-    assert!(!accesses.is_empty());
-    for a in &accesses {
-        let allowed = grants.iter().any(|(ns, rules)| {
-            (ns.is_none() || *ns == a.namespace)
-                && rules.as_array().unwrap().iter().any(|r| {
-                    has(&r["apiGroups"], &a.group)
-                        && has(&r["resources"], &a.resource)
-                        && has(&r["verbs"], a.verb)
-                })
-        });
-        assert!(allowed, "deploy/kubernetes/rbac.yaml does not allow {a:?}");
-    }
+    support::assert_rbac_allows(&api);
 }
 
 #[test]
@@ -567,42 +529,19 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
                     let ds = strict::<DaemonSet>(&doc);
                     let pod = ds.spec.template.spec.unwrap();
                     assert_eq!(pod.service_account_name.as_deref(), Some("fjord"));
-                    let init = pod.init_containers.clone().unwrap();
-                    let (init, main) = (&init[0], &pod.containers[0]);
-                    for c in [init, main] {
-                        // Every container's arguments are ones fjord's command line takes.
-                        let args = c.args.clone().unwrap();
-                        let argv = std::iter::once("fjord".to_owned()).chain(args.clone());
-                        if let Err(e) = fjord::cli::Cli::try_parse_from(argv) {
-                            panic!("container {}: {args:?}: {e}", c.name);
-                        }
-                        assert_eq!(c.image, main.image);
+                    let main = &pod.containers[0];
+                    // Every argument is one fjord's command line takes.
+                    let args = main.args.clone().unwrap();
+                    let argv = std::iter::once("fjord".to_owned()).chain(args.clone());
+                    if let Err(e) = fjord::cli::Cli::try_parse_from(argv) {
+                        panic!("container {}: {args:?}: {e}", main.name);
                     }
+                    assert!(args.contains(&"--kubernetes".to_owned()));
+                    // ACME state lives in the API server: no node volume, nothing to prepare.
+                    assert!(pod.init_containers.is_none());
                     assert!(
-                        main.args
-                            .as_ref()
-                            .unwrap()
-                            .contains(&"--kubernetes".to_owned())
-                    );
-                    // The init container prepares the storage fjord's user then writes.
-                    assert_eq!(init.args.as_ref().unwrap()[0], "init-storage");
-                    let mounts = |c: &k8s_openapi::api::core::v1::Container| {
-                        let mut m: Vec<_> = c
-                            .volume_mounts
-                            .iter()
-                            .flatten()
-                            .map(|m| (m.name.clone(), m.mount_path.clone()))
-                            .collect();
-                        m.sort();
-                        m
-                    };
-                    assert_eq!(mounts(init), mounts(main));
-                    let user = main.security_context.as_ref().unwrap().run_as_user;
-                    assert!(
-                        init.args
-                            .as_ref()
-                            .unwrap()
-                            .contains(&format!("--owner={0}:{0}", user.unwrap()))
+                        pod.volumes.iter().flatten().all(|v| v.host_path.is_none()),
+                        "no hostPath"
                     );
                 }
                 other => panic!("unexpected kind {other} in {name}"),

@@ -78,8 +78,13 @@ pub(super) fn prepare(
     })
 }
 
-/// Sends the request to an endpoint of `target`'s backend and returns the backend's response,
-/// its hop-by-hop headers removed; `sent` records the endpoint.
+/// Sends the request to an endpoint of `target`'s backend, and again to another while it may:
+/// when no connection to its endpoint could be made (it never left, body and all), and under a
+/// retry middleware also after any failure before a response started. Returns the backend's
+/// response, its hop-by-hop headers removed; `sent` records the endpoint.
+///
+/// One async function for every attempt: the request moves into the upstream client's boxed
+/// exchange once, not through a future per step, each a copy of it.
 pub(super) async fn exchange(
     upstream: &Upstream,
     outgoing: Outgoing,
@@ -87,28 +92,101 @@ pub(super) async fn exchange(
     started: Instant,
     sent: &mut Sent,
 ) -> Result<Response<upstream::Body>, ProxyError> {
-    let Outgoing {
-        request,
-        upgrade,
-        limit,
-        retry,
-    } = outgoing;
-    let (last, result) = send(upstream, request, target, retry, limit, started).await;
-    sent.endpoint = last
-        .and_then(|i| target.backend.endpoints.get(i))
-        .map(|e| e.authority.clone());
+    let (backend, retry, limit) = (&target.backend, outgoing.retry, outgoing.limit);
+    let endpoints = &backend.endpoints;
+    let attempts = match retry {
+        Some(r) => r.attempts.max(1),
+        // A refused connection: the request never left, so it goes to another endpoint.
+        None if endpoints.len() > 1 => 2,
+        None => 1,
+    };
+    let (first, endpoint) = endpoints
+        .pick(clock::at(started), None)
+        .and_then(|i| Some((i, endpoints.get(i)?)))
+        .ok_or_else(|| no_endpoint(target))?;
+    // A request the upstream client sends again after its pooled connection closed under it
+    // counts as a retry, as one sent again here does.
+    let resent = || {
+        METRICS
+            .service_retries
+            .with_label_values(&[&*backend.name])
+            .inc();
+    };
+    // The retry middleware may send again a request that reached its endpoint: a copy of
+    // its head is made before it leaves (it has no body). A request that never left needs
+    // none, since the upstream client gives it back.
+    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&outgoing.request));
+    // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
+    // future and so inside the request's, which are copied whole each time they move.
+    let request = outgoing.request;
+    let mut result =
+        Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
+    report(target, first, &result);
+    let mut last = first;
+    for attempt in 1..attempts {
+        if !retryable(&result, retry.is_some()) {
+            break;
+        }
+        let now = Instant::now();
+        let next = match endpoints.pick(clock::at(now), Some(last)) {
+            Some(n) => n,
+            // One endpoint: a retry middleware tries it again; a refused connect does not.
+            None if retry.is_some() => last,
+            None => break,
+        };
+        let Some(endpoint) = endpoints.get(next) else {
+            break;
+        };
+        if let Some(r) = retry {
+            tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
+        }
+        // The request goes again as it is if it never left, else as a copy of its head.
+        let again = match result
+            .as_mut()
+            .err()
+            .and_then(|failed| failed.unsent.take())
+        {
+            Some(unsent) => *unsent,
+            None => match &spare {
+                Some(spare) => upstream::head_copy(spare),
+                None => break,
+            },
+        };
+        tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
+        resent();
+        result = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
+        report(target, next, &result);
+        last = next;
+    }
+    sent.endpoint = endpoints.get(last).map(|e| e.authority.clone());
     let mut response = result.map_err(|failed| failed.error)?;
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
-        let Some(client_upgrade) = upgrade else {
+        let Some(client_upgrade) = outgoing.upgrade else {
             return Err(ProxyError::UnaskedUpgrade {
-                endpoint: target.backend.name.to_string(),
+                endpoint: backend.name.to_string(),
             });
         };
         tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
     }
     forwarded::response(response.headers_mut(), switching);
     Ok(response)
+}
+
+/// Whether a failed attempt may be sent again: a refused connection always (the request never
+/// left), a failure before a response started only under a retry middleware.
+fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: bool) -> bool {
+    match result {
+        Err(Failed {
+            error: ProxyError::Connect { .. },
+            ..
+        }) => true,
+        Err(Failed {
+            error: ProxyError::Upstream { .. } | ProxyError::Timeout { .. },
+            ..
+        }) => retry,
+        _ => false,
+    }
 }
 
 /// The request as it leaves for the upstream: forwarded headers set, the Host made the one
@@ -146,95 +224,6 @@ fn outgoing(
             .unwrap_or(usize::MAX),
     );
     Request::from_parts(parts, Either::Left(limited))
-}
-
-/// Sends `request` to an endpoint, and again to another while it may: when no connection to
-/// its endpoint could be made (it never left, body and all), and under `retry` also after any
-/// failure before a response started. Returns the last endpoint tried, if any, and how it
-/// went.
-async fn send(
-    upstream: &Upstream,
-    request: Request<RequestBody>,
-    target: &Target,
-    retry: Option<Retry>,
-    limit: u64,
-    started: Instant,
-) -> (Option<usize>, Result<Response<upstream::Body>, Failed>) {
-    let backend = &target.backend;
-    let endpoints = &backend.endpoints;
-    let attempts = match retry {
-        Some(r) => r.attempts.max(1),
-        // A refused connection: the request never left, so it goes to another endpoint.
-        None if endpoints.len() > 1 => 2,
-        None => 1,
-    };
-    let Some((first, endpoint)) = endpoints
-        .pick(clock::at(started), None)
-        .and_then(|i| Some((i, endpoints.get(i)?)))
-    else {
-        return (None, Err(no_endpoint(target).into()));
-    };
-    // A request the upstream client sends again after its pooled connection closed under it
-    // counts as a retry, as one sent again here does.
-    let resent = || {
-        METRICS
-            .service_retries
-            .with_label_values(&[&*backend.name])
-            .inc();
-    };
-    // The retry middleware may send again a request that reached its endpoint: a copy of
-    // its head is made before it leaves (it has no body). A request that never left needs
-    // none, since the upstream client gives it back.
-    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
-    // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
-    // future and so inside the request's, which are copied whole each time they move.
-    let mut sent =
-        Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
-    report(target, first, &sent);
-    let mut last = first;
-    for attempt in 1..attempts {
-        let retryable = match &sent {
-            Err(Failed {
-                error: ProxyError::Connect { .. },
-                ..
-            }) => true,
-            Err(Failed {
-                error: ProxyError::Upstream { .. } | ProxyError::Timeout { .. },
-                ..
-            }) => retry.is_some(),
-            _ => false,
-        };
-        if !retryable {
-            break;
-        }
-        let now = Instant::now();
-        let next = match endpoints.pick(clock::at(now), Some(last)) {
-            Some(n) => n,
-            // One endpoint: a retry middleware tries it again; a refused connect does not.
-            None if retry.is_some() => last,
-            None => break,
-        };
-        let Some(endpoint) = endpoints.get(next) else {
-            break;
-        };
-        if let Some(r) = retry {
-            tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
-        }
-        // The request goes again as it is if it never left, else as a copy of its head.
-        let again = match sent.as_mut().err().and_then(|failed| failed.unsent.take()) {
-            Some(unsent) => *unsent,
-            None => match &spare {
-                Some(spare) => upstream::head_copy(spare),
-                None => break,
-            },
-        };
-        tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
-        resent();
-        sent = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
-        report(target, next, &sent);
-        last = next;
-    }
-    (Some(last), sent)
 }
 
 /// Tells the balancer how an attempt on endpoint `index` went.

@@ -213,13 +213,14 @@ impl Proxy {
             Admission::Route(host) => host,
             Admission::Answer(response) => return Ok(body::own(response)),
         };
-        let target = self.route(&req, host.as_str(), client, entry)?;
+        let host_str = host.as_str();
+        let target = self.route(&req, host_str, client, entry)?;
         outcome.target = Some(Arc::clone(&target));
         servable(&target)?;
         let ctx = Ctx {
             peer: client.ip(),
             tls: client.is_tls(),
-            host: host.as_str(),
+            host: host_str,
         };
         let chain = &target.middlewares;
         let pass = match chain.on_request(&mut req, &ctx, entry.max_body) {

@@ -433,3 +433,41 @@ impl Manifests {
         std::fs::remove_file(self.dir.path().join(name)).unwrap();
     }
 }
+
+/// Asserts that `deploy/kubernetes/rbac.yaml` allows every request fjord made to `api`: the
+/// ClusterRole for cluster-wide rules, the Role only in its own namespace.
+pub(crate) fn assert_rbac_allows(api: &apiserver::ApiServer) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rbac.yaml");
+    let docs = fjord::provider::manifests::parse_documents(&std::fs::read_to_string(path).unwrap())
+        .unwrap();
+    let grants: Vec<(Option<String>, serde_json::Value)> = docs
+        .iter()
+        .filter_map(|d| match d["kind"].as_str()? {
+            "ClusterRole" => Some((None, d["rules"].clone())),
+            "Role" => Some((
+                Some(d["metadata"]["namespace"].as_str()?.to_owned()),
+                d["rules"].clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let has = |list: &serde_json::Value, want: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str() == Some(want))
+    };
+    let accesses = api.accesses();
+    assert!(!accesses.is_empty());
+    for a in &accesses {
+        let allowed = grants.iter().any(|(ns, rules)| {
+            (ns.is_none() || *ns == a.namespace)
+                && rules.as_array().unwrap().iter().any(|r| {
+                    has(&r["apiGroups"], &a.group)
+                        && has(&r["resources"], &a.resource)
+                        && has(&r["verbs"], a.verb)
+                })
+        });
+        assert!(allowed, "deploy/kubernetes/rbac.yaml does not allow {a:?}");
+    }
+}

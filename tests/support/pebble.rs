@@ -116,16 +116,26 @@ impl Pebble {
     /// Points `host` at `ip` in the mock DNS the CA validates through (every other name is
     /// 127.0.0.1).
     pub(crate) fn resolve(&self, host: &str, ip: &str) {
-        let body = serde_json::json!({"host": host, "addresses": [ip]}).to_string();
+        // add-a adds to what a name had: clear it first.
+        self.manage("/clear-a", &serde_json::json!({"host": host}));
+        self.manage(
+            "/add-a",
+            &serde_json::json!({"host": host, "addresses": [ip]}),
+        );
+    }
+
+    /// POSTs `body` to pebble-challtestsrv's management API at `path`.
+    fn manage(&self, path: &str, body: &serde_json::Value) {
+        let body = body.to_string();
         let mut stream = TcpStream::connect(self.dns_management).unwrap();
         let request = format!(
-            "POST /add-a HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
         let mut reply = String::new();
         std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
     }
 
     /// What Pebble logged so far.
