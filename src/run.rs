@@ -194,6 +194,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             }
             let (feedback, lease_task) =
                 cluster::start(client.clone(), &options, draining.token().clone());
+            acme.send_events(feedback.notices());
             apply.cluster = Some(feedback);
             lease = Some(lease_task);
             let mut loads = kubernetes::watch(client, &scope);
@@ -364,7 +365,10 @@ impl Apply {
         let snapshot = Snapshot::build(&translation.config, Some(&self.live.load()), self.build);
         let routes = snapshot.routes();
         self.live.store(snapshot);
-        self.acme.apply(&translation.config.acme);
+        self.acme.apply(
+            &translation.config.acme,
+            &translation.config.acme_requested_by,
+        );
         tracing::info!(
             objects = store.len(),
             routes,

@@ -29,7 +29,7 @@ struct Cluster {
     ports: (u16, u16),
     challenge: &'static str,
     legacy: tempfile::TempDir,
-    _app: Echo,
+    app: Echo,
 }
 
 impl Cluster {
@@ -57,7 +57,7 @@ impl Cluster {
             ports,
             challenge,
             legacy: tempfile::tempdir().unwrap(),
-            _app: app,
+            app,
         }
     }
 
@@ -299,6 +299,31 @@ async fn every_replica_serves_every_certificate_ordered_once(challenge: &'static
         })
         .sum();
     assert_eq!(accounts, 1, "one ACME account for the cluster");
+    // One Event on each Ingress, from the replica that ordered its certificate.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for host in HOSTS {
+        let ingress = host.replace('.', "-");
+        loop {
+            let issued: Vec<_> = cluster
+                .api
+                .list("Event")
+                .into_iter()
+                .filter(|e| {
+                    e["reason"] == "CertificateIssued" && e["regarding"]["name"] == *ingress
+                })
+                .collect();
+            if issued.len() == 1 {
+                let note = issued[0]["note"].as_str().unwrap();
+                assert!(
+                    note.starts_with(&format!("certificate for {host} issued by https://")),
+                    "{note}"
+                );
+                break;
+            }
+            assert!(issued.len() < 2 && Instant::now() < deadline, "{issued:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // The order Leases were released, and no challenge is left published.
     assert!(
         cluster
@@ -495,4 +520,76 @@ async fn a_short_lived_certificate_is_renewed_once_by_one_replica_under_load() {
         })
         .sum();
     assert_eq!(ordered, 2, "one replica ordered each time");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_in_imports_what_a_node_stored_and_orders_nothing() {
+    let cluster = Cluster::start("httpChallenge: {entryPoint: web}").await;
+    // An earlier version, standalone on the first node, obtained the certificate into its
+    // storage directory.
+    let m = support::Manifests::new();
+    m.write("app.yaml", &service("app", cluster.app.addr));
+    let yaml = ingress("a-test", &[(HOSTS[0], "Prefix", "/", "app")])
+        .replace(
+            "namespace: default}",
+            "namespace: default, annotations: {kubernetes.io/tls-acme: \"true\"}}",
+        )
+        .replace(
+            "  rules:\n",
+            &format!("  tls:\n  - hosts: [{}]\n  rules:\n", HOSTS[0]),
+        );
+    m.write("a.yaml", &yaml);
+    let standalone = Fjord::start(m.path(), &cluster.config(REPLICAS[0]));
+    let before = cluster
+        .served(REPLICAS[0], HOSTS[0], &standalone, Duration::from_secs(60))
+        .await;
+    drop(standalone);
+    assert_eq!(cluster.orders_and_failures(), (1, 0));
+
+    let replicas = cluster.replicas().await;
+    cluster.ingress(HOSTS[0]);
+    for (ip, replica) in REPLICAS.iter().zip(&replicas) {
+        let s = cluster
+            .served(ip, HOSTS[0], replica, Duration::from_secs(30))
+            .await;
+        assert_eq!(s.serial, before.serial, "{ip}: the imported certificate");
+    }
+    assert_eq!(
+        cluster.orders_and_failures(),
+        (1, 0),
+        "nothing ordered again"
+    );
+    let logs: Vec<String> = replicas.iter().flat_map(Fjord::logs).collect();
+    assert!(
+        logs.iter().any(|l| l.contains("importing the certificate")),
+        "{logs:#?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("account created")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_order_is_an_event_on_the_ingress_with_the_cas_reason() {
+    let cluster = Cluster::start("httpChallenge: {entryPoint: web}").await;
+    // The CA reaches no replica for this name.
+    cluster.pebble.resolve("lost.test", "127.0.0.9");
+    let _replicas = cluster.replicas().await;
+    cluster.ingress("lost.test");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failed = cluster.api.list("Event").into_iter().find(|e| {
+            e["reason"] == "CertificateOrderFailed" && e["regarding"]["name"] == "lost-test"
+        });
+        if let Some(event) = failed {
+            assert_eq!(event["type"], "Warning");
+            let note = event["note"].as_str().unwrap();
+            assert!(
+                note.starts_with("certificate for lost.test: ACME server https://")
+                    && note.contains("urn:ietf:params:acme:error"),
+                "{note}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Event for the failed order");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -11,9 +11,9 @@ mod order;
 pub(crate) mod secrets;
 pub(crate) mod storage;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher as _, Hasher as _};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -21,7 +21,7 @@ use instant_acme::{Account, CertificateIdentifier};
 use rustls_pki_types::CertificateDer;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub(crate) use challenge::Challenges;
 use order::AcmeError;
@@ -29,6 +29,7 @@ pub(crate) use secrets::Cluster;
 use secrets::Secrets;
 use storage::{Answer, Files, Storage, Stored};
 
+use crate::cluster::Notice;
 use crate::config::{Acme, StaticConfig};
 use crate::metrics::METRICS;
 use crate::model::AcmeRequest;
@@ -66,6 +67,10 @@ pub(crate) struct Manager {
     runtime: tokio::runtime::Handle,
     /// Bumped when a stored certificate changed: each task reads its own again.
     stored: watch::Sender<u64>,
+    /// The objects asking for each certificate.
+    requested_by: Arc<Mutex<BTreeMap<AcmeRequest, BTreeSet<String>>>>,
+    /// In a cluster: where Events on those objects go.
+    notices: OnceLock<mpsc::Sender<Notice>>,
 }
 
 /// Where a resolver keeps its state: a directory, or the cluster.
@@ -214,7 +219,14 @@ impl Manager {
             tasks: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             stored: watch::Sender::new(0),
+            requested_by: Arc::default(),
+            notices: OnceLock::new(),
         }
+    }
+
+    /// Sends Events on the objects asking for certificates through `notices`, from then on.
+    pub(crate) fn send_events(&self, notices: mpsc::Sender<Notice>) {
+        let _ = self.notices.set(notices);
     }
 
     /// Bumped when a stored certificate changes, so every task reads its own again.
@@ -224,7 +236,15 @@ impl Manager {
 
     /// Makes the running certificate tasks match `wanted`: new requests start a task (never a
     /// second one for the same request), requests gone away stop theirs.
-    pub(crate) fn apply(&self, wanted: &[AcmeRequest]) {
+    /// `requested_by` names the objects asking for each certificate, where its Events go.
+    pub(crate) fn apply(
+        &self,
+        wanted: &[AcmeRequest],
+        requested_by: &BTreeMap<AcmeRequest, BTreeSet<String>>,
+    ) {
+        if let Ok(mut by) = self.requested_by.lock() {
+            by.clone_from(requested_by);
+        }
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
@@ -251,6 +271,8 @@ impl Manager {
                 challenges: Arc::clone(&self.challenges),
                 status: Arc::clone(&self.status),
                 stored: self.stored.subscribe(),
+                requested_by: Arc::clone(&self.requested_by),
+                notices: self.notices.get().cloned(),
             };
             tasks.insert(request.clone(), self.runtime.spawn(task.run()));
         }
@@ -287,6 +309,8 @@ struct CertTask<S> {
     status: Arc<DashMap<AcmeRequest, CertStatus>>,
     /// Changes when a stored certificate did (another replica obtained or renewed one).
     stored: watch::Receiver<u64>,
+    requested_by: Arc<Mutex<BTreeMap<AcmeRequest, BTreeSet<String>>>>,
+    notices: Option<mpsc::Sender<Notice>>,
 }
 
 /// What [`CertTask::obtain`] ended with: the certificate now installed, and whether this
@@ -346,13 +370,24 @@ impl CertTask<Store> {
             match self.obtain(current.is_some()).await {
                 Ok(Obtained { current, ordered }) => {
                     failures = 0;
-                    if let Some(c) = current {
+                    if let Some(c) = &current {
                         earliest = now() + ((c.not_after - c.not_before) / 10).max(1);
                     }
                     // Found stored by another replica: that one counted the order.
                     if ordered {
                         METRICS.acme_orders.with_label_values(&["success"]).inc();
                         self.update(|s| s.issued += 1);
+                        let until = current.as_ref().map_or(0, |c| c.not_after);
+                        self.notify(
+                            false,
+                            "CertificateIssued",
+                            format!(
+                                "certificate for {} issued by {}, valid until {}",
+                                names.join(", "),
+                                self.resolver.config.ca_server,
+                                jiff::Timestamp::from_second(until).unwrap_or_default()
+                            ),
+                        );
                     }
                     self.update(|s| s.last_error = None);
                 }
@@ -368,6 +403,15 @@ impl CertTask<Store> {
                         failures,
                         retry_in_s = delay.as_secs_f64(),
                         "acme: obtaining a certificate failed; the current one (if any) keeps serving"
+                    );
+                    self.notify(
+                        true,
+                        "CertificateOrderFailed",
+                        format!(
+                            "certificate for {}: {e}; retrying in {} s",
+                            names.join(", "),
+                            delay.as_secs()
+                        ),
                     );
                     self.update(|s| {
                         s.last_error = Some(e);
@@ -516,6 +560,31 @@ impl CertTask<Store> {
             .put_certificate(&self.request.names, &stored, parsed.not_after)
             .await?;
         Ok(self.load().await)
+    }
+
+    /// An Event on each object asking for the certificate, in a cluster.
+    fn notify(&self, warning: bool, reason: &'static str, message: String) {
+        let Some(notices) = &self.notices else {
+            return;
+        };
+        let subjects = self
+            .requested_by
+            .lock()
+            .ok()
+            .and_then(|by| by.get(&self.request).cloned())
+            .unwrap_or_default();
+        for subject in subjects {
+            if let Some(regarding) = crate::cluster::events::reference(&subject, None) {
+                // A full queue is already over the Event rate: this one is dropped too.
+                let _ = notices.try_send(Notice {
+                    regarding,
+                    warning,
+                    reason,
+                    action: "Order",
+                    message: message.clone(),
+                });
+            }
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut CertStatus)) {

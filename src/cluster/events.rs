@@ -1,7 +1,7 @@
-//! Kubernetes Events on an Ingress or IngressRoute fjord rejects, with the text `fjord check`
-//! prints. Sent when a diagnostic first appears (not on every reload), through kube-rs's
-//! `Recorder` (repeats become a series), and capped at a steady rate so a flapping object
-//! cannot flood the API server.
+//! Kubernetes Events on an Ingress or IngressRoute: fjord rejects it (with the text `fjord
+//! check` prints, when the diagnostic first appears, not on every reload), or a certificate it
+//! asked for is issued or fails to be. Sent through kube-rs's `Recorder` (repeats become a
+//! series), and capped at a steady rate so a flapping object cannot flood the API server.
 
 use std::time::Duration;
 
@@ -14,18 +14,38 @@ use tokio::time::Instant;
 const BURST: u32 = 10;
 const REFILL: Duration = Duration::from_secs(6);
 
-/// One rejection to report.
+/// One Event to send.
 #[derive(Debug)]
-pub(crate) struct Rejection {
+pub(crate) struct Notice {
     pub regarding: ObjectReference,
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    pub reason: &'static str,
+    pub action: &'static str,
     pub message: String,
 }
 
-pub(crate) async fn send(
-    client: kube::Client,
-    identity: String,
-    mut rx: mpsc::Receiver<Rejection>,
-) {
+/// The object a diagnostic's or certificate's subject (`Ingress NS/NAME`, `IngressRoute
+/// NS/NAME`) names, with its `uid` when known.
+pub(crate) fn reference(subject: &str, uid: Option<String>) -> Option<ObjectReference> {
+    let (kind, rest) = subject.split_once(' ')?;
+    let api_version = match kind {
+        "Ingress" => "networking.k8s.io/v1",
+        "IngressRoute" => "fjord.dev/v1alpha1",
+        _ => return None,
+    };
+    let (namespace, name) = rest.split_once('/')?;
+    Some(ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid,
+        ..ObjectReference::default()
+    })
+}
+
+pub(crate) async fn send(client: kube::Client, identity: String, mut rx: mpsc::Receiver<Notice>) {
     let recorder = Recorder::new(
         client,
         Reporter {
@@ -56,10 +76,14 @@ pub(crate) async fn send(
             note.truncate(cut);
         }
         let event = Event {
-            type_: EventType::Warning,
-            reason: "Rejected".into(),
+            type_: if r.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: r.reason.into(),
             note: Some(note),
-            action: "Translate".into(),
+            action: r.action.into(),
             secondary: None,
         };
         if let Err(e) = recorder.publish(&event, &r.regarding).await {

@@ -9,7 +9,6 @@ pub(crate) mod status;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::Diagnostic;
 use crate::provider::{Object, ObjectKey, Store};
-use events::Rejection;
+pub(crate) use events::Notice;
 use status::Seen;
 
 /// The Lease replicas compete for.
@@ -62,7 +61,7 @@ impl Options {
 /// What each reload tells the cluster side.
 pub(crate) struct Feedback {
     ingresses: watch::Sender<Arc<Vec<Seen>>>,
-    rejections: mpsc::Sender<Rejection>,
+    notices: mpsc::Sender<Notice>,
 }
 
 impl Feedback {
@@ -82,11 +81,6 @@ impl Feedback {
         let Some((kind, rest)) = d.subject.split_once(' ') else {
             return;
         };
-        let api_version = match kind {
-            "Ingress" => "networking.k8s.io/v1",
-            "IngressRoute" => "fjord.dev/v1alpha1",
-            _ => return,
-        };
         let Some((namespace, name)) = rest.split_once('/') else {
             return;
         };
@@ -104,19 +98,22 @@ impl Feedback {
             Object::IngressRoute(r) => r.metadata.uid.clone(),
             _ => None,
         });
-        let rejection = Rejection {
-            regarding: ObjectReference {
-                api_version: Some(api_version.into()),
-                kind: Some(kind.into()),
-                namespace: Some(namespace.into()),
-                name: Some(name.into()),
-                uid,
-                ..ObjectReference::default()
-            },
-            message: d.message.clone(),
+        let Some(regarding) = events::reference(&d.subject, uid) else {
+            return;
         };
         // A full queue means Events are already being dropped for rate; this one is too.
-        let _ = self.rejections.try_send(rejection);
+        let _ = self.notices.try_send(Notice {
+            regarding,
+            warning: true,
+            reason: "Rejected",
+            action: "Translate",
+            message: d.message.clone(),
+        });
+    }
+
+    /// Where other parts of fjord send Events (ACME, on the objects asking for certificates).
+    pub(crate) fn notices(&self) -> mpsc::Sender<Notice> {
+        self.notices.clone()
     }
 }
 
@@ -129,7 +126,7 @@ pub(crate) fn start(
 ) -> (Feedback, JoinHandle<()>) {
     let (leader_tx, leader_rx) = watch::channel(false);
     let (ingresses_tx, ingresses_rx) = watch::channel(Arc::new(Vec::new()));
-    let (rejections_tx, rejections_rx) = mpsc::channel(64);
+    let (notices_tx, notices_rx) = mpsc::channel(64);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
     let elector = lease::Elector::new(leases, LEASE_NAME, &options.identity);
     let lease_task = tokio::spawn(elector.run(leader_tx, shutdown.clone()));
@@ -142,15 +139,11 @@ pub(crate) fn start(
             shutdown,
         ));
     }
-    tokio::spawn(events::send(
-        client,
-        options.identity.clone(),
-        rejections_rx,
-    ));
+    tokio::spawn(events::send(client, options.identity.clone(), notices_rx));
     (
         Feedback {
             ingresses: ingresses_tx,
-            rejections: rejections_tx,
+            notices: notices_tx,
         },
         lease_task,
     )

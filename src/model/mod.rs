@@ -30,6 +30,9 @@ pub struct Config {
     pub certificates: Vec<TlsCert>,
     /// Names to obtain certificates for through ACME.
     pub acme: Vec<AcmeRequest>,
+    /// The objects (`Ingress NAMESPACE/NAME`, `IngressRoute NAMESPACE/NAME`) asking for each
+    /// ACME certificate: where its Events go.
+    pub acme_requested_by: BTreeMap<AcmeRequest, BTreeSet<String>>,
     /// Hosts named in any `spec.tls`: plain-HTTP requests for them may be redirected.
     pub tls_hosts: BTreeSet<String>,
 }

@@ -23,7 +23,6 @@ use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::Pass;
-use crate::model::middleware::Retry;
 use crate::snapshot::Target;
 use crate::upstream::{self, Failed, RequestBody, Upstream};
 
@@ -34,25 +33,39 @@ pub(super) struct Sent {
     pub(super) received: Option<Arc<AtomicU64>>,
 }
 
-/// A request ready to leave, with what its exchange must know.
-pub(super) struct Outgoing {
-    request: Request<RequestBody>,
-    /// The client's side of the protocol switch it asked for, if it asked for one.
-    upgrade: Option<OnUpgrade>,
-    /// Largest request body in bytes; 0 is unlimited.
-    limit: u64,
-    /// How to retry, when the request may be sent again after it reached its endpoint.
-    retry: Option<Retry>,
+/// What an exchange works with, besides the request.
+pub(super) struct Leg<'a> {
+    pub(super) upstream: &'a Upstream,
+    pub(super) target: &'a Target,
+    /// What the middleware chain decided: the body limit and the retry policy.
+    pub(super) pass: &'a Pass<'a>,
+    pub(super) client: &'a forwarded::Client,
+    /// When the request arrived.
+    pub(super) started: Instant,
 }
 
-/// Makes `req` ready to leave, as `pass` allows: a body known to be too large is refused here.
-pub(super) fn prepare(
+/// Sends `req` to an endpoint of the target's backend, and again to another while it may:
+/// when no connection to its endpoint could be made (it never left, body and all), and under a
+/// retry middleware, for a request without a body and with an idempotent method, also after
+/// any failure before a response started. A body known to be larger than the chain allows is
+/// refused first. Returns the backend's response, its hop-by-hop headers removed; `sent`
+/// records where the request went.
+///
+/// One async function from the request to the response: the request moves into the upstream
+/// client's boxed exchange once, not through a future per step, each a copy of it.
+pub(super) async fn exchange(
+    leg: Leg<'_>,
     mut req: Request<Incoming>,
     host: Host,
-    client: &forwarded::Client,
-    pass: &Pass<'_>,
     sent: &mut Sent,
-) -> Result<Outgoing, ProxyError> {
+) -> Result<Response<upstream::Body>, ProxyError> {
+    let Leg {
+        upstream,
+        target,
+        pass,
+        client,
+        started,
+    } = leg;
     let limit = pass.body_limit;
     if limit > 0 && req.body().size_hint().lower() > limit {
         return Err(ProxyError::BodyTooLarge { limit });
@@ -65,34 +78,10 @@ pub(super) fn prepare(
     let bodyless = req.body().is_end_stream();
     sent.received = (!bodyless).then(Arc::default);
     let request = outgoing(req, host, client, protocol, limit, sent.received.clone());
-    // Under a retry middleware, a request without a body and with an idempotent method is sent
-    // again after any failure before a response started.
     let retry = pass
         .retry
         .filter(|_| bodyless && upstream::idempotent(request.method()));
-    Ok(Outgoing {
-        request,
-        upgrade,
-        limit,
-        retry,
-    })
-}
-
-/// Sends the request to an endpoint of `target`'s backend, and again to another while it may:
-/// when no connection to its endpoint could be made (it never left, body and all), and under a
-/// retry middleware also after any failure before a response started. Returns the backend's
-/// response, its hop-by-hop headers removed; `sent` records the endpoint.
-///
-/// One async function for every attempt: the request moves into the upstream client's boxed
-/// exchange once, not through a future per step, each a copy of it.
-pub(super) async fn exchange(
-    upstream: &Upstream,
-    outgoing: Outgoing,
-    target: &Target,
-    started: Instant,
-    sent: &mut Sent,
-) -> Result<Response<upstream::Body>, ProxyError> {
-    let (backend, retry, limit) = (&target.backend, outgoing.retry, outgoing.limit);
+    let backend = &target.backend;
     let endpoints = &backend.endpoints;
     let attempts = match retry {
         Some(r) => r.attempts.max(1),
@@ -115,10 +104,9 @@ pub(super) async fn exchange(
     // The retry middleware may send again a request that reached its endpoint: a copy of
     // its head is made before it leaves (it has no body). A request that never left needs
     // none, since the upstream client gives it back.
-    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&outgoing.request));
+    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
     // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
     // future and so inside the request's, which are copied whole each time they move.
-    let request = outgoing.request;
     let mut result =
         Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
     report(target, first, &result);
@@ -162,7 +150,7 @@ pub(super) async fn exchange(
     let mut response = result.map_err(|failed| failed.error)?;
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
-        let Some(client_upgrade) = outgoing.upgrade else {
+        let Some(client_upgrade) = upgrade else {
             return Err(ProxyError::UnaskedUpgrade {
                 endpoint: backend.name.to_string(),
             });

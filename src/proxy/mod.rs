@@ -228,15 +228,14 @@ impl Proxy {
             Err(Stop::Error(e)) => return Err(e),
             Err(Stop::Reply(reply)) => return Ok(body::own(*reply)),
         };
-        let outgoing = exchange::prepare(req, host, client, &pass, &mut outcome.sent)?;
-        let response = exchange::exchange(
-            &self.upstream,
-            outgoing,
-            &target,
+        let leg = exchange::Leg {
+            upstream: &self.upstream,
+            target: &target,
+            pass: &pass,
+            client,
             started,
-            &mut outcome.sent,
-        )
-        .await?;
+        };
+        let response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
         Ok(chain.on_response(pass, response.map(Either::Left)))
     }
 

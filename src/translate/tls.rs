@@ -85,10 +85,17 @@ pub(super) fn tls_of(
             names.sort();
             names.dedup();
             if !names.is_empty() {
-                cx.out.config.acme.push(AcmeRequest {
+                let request = AcmeRequest {
                     resolver: resolver.to_owned(),
                     names,
-                });
+                };
+                cx.out
+                    .config
+                    .acme_requested_by
+                    .entry(request.clone())
+                    .or_default()
+                    .insert(subject.to_owned());
+                cx.out.config.acme.push(request);
             }
             continue;
         }
