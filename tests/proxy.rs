@@ -659,43 +659,21 @@ async fn external_name_services_are_resolved_when_connecting() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 }
 
-/// An upstream answering `200 pooled`, counting the connections it accepted and those still
-/// open. With `close_idle`, it closes a connection that idles that long; without `keep_alive`,
-/// it answers `Connection: close` and closes after each response.
-async fn counting_upstream(
-    close_idle: Option<Duration>,
-    keep_alive: bool,
-) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (accepted, open) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
-    let counts = (Arc::clone(&accepted), Arc::clone(&open));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counts.0.fetch_add(1, Ordering::SeqCst);
-            counts.1.fetch_add(1, Ordering::SeqCst);
-            let open = Arc::clone(&counts.1);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        Bytes::from_static(b"pooled"),
-                    )))
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.keep_alive(keep_alive);
-                if let Some(idle) = close_idle {
-                    builder
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(idle);
-                }
-                let _ = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-                open.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, accepted, open)
+/// The echo backend `pooled`. With `close_idle`, it closes a connection that idles that
+/// long; without `keep_alive`, it answers `Connection: close` and closes after each response.
+async fn counting_upstream(close_idle: Option<Duration>, keep_alive: bool) -> Echo {
+    let options = support::echo::Options {
+        keep_alive,
+        close_idle,
+    };
+    Echo::start_with("pooled", "127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap()
+}
+
+/// Whether `body` is the `pooled` backend's answer.
+fn pooled(body: &str) -> bool {
+    body.contains("\"backend\": \"pooled\"")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -703,18 +681,18 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
     for version in BOTH {
         // An endpoint that closes connections idle for 400 ms: the next request must not
         // fail on the pooled connection the endpoint closed, but go out on a new one.
-        let (addr, accepted, _) = counting_upstream(Some(Duration::from_millis(400)), true).await;
-        let m = app(addr);
+        let upstream = counting_upstream(Some(Duration::from_millis(400)), true).await;
+        let m = app(upstream.addr);
         let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
         let mut conn = ClientConn::open(fjord.web, version).await;
         for _ in 0..5 {
-            assert_eq!(
-                conn.get("/").await,
-                (200, "pooled".to_owned()),
-                "{version:?}"
+            let (status, body) = conn.get("/").await;
+            assert!(
+                status == 200 && pooled(&body),
+                "{version:?}: {status} {body}"
             );
         }
-        let reused = accepted.load(Ordering::SeqCst);
+        let reused = upstream.connections();
         assert_eq!(reused, 1, "{version:?}: one connection, reused");
         tokio::time::sleep(Duration::from_millis(1000)).await;
         for _ in 0..3 {
@@ -724,12 +702,12 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
                 "{version:?}: a closed pooled connection failed: {body}"
             );
         }
-        let replaced = accepted.load(Ordering::SeqCst);
+        let replaced = upstream.connections();
         assert_eq!(replaced, 2, "{version:?}: one new connection");
 
         // fjord closes pooled connections idle past idleConnTimeout itself.
-        let (addr, accepted, open) = counting_upstream(None, true).await;
-        let m = app(addr);
+        let upstream = counting_upstream(None, true).await;
+        let m = app(upstream.addr);
         let fjord = Fjord::start(
             m.path(),
             &config(
@@ -739,9 +717,9 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
         );
         let mut conn = ClientConn::open(fjord.web, version).await;
         assert_eq!(conn.get("/").await.0, 200);
-        assert_eq!(open.load(Ordering::SeqCst), 1);
+        assert_eq!(upstream.open(), 1);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while open.load(Ordering::SeqCst) > 0 {
+        while upstream.open() > 0 {
             assert!(
                 Instant::now() < deadline,
                 "{version:?}: the idle pooled connection stayed open"
@@ -749,7 +727,7 @@ async fn upstream_connections_are_reused_replaced_when_closed_and_closed_when_id
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(conn.get("/").await.0, 200);
-        assert_eq!(accepted.load(Ordering::SeqCst), 2, "{version:?}");
+        assert_eq!(upstream.connections(), 2, "{version:?}");
     }
 }
 
@@ -769,7 +747,8 @@ async fn a_pooled_connection_the_endpoint_closed_is_closed_before_its_idle_timeo
     for version in BOTH {
         // An endpoint closing connections idle for 300 ms, under a 4 s idle timeout: the pool
         // must close its side when it next looks (every 2 s), not keep a dead socket for 4 s.
-        let (addr, _, open) = counting_upstream(Some(Duration::from_millis(300)), true).await;
+        let upstream = counting_upstream(Some(Duration::from_millis(300)), true).await;
+        let addr = upstream.addr;
         let m = app(addr);
         let fjord = Fjord::start(
             m.path(),
@@ -781,7 +760,7 @@ async fn a_pooled_connection_the_endpoint_closed_is_closed_before_its_idle_timeo
         let mut conn = ClientConn::open(fjord.web, version).await;
         assert_eq!(conn.get("/").await.0, 200, "{version:?}");
         let answered = Instant::now();
-        while open.load(Ordering::SeqCst) > 0 {
+        while upstream.open() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         while close_waits(addr) > 0 {
@@ -909,8 +888,8 @@ async fn a_request_safe_to_repeat_is_sent_again_when_the_endpoint_closes_its_poo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
-    let (addr, accepted, _) = counting_upstream(None, false).await;
-    let m = app(addr);
+    let upstream = counting_upstream(None, false).await;
+    let m = app(upstream.addr);
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     let web = fjord.web;
     let rounds = (0..8).map(|_| {
@@ -926,7 +905,7 @@ async fn an_endpoint_closing_after_every_response_never_costs_a_request() {
         assert_eq!(round.await.unwrap(), [200; 10]);
     }
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        upstream.connections(),
         80,
         "a connection the endpoint closes is never reused"
     );

@@ -36,7 +36,8 @@ impl Host {
 /// What admission decided: route the request, or answer it here.
 pub(super) enum Admission {
     Route(Host),
-    Answer(Response<Full<Bytes>>),
+    /// Boxed: rare (an ACME answer, a redirect), it would otherwise widen every admission.
+    Answer(Box<Response<Full<Bytes>>>),
 }
 
 /// Admits `req`, which came in on `entry`.
@@ -62,10 +63,10 @@ pub(super) fn admit<B>(
     if req.uri().path().starts_with(HTTP01_PREFIX)
         && let Some(answer) = acme.http01(req.uri().path())
     {
-        return Ok(Admission::Answer(body::text(
+        return Ok(Admission::Answer(Box::new(body::text(
             StatusCode::OK,
             Bytes::from(answer),
-        )));
+        ))));
     }
     if !live.is_ready() {
         return Err(ProxyError::NotReady);
@@ -73,7 +74,9 @@ pub(super) fn admit<B>(
     if let Some(redirect) = &entry.redirect
         && live.load().has_tls(host.as_str())
     {
-        return Ok(Admission::Answer(redirect.response(host.as_str(), req)));
+        return Ok(Admission::Answer(Box::new(
+            redirect.response(host.as_str(), req),
+        )));
     }
     Ok(Admission::Route(host))
 }

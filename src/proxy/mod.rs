@@ -211,7 +211,7 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let host = match admit::admit(&req, entry, &self.live, &self.acme)? {
             Admission::Route(host) => host,
-            Admission::Answer(response) => return Ok(body::own(response)),
+            Admission::Answer(response) => return Ok(body::own(*response)),
         };
         let host_str = host.as_str();
         let target = self.route(&req, host_str, client, entry)?;

@@ -27,7 +27,27 @@ use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 pub(crate) struct Echo {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How an echo backend treats its connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Whether a connection serves more than one request; without, every answer says
+    /// `Connection: close` and the connection closes after it.
+    pub keep_alive: bool,
+    /// Closes a connection that waits this long for a request head.
+    pub close_idle: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            keep_alive: true,
+            close_idle: None,
+        }
+    }
 }
 
 impl Drop for Echo {
@@ -39,11 +59,22 @@ impl Drop for Echo {
 impl Echo {
     /// Starts backend `name` on `addr` (port 0 picks a free one).
     pub(crate) async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Echo> {
+        Echo::start_with(name, addr, Options::default()).await
+    }
+
+    /// Starts backend `name` on `addr`, treating connections as `options` say.
+    pub(crate) async fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        options: Options,
+    ) -> std::io::Result<Echo> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::clone(&connections);
+        let open = Arc::new(AtomicUsize::new(0));
+        let still_open = Arc::clone(&open);
         let reset: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
         let task = tokio::spawn(async move {
             loop {
@@ -51,6 +82,8 @@ impl Echo {
                     continue;
                 };
                 accepted.fetch_add(1, Ordering::Relaxed);
+                still_open.fetch_add(1, Ordering::SeqCst);
+                let open = Arc::clone(&still_open);
                 let reset = Arc::clone(&reset);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -66,18 +99,32 @@ impl Echo {
                             answer(name, req).await.map_err(|e| match e {})
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.keep_alive(options.keep_alive);
+                    if let Some(idle) = options.close_idle {
+                        builder
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(idle);
+                    }
+                    let _ = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
                         .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
         Ok(Echo {
             addr,
             connections,
+            open,
             task,
         })
+    }
+
+    /// How many of its TCP connections are open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// How many TCP connections the backend has accepted.
