@@ -30,6 +30,27 @@ pub struct Endpoint {
     health: Arc<Health>,
 }
 
+impl Endpoint {
+    /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
+    fn failed(&self, now: u64) {
+        let failures = self.health.failures.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = BASE_BACKOFF.saturating_mul(1 << failures).min(MAX_BACKOFF);
+        let until = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
+        self.health.down_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Records a success; true when the endpoint was backing off. Reads before writing, so
+    /// healthy endpoints' shared state stays clean in every core's cache.
+    fn answered(&self) -> bool {
+        if self.health.failures.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.health.failures.store(0, Ordering::Relaxed);
+        self.health.down_until.store(0, Ordering::Relaxed);
+        true
+    }
+}
+
 /// Passive health, shared by every snapshot in which the endpoint's address appears.
 #[derive(Debug, Default)]
 struct Health {
@@ -130,49 +151,23 @@ impl EndpointSet {
         let Some(endpoint) = self.endpoints.get(index) else {
             return;
         };
-        let url = endpoint.authority.as_str();
         match outcome {
             Ok(()) => {
-                if self.report_success(index) {
-                    server_up(backend, url, 1);
+                if endpoint.answered() {
+                    server_up(backend, endpoint.authority.as_str(), 1);
                 }
             }
             Err(e @ ProxyError::Connect { source, .. }) => {
                 tracing::warn!(backend, error = %e, "endpoint is backing off");
-                self.report_failure(index, clock::now());
+                endpoint.failed(clock::now());
                 METRICS
                     .service_connect_errors
                     .with_label_values(&[backend, connect_error_kind(source)])
                     .inc();
-                server_up(backend, url, 0);
+                server_up(backend, endpoint.authority.as_str(), 0);
             }
             Err(_) => {}
         }
-    }
-
-    /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
-    fn report_failure(&self, index: usize, now: u64) {
-        let Some(e) = self.endpoints.get(index) else {
-            return;
-        };
-        let failures = e.health.failures.fetch_add(1, Ordering::Relaxed).min(16);
-        let backoff = BASE_BACKOFF.saturating_mul(1 << failures).min(MAX_BACKOFF);
-        let until = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
-        e.health.down_until.store(until, Ordering::Relaxed);
-    }
-
-    /// Records a success; true when the endpoint was backing off. Reads before writing, so
-    /// healthy endpoints' shared state stays clean in every core's cache.
-    fn report_success(&self, index: usize) -> bool {
-        let Some(e) = self.endpoints.get(index) else {
-            return false;
-        };
-        if e.health.failures.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        e.health.failures.store(0, Ordering::Relaxed);
-        e.health.down_until.store(0, Ordering::Relaxed);
-        true
     }
 }
 
@@ -253,21 +248,21 @@ mod tests {
     #[test]
     fn failed_endpoint_backs_off_then_returns() {
         let s = set(&[1, 1]);
-        s.report_failure(0, 0);
+        s.endpoints[0].failed(0);
         let soon = 500_000_000; // 0.5 s later
         assert!((0..4).all(|_| s.pick(soon, None) == Some(1)));
         let later = 2_000_000_000;
         let picks: Vec<_> = (0..4).map(|_| s.pick(later, None).unwrap()).collect();
         assert!(picks.contains(&0), "retried after the backoff: {picks:?}");
-        s.report_success(0);
+        s.endpoints[0].answered();
         assert_eq!(s.endpoints[0].health.down_until.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn all_down_fails_open_and_avoid_is_respected() {
         let s = set(&[1, 1]);
-        s.report_failure(0, 0);
-        s.report_failure(1, 0);
+        s.endpoints[0].failed(0);
+        s.endpoints[1].failed(0);
         assert!(s.pick(1, None).is_some());
         assert_eq!(s.pick(1, Some(0)), Some(1));
         assert_eq!(set(&[1]).pick(0, Some(0)), None);
@@ -276,7 +271,7 @@ mod tests {
     #[test]
     fn health_survives_a_rebuild_for_the_same_address() {
         let a = set(&[1, 1]);
-        a.report_failure(1, 0);
+        a.endpoints[1].failed(0);
         let b = EndpointSet::new(&a.spec[1..], Some(&a));
         assert!(!b.endpoints[0].health.is_up(1));
     }

@@ -124,6 +124,11 @@ impl Chain {
         self.0.iter()
     }
 
+    /// Whether the route has no middleware.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Runs every middleware on the request, in order; any may answer it instead. `body_limit`
     /// is the entry point's (0 unlimited); a buffering middleware may lower it.
     pub fn on_request<B>(

@@ -236,7 +236,13 @@ impl Proxy {
             started,
         };
         let response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
-        Ok(chain.on_response(pass, response.map(Either::Left)))
+        let response = response.map(Either::Left);
+        // Most routes have no middleware: their response is not moved through the chain.
+        Ok(if chain.is_empty() {
+            response
+        } else {
+            chain.on_response(pass, response)
+        })
     }
 
     /// The route stage: the target for the request.
