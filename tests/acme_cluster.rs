@@ -593,3 +593,31 @@ async fn a_failed_order_is_an_event_on_the_ingress_with_the_cas_reason() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_never_answers_stops_the_order_before_the_ca_looks_and_is_named() {
+    let cluster = Cluster::start("httpChallenge: {entryPoint: web}").await;
+    let replicas = cluster.replicas().await;
+    let _ghost = cluster.ghost();
+    cluster.ingress(HOSTS[0]);
+    let holder = cluster.orderer_waiting_for_acks().await;
+    // After the bounded wait: the error names the replica, and the CA validated nothing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = support::tls_free_get(replicas[holder].admin, "/acme").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        if let Some(error) = status[0]["last_error"].as_str() {
+            assert!(
+                error.contains("replica(s) ghost did not acknowledge the challenge for a.test")
+                    && error.contains("the CA was not asked to validate"),
+                "{error}"
+            );
+            assert_eq!(status[0]["state"], "failed");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error: {status:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = cluster.pebble.log();
+    assert!(!log.contains("Attempting to validate"), "{log}");
+}
