@@ -21,7 +21,10 @@ fn decision(c: &mut Criterion) {
     c.bench_function("rate limit decision, one client (key + check)", |b| {
         b.iter(|| {
             now += 1_000;
-            let key = limiter.spec.source.key(black_box(peer), "h", &headers);
+            let key = limiter
+                .spec
+                .source
+                .key(black_box(peer), false, "h", &headers);
             black_box(limiter.check(key, now))
         });
     });

@@ -69,6 +69,11 @@ impl Client {
     pub fn is_tls(&self) -> bool {
         self.tls
     }
+
+    /// Whether this peer's `X-Forwarded-*` headers are trusted.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted
+    }
 }
 
 fn header_value(s: &str) -> HeaderValue {

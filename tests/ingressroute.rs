@@ -638,3 +638,58 @@ async fn regex_redirects_regex_prefix_stripping_and_body_buffering_limits() {
     assert_eq!(send(&client(), post(10)).await.status, 200);
     assert_eq!(send(&client(), post(11)).await.status, 413);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spoofed_forwarded_for_passes_no_allow_list_and_escapes_no_rate_limit() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "office.yaml",
+        &middleware(
+            "office",
+            "ipAllowList: {sourceRange: [192.168.0.0/16], ipStrategy: {depth: 1}}",
+        ),
+    );
+    m.write(
+        "limit.yaml",
+        &middleware(
+            "limit",
+            "rateLimit: {average: 1, period: 1m, burst: 1, sourceCriterion: {ipStrategy: {depth: 1}}}",
+        ),
+    );
+    let r = through;
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[r("office.test", "office"), r("limit.test", "limit")].concat(),
+        ),
+    );
+    let status = |web, host: &'static str, xff: &'static str| async move {
+        get_with(web, host, "/", &[("x-forwarded-for", xff)])
+            .await
+            .status
+            .as_u16()
+    };
+
+    // An untrusted client's X-Forwarded-For is not what the middlewares read: at depth 1 there
+    // is no client address, so the allow list refuses and every such request shares a bucket.
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(status(fjord.web, "office.test", "192.168.1.7").await, 403);
+    assert_eq!(status(fjord.web, "limit.test", "1.1.1.1").await, 200);
+    assert_eq!(
+        status(fjord.web, "limit.test", "2.2.2.2").await,
+        429,
+        "a rotated header is the same client"
+    );
+    drop(fjord);
+
+    // From a trusted proxy, the chain is read.
+    let trusted = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n    forwardedHeaders: {trustedIPs: [127.0.0.0/8]}\nadmin:\n  address: \"127.0.0.1:0\"\n";
+    let fjord = Fjord::start(m.path(), trusted);
+    assert_eq!(status(fjord.web, "office.test", "192.168.1.7").await, 200);
+    assert_eq!(status(fjord.web, "office.test", "10.1.1.1").await, 403);
+    assert_eq!(status(fjord.web, "limit.test", "1.1.1.1").await, 200);
+    assert_eq!(status(fjord.web, "limit.test", "2.2.2.2").await, 200);
+    assert_eq!(status(fjord.web, "limit.test", "1.1.1.1").await, 429);
+}

@@ -71,6 +71,8 @@ impl Middleware {
 pub struct Ctx<'a> {
     /// The peer's address.
     pub peer: IpAddr,
+    /// Whether the peer's `X-Forwarded-*` headers are trusted (`forwardedHeaders.trustedIPs`).
+    pub trusted: bool,
     /// Whether the connection is TLS.
     pub tls: bool,
     /// The Host header or authority, as sent.
@@ -230,7 +232,10 @@ impl Middleware {
     ) -> Result<(), Stop> {
         match &self.kind {
             Kind::RateLimit(limiter) => {
-                let key = limiter.spec.source.key(ctx.peer, ctx.host, req.headers());
+                let key = limiter
+                    .spec
+                    .source
+                    .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
                 if let Err(limited) = limiter.check(key, clock::now()) {
                     return Err(ProxyError::RateLimited {
                         middleware: self.name.clone(),
@@ -242,7 +247,10 @@ impl Middleware {
                 }
             }
             Kind::InFlight(limiter) => {
-                let key = limiter.spec.source.key(ctx.peer, ctx.host, req.headers());
+                let key = limiter
+                    .spec
+                    .source
+                    .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
                 match limiter.acquire(key) {
                     Some(guard) => held.push(guard),
                     None => {
@@ -338,8 +346,8 @@ impl Middleware {
                 }
             }
             Kind::IpAllowList { ranges, strategy } => {
-                let ip = strategy.client_ip(ctx.peer, req.headers()).to_canonical();
-                if !ranges.iter().any(|r| r.contains(&ip)) {
+                let ip = strategy.client_ip(ctx.peer, ctx.trusted, req.headers());
+                if !ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(&ip.to_canonical()))) {
                     return Err(ProxyError::Forbidden {
                         middleware: self.name.clone(),
                     }

@@ -18,10 +18,16 @@ use crate::model::middleware::{InFlightSpec, IpStrategy, RateLimitSpec, Source};
 const MAX_SOURCES: usize = 100_000;
 
 impl IpStrategy {
-    /// The client's address: the peer's, or one from `X-Forwarded-For`.
-    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// The client's address: the peer's, or one from the `X-Forwarded-For` chain fjord would
+    /// forward, which holds the client's own entries only when the peer is `trusted`
+    /// (`forwardedHeaders.trustedIPs`): an untrusted client cannot choose its address. `None`
+    /// when the strategy reaches past the chain, as Traefik's does: no address, not the peer.
+    pub fn client_ip(&self, peer: IpAddr, trusted: bool, headers: &HeaderMap) -> Option<IpAddr> {
         if self.depth == 0 && self.excluded.is_empty() {
-            return peer;
+            return Some(peer);
+        }
+        if !trusted {
+            return None;
         }
         let chain: Vec<IpAddr> = headers
             .get_all("x-forwarded-for")
@@ -35,15 +41,13 @@ impl IpStrategy {
                 .len()
                 .checked_sub(self.depth)
                 .and_then(|i| chain.get(i))
-                .copied()
-                .unwrap_or(peer);
+                .copied();
         }
         chain
             .iter()
             .rev()
             .find(|ip| !self.excluded.iter().any(|n| n.contains(*ip)))
             .copied()
-            .unwrap_or(peer)
     }
 }
 
@@ -55,6 +59,9 @@ pub enum Key {
     Ip(IpAddr),
     /// Any other value (a header, a host).
     Text(Box<str>),
+    /// No client address (the strategy reached past the trusted chain): such requests share
+    /// one bucket.
+    NoAddress,
 }
 
 impl From<&str> for Key {
@@ -64,10 +71,13 @@ impl From<&str> for Key {
 }
 
 impl Source {
-    /// The key of this request's bucket.
-    pub fn key(&self, peer: IpAddr, host: &str, headers: &HeaderMap) -> Key {
+    /// The key of this request's bucket; `trusted` says whether the peer's forwarded headers
+    /// are.
+    pub fn key(&self, peer: IpAddr, trusted: bool, host: &str, headers: &HeaderMap) -> Key {
         match self {
-            Source::ClientIp(strategy) => Key::Ip(strategy.client_ip(peer, headers).to_canonical()),
+            Source::ClientIp(strategy) => strategy
+                .client_ip(peer, trusted, headers)
+                .map_or(Key::NoAddress, |ip| Key::Ip(ip.to_canonical())),
             Source::RequestHeader(name) => Key::Text(
                 headers
                     .get(name)
@@ -254,23 +264,36 @@ mod tests {
     }
 
     #[test]
-    fn ip_strategy_picks_from_forwarded_for() {
+    fn ip_strategy_picks_from_forwarded_for_only_when_the_peer_is_trusted() {
         let mut h = HeaderMap::new();
         h.insert(
             "x-forwarded-for",
             "1.1.1.1, 2.2.2.2, 10.0.0.5".parse().unwrap(),
         );
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(IpStrategy::default().client_ip(peer, &h), peer);
-        let depth = IpStrategy {
-            depth: 2,
+        assert_eq!(IpStrategy::default().client_ip(peer, false, &h), Some(peer));
+        let depth = |depth| IpStrategy {
+            depth,
             excluded: vec![],
         };
-        assert_eq!(depth.client_ip(peer, &h).to_string(), "2.2.2.2");
+        assert_eq!(
+            depth(2).client_ip(peer, true, &h),
+            Some("2.2.2.2".parse().unwrap())
+        );
+        assert_eq!(depth(4).client_ip(peer, true, &h), None, "past the chain");
+        assert_eq!(
+            depth(1).client_ip(peer, false, &h),
+            None,
+            "an untrusted client's chain is not read"
+        );
         let excluded = IpStrategy {
             depth: 0,
             excluded: vec!["10.0.0.0/8".parse().unwrap()],
         };
-        assert_eq!(excluded.client_ip(peer, &h).to_string(), "2.2.2.2");
+        assert_eq!(
+            excluded.client_ip(peer, true, &h),
+            Some("2.2.2.2".parse().unwrap())
+        );
+        assert_eq!(excluded.client_ip(peer, false, &h), None);
     }
 }

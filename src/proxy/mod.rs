@@ -219,6 +219,7 @@ impl Proxy {
         servable(&target)?;
         let ctx = Ctx {
             peer: client.ip(),
+            trusted: client.is_trusted(),
             tls: client.is_tls(),
             host: host_str,
         };
