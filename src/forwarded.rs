@@ -14,7 +14,7 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones older agents still send). `Upgrade` is
 /// one too: a switch of protocols is forwarded by setting it again.
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -24,6 +24,8 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    // The h2c upgrade's settings: connection-specific (RFC 9113 §3.2.1's predecessor, RFC 7540).
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// What the forwarded headers say about a client connection, computed once per connection.
@@ -138,7 +140,10 @@ pub fn response(headers: &mut HeaderMap, switching_protocols: bool) {
     }
 }
 
-/// The protocol a request asks to upgrade to (`Connection: upgrade` plus `Upgrade: X`).
+/// The protocol a request asks to upgrade to (`Connection: upgrade` plus `Upgrade: X`), when
+/// it is one fjord passes on: WebSocket. Any other, `h2c` above all (HTTP/2 to the backend
+/// would carry requests no route or middleware saw), is not passed on: the request is served
+/// as the HTTP/1.1 request it also is, as RFC 9110 §7.8 lets a server do.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(header::CONNECTION)
@@ -146,11 +151,13 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
+    if !wants {
+        return None;
     }
+    headers
+        .get(header::UPGRADE)
+        .filter(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        .cloned()
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -208,6 +215,7 @@ fn hop_by_hop(name: &HeaderName) -> Option<usize> {
         "trailer" => 6,
         "transfer-encoding" => 7,
         "upgrade" => 8,
+        "http2-settings" => 9,
         _ => return None,
     })
 }

@@ -1283,3 +1283,34 @@ async fn traffic_is_served_by_as_many_worker_threads_as_asked() {
         "connections served per worker: {counts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_gets_400_and_an_h2c_upgrade_is_served_as_http1_without_it() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    m.write("all.yaml", &ingress("all", &[("", "Prefix", "/", "app")]));
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+
+    // CONNECT: an answer (it used to get none), and nothing reaches a backend.
+    let answer = raw(
+        fjord.web,
+        b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(backend.connections(), 0, "CONNECT reached the backend");
+
+    // h2c: the backend sees a plain HTTP/1.1 request, with no Upgrade or HTTP2-Settings to
+    // answer 101 to (which would tunnel HTTP/2 past routing and every middleware).
+    let answer = raw(
+        fjord.web,
+        b"GET /x HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    let headers = seen["headers"].as_object().unwrap();
+    assert!(
+        !headers.contains_key("upgrade") && !headers.contains_key("http2-settings"),
+        "{headers:?}"
+    );
+}

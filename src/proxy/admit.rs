@@ -1,11 +1,11 @@
-//! The first stage of a request: is it one fjord may route? A request whose Host is ambiguous
-//! is refused; an ACME challenge is answered before any route can shadow it; nothing is routed
+//! The first stage of a request: is it one fjord may route? A request whose Host is ambiguous,
+//! or a CONNECT, is refused; an ACME challenge is answered before any route can shadow it; nothing is routed
 //! before the first configuration has loaded; a request for a host with TLS that came over
 //! plain HTTP is redirected when the entry point says so.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 
 use super::{EntryPoint, Redirect};
@@ -54,6 +54,10 @@ pub(super) fn admit<B>(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let from_uri = authority.is_some();
+    // No route carries a tunnel: a CONNECT forwarded as `CONNECT /` got no answer at all.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+    }
     let header_host = single_host(req)?;
     let host = Host {
         value: authority.or_else(|| header_host.cloned()),
