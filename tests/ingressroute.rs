@@ -693,3 +693,43 @@ async fn a_spoofed_forwarded_for_passes_no_allow_list_and_escapes_no_rate_limit(
     assert_eq!(status(fjord.web, "limit.test", "2.2.2.2").await, 200);
     assert_eq!(status(fjord.web, "limit.test", "1.1.1.1").await, 429);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_namespaces_middleware_is_refused_unless_the_operator_allows_it() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "team-b.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: tag, namespace: team-b}\nspec:\n  headers: {customRequestHeaders: {X-From: team-b}}\n",
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`app.test`)\n    middlewares: [{name: tag, namespace: team-b}]\n    services: [{name: app, port: 80}]\n",
+        ),
+    );
+    // Off by default: the route is not served without its middleware, and check says why.
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let r = get(fjord.web, "app.test", "/").await;
+    assert_eq!((r.status.as_u16(), r.backend()), (503, None));
+    drop(fjord);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("check")
+        .arg(m.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("IngressRoute default/app: spec.routes[0].middlewares: Middleware team-b/tag is in another namespace than default, and cross-namespace references are off"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // Allowed by the operator: the middleware applies.
+    let allowed =
+        format!("{LOOPBACK_CONFIG}providers:\n  kubernetesCRD: {{allowCrossNamespace: true}}\n");
+    let fjord = Fjord::start(m.path(), &allowed);
+    let seen = get(fjord.web, "app.test", "/").await.json();
+    assert_eq!(seen["headers"]["x-from"], "team-b");
+}

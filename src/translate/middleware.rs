@@ -33,14 +33,18 @@ enum Compiled {
 /// The Middleware objects of a store, compiled on first use.
 pub struct Middlewares<'a> {
     store: &'a Store,
+    /// Whether a reference may name a Middleware in another namespace.
+    allow_cross_namespace: bool,
     compiled: HashMap<String, Result<Arc<Compiled>, String>>,
 }
 
 impl<'a> Middlewares<'a> {
-    /// The Middlewares of `store`, none compiled yet.
-    pub fn new(store: &'a Store) -> Self {
+    /// The Middlewares of `store`, none compiled yet; references across namespaces are
+    /// refused unless `allow_cross_namespace`.
+    pub fn new(store: &'a Store, allow_cross_namespace: bool) -> Self {
         Self {
             store,
+            allow_cross_namespace,
             compiled: HashMap::new(),
         }
     }
@@ -89,6 +93,12 @@ impl<'a> Middlewares<'a> {
     ) -> Result<(), String> {
         let ref_ns = r.namespace.as_deref().unwrap_or(ns);
         let id = format!("{ref_ns}/{}", r.name);
+        // Namespaces are walls: another namespace's Middleware only where the operator allows.
+        if ref_ns != ns && !self.allow_cross_namespace {
+            return Err(format!(
+                "Middleware {id} is in another namespace than {ns}, and cross-namespace references are off (providers.kubernetesCRD.allowCrossNamespace)"
+            ));
+        }
         if visiting.contains(&id) {
             visiting.push(id);
             return Err(format!(

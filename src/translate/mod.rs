@@ -92,7 +92,7 @@ pub fn translate(store: &Store, options: &Options, last: &LastGood) -> Translati
         options,
         last,
         resolver: backend::Resolver::new(store),
-        middlewares: middleware::Middlewares::new(store),
+        middlewares: middleware::Middlewares::new(store, options.allow_cross_namespace),
         out: Translation::default(),
     };
     cx.middlewares.check_all(&mut cx.out.diagnostics);
