@@ -1,5 +1,5 @@
 //! The manifests provider: every `*.yaml`/`*.yml` file below a folder (recursively,
-//! multi-document), read into a [`Store`], and a watcher that says when to read it again.
+//! multi-document), read into a [`Store`](super::Store), and a watcher that says when to read it again.
 //!
 //! A file that stops parsing (an editor's half-written save, a typo) reports the objects last
 //! read from it as unreadable, as an object that stops decoding is: translation's

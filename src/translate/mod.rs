@@ -73,11 +73,11 @@ struct Cx<'s> {
 }
 
 impl Cx<'_> {
-    /// Rejects the version in the store of the object `key`, for `errors`; `kept` says whether
-    /// its last good version is served instead.
-    fn reject(&mut self, subject: &str, key: ObjectKey, errors: Vec<String>, kept: &str) {
+    /// Rejects the version in the store of the object `key`, for `errors`, each ending in
+    /// `suffix` (what is served instead, if anything: [`keep::suffix`]).
+    fn reject(&mut self, subject: &str, key: ObjectKey, errors: Vec<String>, suffix: &str) {
         for mut e in errors {
-            e.push_str(kept);
+            e.push_str(suffix);
             self.out.diagnostics.push(Diagnostic::error(subject, e));
         }
         self.out.rejected.insert(key);
