@@ -132,6 +132,26 @@ fn set_if_absent(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue)
     }
 }
 
+/// Joins an HTTP/2 request's `cookie` fields into one, as RFC 9113 §8.2.3 asks before a
+/// request goes out over HTTP/1.1, where a backend may read only the first of several.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for (i, cookie) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(cookie.as_bytes());
+    }
+    // Joined valid values with "; " are a valid value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Prepares a backend's response headers for the client. A `101 Switching Protocols` keeps its
 /// `Connection` and `Upgrade`: they are the handshake.
 pub fn response(headers: &mut HeaderMap, switching_protocols: bool) {
@@ -184,7 +204,10 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| {
+            // fjord's own request id is set before this and must reach the backend whatever
+            // the client names in Connection.
             !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("x-request-id")
                 && !HOP_BY_HOP
                     .iter()
                     .any(|h| t.eq_ignore_ascii_case(h.as_str()))
@@ -310,5 +333,32 @@ mod tests {
         request(&mut h, &client(false), None, up);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn connection_cannot_strip_the_request_id() {
+        let mut h = headers(&[
+            ("connection", "x-request-id, x-secret"),
+            ("x-request-id", "abc"),
+            ("x-secret", "1"),
+        ]);
+        request(&mut h, &client(false), None, None);
+        assert_eq!(h["x-request-id"], "abc");
+        assert!(!h.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn http2_cookie_fields_are_joined_in_order() {
+        let mut h = HeaderMap::new();
+        for c in ["a=1", "b=2", "c=3"] {
+            h.append(header::COOKIE, HeaderValue::from_static(c));
+        }
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+
+        let mut one = headers(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
     }
 }

@@ -195,6 +195,9 @@ fn outgoing(
     {
         parts.headers.insert(header::HOST, h);
     }
+    if parts.version == Version::HTTP_2 {
+        forwarded::join_cookies(&mut parts.headers);
+    }
     parts.version = Version::HTTP_11;
     // Origin-form: the endpoint is the connection's, and the authority is in the Host.
     parts.uri = Uri::from(
