@@ -128,7 +128,10 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "EndpointSlice" => typed(&doc).map(Object::EndpointSlice),
         "IngressRoute" => typed(&doc).map(Object::IngressRoute),
         "Middleware" => typed(&doc).map(Object::Middleware),
-        _ => typed(&doc).map(Object::Secret),
+        _ => {
+            unwrap_base64(&mut doc);
+            typed(&doc).map(Object::Secret)
+        }
     };
     match result {
         Ok(object) => Decoded::Object(object),
@@ -136,6 +139,22 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
             diagnostic: Diagnostic::error(key.to_string(), message),
             key: Some(key),
         },
+    }
+}
+
+/// Removes the line breaks and spaces in a Secret's base64 `data` values. The API server's
+/// decoder skips them (a certificate's base64 is often wrapped at 76 columns, as `base64`
+/// writes it); the strict one behind the typed Secret would refuse the whole Secret.
+fn unwrap_base64(doc: &mut Value) {
+    let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for value in data.values_mut() {
+        if let Value::String(text) = value
+            && text.contains(|c: char| c.is_ascii_whitespace())
+        {
+            text.retain(|c| !c.is_ascii_whitespace());
+        }
     }
 }
 

@@ -113,10 +113,7 @@ fn read_file(
     let docs = match parse_documents(&text) {
         Ok(docs) => docs,
         Err(e) => {
-            return unreadable(
-                format!("invalid YAML: {}", e.without_snippet()),
-                diagnostics,
-            );
+            return unreadable(parse_error(&e), diagnostics);
         }
     };
     let mut decoded = Vec::with_capacity(docs.len());
@@ -145,8 +142,37 @@ fn read_file(
 }
 
 /// The documents of a (multi-document) YAML text, each as a generic value.
+///
+/// The parser's budget stops YAML bombs (aliases expanding without end, deep nesting, huge
+/// scalars). A count of documents is not one: a rendered bundle of a few thousand Ingresses is
+/// ordinary, so documents are not limited, and nodes and events only well above any bundle.
 pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Error> {
-    serde_saphyr::from_multiple(text)
+    let defaults = serde_saphyr::Budget::default();
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: usize::MAX,
+            max_nodes: defaults.max_nodes * 40,
+            max_events: defaults.max_events * 40,
+        },
+    };
+    serde_saphyr::from_multiple_with_options(text, options)
+}
+
+/// A parse error in words an operator can act on: a breached budget says which limit was hit
+/// and what to do.
+fn parse_error(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error;
+    let mut cause = e;
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = cause {
+        cause = error;
+    }
+    match cause {
+        Error::Budget { breach, .. } => format!(
+            "refused by the YAML parser's protection against YAML bombs ({breach:?}): the file \
+             uses too many aliases, nests too deep, or is too large; split it into several files"
+        ),
+        _ => format!("invalid YAML: {}", e.without_snippet()),
+    }
 }
 
 fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
