@@ -129,6 +129,23 @@ pub(super) fn routes(
     }
 }
 
+/// An error for each of `named` that no entry point of the static configuration has: its
+/// routes would never be reached there, and would answer 404 without a word.
+fn unknown_entry_points(cx: &mut Cx<'_>, subject: &str, named: &[String]) {
+    let configured = &cx.options.entry_points;
+    for name in named.iter().filter(|n| !configured.contains(*n)) {
+        let known: Vec<&str> = configured.iter().map(String::as_str).collect();
+        cx.out.diagnostics.push(Diagnostic::error(
+            subject,
+            format!(
+                "spec.entryPoints: {name:?} is not an entry point of the static configuration \
+                 (it has {}); the routes are not served there",
+                known.join(", ")
+            ),
+        ));
+    }
+}
+
 /// The IngressRoutes, oldest first: rule routes with their middleware chains and weighted
 /// services, highest priority first.
 pub(super) fn translate_all(cx: &mut Cx<'_>) {
@@ -160,6 +177,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
         let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
         let name = ir.metadata.name.as_deref().unwrap_or_default();
         let subject = format!("IngressRoute {ns}/{name}");
+        unknown_entry_points(cx, &subject, &parsed.entry_points);
         if let Some((rule, cert_resolver)) = &parsed.tls {
             tls_of(
                 cx,

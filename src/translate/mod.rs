@@ -30,6 +30,8 @@ pub struct Options {
     pub resolvers: BTreeSet<String>,
     /// Whether an IngressRoute may send traffic to Services of other namespaces.
     pub allow_cross_namespace: bool,
+    /// The configured entry points, which an IngressRoute's `entryPoints` must name.
+    pub entry_points: BTreeSet<String>,
 }
 
 impl Options {
@@ -39,6 +41,7 @@ impl Options {
             ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
             resolvers: config.certificates_resolvers.keys().cloned().collect(),
             allow_cross_namespace: config.providers.kubernetes_crd.allow_cross_namespace,
+            entry_points: config.entry_points.keys().cloned().collect(),
         }
     }
 }
@@ -153,6 +156,7 @@ mod tests {
             ingress_class: "fjord".into(),
             resolvers: ["default".to_owned()].into(),
             allow_cross_namespace: false,
+            entry_points: ["web".to_owned(), "websecure".to_owned()].into(),
         }
     }
 
