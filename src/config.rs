@@ -133,6 +133,10 @@ pub struct EntryPoint {
     /// `:8080` (every address, IPv6 and IPv4) or `IP:PORT`.
     #[serde(deserialize_with = "address")]
     pub address: Address,
+    /// The port clients reach this entry point on, when a host port, a Service or NAT
+    /// publishes it on another than it listens on (443 in front of 8443): redirects to it
+    /// name this one. Default: the listening port.
+    pub exposed_port: Option<u16>,
     pub forwarded_headers: ForwardedHeaders,
     pub transport: EntryPointTransport,
     pub limits: Limits,
@@ -143,6 +147,7 @@ impl Default for EntryPoint {
     fn default() -> Self {
         Self {
             address: Address::Any(8080),
+            exposed_port: None,
             forwarded_headers: ForwardedHeaders::default(),
             transport: EntryPointTransport::default(),
             limits: Limits::default(),
@@ -185,7 +190,8 @@ pub struct Redirections {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RedirectTo {
-    /// The entry point to redirect to, e.g. `websecure`.
+    /// The entry point to redirect to, e.g. `websecure` (its `exposedPort`, else the port it
+    /// listens on), or a port, `:443`.
     pub to: String,
     /// Default `https`.
     #[serde(default = "https")]
@@ -193,6 +199,13 @@ pub struct RedirectTo {
     /// 308 when true (the default), 307 when false: both keep the method and body.
     #[serde(default = "yes")]
     pub permanent: bool,
+}
+
+impl RedirectTo {
+    /// The port `to` names itself, when it is one (`:443`).
+    pub fn port(&self) -> Option<u16> {
+        self.to.strip_prefix(':')?.parse().ok().filter(|p| *p > 0)
+    }
 }
 
 fn https() -> String {
@@ -457,10 +470,11 @@ impl StaticConfig {
         }
         for (name, ep) in &config.entry_points {
             if let Some(to) = &ep.http.redirections.entry_point
+                && to.port().is_none()
                 && !config.entry_points.contains_key(&to.to)
             {
                 anyhow::bail!(
-                    "entryPoints.{name}.http.redirections.entryPoint.to: no entry point {:?}",
+                    "entryPoints.{name}.http.redirections.entryPoint.to: {:?} is neither an entry point nor a port (\":443\")",
                     to.to
                 );
             }
@@ -543,6 +557,30 @@ fn ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_names_an_entry_point_or_a_port() {
+        let config = |to: &str| {
+            StaticConfig::parse(&format!(
+                "entryPoints:\n  web:\n    http: {{redirections: {{entryPoint: {{to: \"{to}\"}}}}}}\n  websecure:\n    exposedPort: 443\n    http: {{tls: {{}}}}\n"
+            ))
+        };
+        assert!(config("websecure").is_ok());
+        let port = config(":4443").unwrap();
+        let to = port.entry_points["web"]
+            .http
+            .redirections
+            .entry_point
+            .as_ref();
+        assert_eq!(to.and_then(RedirectTo::port), Some(4443));
+        for bad in ["websecur", ":https", ":0"] {
+            let e = config(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("redirections.entryPoint.to") && e.contains(bad),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_and_traefik_shape() {

@@ -87,9 +87,16 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         // Handed to the workers, which register it with their own runtimes.
         bound.insert(name.clone(), l.into_std()?);
     }
+    // The port clients reach each entry point on, for redirects to it.
     let ports: BTreeMap<String, u16> = bound
         .iter()
-        .filter_map(|(name, l)| Some((name.clone(), l.local_addr().ok()?.port())))
+        .filter_map(|(name, l)| {
+            let exposed = config.entry_points.get(name)?.exposed_port;
+            Some((
+                name.clone(),
+                exposed.or(l.local_addr().ok().map(|a| a.port()))?,
+            ))
+        })
         .collect();
     let mut listeners = Vec::new();
     for (name, l) in bound {
@@ -104,7 +111,7 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             _ => None,
         };
         let redirect = ep.http.redirections.entry_point.as_ref().map(|to| {
-            let port = ports.get(&to.to).copied();
+            let port = to.port().or_else(|| ports.get(&to.to).copied());
             let default_port = match to.scheme.as_str() {
                 "https" => Some(443),
                 "http" => Some(80),
