@@ -1,0 +1,210 @@
+//! Hardening, on real sockets: slow clients meet their deadlines and release their upstream
+//! connections, protocol edges are answered as the client's fault and never dropped silently,
+//! and configuration that would otherwise be silently wrong is served right or named.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service};
+
+async fn echo(name: &str) -> Echo {
+    Echo::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A folder routing `app.test` to Service `app` at `backend`.
+fn app(backend: SocketAddr) -> Manifests {
+    let m = Manifests::new();
+    m.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service("app", backend),
+            ingress("app", &[("app.test", "Prefix", "/", "app")])
+        ),
+    );
+    m
+}
+
+/// Writes raw bytes on a fresh connection and reads the answer until the peer closes.
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The JSON the echo backend answered with, from a raw HTTP/1.1 answer.
+fn echoed(answer: &str) -> serde_json::Value {
+    let body = &answer[answer.find("\r\n\r\n").expect(answer) + 4..];
+    serde_json::from_str(body).expect(answer)
+}
+
+fn check(dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_cookies_are_joined_and_connection_cannot_strip_the_request_id() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+
+    // HTTP/2 splits cookies into fields; an HTTP/1.1 backend must get them as one.
+    let stream = tokio::net::TcpStream::connect(fjord.web).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://app.test/c")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = h2.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["headers"]["cookie"], "a=1; b=2; c=3", "{seen}");
+
+    // A client naming X-Request-Id in Connection does not take fjord's id from the backend.
+    let answer = raw(
+        fjord.web,
+        b"GET /id HTTP/1.1\r\nHost: app.test\r\nConnection: close, X-Request-Id\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let sent = echoed(&answer)["headers"]["x-request-id"].clone();
+    let id = sent.as_str().unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(id.len(), 32, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&format!("x-request-id: {id}")),
+        "the client gets the id the backend got: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_data_wrapped_over_lines_is_read_as_the_api_server_reads_it() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    // alice:secret (apr1), its base64 wrapped every 20 columns as `base64 -w 20` writes it.
+    let users = base64::engine::general_purpose::STANDARD
+        .encode("alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/");
+    let wrapped: Vec<&str> = users
+        .as_bytes()
+        .chunks(20)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    m.write(
+        "auth.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: users}}\ndata:\n  users: |\n    {}\n---\napiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {{name: auth}}\nspec:\n  basicAuth: {{secret: users}}\n---\napiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {{name: locked}}\nspec:\n  routes:\n  - match: Host(`locked.test`)\n    middlewares: [{{name: auth}}]\n    services: [{{name: app, port: 80}}]\n",
+            wrapped.join("\n    ")
+        ),
+    );
+    let (code, out) = check(m.path());
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(get(fjord.web, "locked.test", "/").await.status, 401);
+    let login = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+    let answer = raw(
+        fjord.web,
+        format!(
+            "GET / HTTP/1.1\r\nHost: locked.test\r\nAuthorization: Basic {login}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_of_many_documents_is_served_and_a_yaml_bomb_is_named() {
+    let backend = echo("app").await;
+    let m = Manifests::new();
+    let mut bundle = String::new();
+    for i in 0..1_500 {
+        bundle += &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n---\n");
+    }
+    bundle += &service("app", backend.addr);
+    bundle += "---\n";
+    bundle += &ingress("app", &[("app.test", "Prefix", "/", "app")]);
+    m.write("bundle.yaml", &bundle);
+    let (code, out) = check(m.path());
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+
+    // Aliases that expand without end are still refused, in words an operator can act on.
+    let bomb = Manifests::new();
+    let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let prev = (b'a' + level - 1) as char;
+        let this = (b'a' + level) as char;
+        text += &format!(
+            "{this}: &{this} [{}]\n",
+            vec![format!("*{prev}"); 10].join(", ")
+        );
+    }
+    bomb.write("bomb.yaml", &text);
+    let (code, out) = check(bomb.path());
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("bomb.yaml"), "{out}");
+    assert!(out.contains("YAML bombs"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingress_route_naming_an_entry_point_the_config_lacks_is_an_error() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    m.write(
+        "typo.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: typo}\nspec:\n  entryPoints: [web, websecur]\n  routes:\n  - match: Host(`typo.test`)\n    services: [{name: app, port: 80}]\n",
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let line = fjord.wait_for_log("websecur");
+    assert!(
+        line.contains("IngressRoute default/typo") && line.contains("not an entry point"),
+        "{line}"
+    );
+    // The entry point it does name still serves it.
+    assert_eq!(get(fjord.web, "typo.test", "/").await.status, 200);
+
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), LOOPBACK_CONFIG).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("check")
+        .arg("--config")
+        .arg(config.path())
+        .arg(m.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("IngressRoute default/typo: spec.entryPoints: \"websecur\""),
+        "{text}"
+    );
+}
