@@ -253,6 +253,11 @@ pub struct RespondingTimeouts {
     /// A connection with no request in flight for this long is closed. Default 180s.
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// The longest a request body may pause (408 past it), and the grace before
+    /// `limits.minRequestBodyRate` applies; 0s is none. Default 60s. Unlike Traefik's, not a
+    /// limit on the whole body: an upload that keeps coming may take as long as it needs.
+    #[serde(deserialize_with = "duration")]
+    pub read_timeout: Duration,
 }
 
 impl Default for RespondingTimeouts {
@@ -260,6 +265,7 @@ impl Default for RespondingTimeouts {
         Self {
             request_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(180),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -288,6 +294,10 @@ pub struct Limits {
     pub max_request_header_bytes: usize,
     /// Largest request body in bytes; larger gets 413. 0 (the default) is unlimited.
     pub max_request_body_bytes: u64,
+    /// Bytes per second a request body must average after its grace
+    /// (`respondingTimeouts.readTimeout`); slower gets 408. 0 is no minimum. Default 240, as
+    /// Kestrel's: a slow mobile link sends far more, a slowloris far less.
+    pub min_request_body_rate: u64,
 }
 
 impl Default for Limits {
@@ -295,6 +305,7 @@ impl Default for Limits {
         Self {
             max_request_header_bytes: 64 * 1024,
             max_request_body_bytes: 0,
+            min_request_body_rate: 240,
         }
     }
 }

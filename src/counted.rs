@@ -1,9 +1,9 @@
-//! Bodies that count the bytes they carry, so the byte counters report what was streamed, not
-//! what a `Content-Length` declared (a chunked or compressed body declares nothing).
+//! The response body that counts the bytes it carries, so the byte counters report what was
+//! streamed, not what a `Content-Length` declared (a chunked or compressed body declares
+//! nothing), and sends the request's access log line when it is done.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Buf;
@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::{AccessLog, Record};
 use crate::metrics::Handles;
+use crate::upload::Progress;
 
 /// The length of a data frame just polled.
 fn data_len<D: Buf, E>(polled: &Poll<Option<Result<Frame<D>, E>>>) -> Option<u64> {
@@ -20,51 +21,13 @@ fn data_len<D: Buf, E>(polled: &Poll<Option<Result<Frame<D>, E>>>) -> Option<u64
     }
 }
 
-/// A request body on its way upstream, adding its bytes to a counter the response reads (none
-/// for a request without a body, which then costs no allocation).
-#[derive(Debug)]
-pub(crate) struct Received<B> {
-    inner: B,
-    count: Option<Arc<AtomicU64>>,
-}
-
-impl<B> Received<B> {
-    pub(crate) fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
-        Self { inner, count }
-    }
-}
-
-impl<B: Body + Unpin> Body for Received<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Some(n), Some(count)) = (data_len(&polled), &self.count) {
-            count.fetch_add(n, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// A response body on its way to the client. When it is done (or dropped: the client left), the
 /// bytes both ways are added to each of the request's series, and its access log line is sent.
 #[derive(Debug)]
 pub(crate) struct Sent<B> {
     inner: B,
     sent: u64,
-    received: Option<Arc<AtomicU64>>,
+    received: Option<Arc<Progress>>,
     series: [Option<Arc<Handles>>; 3],
     log: Option<(AccessLog, Box<Record>)>,
 }
@@ -72,7 +35,7 @@ pub(crate) struct Sent<B> {
 impl<B> Sent<B> {
     pub(crate) fn new(
         inner: B,
-        received: Option<Arc<AtomicU64>>,
+        received: Option<Arc<Progress>>,
         series: [Option<Arc<Handles>>; 3],
         log: Option<(AccessLog, Box<Record>)>,
     ) -> Self {
@@ -110,10 +73,7 @@ impl<B: Body + Unpin> Body for Sent<B> {
 
 impl<B> Drop for Sent<B> {
     fn drop(&mut self) {
-        let received = self
-            .received
-            .as_ref()
-            .map_or(0, |r| r.load(Ordering::Relaxed));
+        let received = self.received.as_ref().map_or(0, |r| r.bytes());
         for h in self.series.iter().flatten() {
             h.bytes(received, self.sent);
         }

@@ -9,6 +9,9 @@ use crate::body;
 use crate::clock::ceil_secs;
 
 static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// The [`ProxyError::BadRequest`] of a request body that is malformed or broke off.
+pub(crate) const MALFORMED_BODY: &str = "malformed request body";
+
 static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,10 @@ pub enum ProxyError {
     },
     #[error("upstream {endpoint} switched protocols though the client asked for no upgrade")]
     UnaskedUpgrade { endpoint: String },
+    /// The client paused its request body too long, or sent it slower than the entry point's
+    /// minimum rate.
+    #[error("the client sent its request body too slowly")]
+    ClientBodyTimeout,
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("rate limit of middleware {middleware} exceeded")]
@@ -81,6 +88,7 @@ impl ProxyError {
             | ProxyError::UnaskedUpgrade { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -93,6 +101,7 @@ impl ProxyError {
             StatusCode::SERVICE_UNAVAILABLE => "503 no available server\n",
             StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
             StatusCode::PAYLOAD_TOO_LARGE => "413 request entity too large\n",
+            StatusCode::REQUEST_TIMEOUT => "408 request timeout\n",
             StatusCode::TOO_MANY_REQUESTS => "429 too many requests\n",
             StatusCode::UNAUTHORIZED => "401 unauthorized\n",
             StatusCode::FORBIDDEN => "403 forbidden\n",
@@ -136,7 +145,12 @@ impl ProxyError {
             }
             _ => {}
         }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if matches!(
+            self,
+            ProxyError::BodyTooLarge { .. }
+                | ProxyError::ClientBodyTimeout
+                | ProxyError::BadRequest(MALFORMED_BODY)
+        ) {
             // The rest of the body was not read: the connection cannot be reused.
             response
                 .headers_mut()

@@ -13,7 +13,7 @@
 //!    ─► proxy: admit (Host, ACME answer, readiness, TLS redirect)
 //!            → route (router: host, path, rule)
 //!            → middleware chain on the request (limits, auth with htpasswd, rewrites)
-//!            → exchange: balance (pick, health) → upstream (pooled client) → forwarded
+//!            → exchange: balance (pick, health) → upstream (pooled client, upload) → forwarded
 //!            → middleware chain on the response (headers, compression)
 //!    ─► counted (bytes) ─► metrics, access_log
 //! ```
@@ -63,5 +63,6 @@ pub mod snapshot;
 mod tcp;
 mod tls;
 pub mod translate;
+mod upload;
 mod upstream;
 mod workers;

@@ -36,14 +36,27 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::ServersTransport;
-use crate::counted::Received;
-use crate::error::ProxyError;
+use crate::error::{MALFORMED_BODY, ProxyError};
 use crate::tcp::Tcp;
+use crate::upload::{ClientBodyError, Progress, Received};
 use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
 /// none (a retry of a bodyless request).
 pub(crate) type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
+
+/// A request on its way upstream: what the wait for its response head needs besides.
+pub(crate) struct Outgoing<'a> {
+    pub endpoint: &'a Authority,
+    /// When the request arrived: the response head is due a response header timeout later,
+    /// for a request without a body.
+    pub started: std::time::Instant,
+    /// How its body is going: the head is due a response header timeout after the upstream
+    /// has the whole of it.
+    pub progress: Option<&'a Progress>,
+    /// The limit the body was wrapped with, for the 413.
+    pub body_limit: u64,
+}
 
 /// An exchange that failed, with its request if that never left: when no connection to the
 /// endpoint could be made, the request can go to another endpoint as it is, body and all,
@@ -152,11 +165,11 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (origin-form) to `endpoint`, over a pooled or new connection, and waits
-    /// for the response head, for up to the response header timeout from `started`. A request
-    /// that could not be sent because no connection could be made comes back in the error.
-    /// `body_limit` is the limit the body was wrapped with, for the 413; `resent` is called
-    /// when the request goes out a second time, after its pooled connection closed under it.
+    /// Sends `request` (origin-form) to `to.endpoint`, over a pooled or new connection, and
+    /// waits for the response head, for up to the response header timeout from when the
+    /// request has gone (see [`Outgoing`]). A request that could not be sent because no
+    /// connection could be made comes back in the error. `resent` is called when the request
+    /// goes out a second time, after its pooled connection closed under it.
     ///
     /// One future down to hyper's: each level of nested future is copied whole into its
     /// parent when first awaited.
@@ -167,23 +180,22 @@ impl Upstream {
     pub(crate) fn send<'a>(
         &'a self,
         mut request: Request<RequestBody>,
-        endpoint: &'a Authority,
-        started: std::time::Instant,
-        body_limit: u64,
+        to: Outgoing<'a>,
         resent: &'a (dyn Fn() + Sync),
     ) -> impl Future<Output = Result<Response<Body>, Failed>> + 'a {
         // A block, not an `async fn`: an `async fn` keeps its arguments twice, as they came
         // and as moved into its body, and the request alone is 280 bytes.
         async move {
+            let endpoint = to.endpoint;
             // HTTP/1.1 needs a Host; a client that sent none (HTTP/1.0) gets the endpoint's.
             if !request.headers().contains_key(header::HOST)
                 && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
             {
                 request.headers_mut().insert(header::HOST, host);
             }
-            let started = Instant::from_std(started);
+            let started = Instant::from_std(to.started);
             let deadline = started + self.response_header_timeout;
-            let fail = |failure| self.error(failure, endpoint, body_limit);
+            let fail = |failure| self.error(failure, endpoint, to.body_limit);
             let pool = &self.pool;
             loop {
                 let (mut conn, idled) = match pool.checkout(endpoint, started) {
@@ -210,7 +222,7 @@ impl Upstream {
                 let timer = &mut conn.timer;
                 let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
                     Poll::Ready(sent) => Poll::Ready(Some(sent)),
-                    Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    Poll::Pending => self.poll_head_due(timer, to.progress, cx).map(|()| None),
                 });
                 match sent.await {
                     None => return Err(fail(Failure::Timeout).into()),
@@ -246,6 +258,32 @@ impl Upstream {
         }
     }
 
+    /// Ready when the response head is overdue: a response header timeout after the upstream
+    /// had the whole request. While the client is still sending its body, the head is not
+    /// due (the body's own deadline applies); a body the upstream stopped taking counts from
+    /// when it last took some.
+    fn poll_head_due(
+        &self,
+        timer: &mut Pin<Box<Sleep>>,
+        progress: Option<&Progress>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            let Some(progress) = progress else {
+                return Poll::Ready(());
+            };
+            let left = match progress.upstream_has_had_it_for() {
+                None => self.response_header_timeout,
+                Some(had) => match self.response_header_timeout.checked_sub(had) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Poll::Ready(()),
+                },
+            };
+            timer.as_mut().reset(Instant::now() + left);
+        }
+    }
+
     /// The error a failed exchange with `endpoint` is answered with.
     fn error(&self, failure: Failure, endpoint: &Authority, body_limit: u64) -> ProxyError {
         match failure {
@@ -253,8 +291,14 @@ impl Upstream {
                 endpoint: endpoint.to_string(),
                 source,
             },
-            Failure::Http(e) if caused_by::<LengthLimitError>(&e) => {
+            Failure::Http(e) if cause::<LengthLimitError>(&e).is_some() => {
                 ProxyError::BodyTooLarge { limit: body_limit }
+            }
+            Failure::Http(ref e) if let Some(client) = cause::<ClientBodyError>(e) => {
+                match client {
+                    ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
+                    ClientBodyError::Broken(_) => ProxyError::BadRequest(MALFORMED_BODY),
+                }
             }
             Failure::Http(source) => ProxyError::Upstream {
                 endpoint: endpoint.to_string(),
@@ -483,13 +527,16 @@ impl http_body::Body for Body {
     }
 }
 
-fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The first error of type `E` in `e`'s chain of causes.
+fn cause<'a, E: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<E>() {
-            return true;
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
         }
         cur = err.source();
     }
-    false
+    None
 }

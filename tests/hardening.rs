@@ -208,3 +208,128 @@ async fn an_ingress_route_naming_an_entry_point_the_config_lacks_is_an_error() {
         "{text}"
     );
 }
+
+/// fjord with one plain entry point, `web_extra` added to it (indented for `web`) and `extra`
+/// at the top level.
+fn start(m: &Manifests, web_extra: &str, extra: &str) -> Fjord {
+    Fjord::start(
+        m.path(),
+        &format!(
+            "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n{web_extra}admin:\n  address: \"127.0.0.1:0\"\n{extra}"
+        ),
+    )
+}
+
+/// Waits until the backend holds no open connection from fjord.
+async fn released(backend: &Echo) {
+    for _ in 0..250 {
+        if backend.open() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "fjord still holds {} upstream connection(s)",
+        backend.open()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_chunked_body_is_the_clients_400_and_not_the_backends_502() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let answer = raw(
+        fjord.web,
+        b"POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let metrics = support::tls_free_get(fjord.admin, "/metrics").await;
+    let service: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("fjord_service_requests_total"))
+        .collect();
+    assert_eq!(
+        service,
+        [r#"fjord_service_requests_total{code="400",method="POST",service="default/app:http"} 1"#],
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_with_a_chunked_body_reaches_the_backend_with_it() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    for method in ["GET", "POST"] {
+        let answer = raw(
+            fjord.web,
+            format!("{method} /g HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(echoed(&answer)["body_bytes"], 11, "{method}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_body_gets_408_by_its_deadline_and_releases_the_upstream_connection() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(
+        &m,
+        "    transport: {respondingTimeouts: {readTimeout: 1s}}\n    limits: {minRequestBodyRate: 1000}\n",
+        "",
+    );
+    // A slowloris upload: 1 MB announced, 2 bytes every 100 ms (20 bytes/s).
+    let mut conn = TcpStream::connect(fjord.web).unwrap();
+    conn.write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    let mut drip = conn.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        while drip.write_all(b"ab").is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let started = std::time::Instant::now();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The deadline is some 1 s away; the upstream's response header timeout (60 s) is not
+    // what ended it.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    released(&backend).await;
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    dripping.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_longer_than_the_response_header_timeout_is_answered() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(
+        &m,
+        "",
+        "serversTransport:\n  forwardingTimeouts: {responseHeaderTimeout: 1s}\n",
+    );
+    // 256 KiB in four pieces, 600 ms apart: longer than the 1 s the backend has to answer once
+    // it has the whole request.
+    let mut conn = TcpStream::connect(fjord.web).unwrap();
+    conn.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 262144\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(600));
+        conn.write_all(&[b'x'; 65536]).unwrap();
+    }
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(echoed(&answer)["body_bytes"], 262144);
+}

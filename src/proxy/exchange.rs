@@ -4,12 +4,11 @@
 //! A `101` answer splices the client's connection to the backend's.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use http::header;
+use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
@@ -18,19 +17,19 @@ use hyper_util::rt::TokioIo;
 
 use super::admit::Host;
 use crate::clock;
-use crate::counted::Received;
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::Pass;
 use crate::snapshot::Target;
-use crate::upstream::{self, Failed, RequestBody, Upstream};
+use crate::upload::{Pace, Progress, Received};
+use crate::upstream::{self, Failed, Outgoing, RequestBody, Upstream};
 
-/// Where a request went: its endpoint, and the request body bytes sent so far.
+/// Where a request went: its endpoint, and how much of its body was sent.
 #[derive(Default)]
 pub(super) struct Sent {
     pub(super) endpoint: Option<http::uri::Authority>,
-    pub(super) received: Option<Arc<AtomicU64>>,
+    pub(super) received: Option<Arc<Progress>>,
 }
 
 /// What an exchange works with, besides the request.
@@ -40,6 +39,8 @@ pub(super) struct Leg<'a> {
     /// What the middleware chain decided: the body limit and the retry policy.
     pub(super) pass: &'a Pass<'a>,
     pub(super) client: &'a forwarded::Client,
+    /// How fast the client must send its body.
+    pub(super) pace: Pace,
     /// When the request arrived.
     pub(super) started: Instant,
 }
@@ -64,6 +65,7 @@ pub(super) async fn exchange(
         target,
         pass,
         client,
+        pace,
         started,
     } = leg;
     let limit = pass.body_limit;
@@ -77,7 +79,15 @@ pub(super) async fn exchange(
     let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
     let bodyless = req.body().is_end_stream();
     sent.received = (!bodyless).then(Arc::default);
-    let request = outgoing(req, host, client, protocol, limit, sent.received.clone());
+    let request = outgoing(
+        req,
+        host,
+        client,
+        protocol,
+        limit,
+        sent.received.clone(),
+        pace,
+    );
     let retry = pass
         .retry
         .filter(|_| bodyless && upstream::idempotent(request.method()));
@@ -107,8 +117,14 @@ pub(super) async fn exchange(
     let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
     // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
     // future and so inside the request's, which are copied whole each time they move.
+    let to = |endpoint, started| Outgoing {
+        endpoint,
+        started,
+        progress: sent.received.as_deref(),
+        body_limit: limit,
+    };
     let mut result =
-        Box::pin(upstream.send(request, &endpoint.authority, started, limit, &resent)).await;
+        Box::pin(upstream.send(request, to(&endpoint.authority, started), &resent)).await;
     report(target, first, &result);
     let mut last = first;
     for attempt in 1..attempts {
@@ -142,7 +158,7 @@ pub(super) async fn exchange(
         };
         tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
         resent();
-        result = Box::pin(upstream.send(again, &endpoint.authority, now, limit, &resent)).await;
+        result = Box::pin(upstream.send(again, to(&endpoint.authority, now), &resent)).await;
         report(target, next, &result);
         last = next;
     }
@@ -185,10 +201,22 @@ fn outgoing(
     client: &forwarded::Client,
     upgrade: Option<http::HeaderValue>,
     limit: u64,
-    received: Option<Arc<AtomicU64>>,
+    received: Option<Arc<Progress>>,
+    pace: Pace,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     forwarded::request(&mut parts.headers, client, host.value.as_ref(), upgrade);
+    // hyper's client sends a GET or HEAD body of unknown length as none unless the framing is
+    // set: such a body (chunked from the client) goes on as it came, never silently dropped.
+    if matches!(parts.method, Method::GET | Method::HEAD)
+        && !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+    {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     if let Some(h) = host
         .value
         .filter(|_| host.from_uri || !parts.headers.contains_key(header::HOST))
@@ -208,7 +236,7 @@ fn outgoing(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     );
     let limited = Limited::new(
-        Received::new(body, received),
+        Received::new(body, received, pace),
         usize::try_from(limit)
             .ok()
             .filter(|l| *l > 0)

@@ -25,6 +25,7 @@ use crate::middleware::{Ctx, Stop};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
+use crate::upload::Pace;
 use crate::upstream::{self, Upstream};
 use admit::Admission;
 
@@ -57,6 +58,8 @@ pub(crate) struct EntryPoint {
     pub series: Series,
     /// Largest request body in bytes; 0 is unlimited.
     pub max_body: u64,
+    /// How fast a request body must arrive.
+    pub pace: Pace,
     /// Where requests for hosts with TLS are redirected, if anywhere.
     pub redirect: Option<Redirect>,
 }
@@ -140,6 +143,7 @@ impl Proxy {
                 match e.status() {
                     StatusCode::BAD_REQUEST
                     | StatusCode::NOT_FOUND
+                    | StatusCode::REQUEST_TIMEOUT
                     | StatusCode::PAYLOAD_TOO_LARGE => {
                         tracing::debug!(entrypoint = &*entry.name, error = %e, "request refused");
                     }
@@ -234,6 +238,7 @@ impl Proxy {
             target: &target,
             pass: &pass,
             client,
+            pace: entry.pace,
             started,
         };
         let response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;

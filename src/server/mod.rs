@@ -35,6 +35,7 @@ use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
 use crate::tcp::Tcp;
+use crate::upload::Pace;
 
 /// An entry point's connection settings, built once at start.
 pub(crate) struct Server {
@@ -94,6 +95,10 @@ impl Server {
                 name: name.into(),
                 series: METRICS.entrypoint(name),
                 max_body: config.limits.max_request_body_bytes,
+                pace: Pace {
+                    read_timeout: timeouts.read_timeout,
+                    min_rate: config.limits.min_request_body_rate,
+                },
                 redirect,
             },
             h1,
