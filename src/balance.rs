@@ -15,6 +15,7 @@ use crate::clock;
 use crate::error::ProxyError;
 use crate::metrics::METRICS;
 use crate::model::{EndpointAddr, EndpointSpec};
+use crate::throttle;
 
 /// First backoff after a failure; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(1);
@@ -158,7 +159,10 @@ impl EndpointSet {
                 }
             }
             Err(e @ ProxyError::Connect { source, .. }) => {
-                tracing::warn!(backend, error = %e, "endpoint is backing off");
+                let cause = format!("backing off {}", endpoint.authority);
+                if let Some(held_back) = throttle::admit(&cause) {
+                    tracing::warn!(backend, error = %e, held_back, "endpoint is backing off");
+                }
                 endpoint.failed(clock::now());
                 METRICS
                     .service_connect_errors

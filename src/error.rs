@@ -92,6 +92,29 @@ impl ProxyError {
         }
     }
 
+    /// Whether this is a refusal, by policy or for the client's own fault, rather than a
+    /// failure of fjord's or a backend's: refusals go to the access log and the metrics, never
+    /// to the warning log, which a client could otherwise fill at will.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ProxyError::BadRequest(_)
+            | ProxyError::NoRoute
+            | ProxyError::NotReady
+            | ProxyError::ClientBodyTimeout
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::RateLimited { .. }
+            | ProxyError::TooManyInFlight { .. }
+            | ProxyError::Unauthorized { .. }
+            | ProxyError::Forbidden { .. } => true,
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::Timeout { .. }
+            | ProxyError::UnaskedUpgrade { .. } => false,
+        }
+    }
+
     /// The response a client gets for this error.
     pub fn response(&self) -> Response<Full<Bytes>> {
         let status = self.status();

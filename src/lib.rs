@@ -19,10 +19,10 @@
 //! ```
 //!
 //! Beside the path: `model` is the plain data translation produces and the hot path reads;
-//! `body` the response bodies; `clock` the hot path's clock; `error` the one place a failed
-//! request becomes a response; `admin` serves metrics, health and the ACME state; `cluster`
-//! writes Ingress status and Events; `config` is the static configuration; `run` wires it
-//! together and `cli` is the command line.
+//! `body` the response bodies; `clock` the hot path's clock; `throttle` keeps warnings from
+//! flooding the log; `error` the one place a failed request becomes a response; `admin` serves
+//! metrics, health and the ACME state; `cluster` writes Ingress status and Events; `config` is
+//! the static configuration; `run` wires it together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
 mod access_log;
@@ -61,6 +61,7 @@ pub mod run;
 mod server;
 pub mod snapshot;
 mod tcp;
+mod throttle;
 mod tls;
 pub mod translate;
 mod upload;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Address;
+use crate::throttle;
 
 /// Binds `address`. `:PORT` is every IPv6 and IPv4 address, or every IPv4 address where the
 /// host has no IPv6.
@@ -51,7 +52,9 @@ pub(crate) async fn accept<F, Fut>(
                 }
                 Err(e) => {
                     // Out of file descriptors, mostly: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(held_back) = throttle::admit(&format!("accept: {}", e.kind())) {
+                        tracing::warn!(error = %e, held_back, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

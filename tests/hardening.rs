@@ -333,3 +333,69 @@ async fn an_upload_longer_than_the_response_header_timeout_is_answered() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(echoed(&answer)["body_bytes"], 262144);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_write_no_warning_and_a_failure_one_line_per_interval() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    m.write(
+        "dead.yaml",
+        &format!(
+            "{}---\n{}",
+            service("dead", closed),
+            ingress("dead", &[("dead.test", "Prefix", "/", "dead")])
+        ),
+    );
+    m.write(
+        "limited.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: limit}\nspec:\n  rateLimit: {average: 1, period: 1h, burst: 1}\n---\napiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: limited}\nspec:\n  routes:\n  - match: Host(`limited.test`)\n    middlewares: [{name: limit}]\n    services: [{name: app, port: 80}]\n",
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let mut limited = 0;
+    for _ in 0..30 {
+        limited += usize::from(get(fjord.web, "limited.test", "/").await.status == 429);
+    }
+    assert_eq!(limited, 29);
+    for _ in 0..30 {
+        assert!(
+            get(fjord.web, "dead.test", "/")
+                .await
+                .status
+                .is_server_error()
+        );
+    }
+    let warnings = || -> Vec<serde_json::Value> {
+        fjord
+            .logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["level"] == "WARN")
+            .collect()
+    };
+    let failed = |w: &serde_json::Value| w["message"] == "request failed";
+    let seen = warnings();
+    assert!(
+        !seen.iter().any(|w| w.to_string().contains("rate limit")),
+        "a refusal by policy is no warning: {seen:#?}"
+    );
+    // The failing backend's requests fail in one or two ways (a refused connection, then no
+    // endpoint while it backs off): a line for each, not one per request.
+    let lines = seen.iter().filter(|w| failed(w)).count();
+    assert!((1..=2).contains(&lines), "{seen:#?}");
+
+    // Past the interval, the next failure writes again, with the count of those held back.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    for _ in 0..2 {
+        get(fjord.web, "dead.test", "/").await;
+    }
+    let held: u64 = warnings()
+        .iter()
+        .filter(|w| failed(w))
+        .filter_map(|w| w["held_back"].as_u64())
+        .sum();
+    assert!(held >= 28, "{:#?}", warnings());
+}

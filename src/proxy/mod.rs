@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -25,6 +25,7 @@ use crate::middleware::{Ctx, Stop};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
+use crate::throttle;
 use crate::upload::Pace;
 use crate::upstream::{self, Upstream};
 use admit::Admission;
@@ -140,15 +141,7 @@ impl Proxy {
         let response = match result {
             Ok(response) => response,
             Err(e) => {
-                match e.status() {
-                    StatusCode::BAD_REQUEST
-                    | StatusCode::NOT_FOUND
-                    | StatusCode::REQUEST_TIMEOUT
-                    | StatusCode::PAYLOAD_TOO_LARGE => {
-                        tracing::debug!(entrypoint = &*entry.name, error = %e, "request refused");
-                    }
-                    _ => tracing::warn!(entrypoint = &*entry.name, error = %e, "request failed"),
-                }
+                log(&entry.name, &e);
                 body::own(e.response())
             }
         };
@@ -273,6 +266,16 @@ impl Proxy {
             .route_request(&view, &entry.name)
             .cloned()
             .ok_or(ProxyError::NoRoute)
+    }
+}
+
+/// A refusal is a debug line (the access log and metrics have it); a failure is a warning, at
+/// most one per cause per [`throttle::INTERVAL`].
+fn log(entrypoint: &str, e: &ProxyError) {
+    if e.is_refusal() {
+        tracing::debug!(entrypoint, error = %e, "request refused");
+    } else if let Some(held_back) = throttle::admit(&e.to_string()) {
+        tracing::warn!(entrypoint, error = %e, held_back, "request failed");
     }
 }
 
