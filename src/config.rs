@@ -258,6 +258,11 @@ pub struct RespondingTimeouts {
     /// limit on the whole body: an upload that keeps coming may take as long as it needs.
     #[serde(deserialize_with = "duration")]
     pub read_timeout: Duration,
+    /// The longest a client may go without taking more of a response it is sent, or of what a
+    /// closing connection has left to flush; past it, the connection is closed. 0s is none.
+    /// Default 60s. Like nginx's `send_timeout`, not a limit on the whole response.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for RespondingTimeouts {
@@ -266,6 +271,7 @@ impl Default for RespondingTimeouts {
             request_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(180),
             read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }

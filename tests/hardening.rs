@@ -399,3 +399,76 @@ async fn refusals_write_no_warning_and_a_failure_one_line_per_interval() {
         .sum();
     assert!(held >= 28, "{:#?}", warnings());
 }
+
+const SLOW_READERS: &str =
+    "    transport: {respondingTimeouts: {writeTimeout: 1s, idleTimeout: 1s}}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_closed_and_its_upstream_connection_released() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(&m, SLOW_READERS, "");
+    // 64 MiB, far more than the socket buffers between fjord and a client that reads nothing.
+    let size = 64 << 20;
+    let mut conn = TcpStream::connect(fjord.web).unwrap();
+    conn.write_all(format!("GET /bytes/{size} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(backend.open(), 1, "the response is under way");
+    // Reading nothing, the client stalls the response; past the write timeout fjord closes
+    // the connection, and the upstream one with it.
+    released(&backend).await;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let ended = conn.read_to_end(&mut got);
+    assert!(
+        ended.is_ok() || ended.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection was closed"
+    );
+    assert!(got.len() < size, "{} bytes", got.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_with_a_closed_window_does_not_hold_upstream_connections() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(&m, SLOW_READERS, "");
+    let stream = tokio::net::TcpStream::connect(fjord.web).await.unwrap();
+    let mut builder =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.initial_stream_window_size(0);
+    let (h2, conn) = builder
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driving = tokio::spawn(conn);
+    // 20 responses whose bodies can never flow: each holds an upstream connection.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let mut h2 = h2.clone();
+        held.push(tokio::spawn(async move {
+            let req = Request::get(format!("http://app.test/bytes/{}", 100_000 + i))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let response = h2.send_request(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.is_err()
+        }));
+    }
+    for _ in 0..250 {
+        if backend.connections() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backend.connections(), 20);
+    released(&backend).await;
+    for body in held {
+        assert!(
+            body.await.unwrap(),
+            "the body ended with an error: fjord closed the connection"
+        );
+    }
+    let _ = driving.await;
+}

@@ -4,6 +4,7 @@
 
 mod draining;
 mod park;
+mod writing;
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -27,6 +28,7 @@ use tokio_util::either::Either;
 
 pub(crate) use self::draining::Draining;
 use self::park::{HeadTimer, PARK_AFTER, Park, Signals, Socket};
+use self::writing::{Writes, Writing};
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::clock;
 use crate::config;
@@ -37,6 +39,10 @@ use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
 use crate::tcp::Tcp;
 use crate::upload::Pace;
 
+/// A response as hyper gets it: counted for the metrics and the access log, and watched for a
+/// client that stops taking it.
+type Answer = Response<Writing<Sent<ResponseBody>>>;
+
 /// An entry point's connection settings, built once at start.
 pub(crate) struct Server {
     proxy: Arc<Proxy>,
@@ -45,6 +51,7 @@ pub(crate) struct Server {
     h2: http2::Builder<TokioExecutor>,
     idle_timeout: Duration,
     header_timeout: Duration,
+    write_timeout: Duration,
     trusted_ips: Vec<IpNet>,
     trust_all: bool,
     tls: Option<Tls>,
@@ -105,6 +112,7 @@ impl Server {
             h2,
             idle_timeout: timeouts.idle_timeout,
             header_timeout: timeouts.request_header_timeout,
+            write_timeout: timeouts.write_timeout,
             trusted_ips: config.forwarded_headers.trusted_ips.clone(),
             trust_all: config.forwarded_headers.insecure,
             tls,
@@ -197,7 +205,7 @@ impl Server {
         async move {
             let _open = Open::new(&conn.server.entry.name, conn.client.is_tls());
             // One timer and one shutdown wait for the connection's whole life.
-            let timer = tokio::time::sleep(conn.next_check());
+            let timer = tokio::time::sleep(conn.next_check(false));
             let cancelled = shutdown.wait();
             tokio::pin!(timer, cancelled);
             let mut waits = Waits { timer, cancelled };
@@ -283,10 +291,10 @@ async fn until_idle<T>(
             done = &mut until => return Some(done),
             () = waits.cancelled.as_mut() => return None,
             () = waits.timer.as_mut() => {
-                if conn.due() != Due::Not {
+                if conn.due(false) != Due::Not {
                     return None;
                 }
-                waits.rearm(conn);
+                waits.rearm(conn, false);
             }
         }
     }
@@ -365,17 +373,19 @@ where
                 closing = true;
                 continue;
             }
-            () = timer, if !closing => {
+            () = timer => {
                 armed.store(false, Ordering::Relaxed);
-                match conn.due() {
-                    // A client too slow with its request head gets no more time.
-                    Due::Head => return (Served::Closed, http),
+                match conn.due(closing) {
+                    // A client too slow with its request head, or too slow to take its
+                    // responses (while closing too), gets no more time.
+                    Due::Head | Due::Write => return (Served::Closed, http),
                     Due::Idle => {
                         graceful_shutdown(Pin::new(&mut http));
                         closing = true;
                     }
-                    Due::Not => waits.rearm(conn),
+                    Due::Not => {}
                 }
+                waits.rearm(conn, closing);
                 continue;
             }
         };
@@ -400,10 +410,10 @@ struct Waits<'a, 'b> {
 impl Waits<'_, '_> {
     /// Sets the timer for `conn`'s next check. Only when it fires: requests move the deadlines
     /// on, and the timer is not reset for each of them.
-    fn rearm(&mut self, conn: &Connection) {
+    fn rearm(&mut self, conn: &Connection, closing: bool) {
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + conn.next_check());
+            .reset(tokio::time::Instant::now() + conn.next_check(closing));
     }
 }
 
@@ -411,15 +421,9 @@ impl Waits<'_, '_> {
 fn service<F>(
     conn: &Arc<Connection>,
     answer: impl Fn(Arc<Connection>, Request<Incoming>) -> F + Send + 'static,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<Sent<ResponseBody>>,
-    Error = Infallible,
-    Future = F,
-> + Send
-+ 'static
+) -> impl Service<Request<Incoming>, Response = Answer, Error = Infallible, Future = F> + Send + 'static
 where
-    F: Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Answer, Infallible>> + Send + 'static,
 {
     let conn = Arc::clone(conn);
     service_fn(move |req| answer(Arc::clone(&conn), req))
@@ -437,17 +441,19 @@ where
 fn answer(
     conn: Arc<Connection>,
     req: Request<Incoming>,
-) -> impl Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>> + Send + 'static {
+) -> impl Future<Output = Result<Answer, Infallible>> + Send + 'static {
     async move {
         // The request's one clock reading for its start, shared by everything that needs it.
         let started = Instant::now();
-        let _active = Active::new(&conn, started);
+        let active = Active::new(&conn, started);
         let response = conn
             .server
             .proxy
             .handle(req, started, &conn.client, &conn.server.entry)
             .await;
-        Ok(response)
+        drop(active);
+        // The connection goes with the body, which counts itself in its writes.
+        Ok(response.map(|body| Writing::new(body, conn)))
     }
 }
 
@@ -455,7 +461,7 @@ fn answer(
 fn boxed(
     conn: Arc<Connection>,
     req: Request<Incoming>,
-) -> Pin<Box<impl Future<Output = Result<Response<Sent<ResponseBody>>, Infallible>>>> {
+) -> Pin<Box<impl Future<Output = Result<Answer, Infallible>>>> {
     Box::pin(answer(conn, req))
 }
 
@@ -488,6 +494,7 @@ struct Connection {
     /// [`clock::now`] when the last request started or ended.
     last_request: AtomicU64,
     signals: Signals,
+    writes: Writes,
 }
 
 impl Connection {
@@ -510,6 +517,7 @@ impl Connection {
                 signals.head_started();
                 signals
             },
+            writes: Writes::default(),
         })
     }
 
@@ -518,29 +526,51 @@ impl Connection {
         Duration::from_nanos(clock::now().saturating_sub(self.last_request.load(Ordering::Relaxed)))
     }
 
-    /// Whether a timeout has passed: the head's while one arrives, else the idle one.
-    fn due(&self) -> Due {
+    /// Whether a timeout has passed: the write timeout while the client is not taking a
+    /// response (or, `closing`, what is left to flush), the head's while one arrives, else the
+    /// idle one.
+    fn due(&self, closing: bool) -> Due {
         let server = &self.server;
+        if self.writes.stalled(server.write_timeout, closing) {
+            return Due::Write;
+        }
         match self.signals.head_for() {
             Some(head) if head >= server.header_timeout => Due::Head,
-            None if self.in_flight.load(Ordering::Relaxed) == 0
-                && self.idle_for() >= server.idle_timeout =>
-            {
-                Due::Idle
-            }
+            None if !self.busy() && self.idle_for() >= server.idle_timeout => Due::Idle,
             _ => Due::Not,
         }
     }
 
+    /// Whether a request is in flight or a response is being written: not idle. Looked at by
+    /// the timer, which moves the idle time on while it is, since a body ending takes no clock
+    /// reading of its own.
+    fn busy(&self) -> bool {
+        let busy = self.in_flight.load(Ordering::Relaxed) > 0 || self.writes.any();
+        if busy {
+            self.last_request.store(clock::now(), Ordering::Relaxed);
+        }
+        busy
+    }
+
     /// When the timer should next look: at the earlier deadline, and no later than one header
-    /// timeout from now, so that a head starting before then is still caught on time.
-    fn next_check(&self) -> Duration {
+    /// timeout from now, so that a head starting before then is still caught on time. While
+    /// a response is written or the connection closes, four times per write timeout, as
+    /// [`Writes::stalled`] sees a stall only from its first look at it.
+    fn next_check(&self, closing: bool) -> Duration {
         let server = &self.server;
+        let write = (!server.write_timeout.is_zero()).then(|| server.write_timeout / 4);
+        if closing {
+            return write.unwrap_or(server.idle_timeout);
+        }
         let idle = server.idle_timeout.saturating_sub(self.idle_for());
         let head = self.signals.head_for().map_or(server.header_timeout, |h| {
             server.header_timeout.saturating_sub(h)
         });
-        idle.min(head)
+        let next = idle.min(head);
+        match write {
+            Some(write) if self.writes.any() => next.min(write),
+            _ => next,
+        }
     }
 }
 
@@ -552,6 +582,8 @@ enum Due {
     Head,
     /// No request for `idleTimeout`.
     Idle,
+    /// The client took nothing of a response for `writeTimeout`.
+    Write,
 }
 
 /// Marks a request in flight for as long as it lives, even if the client goes away mid-request.

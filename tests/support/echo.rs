@@ -3,7 +3,8 @@
 //! the black-box tests and the quickstart example.
 //!
 //! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first;
-//! `/reset-once/KEY` drops the connection without an answer the first time KEY is asked for.
+//! `/reset-once/KEY` drops the connection without an answer the first time KEY is asked for;
+//! `/bytes/N` answers N bytes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -163,6 +164,10 @@ async fn answer(
     }
 
     let path = req.uri().path().to_owned();
+    // A large body for slow readers: `/bytes/N` is N bytes.
+    if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse().ok()) {
+        return Ok(Response::new(Full::new(Bytes::from(vec![b'x'; n]))));
+    }
     let mut status = StatusCode::OK;
     if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
