@@ -304,6 +304,10 @@ pub struct Limits {
     /// (`respondingTimeouts.readTimeout`); slower gets 408. 0 is no minimum. Default 240, as
     /// Kestrel's: a slow mobile link sends far more, a slowloris far less.
     pub min_request_body_rate: u64,
+    /// Client connections open at once (TLS handshakes included); past it, a new connection is
+    /// closed as soon as it is accepted, and the ones open keep being served. 0 (the default)
+    /// is no limit but the process's file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -312,6 +316,7 @@ impl Default for Limits {
             max_request_header_bytes: 64 * 1024,
             max_request_body_bytes: 0,
             min_request_body_rate: 240,
+            max_connections: 0,
         }
     }
 }

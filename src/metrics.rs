@@ -32,6 +32,9 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     /// `fjord_worker_connections_total`, by worker thread.
     pub worker_connections: IntCounterVec,
+    /// `fjord_entrypoint_connections_refused_total`, by entry point: closed at once, its
+    /// `maxConnections` reached.
+    pub connections_refused: IntCounterVec,
     /// `fjord_tls_handshakes_total`, by entry point, TLS version and result.
     pub tls_handshakes: IntCounterVec,
     /// `fjord_middleware_rejections_total`, by middleware and reason.
@@ -131,6 +134,12 @@ impl Metrics {
                 "fjord_worker_connections_total",
                 "Client connections accepted, by the worker thread that serves them.",
                 &["worker"],
+            ),
+            connections_refused: counter(
+                &r,
+                "fjord_entrypoint_connections_refused_total",
+                "Client connections closed as soon as accepted, the entry point's maxConnections reached.",
+                &["entrypoint"],
             ),
             tls_handshakes: counter(
                 &r,

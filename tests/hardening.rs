@@ -472,3 +472,68 @@ async fn an_http2_client_with_a_closed_window_does_not_hold_upstream_connections
     }
     let _ = driving.await;
 }
+
+/// The value of the metric series `series` (its name and labels, as exposed), or 0.
+async fn metric(fjord: &Fjord, series: &str) -> f64 {
+    let metrics = support::tls_free_get(fjord.admin, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_connections_new_connections_are_closed_and_open_ones_served() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(&m, "    limits: {maxConnections: 5}\n", "");
+    let open_series = r#"fjord_open_connections{entrypoint="web",protocol="http"}"#;
+    let mut idle: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(fjord.web).unwrap())
+        .collect();
+    for _ in 0..250 {
+        if metric(&fjord, open_series).await == 5.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&fjord, open_series).await, 5.0);
+
+    // A sixth is closed at once, unanswered.
+    let answer = raw(
+        fjord.web,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(answer, "", "{answer}");
+    assert_eq!(
+        metric(
+            &fjord,
+            r#"fjord_entrypoint_connections_refused_total{entrypoint="web"}"#
+        )
+        .await,
+        1.0
+    );
+    // Those open are served.
+    let first = &mut idle[0];
+    first
+        .write_all(b"GET /open HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // One closed, a new one is let in.
+    drop(idle.remove(0));
+    let mut served = false;
+    for _ in 0..250 {
+        let answer = raw(
+            fjord.web,
+            b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        );
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served);
+}

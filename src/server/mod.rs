@@ -52,6 +52,9 @@ pub(crate) struct Server {
     idle_timeout: Duration,
     header_timeout: Duration,
     write_timeout: Duration,
+    /// Connections open now (handshaking included), and how many may be.
+    open: AtomicUsize,
+    max_connections: usize,
     trusted_ips: Vec<IpNet>,
     trust_all: bool,
     tls: Option<Tls>,
@@ -113,6 +116,8 @@ impl Server {
             idle_timeout: timeouts.idle_timeout,
             header_timeout: timeouts.request_header_timeout,
             write_timeout: timeouts.write_timeout,
+            open: AtomicUsize::new(0),
+            max_connections: config.limits.max_connections,
             trusted_ips: config.forwarded_headers.trusted_ips.clone(),
             trust_all: config.forwarded_headers.insecure,
             tls,
@@ -130,39 +135,51 @@ impl Server {
         peer: SocketAddr,
         shutdown: Draining,
     ) -> impl Future<Output = ()> + Send + 'static {
+        let Some(slot) = Slot::take(&self) else {
+            // Closed unread, so a flood costs no more than the accept; those open go on.
+            METRICS
+                .connections_refused
+                .with_label_values(&[&*self.entry.name])
+                .inc();
+            tracing::debug!(%peer, entrypoint = &*self.entry.name, "maxConnections reached: connection closed");
+            return Either::Left(Either::Right(std::future::ready(())));
+        };
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
         let stream = Tcp::new(stream);
         if self.tls.is_none() {
-            let conn = Connection::new(&self, peer, local_port, false);
-            Either::Left(Self::serve_http(conn, stream, None, shutdown))
+            let conn = Connection::new(slot, peer, local_port, false);
+            Either::Left(Either::Left(Self::serve_http(conn, stream, None, shutdown)))
         } else {
             // Boxed: the TLS state is some 4 KB, which would otherwise be part of every plain
             // connection's task as well.
-            Either::Right(Box::pin(self.serve_tls(stream, peer, local_port, shutdown)))
+            Either::Right(Box::pin(Self::serve_tls(
+                slot, stream, peer, local_port, shutdown,
+            )))
         }
     }
 
     async fn serve_tls(
-        self: Arc<Self>,
+        slot: Slot,
         stream: Tcp,
         peer: SocketAddr,
         local_port: u16,
         shutdown: Draining,
     ) {
-        let Some(tls) = &self.tls else { return };
+        let this = &*slot;
+        let Some(tls) = &this.tls else { return };
         // A client that never finishes the handshake holds nothing past the timeout.
         let stream =
             match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    self.handshake("unknown", "error");
+                    this.handshake("unknown", "error");
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
-                    self.handshake("unknown", "timeout");
+                    this.handshake("unknown", "timeout");
                     return;
                 }
             };
@@ -171,7 +188,7 @@ impl Server {
             Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
             _ => "other",
         };
-        self.handshake(version, "ok");
+        this.handshake(version, "ok");
         let h2 = match stream.get_ref().1.alpn_protocol() {
             // A TLS-ALPN-01 validation: the handshake was the answer.
             Some(ACME_TLS_ALPN) => return,
@@ -179,7 +196,7 @@ impl Server {
             Some(b"http/1.1") => Some(false),
             _ => None,
         };
-        let conn = Connection::new(&self, peer, local_port, true);
+        let conn = Connection::new(slot, peer, local_port, true);
         Self::serve_http(conn, stream, h2, shutdown).await;
     }
 
@@ -484,10 +501,40 @@ impl Drop for Open {
     }
 }
 
+/// A place among an entry point's open connections, given back when dropped.
+struct Slot(Arc<Server>);
+
+impl Slot {
+    /// A place, unless `maxConnections` are open.
+    fn take(server: &Arc<Server>) -> Option<Self> {
+        let open = server.open.fetch_add(1, Ordering::Relaxed);
+        if server.max_connections > 0 && open >= server.max_connections {
+            server.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(Arc::clone(server)))
+    }
+}
+
+impl std::ops::Deref for Slot {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Per-connection state shared with its requests.
 struct Connection {
     client: forwarded::Client,
-    server: Arc<Server>,
+    /// The entry point's server, by the place the connection holds.
+    server: Slot,
     in_flight: AtomicUsize,
     /// Requests started on the connection.
     requests: AtomicU64,
@@ -498,7 +545,8 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(server: &Arc<Server>, peer: SocketAddr, local_port: u16, tls: bool) -> Arc<Self> {
+    fn new(slot: Slot, peer: SocketAddr, local_port: u16, tls: bool) -> Arc<Self> {
+        let server = &*slot;
         Arc::new(Self {
             client: forwarded::Client::new(
                 peer,
@@ -507,7 +555,7 @@ impl Connection {
                 &server.trusted_ips,
                 server.trust_all,
             ),
-            server: Arc::clone(server),
+            server: slot,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             last_request: AtomicU64::new(clock::now()),
