@@ -537,3 +537,34 @@ async fn past_max_connections_new_connections_are_closed_and_open_ones_served() 
     }
     assert!(served);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_http2_header_block_gets_the_request_header_timeout() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = start(
+        &m,
+        "    transport: {respondingTimeouts: {requestHeaderTimeout: 1s}}\n",
+        "",
+    );
+    let mut conn = TcpStream::connect(fjord.web).unwrap();
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    // HEADERS on stream 1 with 3 bytes of its block (:method GET, :scheme http, :path /), and
+    // no END_HEADERS: the rest would come in CONTINUATION frames, which never do.
+    opening.extend([0, 0, 3, 0x1, 0x1, 0, 0, 0, 1, 0x82, 0x86, 0x84]);
+    conn.write_all(&opening).unwrap();
+    // hyper alone would wait for its keep-alive ping to go unanswered, some 50 s.
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut got = Vec::new();
+    let ended = conn.read_to_end(&mut got);
+    assert!(
+        ended.is_ok()
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "still open after 15 s: {ended:?}"
+    );
+    assert_eq!(backend.connections(), 0);
+}

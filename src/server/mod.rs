@@ -3,6 +3,7 @@
 //! handed to the [`Proxy`]. An idle HTTP/1.1 connection is parked ([`park`]).
 
 mod draining;
+mod frames;
 mod park;
 mod writing;
 
@@ -236,8 +237,8 @@ impl Server {
                 },
             };
             if h2 {
-                // HTTP/2 has no head timeout here; hyper's keep-alive pings find dead peers.
-                conn.signals.head_ended();
+                // Its heads are timed by their frames; hyper's keep-alive pings find dead peers.
+                socket.follow_frames();
                 let http = conn
                     .server
                     .h2
@@ -640,7 +641,10 @@ struct Active<'a>(&'a Connection);
 impl<'a> Active<'a> {
     fn new(conn: &'a Connection, started: Instant) -> Self {
         conn.signals.not_idle();
-        conn.signals.head_ended();
+        // An HTTP/2 head is over when its frames say so: another stream's may be arriving.
+        if !conn.signals.is_h2() {
+            conn.signals.head_ended();
+        }
         conn.requests.fetch_add(1, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         conn.last_request

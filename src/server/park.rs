@@ -17,6 +17,7 @@ use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
+use super::frames::Frames;
 use crate::clock;
 use crate::tcp::Tcp;
 
@@ -66,6 +67,8 @@ struct Shared {
     idle: AtomicBool,
     /// [`clock::now`] when the current request head began to arrive; 0 when none is.
     head_since: AtomicU64,
+    /// Set on an HTTP/2 connection, whose heads are followed frame by frame ([`Frames`]).
+    h2: AtomicBool,
 }
 
 impl Signals {
@@ -91,6 +94,15 @@ impl Signals {
     /// The head arrived, or the connection parked before one began.
     pub(super) fn head_ended(&self) {
         self.0.head_since.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks the connection HTTP/2.
+    pub(super) fn set_h2(&self) {
+        self.0.h2.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_h2(&self) -> bool {
+        self.0.h2.load(Ordering::Relaxed)
     }
 
     /// How long a request head has been arriving, if one is.
@@ -154,6 +166,9 @@ pub(super) struct Socket<I> {
     io: I,
     unread: Bytes,
     signals: Signals,
+    /// HTTP/2's frames, followed for the head timeout. Boxed: a parked HTTP/1.1 connection
+    /// pays a pointer for it.
+    frames: Option<Box<Frames>>,
 }
 
 impl<I: Park> Socket<I> {
@@ -162,7 +177,15 @@ impl<I: Park> Socket<I> {
             io,
             unread: Bytes::new(),
             signals,
+            frames: None,
         }
+    }
+
+    /// Serving HTTP/2 from now on: its request heads are timed by its frames.
+    pub(super) fn follow_frames(&mut self) {
+        self.signals.set_h2();
+        self.signals.head_ended();
+        self.frames = Some(Box::new(Frames::new()));
     }
 
     /// Puts back what hyper had read past its last request. Copied: a slice of hyper's read
@@ -207,18 +230,24 @@ impl<I: Park> AsyncRead for Socket<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let filled = buf.filled().len();
         if this.unread.is_empty() {
-            let filled = buf.filled().len();
             let poll = Pin::new(&mut this.io).poll_read(cx, buf);
             // Bytes while hyper waits for a head are that head's first: its time starts.
             if buf.filled().len() > filled && this.signals.is_idle() {
                 this.signals.head_started();
+            }
+            if let Some(frames) = &mut this.frames {
+                frames.read(&buf.filled()[filled..], &this.signals);
             }
             return poll;
         }
         let n = this.unread.len().min(buf.remaining());
         buf.put_slice(&this.unread[..n]);
         this.unread.advance(n);
+        if let Some(frames) = &mut this.frames {
+            frames.read(&buf.filled()[filled..], &this.signals);
+        }
         Poll::Ready(Ok(()))
     }
 }
