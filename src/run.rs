@@ -173,8 +173,8 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             apply.apply(loaded);
             tokio::task::spawn_blocking(move || {
                 let _watcher = watcher;
-                while changes.blocking_recv().is_some() {
-                    match dir.load() {
+                while changes.wait() {
+                    match changes.read_stable(&mut dir) {
                         Ok(loaded) => apply.apply(loaded),
                         Err(e) => {
                             METRICS.config_reloads.with_label_values(&["failure"]).inc();

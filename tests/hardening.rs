@@ -568,3 +568,36 @@ async fn an_unfinished_http2_header_block_gets_the_request_header_timeout() {
     );
     assert_eq!(backend.connections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_rewritten_in_place_never_takes_its_routes_away() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
+    let file = m.path().join("app.yaml");
+    let content = std::fs::read(&file).unwrap();
+    // An editor saving in place: truncate, then write 50 ms later, every 150 ms. A reload
+    // the quiet after a write lets through lands on the next truncate.
+    let writer = std::thread::spawn(move || {
+        for _ in 0..20 {
+            let mut f = std::fs::File::create(&file).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            f.write_all(&content).unwrap();
+            drop(f);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    while !writer.is_finished() {
+        let status = get(fjord.web, "app.test", "/").await.status.as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.join().unwrap();
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "{statuses:?}"
+    );
+}

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -202,13 +204,46 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::R
     Ok(())
 }
 
-/// Watches `root` recursively. The receiver gets one message per burst of changes, sent once the
+/// The changes to a watched folder: a signal per burst of them, and a count of every one.
+#[derive(Debug)]
+pub struct Changes {
+    bursts: mpsc::Receiver<()>,
+    events: Arc<AtomicU64>,
+    settle: Duration,
+}
+
+impl Changes {
+    /// Waits for the next burst of changes; false once the watcher is gone. Blocks.
+    pub fn wait(&mut self) -> bool {
+        self.bursts.blocking_recv().is_some()
+    }
+
+    /// Reads `dir` once it holds still: a file rewritten in place (truncated, then written)
+    /// can be read between the two, empty, and applying that read would take every route it
+    /// held away. A read the folder changed during, or within `settle` after (the events of
+    /// a write under way arrive by then), is made again. Blocks.
+    pub fn read_stable(&self, dir: &mut ManifestsDir) -> std::io::Result<Loaded> {
+        loop {
+            let before = self.events.load(Ordering::Acquire);
+            let loaded = dir.load()?;
+            std::thread::sleep(self.settle);
+            if self.events.load(Ordering::Acquire) == before {
+                return Ok(loaded);
+            }
+            tracing::debug!(folder = %dir.root().display(), "manifests changed while being read; reading again");
+        }
+    }
+}
+
+/// Watches `root` recursively. [`Changes`] gets one message per burst of changes, sent once the
 /// folder has been quiet for `settle`, so an editor's write-rename-chmod is one reload.
 pub fn watch(
     root: &Path,
     settle: Duration,
-) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+) -> notify::Result<(notify::RecommendedWatcher, Changes)> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
+    let events = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&events);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             // Reading the files (our own reload included) must not trigger a reload.
@@ -220,6 +255,7 @@ pub fn watch(
             Err(_) => true,
         };
         if relevant {
+            counted.fetch_add(1, Ordering::Release);
             let _ = raw_tx.send(());
         }
     })?;
@@ -242,7 +278,12 @@ pub fn watch(
             }
         }
     });
-    Ok((watcher, rx))
+    let changes = Changes {
+        bursts: rx,
+        events,
+        settle,
+    };
+    Ok((watcher, changes))
 }
 
 #[cfg(test)]
