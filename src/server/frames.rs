@@ -52,13 +52,18 @@ impl Frames {
                     self.frame_done(signals);
                 }
                 n
+            } else if self.have == 0 && bytes.len() >= FRAME_HEADER_LEN {
+                // A whole frame header at hand, as nearly always: read in place.
+                self.frame_began(&bytes[..FRAME_HEADER_LEN], signals);
+                FRAME_HEADER_LEN
             } else {
                 let n = (FRAME_HEADER_LEN - self.have).min(bytes.len());
                 self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
                 self.have += n;
                 if self.have == FRAME_HEADER_LEN {
                     self.have = 0;
-                    self.frame_began(signals);
+                    let header = self.header;
+                    self.frame_began(&header, signals);
                 }
                 n
             };
@@ -66,8 +71,10 @@ impl Frames {
         }
     }
 
-    fn frame_began(&mut self, signals: &Signals) {
-        let [l0, l1, l2, kind, flags, ..] = self.header;
+    fn frame_began(&mut self, header: &[u8], signals: &Signals) {
+        let &[l0, l1, l2, kind, flags, ..] = header else {
+            return;
+        };
         self.payload_left = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
         self.ends_head = false;
         if kind == HEADERS || kind == CONTINUATION {
