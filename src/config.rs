@@ -400,12 +400,17 @@ pub struct KubernetesCrd {
 pub struct KubernetesIngress {
     /// The IngressClass name fjord serves even without an IngressClass object. Default `fjord`.
     pub ingress_class: String,
+    /// Other controllers' classes served too, so a cluster can move off one (`[nginx]`)
+    /// without editing every Ingress at once; their `nginx.ingress.kubernetes.io/*`
+    /// annotations are read as on any Ingress. Default none.
+    pub also_serve_classes: Vec<String>,
 }
 
 impl Default for KubernetesIngress {
     fn default() -> Self {
         Self {
             ingress_class: "fjord".to_owned(),
+            also_serve_classes: Vec::new(),
         }
     }
 }

@@ -338,10 +338,11 @@ impl Apply {
             tracing::info!(object = %d.subject, "resolved: {}", d.message);
         }
         if let Some(cluster) = &self.cluster {
-            for d in diagnostics.difference(reported).filter(|d| d.is_error()) {
-                cluster.reject(d, &store);
+            for d in diagnostics.difference(reported) {
+                cluster.notify(d, &store);
             }
-            let classes = Classes::new(&store, &self.options.ingress_class);
+            let options = &self.options;
+            let classes = Classes::new(&store, &options.ingress_class, &options.also_serve_classes);
             cluster.ingresses(
                 store
                     .ingresses()

@@ -636,3 +636,79 @@ async fn events_are_capped_when_many_objects_are_rejected_at_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(api.list("Event").len(), 10);
 }
+
+/// ingress-nginx annotations in a cluster: an Ingress of class `nginx` is served when the
+/// operator says so, one fjord must refuse gets a Rejected Event, one it does not honour a
+/// NotHonoured Event.
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_annotations_fjord_cannot_honour_are_events_on_the_ingress() {
+    let api = ApiServer::start().await;
+    let app = echo("app").await;
+    api.apply_yaml(&service("app", app.addr));
+    let nginx = |name: &str, host: &str, annotation: &str| {
+        ingress(name, &[(host, "Prefix", "/", "app")])
+            .replacen(
+                "namespace: default}",
+                &format!("namespace: default, annotations: {{{annotation}}}}}"),
+                1,
+            )
+            .replace("ingressClassName: fjord", "ingressClassName: nginx")
+    };
+    api.apply_yaml(&nginx(
+        "snippet",
+        "snippet.test",
+        "nginx.ingress.kubernetes.io/configuration-snippet: \"return 200;\"",
+    ));
+    api.apply_yaml(&nginx(
+        "buffered",
+        "buffered.test",
+        "nginx.ingress.kubernetes.io/proxy-buffering: \"on\"",
+    ));
+    let config = format!(
+        "{LOOPBACK_CONFIG}providers:\n  kubernetesIngress:\n    alsoServeClasses: [nginx]\n"
+    );
+    let fjord = launch(&api, &config, &[]);
+    fjord.wait_ready();
+    assert_eq!(
+        get(fjord.web, "buffered.test", "/")
+            .await
+            .backend()
+            .as_deref(),
+        Some("app"),
+        "class nginx is served"
+    );
+    assert_eq!(get(fjord.web, "snippet.test", "/").await.status, 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = api.list("Event");
+        if events.len() >= 2 || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let of = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["regarding"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Event on {name}: {events:#?}"))
+    };
+    let rejected = of("snippet");
+    assert_eq!(
+        (&rejected["type"], &rejected["reason"]),
+        (&"Warning".into(), &"Rejected".into())
+    );
+    assert!(
+        rejected["note"]
+            .as_str()
+            .unwrap()
+            .contains("configuration-snippet")
+    );
+    let ignored = of("buffered");
+    assert_eq!(ignored["reason"], "NotHonoured");
+    assert!(
+        ignored["note"]
+            .as_str()
+            .unwrap()
+            .contains("proxy-buffering")
+    );
+}

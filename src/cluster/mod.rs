@@ -76,8 +76,8 @@ impl Feedback {
         });
     }
 
-    /// Reports a new error about an Ingress or IngressRoute as an Event on it.
-    pub(crate) fn reject(&self, d: &Diagnostic, store: &Store) {
+    /// Reports a new diagnostic about an Ingress or IngressRoute as an Event on it.
+    pub(crate) fn notify(&self, d: &Diagnostic, store: &Store) {
         let Some((kind, rest)) = d.subject.split_once(' ') else {
             return;
         };
@@ -105,7 +105,13 @@ impl Feedback {
         let _ = self.notices.try_send(Notice {
             regarding,
             warning: true,
-            reason: "Rejected",
+            // An error rejects the object (or a part of it); a warning says what is served
+            // otherwise than it asks (an annotation not honoured, a path already taken).
+            reason: if d.is_error() {
+                "Rejected"
+            } else {
+                "NotHonoured"
+            },
             action: "Translate",
             message: d.message.clone(),
         });

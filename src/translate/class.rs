@@ -22,8 +22,9 @@ pub struct Classes {
 impl Classes {
     /// `configured` (default `fjord`) is ours even without an IngressClass object, so a folder
     /// of manifests works without one; an IngressClass of that name for another controller
-    /// takes it away.
-    pub fn new(store: &Store, configured: &str) -> Self {
+    /// takes it away. The classes `also` are ours whatever their IngressClass says: another
+    /// controller's (`nginx`), served during a move off it.
+    pub fn new(store: &Store, configured: &str, also: &[String]) -> Self {
         let mut ours = HashSet::new();
         let mut default = false;
         let mut configured_taken = false;
@@ -44,6 +45,7 @@ impl Classes {
         if !configured_taken {
             ours.insert(configured.to_owned());
         }
+        ours.extend(also.iter().cloned());
         Self { ours, default }
     }
 
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn configured_name_serves_without_an_ingress_class_object() {
-        let classes = Classes::new(&Store::default(), "fjord");
+        let classes = Classes::new(&Store::default(), "fjord", &[]);
         assert_eq!(classes.accepts(&ingress(Some("fjord"), None)), Ok(true));
         assert_eq!(classes.accepts(&ingress(None, Some("fjord"))), Ok(true));
         assert_eq!(classes.accepts(&ingress(Some("nginx"), None)), Ok(false));
@@ -118,7 +120,7 @@ mod tests {
             .insert(class("fjord", "traefik.io/ingress-controller", false))
             .unwrap();
         store.insert(class("edge", CONTROLLER, true)).unwrap();
-        let classes = Classes::new(&store, "fjord");
+        let classes = Classes::new(&store, "fjord", &[]);
         assert_eq!(classes.accepts(&ingress(Some("fjord"), None)), Ok(false));
         assert_eq!(classes.accepts(&ingress(Some("edge"), None)), Ok(true));
         assert_eq!(classes.accepts(&ingress(None, None)), Ok(true));

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::backend::backend_for;
 use super::class::Classes;
 use super::tls::{ingress_resolver, tls_of};
-use super::{Cx, keep, middleware, oldest_first};
+use super::{Cx, keep, middleware, nginx, oldest_first};
 use crate::diagnostics::Diagnostic;
 use crate::model::{HostMatch, PathMatch, PortRef, Route, ServiceRef, Target};
 use crate::provider::ObjectKey;
@@ -219,9 +219,31 @@ fn parse_path(path: Option<&str>, path_type: &str) -> Result<PathMatch, String> 
 /// Ingress wins a host and path), their default backend the default route, their `tls` the
 /// certificates and ACME names.
 pub(super) fn translate_all(cx: &mut Cx<'_>) {
-    let classes = Classes::new(cx.store, &cx.options.ingress_class);
+    let options = cx.options;
+    let classes = Classes::new(
+        cx.store,
+        &options.ingress_class,
+        &options.also_serve_classes,
+    );
+    let (store, allow) = (cx.store, cx.options.allow_cross_namespace);
     let checked = |ing: &Ingress| match classes.accepts(ing) {
-        Ok(true) => rules(ing).map(Some),
+        Ok(true) => {
+            let annotations = ing.metadata.annotations.clone().unwrap_or_default();
+            let owner = nginx::Owner {
+                namespace: ing.metadata.namespace.as_deref().unwrap_or("default"),
+                name: ing.metadata.name.as_deref().unwrap_or_default(),
+                store,
+                allow_cross_namespace: allow,
+            };
+            match (rules(ing), nginx::read(&owner, &annotations)) {
+                (Ok(rules), Ok(nginx)) => Ok(Some((rules, nginx))),
+                (rules, nginx) => Err([rules.err(), nginx.err()]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect()),
+            }
+        }
         Ok(false) => Ok(None),
         Err(why) => Err(vec![why]),
     };
@@ -245,8 +267,13 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
 
     let mut owners: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
     let mut default_owner: Option<String> = None;
-    for (ing, rules) in ingresses {
+    for (ing, (rules, nginx)) in ingresses {
         let subject = subject(ing);
+        for warning in &nginx.warnings {
+            cx.out
+                .diagnostics
+                .push(Diagnostic::warning(&subject, warning.clone()));
+        }
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let source = format!("{ns}/{}", ing.metadata.name.as_deref().unwrap_or_default());
         let annotation = ing
@@ -261,7 +288,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             }
         };
         let (chain, broken) = match chain {
-            Ok(c) => (c, None),
+            Ok(c) => ([nginx.chain.as_slice(), &c].concat(), None),
             Err(why) => {
                 cx.out.diagnostics.push(Diagnostic::error(
                     &subject,
@@ -302,7 +329,15 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 }
             }
         }
-        tls_of(cx, &subject, ns, ingress_resolver(ing), &rules.tls);
+        let redirect = !nginx.no_ssl_redirect;
+        tls_of(
+            cx,
+            &subject,
+            ns,
+            ingress_resolver(ing),
+            &rules.tls,
+            redirect,
+        );
         for rule in rules.paths {
             let key = (rule.host.clone(), rule.path.clone());
             if let Some(owner) = owners.get(&key) {

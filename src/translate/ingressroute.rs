@@ -185,6 +185,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 ns,
                 cert_resolver.as_deref(),
                 std::slice::from_ref(rule),
+                true,
             );
         }
         for r in parsed.routes {

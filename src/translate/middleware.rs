@@ -162,6 +162,46 @@ pub fn parse_annotation(value: &str) -> Result<Vec<MiddlewareRef>, String> {
         .collect()
 }
 
+/// The text under `key` in Secret `ns/name`, from `data` or `stringData`.
+pub(super) fn secret_value(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<String, String> {
+    let secret = store
+        .secret(ns, name)
+        .ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        })
+        .ok_or_else(|| format!("Secret {ns}/{name} has no {key} key"))
+}
+
+/// A Middleware spec made by fjord itself (from another controller's annotations), compiled
+/// as a Middleware object is, under the name `id`; `None` when it does nothing.
+pub(super) fn compile_spec(
+    id: &str,
+    ns: &str,
+    spec: &crd::MiddlewareSpec,
+    store: &Store,
+) -> Result<Option<Arc<Middleware>>, String> {
+    match compile(id, ns, spec, store)? {
+        Compiled::One(m) => Ok(Some(m)),
+        Compiled::Nothing => Ok(None),
+        Compiled::Chain(_) => Err("a chain is not made here".into()),
+    }
+}
+
 fn compile(
     id: &str,
     ns: &str,
@@ -296,27 +336,8 @@ fn compile(
             r.replacement.clone(),
         )
     } else if let Some(b) = &spec.basic_auth {
-        let secret = store
-            .secret(ns, &b.secret)
-            .ok_or_else(|| format!("spec.basicAuth.secret: Secret {ns}/{} not found", b.secret))?;
-        let users = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("users"))
-            .map(|u| String::from_utf8_lossy(&u.0).into_owned())
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get("users"))
-                    .cloned()
-            })
-            .ok_or_else(|| {
-                format!(
-                    "spec.basicAuth.secret: Secret {ns}/{} has no users key",
-                    b.secret
-                )
-            })?;
+        let users = secret_value(store, ns, &b.secret, "users")
+            .map_err(|why| format!("spec.basicAuth.secret: {why}"))?;
         let users = htpasswd::parse_users(&users)
             .map_err(|e| format!("spec.basicAuth.secret: Secret {ns}/{}: {e}", b.secret))?;
         Kind::BasicAuth {

@@ -10,6 +10,7 @@ mod ingress;
 mod ingressroute;
 mod keep;
 pub mod middleware;
+mod nginx;
 pub mod tls;
 
 use std::collections::BTreeSet;
@@ -26,6 +27,8 @@ pub use keep::LastGood;
 pub struct Options {
     /// The IngressClass name served even when no IngressClass object exists; default `fjord`.
     pub ingress_class: String,
+    /// Other controllers' classes served too, during a move off them.
+    pub also_serve_classes: Vec<String>,
     /// The configured ACME certificate resolvers.
     pub resolvers: BTreeSet<String>,
     /// Whether an IngressRoute may send traffic to Services of other namespaces.
@@ -39,6 +42,11 @@ impl Options {
     pub fn from_config(config: &crate::config::StaticConfig) -> Self {
         Self {
             ingress_class: config.providers.kubernetes_ingress.ingress_class.clone(),
+            also_serve_classes: config
+                .providers
+                .kubernetes_ingress
+                .also_serve_classes
+                .clone(),
             resolvers: config.certificates_resolvers.keys().cloned().collect(),
             allow_cross_namespace: config.providers.kubernetes_crd.allow_cross_namespace,
             entry_points: config.entry_points.keys().cloned().collect(),
@@ -154,6 +162,7 @@ mod tests {
     fn options() -> Options {
         Options {
             ingress_class: "fjord".into(),
+            also_serve_classes: Vec::new(),
             resolvers: ["default".to_owned()].into(),
             allow_cross_namespace: false,
             entry_points: ["web".to_owned(), "websecure".to_owned()].into(),

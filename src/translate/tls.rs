@@ -58,6 +58,7 @@ pub(super) fn tls_of(
     ns: &str,
     resolver: Option<&str>,
     rules: &[ingress::TlsRule],
+    redirect: bool,
 ) {
     if let Some(r) = resolver
         && !cx.options.resolvers.contains(r)
@@ -68,7 +69,10 @@ pub(super) fn tls_of(
         ));
     }
     for rule in rules {
-        cx.out.config.tls_hosts.extend(rule.hosts.iter().cloned());
+        // Hosts plain HTTP is redirected for, unless the object opts out.
+        if redirect {
+            cx.out.config.tls_hosts.extend(rule.hosts.iter().cloned());
+        }
         if let Some(resolver) = resolver.filter(|r| cx.options.resolvers.contains(*r)) {
             let (wild, names): (Vec<_>, Vec<_>) = rule
                 .hosts

@@ -1,0 +1,534 @@
+//! ingress-nginx's annotations (`nginx.ingress.kubernetes.io/*`) on an Ingress fjord serves,
+//! read onto fjord's own middlewares: each is honoured or named in a diagnostic, never dropped
+//! without a word. One that restricts access and cannot be honoured rejects the Ingress, since
+//! serving it would open to everyone what nginx kept closed. Snippets are nginx configuration:
+//! they are never executed or interpreted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::middleware::{compile_spec, secret_value};
+use crate::crd;
+use crate::htpasswd;
+use crate::model::middleware::{Kind, Middleware};
+use crate::provider::Store;
+
+/// The annotations' common prefix.
+pub(super) const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// What an Ingress's nginx annotations come to.
+#[derive(Debug, Default)]
+pub(super) struct Nginx {
+    /// Middlewares run before those the Ingress names itself, in nginx's order: access
+    /// (allow list, auth), limits, redirects, headers.
+    pub chain: Vec<Arc<Middleware>>,
+    /// `ssl-redirect: "false"`: its TLS hosts are not redirected to HTTPS.
+    pub no_ssl_redirect: bool,
+    /// What is not honoured, or honoured otherwise than nginx does.
+    pub warnings: Vec<String>,
+}
+
+/// The Ingress an annotation set belongs to.
+pub(super) struct Owner<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub store: &'a Store,
+    /// Whether `auth-secret` may name another namespace's Secret.
+    pub allow_cross_namespace: bool,
+}
+
+/// Reads the nginx annotations among `annotations`; `Err` with every reason the Ingress cannot
+/// be served as nginx would serve it.
+pub(super) fn read(
+    owner: &Owner<'_>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Nginx, Vec<String>> {
+    let ours: BTreeMap<&str, &str> = annotations
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?, v.as_str())))
+        .collect();
+    let mut reading = Reading {
+        owner,
+        ours: &ours,
+        out: Nginx::default(),
+        errors: Vec::new(),
+        used: Vec::new(),
+    };
+    reading.access();
+    reading.limits();
+    reading.redirects();
+    reading.headers();
+    reading.the_rest();
+    if reading.errors.is_empty() {
+        Ok(reading.out)
+    } else {
+        Err(reading.errors)
+    }
+}
+
+struct Reading<'a> {
+    owner: &'a Owner<'a>,
+    ours: &'a BTreeMap<&'a str, &'a str>,
+    out: Nginx,
+    errors: Vec<String>,
+    /// Annotations read (honoured, or refused with a reason already).
+    used: Vec<&'static str>,
+}
+
+impl<'a> Reading<'a> {
+    /// The value of annotation `name`, marked as read.
+    fn get(&mut self, name: &'static str) -> Option<&'a str> {
+        let value = self.ours.get(name).copied()?;
+        self.used.push(name);
+        Some(value.trim())
+    }
+
+    fn flag(&mut self, name: &'static str) -> Option<bool> {
+        let value = self.get(name)?;
+        match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                self.errors.push(format!(
+                    "annotation {PREFIX}{name} {other:?} is not \"true\" or \"false\""
+                ));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, name: &'static str) -> Option<u64> {
+        let value = self.get(name)?;
+        match value.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.errors.push(format!(
+                    "annotation {PREFIX}{name} {value:?} is not a whole number"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Compiles `spec` as a Middleware named after the Ingress and `name`, onto the chain.
+    fn add(&mut self, name: &'static str, spec: &crd::MiddlewareSpec) {
+        let owner = self.owner;
+        let id = format!("{}/{}@{name}", owner.namespace, owner.name);
+        match compile_spec(&id, owner.namespace, spec, owner.store) {
+            Ok(m) => self.out.chain.extend(m),
+            Err(why) => self
+                .errors
+                .push(format!("annotation {PREFIX}{name}: {why}")),
+        }
+    }
+
+    /// `whitelist-source-range` (or `allowlist-source-range`) and basic authentication.
+    fn access(&mut self) {
+        for name in ["whitelist-source-range", "allowlist-source-range"] {
+            if let Some(ranges) = self.get(name) {
+                let spec = crd::MiddlewareSpec {
+                    ip_allow_list: Some(crd::IpAllowList {
+                        source_range: list(ranges),
+                        ip_strategy: None,
+                    }),
+                    ..Default::default()
+                };
+                self.add(name, &spec);
+            }
+        }
+        match self.get("auth-type") {
+            None => {}
+            Some("basic") => self.basic_auth(),
+            Some(other) => {
+                let other = other.to_owned();
+                self.errors.push(format!(
+                    "annotation {PREFIX}auth-type {other:?} is not honoured (fjord does basic); the Ingress would be served without authentication"
+                ));
+            }
+        }
+    }
+
+    fn basic_auth(&mut self) {
+        let owner = self.owner;
+        let Some(secret) = self.get("auth-secret").map(str::to_owned) else {
+            self.errors.push(format!(
+                "annotation {PREFIX}auth-type \"basic\" needs {PREFIX}auth-secret"
+            ));
+            return;
+        };
+        let (ns, name) = match secret.split_once('/') {
+            Some((ns, name)) => (ns, name),
+            None => (owner.namespace, secret.as_str()),
+        };
+        if ns != owner.namespace && !owner.allow_cross_namespace {
+            self.errors.push(format!(
+                "annotation {PREFIX}auth-secret {secret:?} is in another namespace, and cross-namespace references are off (providers.kubernetesCRD.allowCrossNamespace)"
+            ));
+            return;
+        }
+        let users = match self.get("auth-secret-type").unwrap_or("auth-file") {
+            // htpasswd lines under the key `auth`.
+            "auth-file" => secret_value(owner.store, ns, name, "auth"),
+            // A key per user, its value the hash.
+            "auth-map" => auth_map(owner.store, ns, name),
+            other => Err(format!(
+                "{PREFIX}auth-secret-type {other:?} is not auth-file or auth-map"
+            )),
+        };
+        let users = users.and_then(|text| htpasswd::parse_users(&text));
+        let realm = self
+            .get("auth-realm")
+            .unwrap_or("Authentication Required")
+            .to_owned();
+        match users {
+            Ok(users) => self.out.chain.push(Arc::new(Middleware {
+                name: format!("{}/{}@auth-type", owner.namespace, owner.name).into(),
+                kind: Kind::BasicAuth {
+                    users,
+                    realm,
+                    remove_header: false,
+                },
+            })),
+            Err(why) => self
+                .errors
+                .push(format!("annotation {PREFIX}auth-secret: {why}")),
+        }
+    }
+
+    /// `limit-rps`, `limit-rpm` (with `limit-burst-multiplier`) and `limit-connections`.
+    fn limits(&mut self) {
+        let multiplier = self.number("limit-burst-multiplier").unwrap_or(5).max(1);
+        for (name, period) in [("limit-rps", "1s"), ("limit-rpm", "1m")] {
+            let Some(average) = self.number(name) else {
+                continue;
+            };
+            let spec = crd::MiddlewareSpec {
+                rate_limit: Some(crd::RateLimit {
+                    average,
+                    period: Some(IntOrString::String(period.into())),
+                    burst: Some(average.saturating_mul(multiplier)),
+                    source_criterion: None,
+                }),
+                ..Default::default()
+            };
+            self.add(name, &spec);
+        }
+        if let Some(amount) = self.number("limit-connections") {
+            let spec = crd::MiddlewareSpec {
+                in_flight_req: Some(crd::InFlightReq {
+                    amount,
+                    source_criterion: None,
+                }),
+                ..Default::default()
+            };
+            self.add("limit-connections", &spec);
+        }
+        if let Some(size) = self.get("proxy-body-size").map(str::to_owned) {
+            match body_size(&size) {
+                Some(bytes) => {
+                    let spec = crd::MiddlewareSpec {
+                        buffering: Some(crd::Buffering {
+                            max_request_body_bytes: Some(bytes),
+                        }),
+                        ..Default::default()
+                    };
+                    self.add("proxy-body-size", &spec);
+                }
+                None => self.errors.push(format!(
+                    "annotation {PREFIX}proxy-body-size {size:?} is not a size (0, 8k, 1m, 2g)"
+                )),
+            }
+        }
+    }
+
+    /// HTTPS, permanent and temporary redirects, and `app-root`.
+    fn redirects(&mut self) {
+        if self.flag("ssl-redirect") == Some(false) {
+            self.out.no_ssl_redirect = true;
+        }
+        if self.flag("force-ssl-redirect") == Some(true) {
+            let spec = crd::MiddlewareSpec {
+                redirect_scheme: Some(crd::RedirectScheme {
+                    scheme: "https".into(),
+                    port: None,
+                    permanent: Some(true),
+                }),
+                ..Default::default()
+            };
+            self.add("force-ssl-redirect", &spec);
+        }
+        let code = self.number("permanent-redirect-code");
+        for (name, permanent) in [("permanent-redirect", true), ("temporal-redirect", false)] {
+            if let Some(to) = self.get(name).map(str::to_owned) {
+                if permanent && code.is_some_and(|c| c != 301) {
+                    self.out.warnings.push(format!(
+                        "annotation {PREFIX}permanent-redirect-code: fjord answers 301 (308 for methods other than GET and HEAD)"
+                    ));
+                }
+                self.redirect(name, "^.*$", &to.replace('$', "$$"), permanent);
+            }
+        }
+        if let Some(root) = self.get("app-root").map(str::to_owned) {
+            if root.starts_with('/') {
+                let to = format!("${{1}}{}", root.replace('$', "$$"));
+                self.redirect("app-root", "^(https?://[^/]+)/$", &to, false);
+            } else {
+                self.errors.push(format!(
+                    "annotation {PREFIX}app-root {root:?} must start with '/'"
+                ));
+            }
+        }
+    }
+
+    fn redirect(&mut self, name: &'static str, regex: &str, replacement: &str, permanent: bool) {
+        let spec = crd::MiddlewareSpec {
+            redirect_regex: Some(crd::RedirectRegex {
+                regex: regex.into(),
+                replacement: replacement.into(),
+                permanent: Some(permanent),
+            }),
+            ..Default::default()
+        };
+        self.add(name, &spec);
+    }
+
+    /// CORS (`enable-cors` and `cors-*`) and `x-forwarded-prefix`.
+    fn headers(&mut self) {
+        let cors = self.flag("enable-cors") == Some(true);
+        let origins = self.get("cors-allow-origin").unwrap_or("*").to_owned();
+        let methods = self
+            .get("cors-allow-methods")
+            .unwrap_or("GET, PUT, POST, DELETE, PATCH, OPTIONS")
+            .to_owned();
+        let allow_headers = self
+            .get("cors-allow-headers")
+            .unwrap_or("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization")
+            .to_owned();
+        let expose = self.get("cors-expose-headers").unwrap_or("").to_owned();
+        let credentials = self.flag("cors-allow-credentials").unwrap_or(true);
+        let max_age = self.number("cors-max-age").unwrap_or(1_728_000);
+        let given = self.ours.keys().any(|k| k.starts_with("cors-"));
+        if cors {
+            let spec = crd::MiddlewareSpec {
+                headers: Some(crd::Headers {
+                    access_control_allow_origin_list: list(&origins),
+                    access_control_allow_methods: list(&methods),
+                    access_control_allow_headers: list(&allow_headers),
+                    access_control_expose_headers: list(&expose),
+                    access_control_allow_credentials: Some(credentials),
+                    access_control_max_age: i64::try_from(max_age).ok(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            self.add("enable-cors", &spec);
+        } else if given {
+            self.out.warnings.push(format!(
+                "annotations {PREFIX}cors-* are ignored without {PREFIX}enable-cors: \"true\", as nginx ignores them"
+            ));
+        }
+        if let Some(prefix) = self.get("x-forwarded-prefix").map(str::to_owned) {
+            let spec = crd::MiddlewareSpec {
+                headers: Some(crd::Headers {
+                    custom_request_headers: [("X-Forwarded-Prefix".to_owned(), prefix)].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            self.add("x-forwarded-prefix", &spec);
+        }
+    }
+
+    /// Every annotation not read above: refused when it restricts access or is a snippet, or
+    /// would route traffic elsewhere than nginx did; else a warning saying it is not honoured.
+    fn the_rest(&mut self) {
+        let unread: Vec<(&str, &str)> = self
+            .ours
+            .iter()
+            .filter(|(k, _)| !self.used.contains(k))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (name, value) in unread {
+            match verdict(name, value) {
+                Verdict::Honoured => {}
+                Verdict::Refused(why) => self
+                    .errors
+                    .push(format!("annotation {PREFIX}{name} is refused: {why}")),
+                Verdict::Ignored(why) => self
+                    .out
+                    .warnings
+                    .push(format!("annotation {PREFIX}{name} is not honoured: {why}")),
+            }
+        }
+    }
+}
+
+/// What becomes of an annotation fjord does not translate.
+enum Verdict {
+    /// What fjord does anyway.
+    Honoured,
+    Refused(String),
+    Ignored(String),
+}
+
+fn verdict(name: &str, value: &str) -> Verdict {
+    if name.ends_with("-snippet") || name == "configuration-snippet" {
+        return Verdict::Refused(
+            "a snippet is nginx configuration, which fjord never executes or interprets (running \
+             such snippets is how IngressNightmare, CVE-2025-1974, took over clusters); express \
+             it with fjord's Middlewares"
+                .into(),
+        );
+    }
+    let restricts = name.starts_with("auth-")
+        || name.starts_with("limit-")
+        || matches!(name, "denylist-source-range" | "satisfy")
+        || name.starts_with("global-rate-limit");
+    if restricts {
+        let instead = match name {
+            "denylist-source-range" => "list the clients allowed in whitelist-source-range instead",
+            "auth-url" | "auth-signin" | "auth-method" | "auth-response-headers" => {
+                "external authentication (forwardAuth) is not in fjord yet"
+            }
+            "limit-whitelist" => "fjord's rate limits have no exempt ranges yet",
+            _ => "fjord cannot enforce it",
+        };
+        return Verdict::Refused(format!(
+            "it restricts access and {instead}; serving the Ingress without it would open it to everyone"
+        ));
+    }
+    match (name, value) {
+        ("backend-protocol", v) if v.eq_ignore_ascii_case("HTTP") => Verdict::Honoured,
+        ("ssl-passthrough", "true") => Verdict::Refused(
+            "TLS passthrough needs TCP routing by SNI, which fjord does not do; terminate TLS in fjord with the Ingress's spec.tls".into(),
+        ),
+        ("canary", "true") => Verdict::Refused(
+            "canary Ingresses are not split yet, and served alone this one would take the main Ingress's traffic or none; use an IngressRoute with weighted services".into(),
+        ),
+        ("use-regex", "true") | ("rewrite-target", _) => Verdict::Refused(
+            "regular-expression paths and rewrites are not translated yet, and served as literal paths they would not match; use an IngressRoute with PathRegexp and replacePathRegex".into(),
+        ),
+        ("use-regex", "false") | ("ssl-redirect", "true") => Verdict::Honoured,
+        ("backend-protocol", _) => Verdict::Ignored(
+            "fjord speaks HTTP/1.1 to backends; a backend expecting HTTPS or gRPC will fail".into(),
+        ),
+        ("proxy-connect-timeout" | "proxy-read-timeout" | "proxy-send-timeout", _) => {
+            Verdict::Ignored("fjord's timeouts are serversTransport.forwardingTimeouts".into())
+        }
+        _ => Verdict::Ignored("fjord has no equivalent yet".into()),
+    }
+}
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// nginx's size: bytes, or with `k`, `m`, `g` (either case); `0` is no limit.
+fn body_size(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// An `auth-map` Secret (a key per user, its value the hash) as htpasswd lines.
+fn auth_map(store: &Store, ns: &str, name: &str) -> Result<String, String> {
+    let secret = store
+        .secret(ns, name)
+        .ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
+    let mut lines = String::new();
+    for (user, hash) in secret.data.iter().flatten() {
+        lines += &format!("{user}:{}\n", String::from_utf8_lossy(&hash.0));
+    }
+    for (user, hash) in secret.string_data.iter().flatten() {
+        lines += &format!("{user}:{hash}\n");
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_nginx_reads_them() {
+        assert_eq!(body_size("0"), Some(0));
+        assert_eq!(body_size("1024"), Some(1024));
+        assert_eq!(body_size("8k"), Some(8192));
+        assert_eq!(body_size("1m"), Some(1 << 20));
+        assert_eq!(body_size("2G"), Some(2 << 30));
+        assert_eq!(body_size("1x"), None);
+        assert_eq!(body_size("m"), None);
+    }
+
+    fn read_all(pairs: &[(&str, &str)]) -> Result<Nginx, Vec<String>> {
+        let store = Store::default();
+        let owner = Owner {
+            namespace: "shop",
+            name: "web",
+            store: &store,
+            allow_cross_namespace: false,
+        };
+        let annotations = pairs
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).to_owned()))
+            .collect();
+        read(&owner, &annotations)
+    }
+
+    #[test]
+    fn every_annotation_is_honoured_refused_or_warned_about() {
+        let read = read_all(&[
+            ("whitelist-source-range", "10.0.0.0/8, 192.168.1.1"),
+            ("limit-rps", "5"),
+            ("enable-cors", "true"),
+            ("proxy-buffering", "on"),
+            ("ssl-redirect", "true"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = read.chain.iter().map(|m| &*m.name).collect();
+        assert_eq!(
+            names,
+            [
+                "shop/web@whitelist-source-range",
+                "shop/web@limit-rps",
+                "shop/web@enable-cors"
+            ]
+        );
+        assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+        assert!(read.warnings[0].contains("proxy-buffering"));
+
+        for (name, value) in [
+            ("configuration-snippet", "more_set_headers \"X: y\";"),
+            ("auth-url", "http://auth.example/verify"),
+            ("auth-type", "digest"),
+            ("denylist-source-range", "10.0.0.0/8"),
+            ("satisfy", "any"),
+            ("limit-whitelist", "10.0.0.0/8"),
+            ("canary", "true"),
+            ("whitelist-source-range", "not-a-cidr"),
+        ] {
+            let errors = read_all(&[(name, value)]).unwrap_err();
+            assert!(errors[0].contains(name), "{errors:?}");
+        }
+        let snippet = read_all(&[("server-snippet", "x")]).unwrap_err();
+        assert!(snippet[0].contains("IngressNightmare"), "{snippet:?}");
+    }
+}

@@ -1,0 +1,447 @@
+//! ingress-nginx's annotations on real sockets: each honoured one by what the client gets and
+//! what the backend saw; each access-restricting one fjord cannot honour rejects its Ingress,
+//! naming it, while a previous good version keeps serving; every other one is named.
+
+mod support;
+
+use std::process::Command;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, client, get, ingress, send, service};
+
+/// An Ingress routing `host` to Service `app`, with `nginx.ingress.kubernetes.io/` annotations.
+fn annotated(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "nginx.ingress.kubernetes.io/{k}: {}",
+                serde_json::to_string(v).unwrap()
+            )
+        })
+        .collect();
+    ingress(name, &[(host, "Prefix", "/", "app")]).replacen(
+        "namespace: default}",
+        &format!(
+            "namespace: default, annotations: {{{}}}}}",
+            pairs.join(", ")
+        ),
+        1,
+    )
+}
+
+async fn setup() -> (Manifests, Echo) {
+    let backend = Echo::start("app", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let m = Manifests::new();
+    m.write("app.yaml", &service("app", backend.addr));
+    (m, backend)
+}
+
+async fn request(
+    fjord: &Fjord,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+) -> support::Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", fjord.web))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(
+        &client(),
+        req.body(Full::new(Bytes::from_static(body))).unwrap(),
+    )
+    .await
+}
+
+fn check(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_annotations_are_honoured() {
+    let (m, _backend) = setup().await;
+    m.write(
+        "allow.yaml",
+        &annotated(
+            "allow",
+            "allow.test",
+            &[("whitelist-source-range", "127.0.0.0/8")],
+        ),
+    );
+    m.write(
+        "deny.yaml",
+        &annotated(
+            "deny",
+            "deny.test",
+            &[("whitelist-source-range", "10.0.0.0/8, 192.168.0.0/16")],
+        ),
+    );
+    // alice:secret (apr1) in an auth-file Secret, and bob's in an auth-map one.
+    m.write(
+        "auth.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: htpasswd}\nstringData:\n  auth: \"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: users}\nstringData:\n  bob: \"$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"\n",
+    );
+    m.write(
+        "file.yaml",
+        &annotated(
+            "file",
+            "file.test",
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "htpasswd"),
+                ("auth-realm", "Staff only"),
+            ],
+        ),
+    );
+    m.write(
+        "map.yaml",
+        &annotated(
+            "map",
+            "map.test",
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "default/users"),
+                ("auth-secret-type", "auth-map"),
+            ],
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(
+        get(fjord.web, "allow.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    let denied = get(fjord.web, "deny.test", "/").await;
+    assert_eq!((denied.status.as_u16(), denied.backend()), (403, None));
+
+    let login = |who: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{who}:secret"))
+        )
+    };
+    let anonymous = get(fjord.web, "file.test", "/").await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        anonymous.headers["www-authenticate"],
+        "Basic realm=\"Staff only\""
+    );
+    let alice = login("alice");
+    let ok = request(
+        &fjord,
+        "GET",
+        "file.test",
+        "/",
+        &[("authorization", &alice)],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.backend().as_deref(), Some("app"));
+    let bob = login("bob");
+    let ok = request(
+        &fjord,
+        "GET",
+        "map.test",
+        "/",
+        &[("authorization", &bob)],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.backend().as_deref(), Some("app"));
+    let wrong = request(
+        &fjord,
+        "GET",
+        "map.test",
+        "/",
+        &[("authorization", &alice)],
+        b"",
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_and_body_size_are_honoured() {
+    let (m, _backend) = setup().await;
+    // 1 request per minute with a burst of 1 × 2.
+    m.write(
+        "limited.yaml",
+        &annotated(
+            "limited",
+            "limited.test",
+            &[("limit-rpm", "1"), ("limit-burst-multiplier", "2")],
+        ),
+    );
+    m.write(
+        "small.yaml",
+        &annotated("small", "small.test", &[("proxy-body-size", "1k")]),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(fjord.web, "limited.test", "/").await.status.as_u16());
+    }
+    // nginx answers 503 by default; fjord answers 429 with Retry-After (README).
+    assert_eq!(statuses, [200, 200, 429, 429]);
+
+    let big = request(&fjord, "POST", "small.test", "/", &[], &[b'x'; 2048]).await;
+    assert_eq!((big.status.as_u16(), big.backend()), (413, None));
+    let fits = request(&fjord, "POST", "small.test", "/", &[], &[b'x'; 1024]).await;
+    assert_eq!(fits.json()["body_bytes"], 1024);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_are_honoured() {
+    let (m, _backend) = setup().await;
+    m.write(
+        "moved.yaml",
+        &annotated(
+            "moved",
+            "moved.test",
+            &[("permanent-redirect", "https://new.example/$path")],
+        ),
+    );
+    m.write(
+        "away.yaml",
+        &annotated(
+            "away",
+            "away.test",
+            &[("temporal-redirect", "https://away.example/")],
+        ),
+    );
+    m.write(
+        "root.yaml",
+        &annotated("root", "root.test", &[("app-root", "/app")]),
+    );
+    m.write(
+        "forced.yaml",
+        &annotated("forced", "forced.test", &[("force-ssl-redirect", "true")]),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let moved = get(fjord.web, "moved.test", "/x?y=1").await;
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.headers["location"], "https://new.example/$path");
+    let away = get(fjord.web, "away.test", "/x").await;
+    assert_eq!(away.status, 302);
+    assert_eq!(away.headers["location"], "https://away.example/");
+    let root = get(fjord.web, "root.test", "/").await;
+    assert_eq!(root.status, 302);
+    assert_eq!(root.headers["location"], "http://root.test/app");
+    assert_eq!(
+        get(fjord.web, "root.test", "/app")
+            .await
+            .backend()
+            .as_deref(),
+        Some("app")
+    );
+    let forced = get(fjord.web, "forced.test", "/a?b").await;
+    assert_eq!(forced.status, 301);
+    assert_eq!(forced.headers["location"], "https://forced.test/a?b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssl_redirect_false_opts_out_of_the_entry_points_redirect() {
+    let (m, _backend) = setup().await;
+    let ca = support::tls::Ca::new();
+    m.write(
+        "cert.yaml",
+        &ca.secret("cert", &["kept.test", "moved.test"]),
+    );
+    let with_tls = |name: &str, host: &str, annotations: &[(&str, &str)]| {
+        annotated(name, host, annotations).replace(
+            "  rules:\n",
+            &format!("  tls:\n  - secretName: cert\n    hosts: [{host}]\n  rules:\n"),
+        )
+    };
+    m.write(
+        "kept.yaml",
+        &with_tls("kept", "kept.test", &[("ssl-redirect", "false")]),
+    );
+    m.write("moved.yaml", &with_tls("moved", "moved.test", &[]));
+    let config = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n    http:\n      redirections:\n        entryPoint: {to: websecure}\n  websecure:\n    address: \"127.0.0.1:0\"\n    exposedPort: 443\n    http:\n      tls: {}\nadmin:\n  address: \"127.0.0.1:0\"\n";
+    let fjord = Fjord::start(m.path(), config);
+    assert_eq!(
+        get(fjord.web, "kept.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    let moved = get(fjord.web, "moved.test", "/").await;
+    assert_eq!(moved.status, 308);
+    assert_eq!(moved.headers["location"], "https://moved.test/");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_and_forwarded_prefix_are_honoured() {
+    let (m, _backend) = setup().await;
+    m.write(
+        "cors.yaml",
+        &annotated(
+            "cors",
+            "cors.test",
+            &[
+                ("enable-cors", "true"),
+                ("cors-allow-origin", "https://ui.example"),
+                ("cors-allow-methods", "GET, POST"),
+                ("x-forwarded-prefix", "/shop"),
+            ],
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let preflight = request(
+        &fjord,
+        "OPTIONS",
+        "cors.test",
+        "/",
+        &[
+            ("origin", "https://ui.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.backend(), None, "fjord answers the preflight");
+    assert_eq!(
+        preflight.headers["access-control-allow-origin"],
+        "https://ui.example"
+    );
+    assert!(
+        preflight.headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert_eq!(
+        preflight.headers["access-control-allow-credentials"],
+        "true"
+    );
+    let simple = request(
+        &fjord,
+        "GET",
+        "cors.test",
+        "/",
+        &[("origin", "https://ui.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        simple.headers["access-control-allow-origin"],
+        "https://ui.example"
+    );
+    assert_eq!(simple.json()["headers"]["x-forwarded-prefix"], "/shop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_fjord_cannot_honour_is_refused_or_named_and_a_good_version_keeps_serving() {
+    let (m, _backend) = setup().await;
+    m.write(
+        "shop.yaml",
+        &annotated(
+            "shop",
+            "shop.test",
+            &[("whitelist-source-range", "127.0.0.1")],
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(
+        get(fjord.web, "shop.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    // Each access-restricting annotation fjord cannot honour, added to the served Ingress:
+    // refused, named, and the last good version keeps serving (and keeps its allow list).
+    for (name, value) in [
+        (
+            "configuration-snippet",
+            "more_set_headers \"X-Frame-Options: DENY\";",
+        ),
+        ("auth-url", "http://auth.example/verify"),
+        ("denylist-source-range", "10.0.0.0/8"),
+        ("auth-type", "digest"),
+        ("satisfy", "any"),
+    ] {
+        m.write(
+            "shop.yaml",
+            &annotated(
+                "shop",
+                "shop.test",
+                &[("whitelist-source-range", "127.0.0.1"), (name, value)],
+            ),
+        );
+        let line = fjord.wait_for_log(&format!("nginx.ingress.kubernetes.io/{name}"));
+        assert!(line.contains("Ingress default/shop"), "{line}");
+        assert!(line.contains("last good version"), "{line}");
+        assert_eq!(
+            get(fjord.web, "shop.test", "/").await.backend().as_deref(),
+            Some("app")
+        );
+    }
+    // A new Ingress with one is not served at all.
+    m.write(
+        "new.yaml",
+        &annotated("new", "new.test", &[("server-snippet", "return 200;")]),
+    );
+    let line = fjord.wait_for_log("Ingress default/new");
+    assert!(line.contains("IngressNightmare"), "{line}");
+    assert_eq!(get(fjord.web, "new.test", "/").await.status, 404);
+}
+
+/// Ingresses as ingress-nginx's documentation writes them: `fjord check` mentions every
+/// annotation it does not honour, and passes none over.
+#[test]
+fn check_mentions_every_annotation_it_does_not_honour() {
+    let m = Manifests::new();
+    m.write("app.yaml", &service("app", "127.0.0.1:1".parse().unwrap()));
+    let documented = [
+        ("affinity", "cookie"),
+        ("session-cookie-name", "route"),
+        ("backend-protocol", "HTTPS"),
+        ("proxy-read-timeout", "120"),
+        ("proxy-buffering", "on"),
+        ("custom-http-errors", "404,503"),
+        ("default-backend", "errors"),
+        ("service-upstream", "true"),
+        ("upstream-vhost", "internal.example"),
+        ("from-to-www-redirect", "true"),
+        ("proxy-ssl-verify", "on"),
+        ("server-alias", "alias.example"),
+        ("ssl-ciphers", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("mirror-target", "http://mirror/$request_uri"),
+    ];
+    for (i, (name, value)) in documented.iter().enumerate() {
+        m.write(
+            &format!("i{i}.yaml"),
+            &annotated(&format!("i{i}"), &format!("i{i}.test"), &[(name, value)]),
+        );
+    }
+    let (ok, out) = check(m.path());
+    assert!(ok, "warnings only: {out}");
+    for (i, (name, _)) in documented.iter().enumerate() {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("Ingress default/i{i}:")))
+            .unwrap_or_else(|| panic!("{name} unmentioned: {out}"));
+        assert!(
+            line.starts_with("warning")
+                && line.contains(&format!(
+                    "nginx.ingress.kubernetes.io/{name} is not honoured"
+                )),
+            "{line}"
+        );
+    }
+}
