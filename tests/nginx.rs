@@ -445,3 +445,63 @@ fn check_mentions_every_annotation_it_does_not_honour() {
         );
     }
 }
+
+/// An Ingress for `host` with one path of type ImplementationSpecific, and annotations.
+fn with_path(name: &str, host: &str, path: &str, annotations: &[(&str, &str)]) -> String {
+    annotated(name, host, annotations)
+        .replace(
+            "path: /\n",
+            &format!("path: {}\n", serde_json::to_string(path).unwrap()),
+        )
+        .replace("pathType: Prefix", "pathType: ImplementationSpecific")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regex_paths_and_rewrite_target_with_capture_groups() {
+    let (m, _backend) = setup().await;
+    m.write(
+        "rewrite.yaml",
+        &with_path(
+            "rewrite",
+            "rewrite.test",
+            "/something(/|$)(.*)",
+            &[("use-regex", "true"), ("rewrite-target", "/$2")],
+        ),
+    );
+    m.write(
+        "regex.yaml",
+        &with_path(
+            "regex",
+            "regex.test",
+            "/api/v[0-9]+/",
+            &[("use-regex", "true")],
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    for (path, seen) in [
+        ("/something/new", "/new"),
+        ("/something", "/"),
+        ("/SOMETHING/Case", "/Case"),
+        ("/something/a/b?c=1", "/a/b?c=1"),
+    ] {
+        let reply = get(fjord.web, "rewrite.test", path).await;
+        assert_eq!(reply.json()["path"], seen, "{path}");
+    }
+    assert_eq!(get(fjord.web, "rewrite.test", "/other").await.status, 404);
+    assert_eq!(
+        get(fjord.web, "regex.test", "/api/v2/x").await.json()["path"],
+        "/api/v2/x"
+    );
+    assert_eq!(get(fjord.web, "regex.test", "/api/vx/").await.status, 404);
+
+    // A path that is no regular expression rejects the Ingress, naming it.
+    m.write(
+        "broken.yaml",
+        &with_path("broken", "broken.test", "/a(b", &[("use-regex", "true")]),
+    );
+    let line = fjord.wait_for_log("Ingress default/broken");
+    assert!(
+        line.contains("spec.rules[0].http.paths[0].path \\\"/a(b\\\""),
+        "{line}"
+    );
+}

@@ -5,14 +5,17 @@
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::backend::backend_for;
 use super::class::Classes;
 use super::tls::{ingress_resolver, tls_of};
 use super::{Cx, keep, middleware, nginx, oldest_first};
 use crate::diagnostics::Diagnostic;
-use crate::model::{HostMatch, PathMatch, PortRef, Route, ServiceRef, Target};
+use crate::model::middleware::Middleware;
+use crate::model::{HostMatch, PathMatch, PortRef, Route, RuleRoute, ServiceRef, Target};
 use crate::provider::ObjectKey;
+use crate::rule::Rule;
 
 /// A validated Ingress.
 #[derive(Debug, Default)]
@@ -40,6 +43,10 @@ pub(super) struct PathRule {
     pub field: String,
     pub host: HostMatch,
     pub path: PathMatch,
+    /// The path as written, for paths that are regular expressions.
+    pub raw: String,
+    /// Set when the path is a regular expression.
+    pub regex: Option<RegexPath>,
     pub service: ServiceRef,
 }
 
@@ -75,6 +82,8 @@ pub(super) fn rules(ingress: &Ingress) -> Result<Rules, Vec<String>> {
                     field,
                     host: host.clone(),
                     path,
+                    raw: p.path.clone().unwrap_or_else(|| "/".into()),
+                    regex: None,
                     service,
                 });
             }
@@ -99,6 +108,49 @@ pub(super) fn rules(ingress: &Ingress) -> Result<Rules, Vec<String>> {
     }
     if errors.is_empty() {
         Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A path rule whose path is a regular expression (nginx's `use-regex`), with its rewrite.
+#[derive(Debug)]
+pub(super) struct RegexPath {
+    pub rule: Rule,
+    pub rewrite: Option<Arc<Middleware>>,
+}
+
+/// Under nginx's `use-regex` or `rewrite-target`, the rules' paths as regular expressions,
+/// each with its rewrite; every path that is not a valid one is an error.
+fn regex_paths(
+    owner: &nginx::Owner<'_>,
+    mut rules: Rules,
+    nginx: &nginx::Nginx,
+) -> Result<Rules, Vec<String>> {
+    if !nginx.regex_paths {
+        return Ok(rules);
+    }
+    let mut errors = Vec::new();
+    for p in &mut rules.paths {
+        let made = nginx::regex_rule(&p.host, &p.raw).and_then(|rule| {
+            let rewrite = match &nginx.rewrite {
+                Some(target) => nginx::rewrite(owner, &p.raw, target)?,
+                None => None,
+            };
+            Ok(RegexPath { rule, rewrite })
+        });
+        match made {
+            Ok(r) => p.regex = Some(r),
+            Err(why) => errors.push(format!(
+                "{}.path {:?} as a regular expression ({}use-regex): {why}",
+                p.field,
+                p.raw,
+                nginx::PREFIX
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
     } else {
         Err(errors)
     }
@@ -236,7 +288,9 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 allow_cross_namespace: allow,
             };
             match (rules(ing), nginx::read(&owner, &annotations)) {
-                (Ok(rules), Ok(nginx)) => Ok(Some((rules, nginx))),
+                (Ok(rules), Ok(nginx)) => {
+                    regex_paths(&owner, rules, &nginx).map(|r| Some((r, nginx)))
+                }
                 (rules, nginx) => Err([rules.err(), nginx.err()]
                     .into_iter()
                     .flatten()
@@ -339,6 +393,22 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             redirect,
         );
         for rule in rules.paths {
+            if let Some(regex) = rule.regex {
+                let mut target =
+                    use_backend(&|| format!("{}.backend", rule.field), &rule.service, cx);
+                // The rewrite runs after the nginx annotations' middlewares, before the
+                // Ingress's own.
+                if let Some(rewrite) = regex.rewrite {
+                    target.middlewares.insert(nginx.chain.len(), rewrite);
+                }
+                cx.out.config.rule_routes.push(RuleRoute {
+                    priority: i64::try_from(rule.raw.len()).unwrap_or(i64::MAX),
+                    rule: regex.rule,
+                    entry_points: Vec::new(),
+                    target,
+                });
+                continue;
+            }
             let key = (rule.host.clone(), rule.path.clone());
             if let Some(owner) = owners.get(&key) {
                 let why = if *owner == source {

@@ -172,7 +172,8 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
         }
     }
     objects.sort_by_key(|(ir, _)| oldest_first(&ir.metadata));
-    let mut rule_routes = Vec::new();
+    // After the rule routes of Ingresses with regular-expression paths, if any.
+    let mut rule_routes = std::mem::take(&mut cx.out.config.rule_routes);
     for (ir, parsed) in objects {
         let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
         let name = ir.metadata.name.as_deref().unwrap_or_default();

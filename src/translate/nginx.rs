@@ -12,8 +12,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::middleware::{compile_spec, secret_value};
 use crate::crd;
 use crate::htpasswd;
+use crate::model::HostMatch;
 use crate::model::middleware::{Kind, Middleware};
 use crate::provider::Store;
+use crate::rule::{self, Rule};
 
 /// The annotations' common prefix.
 pub(super) const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -26,6 +28,11 @@ pub(super) struct Nginx {
     pub chain: Vec<Arc<Middleware>>,
     /// `ssl-redirect: "false"`: its TLS hosts are not redirected to HTTPS.
     pub no_ssl_redirect: bool,
+    /// Its paths are case-insensitive regular expressions anchored at the start, as nginx's
+    /// `location ~*` (`use-regex`, or `rewrite-target`, which implies it).
+    pub regex_paths: bool,
+    /// `rewrite-target`: what the whole path becomes, `$1` and on naming the path's groups.
+    pub rewrite: Option<String>,
     /// What is not honoured, or honoured otherwise than nginx does.
     pub warnings: Vec<String>,
 }
@@ -56,6 +63,7 @@ pub(super) fn read(
         errors: Vec::new(),
         used: Vec::new(),
     };
+    reading.paths();
     reading.access();
     reading.limits();
     reading.redirects();
@@ -122,6 +130,13 @@ impl<'a> Reading<'a> {
                 .errors
                 .push(format!("annotation {PREFIX}{name}: {why}")),
         }
+    }
+
+    /// `use-regex` and `rewrite-target`.
+    fn paths(&mut self) {
+        let regex = self.flag("use-regex") == Some(true);
+        self.out.rewrite = self.get("rewrite-target").map(str::to_owned);
+        self.out.regex_paths = regex || self.out.rewrite.is_some();
     }
 
     /// `whitelist-source-range` (or `allowlist-source-range`) and basic authentication.
@@ -407,10 +422,7 @@ fn verdict(name: &str, value: &str) -> Verdict {
         ("canary", "true") => Verdict::Refused(
             "canary Ingresses are not split yet, and served alone this one would take the main Ingress's traffic or none; use an IngressRoute with weighted services".into(),
         ),
-        ("use-regex", "true") | ("rewrite-target", _) => Verdict::Refused(
-            "regular-expression paths and rewrites are not translated yet, and served as literal paths they would not match; use an IngressRoute with PathRegexp and replacePathRegex".into(),
-        ),
-        ("use-regex", "false") | ("ssl-redirect", "true") => Verdict::Honoured,
+        ("ssl-redirect", "true") => Verdict::Honoured,
         ("backend-protocol", _) => Verdict::Ignored(
             "fjord speaks HTTP/1.1 to backends; a backend expecting HTTPS or gRPC will fail".into(),
         ),
@@ -419,6 +431,64 @@ fn verdict(name: &str, value: &str) -> Verdict {
         }
         _ => Verdict::Ignored("fjord has no equivalent yet".into()),
     }
+}
+
+/// The rule matching `path` as nginx matches a regular-expression location (`~*`: case
+/// insensitive, anchored at the start only) on `host`.
+pub(super) fn regex_rule(host: &HostMatch, path: &str) -> Result<Rule, String> {
+    if path.contains('`') {
+        return Err("contains a backtick".into());
+    }
+    let path = format!("PathRegexp(`(?i)^{path}`)");
+    let text = match host {
+        HostMatch::Exact(h) => format!("Host(`{h}`) && {path}"),
+        HostMatch::Wildcard(suffix) => {
+            format!(
+                "HostRegexp(`^[^.]+\\.{}$`) && {path}",
+                regex::escape(suffix)
+            )
+        }
+        HostMatch::Any => path,
+    };
+    rule::parse(&text).map_err(|e| e.to_string())
+}
+
+/// The middleware rewriting a path matched by the regular expression `path` to `target`, as
+/// nginx's `rewrite` does: the whole path is replaced (the query is kept), `$1` is the first
+/// group.
+pub(super) fn rewrite(
+    owner: &Owner<'_>,
+    path: &str,
+    target: &str,
+) -> Result<Option<Arc<Middleware>>, String> {
+    let spec = crd::MiddlewareSpec {
+        replace_path_regex: Some(crd::ReplacePathRegex {
+            regex: format!("(?i)^(?:{path}).*"),
+            replacement: braced_groups(target),
+        }),
+        ..Default::default()
+    };
+    let id = format!("{}/{}@rewrite-target", owner.namespace, owner.name);
+    compile_spec(&id, owner.namespace, &spec, owner.store)
+        .map_err(|why| format!("annotation {PREFIX}rewrite-target: {why}"))
+}
+
+/// `$1` as `${1}`: the regex crate would read `$1abc` as a group named `1abc`.
+fn braced_groups(target: &str) -> String {
+    let mut out = String::with_capacity(target.len() + 8);
+    let mut chars = target.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push_str("${");
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                out.push(d);
+            }
+            out.push('}');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A comma-separated list, trimmed, empty items dropped.
@@ -466,6 +536,13 @@ fn auth_map(store: &Store, ns: &str, name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_are_braced() {
+        assert_eq!(braced_groups("/$2"), "/${2}");
+        assert_eq!(braced_groups("/v$1abc/$12"), "/v${1}abc/${12}");
+        assert_eq!(braced_groups("/a$b"), "/a$b");
+    }
 
     #[test]
     fn sizes_read_as_nginx_reads_them() {
@@ -523,6 +600,7 @@ mod tests {
             ("satisfy", "any"),
             ("limit-whitelist", "10.0.0.0/8"),
             ("canary", "true"),
+            ("ssl-passthrough", "true"),
             ("whitelist-source-range", "not-a-cidr"),
         ] {
             let errors = read_all(&[(name, value)]).unwrap_err();
