@@ -15,7 +15,7 @@
 //!            → middleware chain on the request (limits, auth with htpasswd, rewrites)
 //!            → exchange: balance (pick, health) → upstream (pooled client, upload) → forwarded
 //!            → middleware chain on the response (headers, compression)
-//!    ─► counted (bytes) ─► metrics, access_log
+//!    ─► counted (bytes, a client that stops reading) ─► metrics, access_log
 //! ```
 //!
 //! Beside the path: `model` is the plain data translation produces and the hot path reads;

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::access_log::{AccessLog, Record};
 use crate::acme::Challenges;
 use crate::body;
-use crate::counted::Sent;
+use crate::counted::{Sent, Writes};
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::{self, MethodLabel, Series};
@@ -91,13 +91,14 @@ impl Proxy {
     }
 
     /// Answers one request, which arrived at `started`; every failure becomes its error
-    /// response here.
+    /// response here. Its body counts itself in `writes`, its connection's.
     pub(crate) async fn handle(
         &self,
         mut req: Request<Incoming>,
         started: Instant,
         client: &forwarded::Client,
         entry: &EntryPoint,
+        writes: &Arc<Writes>,
     ) -> Response<Sent<ResponseBody>> {
         let method = req.method().clone();
         let websocket = req.headers().contains_key(header::UPGRADE);
@@ -194,7 +195,8 @@ impl Proxy {
                 (log, Box::new(record))
             });
         let received = outcome.sent.received;
-        response.map(|body| Sent::new(body, received, series, log))
+        let writes = Arc::clone(writes);
+        response.map(|body| Sent::new(body, received, series, log, writes))
     }
 
     /// The request's stages, in order; any may answer it or fail it.

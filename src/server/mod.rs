@@ -5,7 +5,6 @@
 mod draining;
 mod frames;
 mod park;
-mod writing;
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -29,11 +28,10 @@ use tokio_util::either::Either;
 
 pub(crate) use self::draining::Draining;
 use self::park::{HeadTimer, PARK_AFTER, Park, Signals, Socket};
-use self::writing::{Writes, Writing};
 use crate::acme::challenge::ACME_TLS_ALPN;
 use crate::clock;
 use crate::config;
-use crate::counted::Sent;
+use crate::counted::{Sent, Writes};
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
@@ -42,7 +40,7 @@ use crate::upload::Pace;
 
 /// A response as hyper gets it: counted for the metrics and the access log, and watched for a
 /// client that stops taking it.
-type Answer = Response<Writing<Sent<ResponseBody>>>;
+type Answer = Response<Sent<ResponseBody>>;
 
 /// An entry point's connection settings, built once at start.
 pub(crate) struct Server {
@@ -463,15 +461,13 @@ fn answer(
     async move {
         // The request's one clock reading for its start, shared by everything that needs it.
         let started = Instant::now();
-        let active = Active::new(&conn, started);
+        let _active = Active::new(&conn, started);
         let response = conn
             .server
             .proxy
-            .handle(req, started, &conn.client, &conn.server.entry)
+            .handle(req, started, &conn.client, &conn.server.entry, &conn.writes)
             .await;
-        drop(active);
-        // The connection goes with the body, which counts itself in its writes.
-        Ok(response.map(|body| Writing::new(body, conn)))
+        Ok(response)
     }
 }
 
@@ -542,7 +538,8 @@ struct Connection {
     /// [`clock::now`] when the last request started or ended.
     last_request: AtomicU64,
     signals: Signals,
-    writes: Writes,
+    /// Its responses being written.
+    writes: Arc<Writes>,
 }
 
 impl Connection {
@@ -566,7 +563,7 @@ impl Connection {
                 signals.head_started();
                 signals
             },
-            writes: Writes::default(),
+            writes: Arc::default(),
         })
     }
 
