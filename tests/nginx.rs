@@ -505,3 +505,99 @@ async fn regex_paths_and_rewrite_target_with_capture_groups() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_ingresses_take_their_weight_and_their_header() {
+    let (m, _backend) = setup().await;
+    let canary = Echo::start("canary", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write("canary-svc.yaml", &service("canary", canary.addr));
+    let canary_of = |name: &str, host: &str, annotations: &[(&str, &str)]| {
+        let mut all = vec![("canary", "true")];
+        all.extend_from_slice(annotations);
+        annotated(name, host, &all).replace("name: app,", "name: canary,")
+    };
+    for host in ["split", "header", "value"] {
+        m.write(
+            &format!("{host}.yaml"),
+            &annotated(host, &format!("{host}.test"), &[]),
+        );
+    }
+    m.write(
+        "split-canary.yaml",
+        &canary_of("split-canary", "split.test", &[("canary-weight", "30")]),
+    );
+    m.write(
+        "header-canary.yaml",
+        &canary_of(
+            "header-canary",
+            "header.test",
+            &[("canary-by-header", "X-Canary"), ("canary-weight", "100")],
+        ),
+    );
+    m.write(
+        "value-canary.yaml",
+        &canary_of(
+            "value-canary",
+            "value.test",
+            &[
+                ("canary-by-header", "X-Env"),
+                ("canary-by-header-value", "beta"),
+            ],
+        ),
+    );
+    m.write(
+        "orphan.yaml",
+        &canary_of("orphan", "orphan.test", &[("canary-weight", "50")]),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+
+    let mut to_canary = 0;
+    for _ in 0..100 {
+        if get(fjord.web, "split.test", "/").await.backend().as_deref() == Some("canary") {
+            to_canary += 1;
+        }
+    }
+    assert!(
+        (25..=35).contains(&to_canary),
+        "{to_canary} of 100 to the canary"
+    );
+
+    let backend = |host: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let fjord = &fjord;
+        async move {
+            request(fjord, "GET", host, "/", headers, b"")
+                .await
+                .backend()
+        }
+    };
+    // By header: always and never override the weight (here all of it to the canary).
+    assert_eq!(
+        backend("header.test", &[("x-canary", "always")])
+            .await
+            .as_deref(),
+        Some("canary")
+    );
+    assert_eq!(
+        backend("header.test", &[("x-canary", "never")])
+            .await
+            .as_deref(),
+        Some("app")
+    );
+    assert_eq!(backend("header.test", &[]).await.as_deref(), Some("canary"));
+    // By value: only that value; without a weight, everything else to the main Ingress.
+    assert_eq!(
+        backend("value.test", &[("x-env", "beta")]).await.as_deref(),
+        Some("canary")
+    );
+    assert_eq!(
+        backend("value.test", &[("x-env", "prod")]).await.as_deref(),
+        Some("app")
+    );
+    assert_eq!(backend("value.test", &[]).await.as_deref(), Some("app"));
+    // A canary without a main Ingress is not served, and says so.
+    assert_eq!(get(fjord.web, "orphan.test", "/").await.status, 404);
+    let line = fjord.wait_for_log("Ingress default/orphan");
+    assert!(line.contains("main Ingress"), "{line}");
+}

@@ -319,6 +319,11 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
     }
     ingresses.sort_by_key(|(i, _)| oldest_first(&i.metadata));
 
+    // Canary Ingresses take a share of their main Ingress's routes instead of routes of their own.
+    let (canaries, ingresses): (Vec<_>, Vec<_>) = ingresses
+        .into_iter()
+        .partition(|(_, (_, nginx))| nginx.canary.is_some());
+    let mut shares = canary_shares(cx, &canaries);
     let mut owners: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
     let mut default_owner: Option<String> = None;
     for (ing, (rules, nginx)) in ingresses {
@@ -354,10 +359,12 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 (Vec::new(), Some(why))
             }
         };
-        let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {
+        let use_backends = |field: &dyn Fn() -> String,
+                            services: &[(String, ServiceRef, u32)],
+                            cx: &mut Cx<'_>| {
             let backend = backend_for(
                 &cx.resolver,
-                &[(ns.to_owned(), service.clone(), 1)],
+                services,
                 &|| format!("{}.service", field()),
                 &subject,
                 &mut cx.out,
@@ -368,6 +375,9 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 middlewares: chain.clone(),
                 broken: broken.clone(),
             }
+        };
+        let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {
+            use_backends(field, &[(ns.to_owned(), service.clone(), 1)], cx)
         };
 
         if let Some(service) = &rules.default_backend {
@@ -422,7 +432,37 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 ));
                 continue;
             }
-            let target = use_backend(&|| format!("{}.backend", rule.field), &rule.service, cx);
+            let field = || format!("{}.backend", rule.field);
+            let target = match shares.remove(&(ns.to_owned(), key.clone())) {
+                None => use_backend(&field, &rule.service, cx),
+                Some(share) => {
+                    // The canary's header rules first, then the split by weight.
+                    for r in share.by_header {
+                        let service = if r.to_canary {
+                            &share.service
+                        } else {
+                            &rule.service
+                        };
+                        let target = use_backend(&field, service, cx);
+                        cx.out.config.rule_routes.push(RuleRoute {
+                            priority: r.priority,
+                            rule: r.rule,
+                            entry_points: Vec::new(),
+                            target,
+                        });
+                    }
+                    let (canary, main) = (share.weight, share.total - share.weight);
+                    let services: Vec<(String, ServiceRef, u32)> = [
+                        (rule.service.clone(), main),
+                        (share.service.clone(), canary),
+                    ]
+                    .into_iter()
+                    .filter(|(_, w)| *w > 0)
+                    .map(|(s, w)| (ns.to_owned(), s, w))
+                    .collect();
+                    use_backends(&field, &services, cx)
+                }
+            };
             owners.insert(key, source.clone());
             cx.out.config.routes.push(Route {
                 host: rule.host,
@@ -431,6 +471,72 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             });
         }
     }
+    // Left over: canaries of no main Ingress. The HashMap's order is not stable; sort.
+    let mut left: Vec<_> = shares.into_iter().collect();
+    left.sort_by(|a, b| a.1.subject.cmp(&b.1.subject));
+    for ((_, key), share) in left {
+        cx.out.diagnostics.push(Diagnostic::warning(
+            &share.subject,
+            format!(
+                "canary of {}: no Ingress of its namespace serves that, and a canary is served only beside its main Ingress, as nginx does; not served",
+                describe(&key)
+            ),
+        ));
+    }
+}
+
+/// A canary Ingress's share of one host and path: its Service, its weight, its header rules.
+struct Share {
+    subject: String,
+    service: ServiceRef,
+    weight: u32,
+    total: u32,
+    by_header: Vec<nginx::HeaderRoute>,
+}
+
+/// The canary Ingresses' shares, by namespace, host and path; the oldest canary wins one.
+fn canary_shares(
+    cx: &mut Cx<'_>,
+    canaries: &[(&Ingress, (Rules, nginx::Nginx))],
+) -> HashMap<(String, (HostMatch, PathMatch)), Share> {
+    let mut shares = HashMap::new();
+    for (ing, (rules, nginx)) in canaries {
+        let subject = subject(ing);
+        let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
+        for warning in &nginx.warnings {
+            cx.out
+                .diagnostics
+                .push(Diagnostic::warning(&subject, warning.clone()));
+        }
+        let Some(canary) = &nginx.canary else {
+            continue;
+        };
+        for rule in &rules.paths {
+            let by_header = match &canary.header {
+                None => Ok(Vec::new()),
+                Some(h) => nginx::canary_rules(h, &rule.host, &rule.path),
+            };
+            let by_header = by_header.unwrap_or_else(|why| {
+                cx.out.diagnostics.push(Diagnostic::error(
+                    &subject,
+                    format!(
+                        "{}: {why}; its requests are split by weight only",
+                        rule.field
+                    ),
+                ));
+                Vec::new()
+            });
+            let key = (ns.to_owned(), (rule.host.clone(), rule.path.clone()));
+            shares.entry(key).or_insert_with(|| Share {
+                subject: subject.clone(),
+                service: rule.service.clone(),
+                weight: canary.weight,
+                total: canary.total,
+                by_header,
+            });
+        }
+    }
+    shares
 }
 
 fn key(ing: &Ingress) -> ObjectKey {

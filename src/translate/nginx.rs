@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::middleware::{compile_spec, secret_value};
 use crate::crd;
 use crate::htpasswd;
-use crate::model::HostMatch;
 use crate::model::middleware::{Kind, Middleware};
+use crate::model::{HostMatch, PathMatch};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
 
@@ -33,8 +33,33 @@ pub(super) struct Nginx {
     pub regex_paths: bool,
     /// `rewrite-target`: what the whole path becomes, `$1` and on naming the path's groups.
     pub rewrite: Option<String>,
+    /// `canary: "true"`: the Ingress takes a share of the traffic of the one with its host and
+    /// path, rather than routes of its own.
+    pub canary: Option<Canary>,
     /// What is not honoured, or honoured otherwise than nginx does.
     pub warnings: Vec<String>,
+}
+
+/// How a canary Ingress shares its main Ingress's traffic. nginx's precedence: the header
+/// first, then the weight.
+#[derive(Debug)]
+pub(super) struct Canary {
+    /// Requests sent to the canary, out of `total`.
+    pub weight: u32,
+    pub total: u32,
+    pub header: Option<CanaryHeader>,
+}
+
+/// `canary-by-header`, with its value or pattern.
+#[derive(Debug)]
+pub(super) enum CanaryHeader {
+    /// `always` sends a request to the canary, `never` to the main Ingress; any other value
+    /// leaves it to the weight.
+    AlwaysNever(String),
+    /// The header has this value (`canary-by-header-value`).
+    Value(String, String),
+    /// The header matches this regular expression (`canary-by-header-pattern`).
+    Pattern(String, String),
 }
 
 /// The Ingress an annotation set belongs to.
@@ -64,6 +89,7 @@ pub(super) fn read(
         used: Vec::new(),
     };
     reading.paths();
+    reading.canary();
     reading.access();
     reading.limits();
     reading.redirects();
@@ -137,6 +163,45 @@ impl<'a> Reading<'a> {
         let regex = self.flag("use-regex") == Some(true);
         self.out.rewrite = self.get("rewrite-target").map(str::to_owned);
         self.out.regex_paths = regex || self.out.rewrite.is_some();
+    }
+
+    /// `canary` and how it splits traffic.
+    fn canary(&mut self) {
+        let given = self.ours.keys().any(|k| k.starts_with("canary-"));
+        if self.flag("canary") != Some(true) {
+            if given {
+                self.out.warnings.push(format!(
+                    "annotations {PREFIX}canary-* are ignored without {PREFIX}canary: \"true\""
+                ));
+            }
+            return;
+        }
+        let weight = self.number("canary-weight").unwrap_or(0);
+        let total = self.number("canary-weight-total").unwrap_or(100);
+        let (Ok(weight), Ok(total)) = (u32::try_from(weight), u32::try_from(total)) else {
+            self.errors
+                .push(format!("annotation {PREFIX}canary-weight is too large"));
+            return;
+        };
+        if total == 0 || weight > total {
+            self.errors.push(format!(
+                "annotation {PREFIX}canary-weight {weight} is not between 0 and {PREFIX}canary-weight-total {total}"
+            ));
+            return;
+        }
+        let header = self.get("canary-by-header").map(str::to_owned);
+        let value = self.get("canary-by-header-value").map(str::to_owned);
+        let pattern = self.get("canary-by-header-pattern").map(str::to_owned);
+        let header = header.map(|name| match (value, pattern) {
+            (Some(v), _) => CanaryHeader::Value(name, v),
+            (None, Some(p)) => CanaryHeader::Pattern(name, p),
+            (None, None) => CanaryHeader::AlwaysNever(name),
+        });
+        self.out.canary = Some(Canary {
+            weight,
+            total,
+            header,
+        });
     }
 
     /// `whitelist-source-range` (or `allowlist-source-range`) and basic authentication.
@@ -419,8 +484,8 @@ fn verdict(name: &str, value: &str) -> Verdict {
         ("ssl-passthrough", "true") => Verdict::Refused(
             "TLS passthrough needs TCP routing by SNI, which fjord does not do; terminate TLS in fjord with the Ingress's spec.tls".into(),
         ),
-        ("canary", "true") => Verdict::Refused(
-            "canary Ingresses are not split yet, and served alone this one would take the main Ingress's traffic or none; use an IngressRoute with weighted services".into(),
+        ("canary-by-cookie", _) => Verdict::Ignored(
+            "requests are sent to the canary by canary-by-header and canary-weight only".into(),
         ),
         ("ssl-redirect", "true") => Verdict::Honoured,
         ("backend-protocol", _) => Verdict::Ignored(
@@ -451,6 +516,74 @@ pub(super) fn regex_rule(host: &HostMatch, path: &str) -> Result<Rule, String> {
         HostMatch::Any => path,
     };
     rule::parse(&text).map_err(|e| e.to_string())
+}
+
+/// The rule matching requests for `host` and `path` (element-wise, as the route table matches
+/// a prefix) whose header `matcher` matches: `Header(`name`, `value`)` or `HeaderRegexp(...)`.
+fn header_rule(host: &HostMatch, path: &PathMatch, matcher: &str) -> Result<(Rule, i64), String> {
+    let mut parts = Vec::new();
+    match host {
+        HostMatch::Exact(h) => parts.push(format!("Host(`{h}`)")),
+        HostMatch::Wildcard(suffix) => {
+            parts.push(format!("HostRegexp(`^[^.]+\\.{}$`)", regex::escape(suffix)));
+        }
+        HostMatch::Any => {}
+    }
+    match path {
+        PathMatch::Exact(p) => parts.push(format!("Path(`{p}`)")),
+        PathMatch::Prefix(p) if p.is_empty() => {}
+        PathMatch::Prefix(p) => parts.push(format!("PathRegexp(`^{}(/|$)`)", regex::escape(p))),
+    }
+    parts.push(matcher.to_owned());
+    let text = parts.join(" && ");
+    let priority = i64::try_from(text.len()).unwrap_or(i64::MAX);
+    Ok((rule::parse(&text).map_err(|e| e.to_string())?, priority))
+}
+
+/// A rule sending requests by their header: to the canary, or to the main Ingress.
+#[derive(Debug)]
+pub(super) struct HeaderRoute {
+    pub rule: Rule,
+    /// The rule's length, as for an IngressRoute's.
+    pub priority: i64,
+    pub to_canary: bool,
+}
+
+/// The rules that send a request for `host` and `path` by its header.
+pub(super) fn canary_rules(
+    header: &CanaryHeader,
+    host: &HostMatch,
+    path: &PathMatch,
+) -> Result<Vec<HeaderRoute>, String> {
+    let matchers = match header {
+        CanaryHeader::AlwaysNever(name) => vec![
+            (header_matcher("Header", name, "always")?, true),
+            (header_matcher("Header", name, "never")?, false),
+        ],
+        CanaryHeader::Value(name, value) => vec![(header_matcher("Header", name, value)?, true)],
+        CanaryHeader::Pattern(name, re) => vec![(header_matcher("HeaderRegexp", name, re)?, true)],
+    };
+    matchers
+        .into_iter()
+        .map(|(m, to_canary)| {
+            let (rule, priority) = header_rule(host, path, &m)?;
+            Ok(HeaderRoute {
+                rule,
+                priority,
+                to_canary,
+            })
+        })
+        .collect()
+}
+
+/// `Header(...)` or `HeaderRegexp(...)` for `name` and `value`, refusing a backtick.
+fn header_matcher(kind: &str, name: &str, value: &str) -> Result<String, String> {
+    if name.contains('`') || value.contains('`') {
+        return Err(format!(
+            "{PREFIX}canary-by-header: a backtick cannot be matched"
+        ));
+    }
+    Ok(format!("{kind}(`{name}`, `{value}`)"))
 }
 
 /// The middleware rewriting a path matched by the regular expression `path` to `target`, as
@@ -599,7 +732,6 @@ mod tests {
             ("denylist-source-range", "10.0.0.0/8"),
             ("satisfy", "any"),
             ("limit-whitelist", "10.0.0.0/8"),
-            ("canary", "true"),
             ("ssl-passthrough", "true"),
             ("whitelist-source-range", "not-a-cidr"),
         ] {
