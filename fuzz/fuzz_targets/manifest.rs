@@ -17,11 +17,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let options = fjord::translate::Options {
-        ingress_class: "fjord".into(),
-        resolvers: ["default".to_owned()].into(),
-        allow_cross_namespace: false,
-    };
+    // The defaults (so a new option cannot break this target), with a resolver to order for
+    // and class nginx served, so its annotations are read too.
+    let mut options =
+        fjord::translate::Options::from_config(&fjord::config::StaticConfig::default());
+    options.resolvers = ["default".to_owned()].into();
+    options.also_serve_classes = vec!["nginx".to_owned()];
     let _ = fjord::translate::translate(&store, &options, &fjord::translate::LastGood::default());
 });
 
