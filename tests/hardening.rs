@@ -601,3 +601,26 @@ async fn a_manifest_rewritten_in_place_never_takes_its_routes_away() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_longer_than_the_write_timeout_still_finishes_a_slow_request() {
+    let backend = echo("app").await;
+    let m = app(backend.addr);
+    let mut fjord = start(
+        &m,
+        "    transport: {respondingTimeouts: {writeTimeout: 1s}, lifeCycle: {graceTimeOut: 10s}}\n",
+        "",
+    );
+    let web = fjord.web;
+    // The backend takes 2.5 s: the connection closes meanwhile, but nothing waits on the
+    // client, so the write timeout does not cut the request short.
+    let in_flight = tokio::spawn(async move { get(web, "app.test", "/delay/2500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fjord.signal_term();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.backend().as_deref()),
+        (200, Some("app"))
+    );
+    assert_eq!(fjord.wait_exit(Duration::from_secs(15)), Some(0));
+}

@@ -387,6 +387,8 @@ where
             () = waits.cancelled.as_mut(), if !closing => {
                 graceful_shutdown(Pin::new(&mut http));
                 closing = true;
+                // A draining connection's write deadline starts now.
+                waits.rearm(conn, closing);
                 continue;
             }
             () = timer => {
@@ -577,7 +579,10 @@ impl Connection {
     /// idle one.
     fn due(&self, closing: bool) -> Due {
         let server = &self.server;
-        if self.writes.stalled(server.write_timeout, closing) {
+        // Closing, what is left to flush counts as waiting on the client, unless a request is
+        // still waiting for its response head (a drain's grace bounds that one).
+        let draining = closing && self.in_flight.load(Ordering::Relaxed) == 0;
+        if self.writes.stalled(server.write_timeout, draining) {
             return Due::Write;
         }
         match self.signals.head_for() {
