@@ -397,7 +397,9 @@ async fn refusals_write_no_warning_and_a_failure_one_line_per_interval() {
         .filter(|w| failed(w))
         .filter_map(|w| w["held_back"].as_u64())
         .sum();
-    assert!(held >= 28, "{:#?}", warnings());
+    // 30 failures, two of them written: most of the other 28 are counted (a cause still
+    // backing off may not write again yet, so not necessarily all).
+    assert!(held >= 20, "{:#?}", warnings());
 }
 
 const SLOW_READERS: &str =
