@@ -35,6 +35,8 @@ pub struct Route {
     pub rule: String,
     /// Always `Rule`.
     pub kind: Option<String>,
+    /// The rule language: `v3`, the only one fjord reads (Traefik v2's is refused).
+    pub syntax: Option<String>,
     /// Higher is tried first; default the length of the rule.
     pub priority: Option<i64>,
     #[serde(default)]
@@ -55,9 +57,11 @@ pub struct MiddlewareRef {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteService {
+    /// `Service` (the default); `TraefikService` is not supported.
+    pub kind: Option<String>,
     pub name: String,
-    /// The Service port, by number or name.
-    pub port: IntOrString,
+    /// The Service port, by number or name; required for a Service.
+    pub port: Option<IntOrString>,
     /// Relative share of requests; default 1.
     pub weight: Option<u32>,
     /// Another namespace than the route's; must be allowed by configuration.
@@ -105,6 +109,9 @@ pub struct MiddlewareSpec {
     pub basic_auth: Option<BasicAuth>,
     #[serde(rename = "ipAllowList")]
     pub ip_allow_list: Option<IpAllowList>,
+    /// Deprecated: `ipAllowList` by its old name, accepted with a warning.
+    #[serde(rename = "ipWhiteList")]
+    pub ip_white_list: Option<IpAllowList>,
     pub compress: Option<Compress>,
     pub buffering: Option<Buffering>,
     pub retry: Option<Retry>,
@@ -201,6 +208,8 @@ pub struct RedirectRegex {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StripPrefix {
     pub prefixes: Vec<String>,
+    /// Deprecated in Traefik v3, where it does nothing: accepted with a warning.
+    pub force_slash: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -232,9 +241,14 @@ pub struct ReplacePathRegex {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuth {
     /// A Secret in the Middleware's namespace whose `users` holds htpasswd lines.
-    pub secret: String,
+    pub secret: Option<String>,
+    /// htpasswd lines (`user:hash`) in the Middleware itself.
+    #[serde(default)]
+    pub users: Vec<String>,
     pub realm: Option<String>,
     pub remove_header: Option<bool>,
+    /// A request header the backend gets the authenticated user's name in.
+    pub header_field: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

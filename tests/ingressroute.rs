@@ -3,6 +3,7 @@
 
 mod support;
 
+use base64::Engine as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -732,4 +733,86 @@ async fn another_namespaces_middleware_is_refused_unless_the_operator_allows_it(
     let fjord = Fjord::start(m.path(), &allowed);
     let seen = get(fjord.web, "app.test", "/").await.json();
     assert_eq!(seen["headers"]["x-from"], "team-b");
+}
+
+/// Traefik configurations as Traefik's documentation writes them: deprecated names accepted with
+/// a warning naming the replacement, inline users with the user's name passed on, and what fjord
+/// does not read refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_spellings_are_read_and_what_is_not_is_named() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "old-allow.yaml",
+        &middleware("old-allow", "ipWhiteList: {sourceRange: [127.0.0.1/32]}"),
+    );
+    m.write(
+        "strip.yaml",
+        &middleware(
+            "strip",
+            "stripPrefix: {prefixes: [/api], forceSlash: false}",
+        ),
+    );
+    // alice:secret (apr1), inline.
+    m.write(
+        "inline.yaml",
+        &middleware(
+            "inline",
+            "basicAuth: {users: [\"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"], headerField: X-WebAuth-User}",
+        ),
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`app.test`)\n    syntax: v3\n    middlewares: [{name: old-allow}, {name: strip}, {name: inline}]\n    services: [{kind: Service, name: app, port: 80}]\n",
+        ),
+    );
+    m.write(
+        "v2.yaml",
+        &route(
+            "v2",
+            "  - match: Host(`v2.test`)\n    syntax: v2\n    services: [{name: app, port: 80}]\n",
+        ),
+    );
+    m.write(
+        "weighted.yaml",
+        &route("weighted", "  - match: Host(`w.test`)\n    services: [{kind: TraefikService, name: canary-split}]\n"),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let login = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:secret")
+    );
+    let reply = get_with(
+        fjord.web,
+        "app.test",
+        "/api/x",
+        &[("authorization", &login), ("x-webauth-user", "mallory")],
+    )
+    .await;
+    assert_eq!(reply.backend().as_deref(), Some("app"));
+    let seen = reply.json();
+    assert_eq!(seen["path"], "/x", "stripped");
+    assert_eq!(seen["headers"]["x-webauth-user"], "alice", "{seen}");
+    assert_eq!(get(fjord.web, "app.test", "/api/x").await.status, 401);
+
+    for (object, words) in [
+        (
+            "Middleware default/old-allow",
+            "ipWhiteList is deprecated; use ipAllowList",
+        ),
+        ("Middleware default/strip", "forceSlash is deprecated"),
+        (
+            "IngressRoute default/v2",
+            "spec.routes[0].syntax \\\"v2\\\"",
+        ),
+        (
+            "IngressRoute default/weighted",
+            "spec.routes[0].services[0].kind \\\"TraefikService\\\" is not supported",
+        ),
+    ] {
+        let line = fjord.wait_for_log(object);
+        assert!(line.contains(words), "{line}");
+    }
 }

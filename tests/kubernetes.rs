@@ -664,6 +664,15 @@ async fn nginx_annotations_fjord_cannot_honour_are_events_on_the_ingress() {
         "buffered.test",
         "nginx.ingress.kubernetes.io/proxy-buffering: \"on\"",
     ));
+    // Basic auth from a Secret only the annotation names: fjord watches it by name.
+    api.apply_yaml(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: htpasswd, namespace: default}\nstringData:\n  auth: \"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"\n",
+    );
+    api.apply_yaml(&nginx(
+        "locked",
+        "locked.test",
+        "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: htpasswd",
+    ));
     let config = format!(
         "{LOOPBACK_CONFIG}providers:\n  kubernetesIngress:\n    alsoServeClasses: [nginx]\n"
     );
@@ -678,6 +687,15 @@ async fn nginx_annotations_fjord_cannot_honour_are_events_on_the_ingress() {
         "class nginx is served"
     );
     assert_eq!(get(fjord.web, "snippet.test", "/").await.status, 404);
+    assert_eq!(get(fjord.web, "locked.test", "/").await.status, 401);
+    let login = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+    let req = http::Request::get(format!("http://{}/", fjord.web))
+        .header("host", "locked.test")
+        .header("authorization", login)
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .unwrap();
+    let reply = support::send(&support::client(), req).await;
+    assert_eq!(reply.backend().as_deref(), Some("app"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let events = loop {
         let events = api.list("Event");

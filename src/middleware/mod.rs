@@ -330,16 +330,25 @@ impl Middleware {
                 users,
                 realm,
                 remove_header,
+                header_field,
             } => {
                 let given = req
                     .headers()
                     .get(header::AUTHORIZATION)
                     .map(HeaderValue::as_bytes);
-                if given.and_then(|g| htpasswd::check(users, g)).is_none() {
+                let Some(user) = given.and_then(|g| htpasswd::check(users, g)) else {
                     return Err(ProxyError::Unauthorized {
                         realm: realm.as_str().into(),
                     }
                     .into());
+                };
+                if let Some(field) = header_field {
+                    let user = HeaderValue::from_str(user).ok();
+                    match user {
+                        Some(user) => req.headers_mut().insert(field.clone(), user),
+                        // A name that is no header value is not passed on as another's.
+                        None => req.headers_mut().remove(field),
+                    };
                 }
                 if *remove_header {
                     req.headers_mut().remove(header::AUTHORIZATION);

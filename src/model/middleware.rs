@@ -66,6 +66,8 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec> {
         realm: String,
         /// Whether the backend gets no `Authorization` header.
         remove_header: bool,
+        /// The header the backend gets the user's name in.
+        header_field: Option<http::HeaderName>,
     },
     /// `ipAllowList`: only clients in these ranges are served.
     IpAllowList {
@@ -120,10 +122,12 @@ impl Kind {
                 users,
                 realm,
                 remove_header,
+                header_field,
             } => Kind::BasicAuth {
                 users: users.clone(),
                 realm: realm.clone(),
                 remove_header: *remove_header,
+                header_field: header_field.clone(),
             },
             Kind::IpAllowList { ranges, strategy } => Kind::IpAllowList {
                 ranges: ranges.clone(),

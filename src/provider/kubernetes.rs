@@ -302,17 +302,35 @@ async fn batch(
     }
 }
 
-/// `(namespace, name)` of each non-TLS Secret a Middleware names.
+/// The ingress-nginx annotation naming an Ingress's basic-auth Secret (`NAME` or `NS/NAME`).
+const NGINX_AUTH_SECRET: &str = "nginx.ingress.kubernetes.io/auth-secret";
+
+/// `(namespace, name)` of each non-TLS Secret a Middleware's basicAuth, or an Ingress's
+/// ingress-nginx `auth-secret`, names.
 fn basic_auth_secrets(store: &Store) -> BTreeSet<(String, String)> {
-    store
-        .middlewares()
-        .filter_map(|m| {
-            let ns = m.metadata.namespace.clone().unwrap_or_default();
-            let secret = m.spec.basic_auth.as_ref()?.secret.clone();
-            let tls = store
-                .secret(&ns, &secret)
-                .is_some_and(|s| s.type_.as_deref() == Some("kubernetes.io/tls"));
-            (!tls).then_some((ns, secret))
+    let of_middlewares = store.middlewares().filter_map(|m| {
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
+        Some((ns, m.spec.basic_auth.as_ref()?.secret.clone()?))
+    });
+    let of_ingresses = store.ingresses().filter_map(|i| {
+        let ns = i.metadata.namespace.clone().unwrap_or_default();
+        let named = i
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(NGINX_AUTH_SECRET)?
+            .trim();
+        Some(match named.split_once('/') {
+            Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+            None => (ns, named.to_owned()),
+        })
+    });
+    of_middlewares
+        .chain(of_ingresses)
+        .filter(|(ns, name)| {
+            store
+                .secret(ns, name)
+                .is_none_or(|s| s.type_.as_deref() != Some("kubernetes.io/tls"))
         })
         .collect()
 }

@@ -44,6 +44,11 @@ pub(super) fn routes(
         if let Some(kind) = r.kind.as_deref().filter(|k| *k != "Rule") {
             errors.push(format!("{field}.kind {kind:?} is not Rule"));
         }
+        if let Some(syntax) = r.syntax.as_deref().filter(|s| *s != "v3") {
+            errors.push(format!(
+                "{field}.syntax {syntax:?}: fjord reads Traefik v3's rule language only; rewrite the rule for v3 (HostRegexp and PathRegexp take regular expressions, Headers is Header) and drop the field"
+            ));
+        }
         let parsed = match rule::parse(&r.rule) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -57,6 +62,12 @@ pub(super) fn routes(
         let mut services = Vec::new();
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
+            if let Some(kind) = s.kind.as_deref().filter(|k| *k != "Service") {
+                errors.push(format!(
+                    "{sfield}.kind {kind:?} is not supported; list Services with weights instead"
+                ));
+                continue;
+            }
             let svc_ns = s.namespace.clone().unwrap_or_else(|| ns.to_owned());
             if svc_ns != ns && !allow_cross_namespace {
                 errors.push(format!(
@@ -64,7 +75,11 @@ pub(super) fn routes(
                 ));
                 continue;
             }
-            let port = match &s.port {
+            let Some(port) = &s.port else {
+                errors.push(format!("{sfield}.port is required"));
+                continue;
+            };
+            let port = match port {
                 IntOrString::Int(n) => match u16::try_from(*n) {
                     Ok(n) if n > 0 => PortRef::Number(n),
                     _ => {

@@ -49,9 +49,10 @@ impl<'a> Middlewares<'a> {
         }
     }
 
-    /// Compiles every Middleware, so each invalid one is reported even if nothing uses it.
+    /// Compiles every Middleware, so each invalid one is reported even if nothing uses it, and
+    /// warns of the deprecated fields each uses.
     pub fn check_all(&mut self, diagnostics: &mut Vec<Diagnostic>) {
-        let ids: Vec<(String, String)> = self
+        let ids: Vec<(String, String, Vec<&str>)> = self
             .store
             .middlewares()
             .map(|m| {
@@ -60,12 +61,17 @@ impl<'a> Middlewares<'a> {
                     .namespace
                     .clone()
                     .unwrap_or_else(|| "default".into());
-                (ns, m.metadata.name.clone().unwrap_or_default())
+                let name = m.metadata.name.clone().unwrap_or_default();
+                (ns, name, deprecated(&m.spec))
             })
             .collect();
-        for (ns, name) in ids {
+        for (ns, name, deprecated) in ids {
+            let subject = format!("Middleware {ns}/{name}");
             if let Err(why) = self.compile(&ns, &name) {
-                diagnostics.push(Diagnostic::error(format!("Middleware {ns}/{name}"), why));
+                diagnostics.push(Diagnostic::error(&subject, why));
+            }
+            for warning in deprecated {
+                diagnostics.push(Diagnostic::warning(&subject, warning));
             }
         }
     }
@@ -221,6 +227,7 @@ fn compile(
         ("replacePathRegex", spec.replace_path_regex.is_some()),
         ("basicAuth", spec.basic_auth.is_some()),
         ("ipAllowList", spec.ip_allow_list.is_some()),
+        ("ipWhiteList", spec.ip_white_list.is_some()),
         ("compress", spec.compress.is_some()),
         ("buffering", spec.buffering.is_some()),
         ("retry", spec.retry.is_some()),
@@ -336,16 +343,21 @@ fn compile(
             r.replacement.clone(),
         )
     } else if let Some(b) = &spec.basic_auth {
-        let users = secret_value(store, ns, &b.secret, "users")
-            .map_err(|why| format!("spec.basicAuth.secret: {why}"))?;
-        let users = htpasswd::parse_users(&users)
-            .map_err(|e| format!("spec.basicAuth.secret: Secret {ns}/{}: {e}", b.secret))?;
         Kind::BasicAuth {
-            users,
+            users: basic_auth_users(b, ns, store)?,
             realm: b.realm.clone().unwrap_or_else(|| "fjord".into()),
             remove_header: b.remove_header.unwrap_or(false),
+            header_field: b
+                .header_field
+                .as_deref()
+                .map(|h| {
+                    HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                        format!("spec.basicAuth.headerField {h:?} is not a header name")
+                    })
+                })
+                .transpose()?,
         }
-    } else if let Some(a) = &spec.ip_allow_list {
+    } else if let Some(a) = spec.ip_allow_list.as_ref().or(spec.ip_white_list.as_ref()) {
         let ranges = a
             .source_range
             .iter()
@@ -392,6 +404,43 @@ fn compile(
         name: id.into(),
         kind,
     })))
+}
+
+/// basicAuth's users: the Secret's `users` lines, then those inline; at least one of the two.
+fn basic_auth_users(
+    b: &crd::BasicAuth,
+    ns: &str,
+    store: &Store,
+) -> Result<Vec<htpasswd::User>, String> {
+    let mut lines = b.users.join("\n");
+    match &b.secret {
+        Some(secret) => {
+            let text = secret_value(store, ns, secret, "users")
+                .map_err(|why| format!("spec.basicAuth.secret: {why}"))?;
+            lines = format!("{text}\n{lines}");
+        }
+        None if b.users.is_empty() => {
+            return Err("spec.basicAuth needs users or a secret".into());
+        }
+        None => {}
+    }
+    htpasswd::parse_users(&lines).map_err(|e| format!("spec.basicAuth: {e}"))
+}
+
+/// Deprecated fields a Middleware uses, each with what to use instead: accepted, and warned of.
+fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if spec.ip_white_list.is_some() {
+        out.push("spec.ipWhiteList is deprecated; use ipAllowList, which it is read as");
+    }
+    if spec
+        .strip_prefix
+        .as_ref()
+        .is_some_and(|s| s.force_slash.is_some())
+    {
+        out.push("spec.stripPrefix.forceSlash is deprecated and does nothing (as in Traefik v3); remove it");
+    }
+    out
 }
 
 fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {

@@ -269,6 +269,7 @@ impl<'a> Reading<'a> {
                     users,
                     realm,
                     remove_header: false,
+                    header_field: None,
                 },
             })),
             Err(why) => self
