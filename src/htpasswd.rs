@@ -20,6 +20,17 @@ enum Hash {
     Apr1 { salt: String, full: String },
 }
 
+impl User {
+    /// A user whose password is known in clear (a `kubernetes.io/basic-auth` Secret): kept as
+    /// its SHA-1 digest, compared in constant time like a `{SHA}` line.
+    pub fn plain(name: &str, password: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            hash: Hash::Sha1(sha1::Sha1::digest(password.as_bytes()).to_vec()),
+        }
+    }
+}
+
 /// Parses htpasswd `users` (one `user:hash` a line; blank lines and `#` comments skipped).
 pub fn parse_users(text: &str) -> Result<Vec<User>, String> {
     let mut users = Vec::new();

@@ -761,6 +761,19 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
             "basicAuth: {users: [\"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\"], headerField: X-WebAuth-User}",
         ),
     );
+    // bob:hunter2, in a kubernetes.io/basic-auth Secret.
+    m.write(
+        "bob.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bob}\ntype: kubernetes.io/basic-auth\nstringData: {username: bob, password: hunter2}\n",
+    );
+    m.write(
+        "bob-auth.yaml",
+        &middleware("bob-auth", "basicAuth: {secret: bob}"),
+    );
+    m.write(
+        "bob-route.yaml",
+        &route("bob", "  - match: Host(`bob.test`)\n    middlewares: [{name: bob-auth}]\n    services: [{name: app, port: 80}]\n"),
+    );
     m.write(
         "routes.yaml",
         &route(
@@ -796,6 +809,14 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
     assert_eq!(seen["path"], "/x", "stripped");
     assert_eq!(seen["headers"]["x-webauth-user"], "alice", "{seen}");
     assert_eq!(get(fjord.web, "app.test", "/api/x").await.status, 401);
+    let bob = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bob:hunter2")
+    );
+    let reply = get_with(fjord.web, "bob.test", "/", &[("authorization", &bob)]).await;
+    assert_eq!(reply.backend().as_deref(), Some("app"));
+    let wrong = get_with(fjord.web, "bob.test", "/", &[("authorization", &login)]).await;
+    assert_eq!(wrong.status, 401);
 
     for (object, words) in [
         (

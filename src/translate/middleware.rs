@@ -412,19 +412,34 @@ fn basic_auth_users(
     ns: &str,
     store: &Store,
 ) -> Result<Vec<htpasswd::User>, String> {
-    let mut lines = b.users.join("\n");
-    match &b.secret {
-        Some(secret) => {
-            let text = secret_value(store, ns, secret, "users")
-                .map_err(|why| format!("spec.basicAuth.secret: {why}"))?;
-            lines = format!("{text}\n{lines}");
-        }
-        None if b.users.is_empty() => {
+    let mut users = Vec::new();
+    if !b.users.is_empty() {
+        users = htpasswd::parse_users(&b.users.join("\n"))
+            .map_err(|e| format!("spec.basicAuth.users: {e}"))?;
+    }
+    let Some(secret) = &b.secret else {
+        if users.is_empty() {
             return Err("spec.basicAuth needs users or a secret".into());
         }
-        None => {}
+        return Ok(users);
+    };
+    let field = |why| format!("spec.basicAuth.secret: {why}");
+    let basic = store
+        .secret(ns, secret)
+        .is_some_and(|s| s.type_.as_deref() == Some("kubernetes.io/basic-auth"));
+    if basic {
+        // One user, in clear: `username` and `password`.
+        let name = secret_value(store, ns, secret, "username").map_err(field)?;
+        let password = secret_value(store, ns, secret, "password").map_err(field)?;
+        users.push(htpasswd::User::plain(&name, &password));
+    } else {
+        let text = secret_value(store, ns, secret, "users").map_err(field)?;
+        users.extend(
+            htpasswd::parse_users(&text)
+                .map_err(|e| field(format!("Secret {ns}/{secret}: {e}")))?,
+        );
     }
-    htpasswd::parse_users(&lines).map_err(|e| format!("spec.basicAuth: {e}"))
+    Ok(users)
 }
 
 /// Deprecated fields a Middleware uses, each with what to use instead: accepted, and warned of.
