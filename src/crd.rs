@@ -186,6 +186,29 @@ pub struct Headers {
     pub content_type_nosniff: Option<bool>,
     pub content_security_policy: Option<String>,
     pub referrer_policy: Option<String>,
+    /// `X-Frame-Options` with this value (over `frameDeny`'s `DENY`).
+    pub custom_frame_options_value: Option<String>,
+    /// `X-XSS-Protection: 1; mode=block`, or `customBrowserXSSValue`.
+    pub browser_xss_filter: Option<bool>,
+    #[serde(rename = "customBrowserXSSValue")]
+    pub custom_browser_xss_value: Option<String>,
+    pub content_security_policy_report_only: Option<String>,
+    pub permissions_policy: Option<String>,
+    /// `Strict-Transport-Security` over plain HTTP too: what fjord does anyway.
+    #[serde(rename = "forceSTSHeader")]
+    pub force_sts_header: Option<bool>,
+    /// Deprecated: `Feature-Policy`, sent as asked; use `permissionsPolicy`.
+    pub feature_policy: Option<String>,
+    /// Hosts a request may name; fjord does not check them, so a Middleware setting it is
+    /// refused (it restricts access).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Removed in Traefik v3: accepted with a warning saying what to use instead.
+    pub ssl_redirect: Option<bool>,
+    pub ssl_temporary_redirect: Option<bool>,
+    pub ssl_host: Option<String>,
+    pub ssl_force_host: Option<bool>,
+    pub is_development: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

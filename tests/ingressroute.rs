@@ -837,3 +837,42 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         assert!(line.contains(words), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_security_headers_are_sent_and_removed_options_named() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "secure.yaml",
+        &middleware(
+            "secure",
+            "headers: {frameDeny: true, customFrameOptionsValue: SAMEORIGIN, browserXssFilter: true, permissionsPolicy: \"camera=()\", contentSecurityPolicyReportOnly: \"default-src 'self'\", featurePolicy: \"vibrate 'none'\", forceSTSHeader: true, sslRedirect: true}",
+        ),
+    );
+    m.write(
+        "hosts.yaml",
+        &middleware("hosts", "headers: {allowedHosts: [app.test]}"),
+    );
+    m.write("routes.yaml", &route("app", &through("app.test", "secure")));
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let reply = get(fjord.web, "app.test", "/").await;
+    assert_eq!(reply.backend().as_deref(), Some("app"));
+    let h = &reply.headers;
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(h["x-xss-protection"], "1; mode=block");
+    assert_eq!(h["permissions-policy"], "camera=()");
+    assert_eq!(
+        h["content-security-policy-report-only"],
+        "default-src 'self'"
+    );
+    assert_eq!(h["feature-policy"], "vibrate 'none'");
+    for words in [
+        "featurePolicy is deprecated; use permissionsPolicy",
+        "sslRedirect",
+    ] {
+        let line = fjord.wait_for_log(words);
+        assert!(line.contains("Middleware default/secure"), "{line}");
+    }
+    let line = fjord.wait_for_log("Middleware default/hosts");
+    assert!(line.contains("allowedHosts restricts access"), "{line}");
+}

@@ -448,6 +448,23 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
     if spec.ip_white_list.is_some() {
         out.push("spec.ipWhiteList is deprecated; use ipAllowList, which it is read as");
     }
+    if let Some(h) = &spec.headers {
+        if h.feature_policy.is_some() {
+            out.push("spec.headers.featurePolicy is deprecated; use permissionsPolicy (Feature-Policy is still sent)");
+        }
+        let removed = [
+            h.ssl_redirect.is_some(),
+            h.ssl_temporary_redirect.is_some(),
+            h.ssl_host.is_some(),
+            h.ssl_force_host.is_some(),
+        ];
+        if removed.contains(&true) {
+            out.push("spec.headers.sslRedirect, sslTemporaryRedirect, sslHost and sslForceHost were removed in Traefik v3 and do nothing here; use a redirectScheme Middleware");
+        }
+        if h.is_development.is_some() {
+            out.push("spec.headers.isDevelopment does nothing in fjord; remove it");
+        }
+    }
     if spec
         .strip_prefix
         .as_ref()
@@ -493,11 +510,52 @@ fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {
             value(v, "stsSeconds")?,
         ));
     }
-    if h.frame_deny == Some(true) {
+    if let Some(v) = h
+        .custom_frame_options_value
+        .clone()
+        .filter(|v| !v.is_empty())
+    {
+        security.push((
+            http::header::X_FRAME_OPTIONS,
+            value(v, "customFrameOptionsValue")?,
+        ));
+    } else if h.frame_deny == Some(true) {
         security.push((
             http::header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ));
+    }
+    if let Some(v) = h.custom_browser_xss_value.clone().filter(|v| !v.is_empty()) {
+        security.push((
+            http::header::X_XSS_PROTECTION,
+            value(v, "customBrowserXSSValue")?,
+        ));
+    } else if h.browser_xss_filter == Some(true) {
+        security.push((
+            http::header::X_XSS_PROTECTION,
+            HeaderValue::from_static("1; mode=block"),
+        ));
+    }
+    let named = [
+        (
+            "content-security-policy-report-only",
+            &h.content_security_policy_report_only,
+            "contentSecurityPolicyReportOnly",
+        ),
+        (
+            "permissions-policy",
+            &h.permissions_policy,
+            "permissionsPolicy",
+        ),
+        ("feature-policy", &h.feature_policy, "featurePolicy"),
+    ];
+    for (name, v, field) in named {
+        if let Some(v) = v.clone().filter(|v| !v.is_empty()) {
+            security.push((HeaderName::from_static(name), value(v, field)?));
+        }
+    }
+    if !h.allowed_hosts.is_empty() {
+        return Err("spec.headers.allowedHosts restricts access by Host, which fjord does not check here; route by Host instead (an IngressRoute's Host rule)".into());
     }
     if h.content_type_nosniff == Some(true) {
         security.push((
