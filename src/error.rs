@@ -9,9 +9,6 @@ use crate::body;
 use crate::clock::ceil_secs;
 
 static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
-/// The [`ProxyError::BadRequest`] of a request body that is malformed or broke off.
-pub(crate) const MALFORMED_BODY: &str = "malformed request body";
-
 static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +43,9 @@ pub enum ProxyError {
     },
     #[error("upstream {endpoint} switched protocols though the client asked for no upgrade")]
     UnaskedUpgrade { endpoint: String },
+    /// The client's request body is malformed (broken chunked framing) or broke off.
+    #[error("the client's request body is malformed or broke off")]
+    MalformedBody,
     /// The client paused its request body too long, or sent it slower than the entry point's
     /// minimum rate.
     #[error("the client sent its request body too slowly")]
@@ -73,7 +73,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::MalformedBody => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Misconfigured { .. }
@@ -98,6 +98,7 @@ impl ProxyError {
     pub fn is_refusal(&self) -> bool {
         match self {
             ProxyError::BadRequest(_)
+            | ProxyError::MalformedBody
             | ProxyError::NoRoute
             | ProxyError::NotReady
             | ProxyError::ClientBodyTimeout
@@ -172,7 +173,7 @@ impl ProxyError {
             self,
             ProxyError::BodyTooLarge { .. }
                 | ProxyError::ClientBodyTimeout
-                | ProxyError::BadRequest(MALFORMED_BODY)
+                | ProxyError::MalformedBody
         ) {
             // The rest of the body was not read: the connection cannot be reused.
             response

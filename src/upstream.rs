@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::ServersTransport;
-use crate::error::{MALFORMED_BODY, ProxyError};
+use crate::error::ProxyError;
 use crate::tcp::Tcp;
 use crate::upload::{ClientBodyError, Progress, Received};
 use crate::workers;
@@ -297,7 +297,7 @@ impl Upstream {
             Failure::Http(ref e) if let Some(client) = cause::<ClientBodyError>(e) => {
                 match client {
                     ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
-                    ClientBodyError::Broken(_) => ProxyError::BadRequest(MALFORMED_BODY),
+                    ClientBodyError::Broken(_) => ProxyError::MalformedBody,
                 }
             }
             Failure::Http(source) => ProxyError::Upstream {

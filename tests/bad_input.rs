@@ -5,19 +5,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service, until_served};
-
-fn check(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("check")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-    )
-}
+use support::{
+    Echo, Fjord, LOOPBACK_CONFIG, Manifests, check, get, ingress, service, until_served,
+};
 
 async fn broken_folder() -> (Manifests, Echo) {
     let m = Manifests::new();
@@ -61,7 +51,7 @@ async fn broken_folder() -> (Manifests, Echo) {
 async fn each_bad_object_is_named_and_the_rest_is_served() {
     let (m, _good) = broken_folder().await;
 
-    let (code, out) = check(m.path());
+    let (code, out) = check(m.path(), None);
     assert_eq!(code, 1, "{out}");
     for expected in [
         "error: broken.yaml: invalid YAML",
@@ -167,7 +157,7 @@ fn check_exit_codes() {
             ingress("web", &[("a.test", "Prefix", "/", "web")])
         ),
     );
-    let (code, out) = check(m.path());
+    let (code, out) = check(m.path(), None);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("3 objects, 1 routes, 0 errors, 0 warnings"),
@@ -179,7 +169,7 @@ fn check_exit_codes() {
         "ghost.yaml",
         &ingress("ghost", &[("b.test", "Prefix", "/", "ghost")]),
     );
-    assert_eq!(check(m.path()).0, 0);
+    assert_eq!(check(m.path(), None).0, 0);
 
     let missing = m.path().join("nope");
     let out = Command::new(env!("CARGO_BIN_EXE_fjord"))

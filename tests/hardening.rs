@@ -5,15 +5,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service};
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, app, check, get, ingress, raw, service};
 
 async fn echo(name: &str) -> Echo {
     Echo::start(name, "127.0.0.1:0".parse().unwrap())
@@ -21,45 +20,10 @@ async fn echo(name: &str) -> Echo {
         .unwrap()
 }
 
-/// A folder routing `app.test` to Service `app` at `backend`.
-fn app(backend: SocketAddr) -> Manifests {
-    let m = Manifests::new();
-    m.write(
-        "app.yaml",
-        &format!(
-            "{}---\n{}",
-            service("app", backend),
-            ingress("app", &[("app.test", "Prefix", "/", "app")])
-        ),
-    );
-    m
-}
-
-/// Writes raw bytes on a fresh connection and reads the answer until the peer closes.
-fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The JSON the echo backend answered with, from a raw HTTP/1.1 answer.
 fn echoed(answer: &str) -> serde_json::Value {
     let body = &answer[answer.find("\r\n\r\n").expect(answer) + 4..];
     serde_json::from_str(body).expect(answer)
-}
-
-fn check(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("check")
-        .arg(dir)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,7 +89,7 @@ async fn secret_data_wrapped_over_lines_is_read_as_the_api_server_reads_it() {
             wrapped.join("\n    ")
         ),
     );
-    let (code, out) = check(m.path());
+    let (code, out) = check(m.path(), None);
     assert_eq!(code, 0, "{out}");
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     assert_eq!(get(fjord.web, "locked.test", "/").await.status, 401);
@@ -152,7 +116,7 @@ async fn a_bundle_of_many_documents_is_served_and_a_yaml_bomb_is_named() {
     bundle += "---\n";
     bundle += &ingress("app", &[("app.test", "Prefix", "/", "app")]);
     m.write("bundle.yaml", &bundle);
-    let (code, out) = check(m.path());
+    let (code, out) = check(m.path(), None);
     assert_eq!(code, 0, "{out}");
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     assert_eq!(get(fjord.web, "app.test", "/").await.status, 200);
@@ -169,7 +133,7 @@ async fn a_bundle_of_many_documents_is_served_and_a_yaml_bomb_is_named() {
         );
     }
     bomb.write("bomb.yaml", &text);
-    let (code, out) = check(bomb.path());
+    let (code, out) = check(bomb.path(), None);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("bomb.yaml"), "{out}");
     assert!(out.contains("YAML bombs"), "{out}");
@@ -194,15 +158,8 @@ async fn an_ingress_route_naming_an_entry_point_the_config_lacks_is_an_error() {
 
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), LOOPBACK_CONFIG).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("check")
-        .arg("--config")
-        .arg(config.path())
-        .arg(m.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (code, text) = check(m.path(), Some(config.path()));
+    assert_ne!(code, 0, "{text}");
     assert!(
         text.contains("IngressRoute default/typo: spec.entryPoints: \"websecur\""),
         "{text}"

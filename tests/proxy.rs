@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, StreamBody};
-use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, client, get, ingress, send, service};
+use support::{
+    Echo, Fjord, LOOPBACK_CONFIG, Manifests, app, client, get, ingress, raw, send, service,
+};
 
 async fn echo(name: &str) -> Echo {
     Echo::start(name, "127.0.0.1:0".parse().unwrap())
@@ -26,34 +28,10 @@ fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A folder routing `app.test` to Service `app` at `backend`.
-fn app(backend: SocketAddr) -> Manifests {
-    let m = Manifests::new();
-    m.write(
-        "app.yaml",
-        &format!(
-            "{}---\n{}",
-            service("app", backend),
-            ingress("app", &[("app.test", "Prefix", "/", "app")])
-        ),
-    );
-    m
-}
-
 fn config(extra_web: &str, extra: &str) -> String {
     format!(
         "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n{extra_web}admin:\n  address: \"127.0.0.1:0\"\n{extra}"
     )
-}
-
-/// Writes raw bytes on a fresh connection and reads the answer until the peer closes.
-fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A request body for [`ClientConn`].

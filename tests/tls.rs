@@ -39,6 +39,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(CONFIG).await
+}
+
+/// [`setup`] under another static configuration.
+async fn setup_with(config: &str) -> Setup {
     let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -58,7 +63,7 @@ async fn setup() -> Setup {
             ],
         ),
     );
-    let fjord = Fjord::start(m.path(), CONFIG);
+    let fjord = Fjord::start(m.path(), config);
     Setup {
         m,
         ca,
@@ -282,21 +287,11 @@ async fn plain_http_redirects_only_hosts_with_tls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_name_the_port_clients_reach_not_the_listening_one() {
-    let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let ca = Ca::new();
-    let m = Manifests::new();
-    m.write("app.yaml", &service("app", app.addr));
-    m.write("shop-cert.yaml", &ca.secret("shop-cert", &["shop.test"]));
-    m.write(
-        "ingress.yaml",
-        &tls_ingress("web", &["shop.test"], &[("shop-cert", &["shop.test"])]),
-    );
     // As deploy/ runs it: websecure listens on one port and is published on 443; another
     // entry point names its port outright.
     let config = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n    http:\n      redirections:\n        entryPoint: {to: websecure}\n  alt:\n    address: \"127.0.0.1:0\"\n    http:\n      redirections:\n        entryPoint: {to: \":4443\", permanent: false}\n  websecure:\n    address: \"127.0.0.1:0\"\n    exposedPort: 443\n    http:\n      tls: {}\nadmin:\n  address: \"127.0.0.1:0\"\n";
-    let fjord = Fjord::start(m.path(), config);
+    let s = setup_with(config).await;
+    let fjord = &s.fjord;
     let reply = get(fjord.web, "shop.test", "/cart?id=1").await;
     assert_eq!(reply.status, 308);
     assert_eq!(reply.headers["location"], "https://shop.test/cart?id=1");

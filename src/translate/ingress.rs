@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::backend::backend_for;
@@ -278,16 +278,17 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
         &options.also_serve_classes,
     );
     let (store, allow) = (cx.store, cx.options.allow_cross_namespace);
+    let no_annotations = BTreeMap::new();
     let checked = |ing: &Ingress| match classes.accepts(ing) {
         Ok(true) => {
-            let annotations = ing.metadata.annotations.clone().unwrap_or_default();
+            let annotations = ing.metadata.annotations.as_ref().unwrap_or(&no_annotations);
             let owner = nginx::Owner {
                 namespace: ing.metadata.namespace.as_deref().unwrap_or("default"),
                 name: ing.metadata.name.as_deref().unwrap_or_default(),
                 store,
                 allow_cross_namespace: allow,
             };
-            match (rules(ing), nginx::read(&owner, &annotations)) {
+            match (rules(ing), nginx::read(&owner, annotations)) {
                 (Ok(rules), Ok(nginx)) => {
                     regex_paths(&owner, rules, &nginx).map(|r| Some((r, nginx)))
                 }

@@ -510,67 +510,78 @@ fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {
             value(v, "stsSeconds")?,
         ));
     }
-    if let Some(v) = h
-        .custom_frame_options_value
-        .clone()
-        .filter(|v| !v.is_empty())
-    {
-        security.push((
-            http::header::X_FRAME_OPTIONS,
-            value(v, "customFrameOptionsValue")?,
-        ));
-    } else if h.frame_deny == Some(true) {
-        security.push((
-            http::header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ));
-    }
-    if let Some(v) = h.custom_browser_xss_value.clone().filter(|v| !v.is_empty()) {
-        security.push((
-            http::header::X_XSS_PROTECTION,
-            value(v, "customBrowserXSSValue")?,
-        ));
-    } else if h.browser_xss_filter == Some(true) {
-        security.push((
-            http::header::X_XSS_PROTECTION,
-            HeaderValue::from_static("1; mode=block"),
-        ));
-    }
-    let named = [
-        (
-            "content-security-policy-report-only",
-            &h.content_security_policy_report_only,
-            "contentSecurityPolicyReportOnly",
-        ),
-        (
-            "permissions-policy",
-            &h.permissions_policy,
-            "permissionsPolicy",
-        ),
-        ("feature-policy", &h.feature_policy, "featurePolicy"),
-    ];
-    for (name, v, field) in named {
-        if let Some(v) = v.clone().filter(|v| !v.is_empty()) {
-            security.push((HeaderName::from_static(name), value(v, field)?));
-        }
-    }
     if !h.allowed_hosts.is_empty() {
         return Err("spec.headers.allowedHosts restricts access by Host, which fjord does not check here; route by Host instead (an IngressRoute's Host rule)".into());
     }
-    if h.content_type_nosniff == Some(true) {
-        security.push((
-            http::header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ));
-    }
-    if let Some(csp) = h.content_security_policy.clone().filter(|c| !c.is_empty()) {
-        security.push((
-            http::header::CONTENT_SECURITY_POLICY,
-            value(csp, "contentSecurityPolicy")?,
-        ));
-    }
-    if let Some(rp) = h.referrer_policy.clone().filter(|r| !r.is_empty()) {
-        security.push((http::header::REFERRER_POLICY, value(rp, "referrerPolicy")?));
+    use http::header::{
+        CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+        X_XSS_PROTECTION,
+    };
+    // Each header: its value as given, else a flag's standard value.
+    let given = [
+        (
+            X_FRAME_OPTIONS,
+            &h.custom_frame_options_value,
+            "customFrameOptionsValue",
+            h.frame_deny,
+            "DENY",
+        ),
+        (
+            X_XSS_PROTECTION,
+            &h.custom_browser_xss_value,
+            "customBrowserXSSValue",
+            h.browser_xss_filter,
+            "1; mode=block",
+        ),
+        (
+            X_CONTENT_TYPE_OPTIONS,
+            &None,
+            "",
+            h.content_type_nosniff,
+            "nosniff",
+        ),
+        (
+            CONTENT_SECURITY_POLICY,
+            &h.content_security_policy,
+            "contentSecurityPolicy",
+            None,
+            "",
+        ),
+        (
+            HeaderName::from_static("content-security-policy-report-only"),
+            &h.content_security_policy_report_only,
+            "contentSecurityPolicyReportOnly",
+            None,
+            "",
+        ),
+        (
+            REFERRER_POLICY,
+            &h.referrer_policy,
+            "referrerPolicy",
+            None,
+            "",
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            &h.permissions_policy,
+            "permissionsPolicy",
+            None,
+            "",
+        ),
+        (
+            HeaderName::from_static("feature-policy"),
+            &h.feature_policy,
+            "featurePolicy",
+            None,
+            "",
+        ),
+    ];
+    for (name, custom, field, flag, standard) in given {
+        match custom.clone().filter(|v| !v.is_empty()) {
+            Some(v) => security.push((name, value(v, field)?)),
+            None if flag == Some(true) => security.push((name, HeaderValue::from_static(standard))),
+            None => {}
+        }
     }
     let list = |l: &[String], field: &str| -> Result<Option<HeaderValue>, String> {
         if l.is_empty() {

@@ -506,30 +506,30 @@ pub(super) fn regex_rule(host: &HostMatch, path: &str) -> Result<Rule, String> {
         return Err("contains a backtick".into());
     }
     let path = format!("PathRegexp(`(?i)^{path}`)");
-    let text = match host {
-        HostMatch::Exact(h) => format!("Host(`{h}`) && {path}"),
-        HostMatch::Wildcard(suffix) => {
-            format!(
-                "HostRegexp(`^[^.]+\\.{}$`) && {path}",
-                regex::escape(suffix)
-            )
-        }
-        HostMatch::Any => path,
-    };
+    let text = host_matcher(host)
+        .into_iter()
+        .chain([path])
+        .collect::<Vec<_>>()
+        .join(" && ");
     rule::parse(&text).map_err(|e| e.to_string())
+}
+
+/// The rule matcher for an Ingress host: `Host`, `HostRegexp` for a wildcard (one label, as the
+/// route table matches it), none for any host.
+fn host_matcher(host: &HostMatch) -> Option<String> {
+    match host {
+        HostMatch::Exact(h) => Some(format!("Host(`{h}`)")),
+        HostMatch::Wildcard(suffix) => {
+            Some(format!("HostRegexp(`^[^.]+\\.{}$`)", regex::escape(suffix)))
+        }
+        HostMatch::Any => None,
+    }
 }
 
 /// The rule matching requests for `host` and `path` (element-wise, as the route table matches
 /// a prefix) whose header `matcher` matches: `Header(`name`, `value`)` or `HeaderRegexp(...)`.
 fn header_rule(host: &HostMatch, path: &PathMatch, matcher: &str) -> Result<(Rule, i64), String> {
-    let mut parts = Vec::new();
-    match host {
-        HostMatch::Exact(h) => parts.push(format!("Host(`{h}`)")),
-        HostMatch::Wildcard(suffix) => {
-            parts.push(format!("HostRegexp(`^[^.]+\\.{}$`)", regex::escape(suffix)));
-        }
-        HostMatch::Any => {}
-    }
+    let mut parts: Vec<String> = host_matcher(host).into_iter().collect();
     match path {
         PathMatch::Exact(p) => parts.push(format!("Path(`{p}`)")),
         PathMatch::Prefix(p) if p.is_empty() => {}

@@ -471,3 +471,42 @@ pub(crate) fn assert_rbac_allows(api: &apiserver::ApiServer) {
         assert!(allowed, "deploy/kubernetes/rbac.yaml does not allow {a:?}");
     }
 }
+
+/// `fjord check DIR` (with `--config`, when given): its exit code and what it printed on stdout.
+pub(crate) fn check(dir: &Path, config: Option<&Path>) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fjord"));
+    command.arg("check");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let out = command.arg(dir).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// Writes raw bytes on a fresh connection and reads the answer until the peer closes.
+pub(crate) fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A folder routing `app.test` to Service `app` at `backend`.
+pub(crate) fn app(backend: SocketAddr) -> Manifests {
+    let m = Manifests::new();
+    m.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service("app", backend),
+            ingress("app", &[("app.test", "Prefix", "/", "app")])
+        ),
+    );
+    m
+}
