@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fjord::middleware::rate_limit::{Key, RateLimiter};
-use fjord::model::middleware::{IpStrategy, RateLimitSpec, Source};
+use fjord::model::middleware::{Distribution, IpStrategy, RateLimitSpec, Source};
 
 fn decision(c: &mut Criterion) {
-    let limiter = RateLimiter::new(RateLimitSpec {
-        average: 1_000_000,
-        period: Duration::from_secs(1),
-        burst: 1_000_000,
-        source: Source::ClientIp(IpStrategy::default()),
-    });
+    let limiter = RateLimiter::new(
+        RateLimitSpec {
+            average: 1_000_000,
+            period: Duration::from_secs(1),
+            burst: 1_000_000,
+            source: Source::ClientIp(IpStrategy::default()),
+            distribution: Distribution::Local,
+        },
+        "bench/limit",
+    );
     let headers = http::HeaderMap::new();
     let peer = "10.0.0.1".parse().unwrap();
     let mut now = 0u64;

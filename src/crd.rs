@@ -130,6 +130,52 @@ pub struct RateLimit {
     /// Default 1.
     pub burst: Option<u64>,
     pub source_criterion: Option<SourceCriterion>,
+    /// How the limit holds across replicas without Redis: `local` (the default; each replica
+    /// lets the whole limit through) or `perReplica` (divided by the live replicas).
+    pub distribution: Option<String>,
+    /// Buckets shared by every replica in Redis or Valkey: the limit is exact cluster-wide.
+    pub redis: Option<RateLimitRedis>,
+}
+
+/// The Redis (or Valkey) server of a cluster-wide rate limit.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitRedis {
+    /// One `host:port` (a Service in front of the primary). Redis Cluster and Sentinel seed
+    /// lists are refused.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// A Secret in the Middleware's namespace with `password` (and optionally `username`).
+    pub secret: Option<String>,
+    /// The database selected after connecting; default 0.
+    pub db: Option<i64>,
+    pub tls: Option<RedisTls>,
+    /// Longest a connection attempt takes; default 1s.
+    pub dial_timeout: Option<IntOrString>,
+    /// Longest a request waits for Redis before `onError` decides; default 100ms.
+    pub read_timeout: Option<IntOrString>,
+    /// Accepted for Traefik's sake: `readTimeout` bounds the whole round trip.
+    pub write_timeout: Option<IntOrString>,
+    /// Multiplexed connections, each carrying many requests at once; default 2.
+    pub pool_size: Option<u32>,
+    /// Accepted for Traefik's sake: connections are multiplexed, so none sits idle.
+    pub min_idle_conns: Option<u32>,
+    /// Caps `poolSize`.
+    pub max_active_conns: Option<u32>,
+    /// When Redis cannot answer in time: `local` (the default: this replica's own buckets,
+    /// with the limit divided by the live replicas), `allow` or `deny`.
+    pub on_error: Option<String>,
+}
+
+/// TLS to Redis.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisTls {
+    /// A Secret with the CA certificates to trust (`tls.ca`, `ca.crt` or `ca`).
+    pub ca_secret: Option<String>,
+    /// A `kubernetes.io/tls` Secret with a client certificate, for mutual TLS.
+    pub cert_secret: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// What counts as one client; default the client IP.

@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Beside the path: `model` is the plain data translation produces and the hot path reads;
-//! `body` the response bodies; `clock` the hot path's clock; `throttle` keeps warnings from
-//! flooding the log; `error` the one place a failed request becomes a response; `admin` serves
+//! `body` the response bodies; `clock` the hot path's clock; `replicas` how many fjord
+//! replicas share a divided limit; `throttle` keeps warnings from flooding the log; `error` the one place a failed request becomes a response; `admin` serves
 //! metrics, health and the ACME state; `cluster` writes Ingress status and Events; `config` is
 //! the static configuration; `run` wires it together and `cli` is the command line.
 #![forbid(unsafe_code)]
@@ -55,6 +55,7 @@ pub mod model;
 mod pem;
 pub mod provider;
 mod proxy;
+pub mod replicas;
 pub mod router;
 pub mod rule;
 pub mod run;

@@ -59,6 +59,11 @@ pub struct Metrics {
     pub kubernetes_watch_restarts: IntCounterVec,
     /// `fjord_kubernetes_last_sync_timestamp_seconds`, by resource.
     pub kubernetes_last_sync: GaugeVec,
+    /// `fjord_rate_limit_backend_errors_total`, by middleware and reason: Redis did not answer
+    /// a rate limit in time, and `onError` decided.
+    pub rate_limit_backend_errors: IntCounterVec,
+    /// `fjord_replicas`: live fjord replicas, as this one counts them (1 standalone).
+    pub replicas: IntGauge,
 }
 
 /// The process-wide metrics.
@@ -215,6 +220,19 @@ impl Metrics {
                 "When a watch of the API server last listed or delivered an event.",
                 &["resource"],
             ),
+            rate_limit_backend_errors: counter(
+                &r,
+                "fjord_rate_limit_backend_errors_total",
+                "Rate-limit checks Redis did not answer in time, by middleware and reason (timeout, unavailable, error).",
+                &["middleware", "reason"],
+            ),
+            replicas: registered(
+                &r,
+                IntGauge::new(
+                    "fjord_replicas",
+                    "Live fjord replicas as this one counts them; perReplica limits are divided by it.",
+                ),
+            ),
             registry: r,
         };
         let info = registered(
@@ -225,6 +243,7 @@ impl Metrics {
             ),
         );
         info.set(1);
+        m.replicas.set(1);
         // Known label sets start at zero, so rates and alerts see them before the first event.
         for result in ["success", "failure"] {
             m.acme_orders.with_label_values(&[result]);

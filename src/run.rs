@@ -191,16 +191,21 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
                 anyhow::bail!("the Kubernetes client was not made");
             };
             let client = cluster.client.clone();
-            if !config.certificates_resolvers.is_empty() {
+            // A replica is a member once it can do its share: with ACME, answer challenges.
+            let (ready_tx, ready) = tokio::sync::watch::channel(false);
+            if config.certificates_resolvers.is_empty() {
+                ready_tx.send_replace(true);
+            } else {
                 tokio::spawn(acme::secrets::serve(
                     cluster,
                     Arc::clone(&challenges),
                     acme.stored(),
+                    ready_tx,
                     draining.token().clone(),
                 ));
             }
             let (feedback, lease_task) =
-                cluster::start(client.clone(), &options, draining.token().clone());
+                cluster::start(client.clone(), &options, ready, draining.token().clone());
             acme.send_events(feedback.notices());
             apply.cluster = Some(feedback);
             lease = Some(lease_task);

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -37,20 +37,17 @@ use tokio_util::sync::CancellationToken;
 use super::challenge::Challenges;
 use super::storage::{Answer, Files, Storage, Stored};
 use crate::cluster::lease::{Elector, RETRY};
+use crate::cluster::members::{self, REPLICA_LABEL};
+use crate::cluster::names::{label_value, object_name, segment};
 
 /// The label every object of fjord's ACME state carries, with what it is.
 const ACME_LABEL: &str = "fjord.dev/acme";
-/// The label of the replicas' own Leases.
-const REPLICA_LABEL: &str = "fjord.dev/replica";
 /// Where replicas acknowledge a challenge: `ack.fjord.dev/IDENTITY: CHALLENGE-ID`.
 const ACK_PREFIX: &str = "ack.fjord.dev/";
 /// Which publication of a challenge Secret an acknowledgement is for.
 const CHALLENGE_ID: &str = "fjord.dev/challenge-id";
 /// How long the orderer waits for every replica to acknowledge a challenge.
 const PRESENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a replica renews its own Lease, and how long one not renewed counts as live.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const LIVE_FOR: Duration = Duration::from_secs(20);
 
 /// The cluster store of one resolver.
 pub(crate) struct Secrets {
@@ -179,16 +176,9 @@ impl Secrets {
             .list(&ListParams::default().labels(&format!("{REPLICA_LABEL}=true")))
             .await
             .map_err(api_error)?;
-        let now = Timestamp::now();
-        let live_for = k8s_openapi::jiff::SignedDuration::try_from(LIVE_FOR).unwrap_or_default();
-        Ok(leases
-            .items
+        Ok(members::live(&leases.items, Timestamp::now())
             .into_iter()
-            .filter_map(|l| {
-                let spec = l.spec?;
-                let renewed = spec.renew_time?.0;
-                (renewed + live_for > now).then_some(spec.holder_identity?)
-            })
+            .map(str::to_owned)
             .collect())
     }
 }
@@ -424,30 +414,23 @@ impl Drop for Held {
 }
 
 /// Runs this replica's side of the cluster store until `shutdown`: answers the challenges
-/// other replicas publish (acknowledging each), says when a certificate Secret changes, and,
-/// once the challenges are listed, renews this replica's Lease so orderers wait for it.
+/// other replicas publish (acknowledging each), says when a certificate Secret changes, and
+/// says on `listed` once the challenges are listed (its membership Lease waits for that, so
+/// orderers wait only for replicas that can answer).
 pub(crate) async fn serve(
     cluster: Cluster,
     challenges: Arc<Challenges>,
     stored: watch::Sender<u64>,
+    listed: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let (listed_tx, listed) = watch::channel(false);
-    let heartbeat = tokio::spawn(heartbeat(
-        leases,
-        cluster.identity.clone(),
-        listed,
-        shutdown.clone(),
-    ));
     let certificates = tokio::spawn(watch_certificates(secrets.clone(), stored));
     tokio::select! {
-        () = answer_challenges(secrets, &cluster.identity, &challenges, listed_tx) => {}
+        () = answer_challenges(secrets, &cluster.identity, &challenges, listed) => {}
         () = shutdown.cancelled() => {}
     }
     certificates.abort();
-    let _ = heartbeat.await;
 }
 
 /// Installs every published challenge's answers and acknowledges them.
@@ -555,65 +538,6 @@ async fn watch_certificates(secrets: Api<Secret>, stored: watch::Sender<u64>) {
     }
 }
 
-/// Renews this replica's Lease from the moment its challenge watch has listed until
-/// `shutdown`, then deletes it: an orderer waits only for replicas that can answer.
-async fn heartbeat(
-    leases: Api<Lease>,
-    identity: String,
-    mut listed: watch::Receiver<bool>,
-    shutdown: CancellationToken,
-) {
-    tokio::select! {
-        _ = listed.wait_for(|l| *l) => {}
-        () = shutdown.cancelled() => return,
-    }
-    let name = object_name(&format!("fjord-replica.{}", segment(&identity)));
-    loop {
-        let now = Timestamp::now();
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some(BTreeMap::from([(
-                    REPLICA_LABEL.to_owned(),
-                    "true".to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(identity.clone()),
-                lease_duration_seconds: Some(LIVE_FOR.as_secs() as i32),
-                renew_time: Some(MicroTime(now)),
-                ..LeaseSpec::default()
-            }),
-        };
-        let written = match leases.get_opt(&name).await {
-            Ok(None) => leases
-                .create(&PostParams::default(), &lease)
-                .await
-                .map(drop),
-            Ok(Some(current)) => {
-                let mut lease = lease;
-                lease.metadata.resource_version = current.metadata.resource_version;
-                leases
-                    .replace(&name, &PostParams::default(), &lease)
-                    .await
-                    .map(drop)
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            tracing::warn!(lease = %name, error = %e, "cannot renew this replica's Lease");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(HEARTBEAT) => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
-    if let Err(e) = leases.delete(&name, &DeleteParams::default()).await {
-        tracing::warn!(lease = %name, error = %e, "cannot delete this replica's Lease");
-    }
-}
-
 /// How the ACME watches retry after an API outage: at most 2 s apart, not kube's 30 s, since
 /// an orderer waits for this replica's acknowledgement (and a certificate for its Secret).
 fn quick_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
@@ -631,57 +555,6 @@ fn ack_key(identity: &str) -> String {
     format!("{ACK_PREFIX}{}", label_value(identity))
 }
 
-/// A name segment: lowercase letters, digits and `-`.
-fn segment(text: &str) -> String {
-    text.to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
-}
-
-/// A valid object name (DNS subdomain, at most 253 characters) for `text`.
-fn object_name(text: &str) -> String {
-    let name: String = text
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    shorten(name.trim_matches(|c: char| !c.is_ascii_alphanumeric()), 253)
-}
-
-/// A valid label value or annotation name (at most 63 characters) for `text`.
-fn label_value(text: &str) -> String {
-    let value: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    shorten(value.trim_matches(|c: char| !c.is_ascii_alphanumeric()), 63)
-}
-
-/// `text` cut to `max` characters, ending in a hash of the whole when it had to be cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    use std::hash::{Hash as _, Hasher as _};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    let hash = format!("{:08x}", h.finish() as u32);
-    format!("{}-{hash}", &text[..max - hash.len() - 1])
-}
-
 /// A number no other publication of a challenge uses.
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
@@ -697,26 +570,4 @@ fn rand_id() -> u64 {
 
 fn api_error(e: kube::Error) -> std::io::Error {
     std::io::Error::other(format!("API server: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_valid_and_distinct() {
-        assert_eq!(
-            object_name("fjord-acme-cert.default.shop.test"),
-            "fjord-acme-cert.default.shop.test"
-        );
-        assert_eq!(segment("Le_Prod"), "le-prod");
-        let long = object_name(&format!("fjord-acme-cert.x.{}", "a".repeat(300)));
-        assert_eq!(long.len(), 253);
-        assert_ne!(
-            long,
-            object_name(&format!("fjord-acme-cert.x.{}b", "a".repeat(300)))
-        );
-        assert_eq!(label_value("fjord-0"), "fjord-0");
-        assert!(label_value(&"p".repeat(100)).len() <= 63);
-    }
 }

@@ -4,6 +4,8 @@
 
 pub(crate) mod events;
 pub(crate) mod lease;
+pub(crate) mod members;
+pub(crate) mod names;
 pub(crate) mod status;
 
 use std::sync::Arc;
@@ -123,19 +125,31 @@ impl Feedback {
     }
 }
 
-/// Starts the Lease, the status writer and the Event sender. The returned task ends once
-/// `shutdown` fires and a held Lease is released.
+/// Starts the leader Lease, this replica's membership Lease (renewed once `ready`), the count
+/// of live replicas, the status writer and the Event sender. The returned task ends once
+/// `shutdown` fires and both Leases are released.
 pub(crate) fn start(
     client: kube::Client,
     options: &Options,
+    ready: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) -> (Feedback, JoinHandle<()>) {
     let (leader_tx, leader_rx) = watch::channel(false);
     let (ingresses_tx, ingresses_rx) = watch::channel(Arc::new(Vec::new()));
     let (notices_tx, notices_rx) = mpsc::channel(64);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
-    let elector = lease::Elector::new(leases, LEASE_NAME, &options.identity);
-    let lease_task = tokio::spawn(elector.run(leader_tx, shutdown.clone()));
+    let elector = lease::Elector::new(leases.clone(), LEASE_NAME, &options.identity);
+    let leader = tokio::spawn(elector.run(leader_tx, shutdown.clone()));
+    let heartbeat = tokio::spawn(members::heartbeat(
+        leases.clone(),
+        options.identity.clone(),
+        ready,
+        shutdown.clone(),
+    ));
+    tokio::spawn(members::count(leases.clone(), shutdown.clone()));
+    let lease_task = tokio::spawn(async move {
+        let _ = tokio::join!(leader, heartbeat);
+    });
     if !options.publish.is_empty() {
         tokio::spawn(status::publish(
             client.clone(),

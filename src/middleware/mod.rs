@@ -18,7 +18,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::body::{self, ResponseBody};
-use crate::clock;
 use crate::error::ProxyError;
 use crate::htpasswd;
 use crate::metrics::METRICS;
@@ -47,7 +46,7 @@ impl Middleware {
         Self {
             name: described.name.clone(),
             kind: described.kind.with_state(
-                |spec| RateLimiter::new(spec.clone()),
+                |spec| RateLimiter::new(spec.clone(), &described.name),
                 |spec| InFlight::new(spec.clone()),
             ),
         }
@@ -133,7 +132,7 @@ impl Chain {
 
     /// Runs every middleware on the request, in order; any may answer it instead. `body_limit`
     /// is the entry point's (0 unlimited); a buffering middleware may lower it.
-    pub fn on_request<B>(
+    pub async fn on_request<B>(
         &self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
@@ -151,7 +150,7 @@ impl Chain {
         }
         let mut compress = None;
         for m in &self.0 {
-            if let Err(stop) = m.on_request(req, ctx, &mut pass.held) {
+            if let Err(stop) = m.on_request(req, ctx, &mut pass.held).await {
                 if let Stop::Error(e) = &stop {
                     METRICS
                         .middleware_rejections
@@ -223,8 +222,8 @@ fn rejection(e: &ProxyError) -> &'static str {
 
 impl Middleware {
     /// Runs on the request. In-flight slots taken are pushed on `held`, released when the
-    /// request is done.
-    fn on_request<B>(
+    /// request is done. Only a rate limit on Redis waits.
+    async fn on_request<B>(
         &self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
@@ -236,7 +235,7 @@ impl Middleware {
                     .spec
                     .source
                     .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
-                if let Err(limited) = limiter.check(key, clock::now()) {
+                if let Err(limited) = limiter.admit(key, &self.name).await {
                     return Err(ProxyError::RateLimited {
                         middleware: self.name.clone(),
                         retry_after: limited.retry_after,

@@ -151,6 +151,77 @@ pub struct RateLimitSpec {
     pub burst: u64,
     /// What a client is, for the limit.
     pub source: Source,
+    /// Where the buckets are, and so how far the limit holds across replicas.
+    pub distribution: Distribution,
+}
+
+/// Where a rate limit's buckets are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Distribution {
+    /// In this process: each replica lets the whole limit through.
+    #[default]
+    Local,
+    /// In this process, with the limit divided by the number of live replicas: exact when
+    /// traffic spreads evenly over them.
+    PerReplica,
+    /// In Redis, shared by every replica: exact.
+    Redis(Box<RedisSpec>),
+}
+
+/// A Redis (or Valkey) server holding rate-limit buckets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisSpec {
+    /// `host:port`.
+    pub endpoint: String,
+    /// From the Middleware's Secret, when it names one.
+    pub username: Option<String>,
+    /// From the Middleware's Secret, when it names one.
+    pub password: Option<Redacted>,
+    /// The database selected after connecting.
+    pub db: i64,
+    /// TLS to the server, when set.
+    pub tls: Option<RedisTls>,
+    /// Longest a connection attempt takes.
+    pub dial_timeout: Duration,
+    /// Longest a request waits for Redis's answer before `on_error` decides.
+    pub read_timeout: Duration,
+    /// Multiplexed connections, each carrying many requests at once.
+    pub pool_size: usize,
+    /// What a request gets when Redis cannot answer in time.
+    pub on_error: OnError,
+}
+
+/// TLS to Redis: PEM text from Secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisTls {
+    /// CA certificates to trust instead of the system's.
+    pub ca: Option<Vec<u8>>,
+    /// A client certificate chain and its key, for mutual TLS.
+    pub client: Option<(Vec<u8>, Redacted)>,
+    /// Whether the server's certificate goes unchecked.
+    pub insecure_skip_verify: bool,
+}
+
+/// What a rate limit does when its Redis cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Let the request through.
+    Allow,
+    /// Refuse it (429).
+    Deny,
+    /// Count it locally against the limit divided by the live replicas.
+    #[default]
+    Local,
+}
+
+/// A secret value: compared, but never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// An in-flight limit's settings.

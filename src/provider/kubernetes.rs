@@ -67,7 +67,8 @@ enum Kind {
     TlsSecret,
     IngressRoute,
     Middleware,
-    /// A Secret a Middleware names (basicAuth users), watched by name while referenced.
+    /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
+    /// while referenced.
     NamedSecret,
 }
 
@@ -245,7 +246,7 @@ async fn batch(
             continue;
         };
         // Secrets named by Middlewares: start watching new ones, stop the ones no longer named.
-        let wanted = basic_auth_secrets(&store);
+        let wanted = named_secrets(&store);
         named.retain(|key, task| {
             let keep = wanted.contains(key);
             if !keep {
@@ -305,12 +306,22 @@ async fn batch(
 /// The ingress-nginx annotation naming an Ingress's basic-auth Secret (`NAME` or `NS/NAME`).
 const NGINX_AUTH_SECRET: &str = "nginx.ingress.kubernetes.io/auth-secret";
 
-/// `(namespace, name)` of each non-TLS Secret a Middleware's basicAuth, or an Ingress's
+/// `(namespace, name)` of each non-TLS Secret a Middleware (basicAuth, a rate limit's Redis), or an Ingress's
 /// ingress-nginx `auth-secret`, names.
-fn basic_auth_secrets(store: &Store) -> BTreeSet<(String, String)> {
-    let of_middlewares = store.middlewares().filter_map(|m| {
+fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
+    let of_middlewares = store.middlewares().flat_map(|m| {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
-        Some((ns, m.spec.basic_auth.as_ref()?.secret.clone()?))
+        let redis = m.spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref());
+        let tls = redis.and_then(|r| r.tls.as_ref());
+        [
+            m.spec.basic_auth.as_ref().and_then(|b| b.secret.clone()),
+            redis.and_then(|r| r.secret.clone()),
+            tls.and_then(|t| t.ca_secret.clone()),
+            tls.and_then(|t| t.cert_secret.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |name| (ns.clone(), name))
     });
     let of_ingresses = store.ingresses().filter_map(|i| {
         let ns = i.metadata.namespace.clone().unwrap_or_default();

@@ -223,7 +223,7 @@ impl Proxy {
             host: host_str,
         };
         let chain = &target.middlewares;
-        let pass = match chain.on_request(&mut req, &ctx, entry.max_body) {
+        let pass = match chain.on_request(&mut req, &ctx, entry.max_body).await {
             Ok(pass) => pass,
             Err(Stop::Error(e)) => return Err(e),
             Err(Stop::Reply(reply)) => return Ok(body::own(*reply)),

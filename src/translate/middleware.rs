@@ -14,8 +14,8 @@ use crate::crd::{self, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
 use crate::htpasswd;
 use crate::model::middleware::{
-    CompressSpec, Cors, HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware, RateLimitSpec,
-    Retry, Source, media_type,
+    CompressSpec, Cors, Distribution, HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware,
+    OnError, RateLimitSpec, Redacted, RedisSpec, RedisTls, Retry, Source, media_type,
 };
 use crate::provider::Store;
 
@@ -267,6 +267,7 @@ fn compile(
             period,
             burst,
             source,
+            distribution: distribution(r, ns, store)?,
         })
     } else if let Some(f) = &spec.in_flight_req {
         if f.amount == 0 {
@@ -442,6 +443,169 @@ fn basic_auth_users(
     Ok(users)
 }
 
+/// Where a rate limit's buckets are: `redis` wins over `distribution`, which may then only be
+/// `local` (what `onError: local` falls back on is always divided by the replicas).
+fn distribution(r: &crd::RateLimit, ns: &str, store: &Store) -> Result<Distribution, String> {
+    let spread = match r.distribution.as_deref() {
+        None | Some("local") => Distribution::Local,
+        Some("perReplica") => Distribution::PerReplica,
+        Some(other) => {
+            return Err(format!(
+                "spec.rateLimit.distribution {other:?} is not local or perReplica"
+            ));
+        }
+    };
+    let Some(redis) = &r.redis else {
+        return Ok(spread);
+    };
+    if spread == Distribution::PerReplica {
+        return Err("spec.rateLimit sets both redis and distribution: perReplica; with redis the limit is exact across replicas, so remove distribution".into());
+    }
+    Ok(Distribution::Redis(Box::new(redis_spec(redis, ns, store)?)))
+}
+
+/// A rate limit's Redis: one endpoint, credentials and certificates from Secrets, timeouts.
+fn redis_spec(r: &crd::RateLimitRedis, ns: &str, store: &Store) -> Result<RedisSpec, String> {
+    let endpoint = match r.endpoints.as_slice() {
+        [one] => endpoint(one)?,
+        [] => {
+            return Err(
+                "spec.rateLimit.redis.endpoints is empty; give the server's host:port".into(),
+            );
+        }
+        more => {
+            return Err(format!(
+                "spec.rateLimit.redis.endpoints lists {} addresses; fjord speaks to one Redis server (Redis Cluster and Sentinel are not supported): give the host:port of a Service in front of the primary",
+                more.len()
+            ));
+        }
+    };
+    let (username, password) = match &r.secret {
+        None => (None, None),
+        Some(name) => {
+            let field = |why| format!("spec.rateLimit.redis.secret: {why}");
+            let password = secret_value(store, ns, name, "password").map_err(field)?;
+            let username = secret_value(store, ns, name, "username").ok();
+            (username, Some(Redacted(password)))
+        }
+    };
+    let time = |v: &Option<IntOrString>, field: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => match duration(v) {
+            Ok(d) if d.is_zero() => {
+                Err(format!("spec.rateLimit.redis.{field} must be more than 0"))
+            }
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("spec.rateLimit.redis.{field} {e}")),
+        },
+    };
+    let on_error = match r.on_error.as_deref() {
+        None | Some("local") => OnError::Local,
+        Some("allow") => OnError::Allow,
+        Some("deny") => OnError::Deny,
+        Some(other) => {
+            return Err(format!(
+                "spec.rateLimit.redis.onError {other:?} is not local, allow or deny"
+            ));
+        }
+    };
+    let pool = r
+        .pool_size
+        .unwrap_or(2)
+        .min(r.max_active_conns.unwrap_or(u32::MAX));
+    Ok(RedisSpec {
+        endpoint,
+        username,
+        password,
+        db: r.db.unwrap_or(0),
+        tls: r
+            .tls
+            .as_ref()
+            .map(|t| redis_tls(t, ns, store))
+            .transpose()?,
+        dial_timeout: time(&r.dial_timeout, "dialTimeout", Duration::from_secs(1))?,
+        read_timeout: time(&r.read_timeout, "readTimeout", Duration::from_millis(100))?,
+        pool_size: usize::try_from(pool.clamp(1, 64)).unwrap_or(1),
+        on_error,
+    })
+}
+
+/// `host:port`, checked: the port a number, the host a name or an address.
+fn endpoint(text: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("spec.rateLimit.redis.endpoints {text:?} {why}");
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad("is not host:port"))?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("has no valid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if !name_ok && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad("has no valid host"));
+    }
+    Ok(text.to_owned())
+}
+
+/// TLS to Redis: the CA and client certificate from Secrets, checked to be PEM now so a bad
+/// one is reported on the Middleware, not at the first request.
+fn redis_tls(t: &crd::RedisTls, ns: &str, store: &Store) -> Result<RedisTls, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = match &t.ca_secret {
+        None => None,
+        Some(name) => {
+            let field = |why| format!("spec.rateLimit.redis.tls.caSecret: {why}");
+            let pem = ["tls.ca", "ca.crt", "ca"]
+                .iter()
+                .find_map(|k| secret_value(store, ns, name, k).ok())
+                .ok_or_else(|| {
+                    field(format!(
+                        "Secret {ns}/{name} has no tls.ca, ca.crt or ca key"
+                    ))
+                })?;
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).count();
+            if certs == 0 || CertificateDer::pem_slice_iter(pem.as_bytes()).any(|c| c.is_err()) {
+                return Err(field(format!(
+                    "Secret {ns}/{name} holds no PEM certificate"
+                )));
+            }
+            Some(pem.into_bytes())
+        }
+    };
+    let client = match &t.cert_secret {
+        None => None,
+        Some(name) => {
+            let field = |why| format!("spec.rateLimit.redis.tls.certSecret: {why}");
+            let cert = secret_value(store, ns, name, "tls.crt").map_err(field)?;
+            let key = secret_value(store, ns, name, "tls.key").map_err(field)?;
+            if CertificateDer::pem_slice_iter(cert.as_bytes())
+                .next()
+                .is_none_or(|c| c.is_err())
+            {
+                return Err(field(format!(
+                    "Secret {ns}/{name}: tls.crt is not a PEM certificate"
+                )));
+            }
+            if PrivateKeyDer::from_pem_slice(key.as_bytes()).is_err() {
+                return Err(field(format!(
+                    "Secret {ns}/{name}: tls.key is not a PEM private key"
+                )));
+            }
+            Some((cert.into_bytes(), Redacted(key)))
+        }
+    };
+    Ok(RedisTls {
+        ca,
+        client,
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+    })
+}
+
 /// Deprecated fields a Middleware uses, each with what to use instead: accepted, and warned of.
 fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -463,6 +627,14 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         }
         if h.is_development.is_some() {
             out.push("spec.headers.isDevelopment does nothing in fjord; remove it");
+        }
+    }
+    if let Some(redis) = spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref()) {
+        if redis.write_timeout.is_some() {
+            out.push("spec.rateLimit.redis.writeTimeout is not used on its own: readTimeout bounds the whole round trip to Redis");
+        }
+        if redis.min_idle_conns.is_some() {
+            out.push("spec.rateLimit.redis.minIdleConns does nothing: fjord's poolSize connections are multiplexed and always open");
         }
     }
     if spec

@@ -290,7 +290,7 @@ impl<'a> Reading<'a> {
                     average,
                     period: Some(IntOrString::String(period.into())),
                     burst: Some(average.saturating_mul(multiplier)),
-                    source_criterion: None,
+                    ..Default::default()
                 }),
                 ..Default::default()
             };

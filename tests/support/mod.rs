@@ -5,6 +5,7 @@
 pub(crate) mod apiserver;
 pub(crate) mod echo;
 pub(crate) mod pebble;
+pub(crate) mod redis;
 pub(crate) mod suite;
 pub(crate) mod tls;
 

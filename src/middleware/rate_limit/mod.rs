@@ -1,8 +1,12 @@
 //! Rate limiting (GCRA, the token bucket's exact equivalent) and in-flight limits, per source.
+//! A rate limit's buckets are in this process, optionally with the limit divided among the
+//! live replicas (`perReplica`), or in Redis and shared by all ([`remote`]).
 //!
 //! A GCRA entry holds one timestamp, the "theoretical arrival time"; an entry whose time has
 //! passed is indistinguishable from no entry, so the map drops those whenever it is full: memory
 //! stays bounded under a flood of distinct sources, and no bucket is ever reset early.
+
+mod remote;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +15,14 @@ use std::time::Duration;
 use dashmap::DashMap;
 use http::HeaderMap;
 
-use crate::model::middleware::{InFlightSpec, IpStrategy, RateLimitSpec, Source};
+use crate::clock;
+use crate::metrics::METRICS;
+use crate::model::middleware::{
+    Distribution, InFlightSpec, IpStrategy, OnError, RateLimitSpec, Source,
+};
+use crate::replicas;
+use crate::throttle;
+use remote::Remote;
 
 /// Most sources one limiter tracks; past it, fully refilled entries are dropped, and if none
 /// are, requests from new sources are refused (the backend is under a flood).
@@ -96,10 +107,11 @@ pub struct RateLimiter {
     pub spec: RateLimitSpec,
     /// Nanoseconds between requests at the average rate.
     interval: u64,
-    /// `interval * burst`: how far ahead of now a bucket's time may run.
-    tolerance: u64,
-    /// Source → theoretical arrival time ([`crate::clock::now`] nanoseconds).
+    /// Source → theoretical arrival time ([`crate::clock::now`] nanoseconds): the buckets of a
+    /// local limit, and of a Redis one while Redis cannot answer (`onError: local`).
     tats: DashMap<Key, u64>,
+    /// The shared buckets, for a limit on Redis.
+    remote: Option<Remote>,
 }
 
 /// A refusal: when to retry, for the 429's headers.
@@ -110,33 +122,103 @@ pub struct Limited {
 }
 
 impl RateLimiter {
-    /// A limiter for `spec`, with no bucket yet.
-    pub fn new(spec: RateLimitSpec) -> Arc<Self> {
+    /// A limiter for `spec`, with no bucket yet (and, on Redis, no connection until the first
+    /// request).
+    pub fn new(spec: RateLimitSpec, middleware: &str) -> Arc<Self> {
         let interval = u64::try_from(spec.period.as_nanos() / u128::from(spec.average.max(1)))
             .unwrap_or(u64::MAX)
             .max(1);
+        let remote = match &spec.distribution {
+            Distribution::Redis(redis) => Some(Remote::new(redis, middleware)),
+            Distribution::Local | Distribution::PerReplica => None,
+        };
         Arc::new(Self {
-            tolerance: interval.saturating_mul(spec.burst.max(1)),
             interval,
             spec,
             tats: DashMap::new(),
+            remote,
         })
     }
 
-    /// Takes a token for `key` at `now`, or says how long until one is available.
+    /// Takes a token for `key` now, from wherever the buckets are, or says how long until one
+    /// is available. Only a limit on Redis waits, at most its `readTimeout`.
+    pub async fn admit(&self, key: Key, middleware: &str) -> Result<(), Limited> {
+        match (&self.spec.distribution, &self.remote) {
+            (Distribution::Redis(redis), Some(remote)) => {
+                let tolerance = self.interval.saturating_mul(self.spec.burst.max(1));
+                match remote.admit(&key, self.interval, tolerance).await {
+                    Ok(verdict) => verdict,
+                    Err(e) => self.on_error(redis.on_error, key, middleware, &e),
+                }
+            }
+            (Distribution::PerReplica, _) => {
+                self.check_divided(key, clock::now(), replicas::live())
+            }
+            _ => self.check(key, clock::now()),
+        }
+    }
+
+    /// What a request gets when Redis could not answer: counted, logged (not flooding), then
+    /// as `onError` says.
+    fn on_error(
+        &self,
+        on_error: OnError,
+        key: Key,
+        middleware: &str,
+        e: &remote::Error,
+    ) -> Result<(), Limited> {
+        METRICS
+            .rate_limit_backend_errors
+            .with_label_values(&[middleware, e.reason()])
+            .inc();
+        if let Some(held_back) = throttle::admit(&format!("rate limit {middleware}: {e}")) {
+            tracing::warn!(
+                middleware,
+                field = "spec.rateLimit.redis",
+                error = %e,
+                on_error = ?on_error,
+                held_back,
+                "rate limit: no verdict from Redis; onError decides"
+            );
+        }
+        match on_error {
+            OnError::Allow => Ok(()),
+            OnError::Deny => Err(Limited {
+                retry_after: Duration::from_secs(1),
+            }),
+            OnError::Local => self.check_divided(key, clock::now(), replicas::live()),
+        }
+    }
+
+    /// Takes a token for `key` at `now` from this process's buckets, or says how long until
+    /// one is available.
     pub fn check(&self, key: Key, now: u64) -> Result<(), Limited> {
+        let tolerance = self.interval.saturating_mul(self.spec.burst.max(1));
+        self.gcra(key, now, self.interval, tolerance)
+    }
+
+    /// As [`Self::check`], with the limit divided among `replicas`: the rate and the burst
+    /// (rounded up, at least one request) are each this replica's share.
+    pub fn check_divided(&self, key: Key, now: u64, replicas: u64) -> Result<(), Limited> {
+        let replicas = replicas.max(1);
+        let interval = self.interval.saturating_mul(replicas);
+        let burst = self.spec.burst.max(1).div_ceil(replicas);
+        self.gcra(key, now, interval, interval.saturating_mul(burst))
+    }
+
+    fn gcra(&self, key: Key, now: u64, interval: u64, tolerance: u64) -> Result<(), Limited> {
         if !self.tats.contains_key(&key) && self.tats.len() >= MAX_SOURCES {
             self.tats.retain(|_, tat| *tat > now);
             if self.tats.len() >= MAX_SOURCES {
                 return Err(Limited {
-                    retry_after: Duration::from_nanos(self.interval),
+                    retry_after: Duration::from_nanos(interval),
                 });
             }
         }
         let mut tat = self.tats.entry(key).or_insert(now);
-        let next = (*tat).max(now).saturating_add(self.interval);
-        if next - now > self.tolerance {
-            let wait = next - now - self.tolerance;
+        let next = (*tat).max(now).saturating_add(interval);
+        if next - now > tolerance {
+            let wait = next - now - tolerance;
             return Err(Limited {
                 retry_after: Duration::from_nanos(wait),
             });
@@ -207,12 +289,16 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     fn limiter(average: u64, period: u64, burst: u64) -> Arc<RateLimiter> {
-        RateLimiter::new(RateLimitSpec {
-            average,
-            period: Duration::from_secs(period),
-            burst,
-            source: Source::RequestHost,
-        })
+        RateLimiter::new(
+            RateLimitSpec {
+                average,
+                period: Duration::from_secs(period),
+                burst,
+                source: Source::RequestHost,
+                distribution: Distribution::Local,
+            },
+            "test",
+        )
     }
 
     #[test]

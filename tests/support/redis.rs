@@ -1,0 +1,155 @@
+//! Debian's `redis-server`, started on a loopback port the test chose, with a password and
+//! no persistence (a restart loses every bucket and script, as a real one without AOF does);
+//! optionally TLS-only. `redis-cli` asks it what it saw.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::pebble::free_port;
+
+pub(crate) struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    pub password: String,
+    /// The CA file, when the server speaks TLS only.
+    tls: Option<PathBuf>,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// A plain-TCP server requiring `password`.
+    pub(crate) fn start(password: &str) -> Redis {
+        Redis::spawn(password, None)
+    }
+
+    /// A TLS-only server requiring `password`, with `cert` and `key` (PEM) signed by `ca`.
+    pub(crate) fn start_tls(password: &str, ca: &str, cert: &str, key: &str) -> Redis {
+        Redis::spawn(password, Some((ca, cert, key)))
+    }
+
+    fn spawn(password: &str, tls: Option<(&str, &str, &str)>) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut args: Vec<String> = [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+        ]
+        .map(str::to_owned)
+        .into();
+        args.extend(["--dir".into(), dir.path().display().to_string()]);
+        let mut ca_file = None;
+        match tls {
+            None => args.extend(["--port".into(), port.to_string()]),
+            Some((ca, cert, key)) => {
+                let write = |name: &str, text: &str| {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, text).unwrap();
+                    path.display().to_string()
+                };
+                let ca = write("ca.pem", ca);
+                args.extend([
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    write("cert.pem", cert),
+                    "--tls-key-file".into(),
+                    write("key.pem", key),
+                    "--tls-ca-cert-file".into(),
+                    ca.clone(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]);
+                ca_file = Some(PathBuf::from(ca));
+            }
+        }
+        let mut redis = Redis {
+            child: None,
+            port,
+            password: password.to_owned(),
+            tls: ca_file,
+            args,
+            _dir: dir,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server again (after [`Self::kill`]) on the same port, empty.
+    pub(crate) fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL): no goodbye to its clients.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `host:port`, for a Middleware.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What `redis-cli` prints for `args`.
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["--no-auth-warning", "-a", &self.password]);
+        if let Some(ca) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = cmd.args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// How many times Redis ran the rate-limit script (by SHA or in full).
+    pub(crate) fn script_calls(&self) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        ["cmdstat_evalsha:", "cmdstat_eval:"]
+            .iter()
+            .filter_map(|prefix| {
+                let line = stats.lines().find(|l| l.starts_with(prefix))?;
+                let calls = line.split("calls=").nth(1)?.split(',').next()?;
+                calls.parse::<u64>().ok()
+            })
+            .sum()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
