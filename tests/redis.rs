@@ -465,6 +465,7 @@ async fn per_replica_limits_follow_the_replicas_the_api_server_reports() {
             .is_some(),
         "the replica renews its own membership Lease"
     );
+    support::assert_rbac_allows(&api);
 }
 
 #[test]
