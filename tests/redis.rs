@@ -64,6 +64,11 @@ fn nodes(manifests: &Manifests) -> Vec<Fjord> {
         .collect()
 }
 
+/// One replica serving `manifests`.
+fn node(manifests: &Manifests) -> Fjord {
+    Fjord::start(manifests.path(), support::LOOPBACK_CONFIG)
+}
+
 async fn app() -> Echo {
     Echo::start("app", "127.0.0.1:0".parse().unwrap())
         .await
@@ -180,7 +185,7 @@ async fn three_replicas_share_one_limit_through_redis_and_a_client_keeps_its_buc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_tls_with_the_ca_from_a_secret() {
+async fn over_mutual_tls_with_the_ca_and_client_certificate_from_secrets() {
     let ca = Ca::new();
     let (cert, key) = ca.leaf(&["127.0.0.1", "localhost"]);
     let redis = Redis::start_tls("tls-pass", &ca.pem, &cert, &key);
@@ -196,15 +201,34 @@ async fn over_tls_with_the_ca_from_a_secret() {
         ),
     );
     m.write(
-        "limit.yaml",
-        &limited(
-            "limit",
-            "tls.test",
+        "client.yaml",
+        &ca.secret("redis-client", &["fjord"]).replace(
+            "metadata: {name: redis-client}",
+            "metadata: {name: redis-client, namespace: default}",
+        ),
+    );
+    let tls_limit = |name: &str, host: &str, tls: &str| {
+        limited(
+            name,
+            host,
             &format!(
-                "    average: 1\n    period: 1h\n    burst: 2\n    redis: {{endpoints: [\"{}\"], secret: redis-auth, readTimeout: 2s, tls: {{caSecret: redis-ca}}}}",
+                "    average: 1\n    period: 1h\n    burst: 2\n    redis: {{endpoints: [\"{}\"], secret: redis-auth, readTimeout: 2s, onError: deny, tls: {tls}}}",
                 redis.endpoint()
             ),
+        )
+    };
+    m.write(
+        "limit.yaml",
+        &tls_limit(
+            "limit",
+            "tls.test",
+            "{caSecret: redis-ca, certSecret: redis-client}",
         ),
+    );
+    // Without a client certificate, Redis refuses the connection: onError decides.
+    m.write(
+        "nocert.yaml",
+        &tls_limit("nocert", "nocert.test", "{caSecret: redis-ca}"),
     );
     let nodes = nodes(&m);
     assert_eq!(get(nodes[0].web, "tls.test", "/").await.status, 200);
@@ -215,8 +239,24 @@ async fn over_tls_with_the_ca_from_a_secret() {
         "the verdicts came from Redis, over TLS"
     );
     assert_eq!(
-        metric(&nodes[0], "fjord_rate_limit_backend_errors_total", "").await,
+        metric(
+            &nodes[0],
+            "fjord_rate_limit_backend_errors_total",
+            "default/limit"
+        )
+        .await,
         0.0
+    );
+    assert_eq!(get(nodes[0].web, "nocert.test", "/").await.status, 429);
+    assert!(
+        metric(
+            &nodes[0],
+            "fjord_rate_limit_backend_errors_total",
+            "default/nocert"
+        )
+        .await
+            >= 1.0,
+        "without its certificate fjord gets no verdict"
     );
 }
 
@@ -259,7 +299,35 @@ async fn redis_killed_and_restarted_each_on_error_as_promised_then_exact_again()
             ),
         );
     }
-    let fjord = nodes(&m).swap_remove(0);
+    m.write(
+        "load.yaml",
+        &limited(
+            "load",
+            "load.test",
+            &format!(
+                "    average: 100000\n    burst: 100000\n    redis: {{endpoints: [\"{}\"], secret: redis-auth, readTimeout: 300ms, dialTimeout: 300ms, onError: allow}}",
+                redis.endpoint()
+            ),
+        ),
+    );
+    let fjord = node(&m);
+    // Load from four clients throughout, far under its limit: every request answered 200,
+    // none slower than readTimeout (plus scheduling), whatever Redis does.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (web, stop) = (fjord.web, std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (s, t) = burst(web, "load.test", "load", 1).await;
+                    statuses.extend(s);
+                    slowest = slowest.max(t);
+                }
+                (statuses, slowest)
+            })
+        })
+        .collect();
     // Up: each host's bucket holds 2, then Redis refuses.
     for on_error in ["allow", "deny", "local"] {
         let (statuses, _) = burst(fjord.web, &format!("{on_error}.test"), "up", 3).await;
@@ -328,6 +396,16 @@ async fn redis_killed_and_restarted_each_on_error_as_promised_then_exact_again()
         redis.script_calls() >= 2,
         "the script ran on the restarted Redis"
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        let (statuses, slowest) = task.await.unwrap();
+        assert!(statuses.len() > 20, "the load ran: {}", statuses.len());
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "under load, onError: allow"
+        );
+        assert!(slowest < limit, "a request under load waited {slowest:?}");
+    }
     let after = metric(
         &fjord,
         "fjord_rate_limit_backend_errors_total",
@@ -365,7 +443,7 @@ async fn a_wrong_password_is_logged_on_the_middleware_and_on_error_holds() {
             ),
         ),
     );
-    let fjord = nodes(&m).swap_remove(0);
+    let fjord = node(&m);
     let (statuses, _) = burst(fjord.web, "pw.test", "a", 3).await;
     assert_eq!(statuses, [429; 3]);
     let line = fjord.wait_for_log("no verdict from Redis");

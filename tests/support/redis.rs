@@ -13,8 +13,8 @@ pub(crate) struct Redis {
     child: Option<Child>,
     pub port: u16,
     pub password: String,
-    /// The CA file, when the server speaks TLS only.
-    tls: Option<PathBuf>,
+    /// The CA, certificate and key files, when the server speaks TLS only.
+    tls: Option<[PathBuf; 3]>,
     args: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -25,7 +25,8 @@ impl Redis {
         Redis::spawn(password, None)
     }
 
-    /// A TLS-only server requiring `password`, with `cert` and `key` (PEM) signed by `ca`.
+    /// A TLS-only server requiring `password` and a client certificate signed by `ca`, with
+    /// `cert` and `key` (PEM, also signed by `ca`) as its own and its `redis-cli`'s.
     pub(crate) fn start_tls(password: &str, ca: &str, cert: &str, key: &str) -> Redis {
         Redis::spawn(password, Some((ca, cert, key)))
     }
@@ -55,22 +56,26 @@ impl Redis {
                     std::fs::write(&path, text).unwrap();
                     path.display().to_string()
                 };
-                let ca = write("ca.pem", ca);
+                let files = [
+                    write("ca.pem", ca),
+                    write("cert.pem", cert),
+                    write("key.pem", key),
+                ];
                 args.extend([
                     "--port".into(),
                     "0".into(),
                     "--tls-port".into(),
                     port.to_string(),
                     "--tls-cert-file".into(),
-                    write("cert.pem", cert),
+                    files[1].clone(),
                     "--tls-key-file".into(),
-                    write("key.pem", key),
+                    files[2].clone(),
                     "--tls-ca-cert-file".into(),
-                    ca.clone(),
+                    files[0].clone(),
                     "--tls-auth-clients".into(),
-                    "no".into(),
+                    "yes".into(),
                 ]);
-                ca_file = Some(PathBuf::from(ca));
+                ca_file = Some(files.map(PathBuf::from));
             }
         }
         let mut redis = Redis {
@@ -127,8 +132,9 @@ impl Redis {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["--no-auth-warning", "-a", &self.password]);
-        if let Some(ca) = &self.tls {
+        if let Some([ca, cert, key]) = &self.tls {
             cmd.arg("--tls").arg("--cacert").arg(ca);
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         let out = cmd.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
