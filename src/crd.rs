@@ -107,6 +107,7 @@ pub struct MiddlewareSpec {
     pub replace_path: Option<ReplacePath>,
     pub replace_path_regex: Option<ReplacePathRegex>,
     pub basic_auth: Option<BasicAuth>,
+    pub forward_auth: Option<ForwardAuth>,
     #[serde(rename = "ipAllowList")]
     pub ip_allow_list: Option<IpAllowList>,
     /// Deprecated: `ipAllowList` by its old name, accepted with a warning.
@@ -149,7 +150,7 @@ pub struct RateLimitRedis {
     pub secret: Option<String>,
     /// The database selected after connecting; default 0.
     pub db: Option<i64>,
-    pub tls: Option<RedisTls>,
+    pub tls: Option<ClientTls>,
     /// Longest a connection attempt takes; default 1s.
     pub dial_timeout: Option<IntOrString>,
     /// Longest a request waits for Redis before `onError` decides; default 100ms.
@@ -165,17 +166,6 @@ pub struct RateLimitRedis {
     /// When Redis cannot answer in time: `local` (the default: this replica's own buckets,
     /// with the limit divided by the live replicas), `allow` or `deny`.
     pub on_error: Option<String>,
-}
-
-/// TLS to Redis.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisTls {
-    /// A Secret with the CA certificates to trust (`tls.ca`, `ca.crt` or `ca`).
-    pub ca_secret: Option<String>,
-    /// A `kubernetes.io/tls` Secret with a client certificate, for mutual TLS.
-    pub cert_secret: Option<String>,
-    pub insecure_skip_verify: Option<bool>,
 }
 
 /// What counts as one client; default the client IP.
@@ -318,6 +308,52 @@ pub struct BasicAuth {
     pub remove_header: Option<bool>,
     /// A request header the backend gets the authenticated user's name in.
     pub header_field: Option<String>,
+}
+
+/// Delegates authentication to a server: a 2xx from it lets the request through.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardAuth {
+    /// `http://` or `https://` URL of the authentication server.
+    pub address: String,
+    /// Take the client's `X-Forwarded-*` headers as they are (only from a peer in the entry
+    /// point's `forwardedHeaders.trustedIPs`).
+    pub trust_forward_header: Option<bool>,
+    /// Copied from the authentication server's answer onto the request.
+    #[serde(default)]
+    pub auth_response_headers: Vec<String>,
+    /// Response headers matching it are copied onto the request (and the client's removed).
+    pub auth_response_headers_regex: Option<String>,
+    /// Only these request headers are sent to the authentication server; all when empty.
+    #[serde(default)]
+    pub auth_request_headers: Vec<String>,
+    /// Cookies the authentication server sets that are added to the client's response.
+    #[serde(default)]
+    pub add_auth_cookies_to_response: Vec<String>,
+    /// A header of the authentication server's answer holding the user's name, for the
+    /// access log.
+    pub header_field: Option<String>,
+    /// Send the request body too (not supported: refused).
+    pub forward_body: Option<bool>,
+    pub max_body_size: Option<i64>,
+    /// Pass a relative `Location` on as it is, not resolved against `address`.
+    pub preserve_location_header: Option<bool>,
+    /// Ask with the client's method rather than GET.
+    pub preserve_request_method: Option<bool>,
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS to a server fjord calls (an authentication server, Redis).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientTls {
+    /// A Secret with the CA certificates to trust (`tls.ca`, `ca.crt` or `ca`).
+    pub ca_secret: Option<String>,
+    /// A `kubernetes.io/tls` Secret with a client certificate, for mutual TLS.
+    pub cert_secret: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    /// Deprecated in Traefik and meaningless for a client: accepted with a warning.
+    pub ca_optional: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

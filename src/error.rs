@@ -68,6 +68,10 @@ pub enum ProxyError {
     Forbidden { middleware: Box<str> },
     #[error("route {route} is not served: {why}")]
     Misconfigured { route: Box<str>, why: Box<str> },
+    /// A forwardAuth's server could not be asked, or did not answer: the request is not let
+    /// through.
+    #[error("middleware {middleware}: the authentication server failed: {why}")]
+    AuthServer { middleware: Box<str>, why: Box<str> },
 }
 
 impl ProxyError {
@@ -89,6 +93,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::AuthServer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -112,7 +117,8 @@ impl ProxyError {
             | ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::Timeout { .. }
-            | ProxyError::UnaskedUpgrade { .. } => false,
+            | ProxyError::UnaskedUpgrade { .. }
+            | ProxyError::AuthServer { .. } => false,
         }
     }
 
@@ -129,6 +135,7 @@ impl ProxyError {
             StatusCode::TOO_MANY_REQUESTS => "429 too many requests\n",
             StatusCode::UNAUTHORIZED => "401 unauthorized\n",
             StatusCode::FORBIDDEN => "403 forbidden\n",
+            StatusCode::INTERNAL_SERVER_ERROR => "500 internal server error\n",
             _ => "502 bad gateway\n",
         };
         let mut response = body::text(status, Bytes::from_static(text.as_bytes()));

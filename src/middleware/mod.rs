@@ -5,6 +5,7 @@
 //! pays nothing, and one with middleware allocates nothing to run it.
 
 pub mod compress;
+pub mod forward_auth;
 pub mod headers;
 pub mod rate_limit;
 
@@ -23,6 +24,7 @@ use crate::htpasswd;
 use crate::metrics::METRICS;
 use crate::model::middleware::{self as model, CompressSpec, Retry};
 use compress::Encoding;
+use forward_auth::ForwardAuth;
 use rate_limit::{InFlight, InFlightGuard, RateLimiter};
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
@@ -37,8 +39,9 @@ pub struct Middleware {
     pub kind: Kind,
 }
 
-/// What a running middleware does; a limit holds its buckets or counters.
-pub type Kind = model::Kind<Arc<RateLimiter>, Arc<InFlight>>;
+/// What a running middleware does; a limit holds its buckets or counters, a forward auth its
+/// client.
+pub type Kind = model::Kind<Arc<RateLimiter>, Arc<InFlight>, Arc<ForwardAuth>>;
 
 impl Middleware {
     /// A running instance of `described`, with fresh state.
@@ -48,6 +51,7 @@ impl Middleware {
             kind: described.kind.with_state(
                 |spec| RateLimiter::new(spec.clone(), &described.name),
                 |spec| InFlight::new(spec.clone()),
+                |spec| ForwardAuth::new(spec.clone()),
             ),
         }
     }
@@ -111,6 +115,8 @@ pub struct Pass<'c> {
     origin: Option<HeaderValue>,
     /// Compression to apply, and whether the request was a HEAD.
     compression: Option<(&'c CompressSpec, Encoding, bool)>,
+    /// Cookies forward auths set on the response, each with the names it replaces.
+    auth_cookies: Vec<(&'c [String], Vec<HeaderValue>)>,
 }
 
 impl FromIterator<Arc<Middleware>> for Chain {
@@ -144,17 +150,23 @@ impl Chain {
             held: Vec::new(),
             origin: None,
             compression: None,
+            auth_cookies: Vec::new(),
         };
         if self.0.is_empty() {
             return Ok(pass);
         }
         let mut compress = None;
         for m in &self.0 {
-            if let Err(stop) = m.on_request(req, ctx, &mut pass.held).await {
-                if let Stop::Error(e) = &stop {
+            if let Err(stop) = m.on_request(req, ctx, &mut pass).await {
+                let reason = match (&stop, &m.kind) {
+                    (Stop::Error(e), _) => Some(rejection(e)),
+                    (Stop::Reply(_), Kind::ForwardAuth(_)) => Some("forward_auth"),
+                    (Stop::Reply(_), _) => None,
+                };
+                if let Some(reason) = reason {
                     METRICS
                         .middleware_rejections
-                        .with_label_values(&[&*m.name, rejection(e)])
+                        .with_label_values(&[&*m.name, reason])
                         .inc();
                 }
                 return Err(stop);
@@ -198,6 +210,9 @@ impl Chain {
                 spec.on_response(response.headers_mut(), pass.origin.as_ref());
             }
         }
+        for (names, cookies) in pass.auth_cookies {
+            set_cookies(response.headers_mut(), names, cookies);
+        }
         drop(pass.held);
         match pass.compression {
             Some((spec, encoding, head))
@@ -210,24 +225,46 @@ impl Chain {
     }
 }
 
+/// Replaces the response's cookies named in `names` with a forward auth's `cookies`.
+fn set_cookies(headers: &mut HeaderMap, names: &[String], cookies: Vec<HeaderValue>) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|t| t.split(';').next()?.split('=').next())
+                .map(str::trim);
+            !name.is_some_and(|n| names.iter().any(|c| c == n))
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept.into_iter().chain(cookies) {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
 /// The `reason` label of a middleware's refusal.
 fn rejection(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::RateLimited { .. } => "rate_limit",
         ProxyError::TooManyInFlight { .. } => "in_flight",
         ProxyError::Unauthorized { .. } => "unauthorized",
+        ProxyError::AuthServer { .. } => "auth_server",
         _ => "forbidden",
     }
 }
 
 impl Middleware {
-    /// Runs on the request. In-flight slots taken are pushed on `held`, released when the
-    /// request is done. Only a rate limit on Redis waits.
-    async fn on_request<B>(
-        &self,
+    /// Runs on the request. In-flight slots taken are held by `pass`, released when the
+    /// request is done. Only a rate limit on Redis and a forward auth wait.
+    async fn on_request<'c, B>(
+        &'c self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
-        held: &mut Vec<InFlightGuard>,
+        pass: &mut Pass<'c>,
     ) -> Result<(), Stop> {
         match &self.kind {
             Kind::RateLimit(limiter) => {
@@ -251,13 +288,20 @@ impl Middleware {
                     .source
                     .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
                 match limiter.acquire(key) {
-                    Some(guard) => held.push(guard),
+                    Some(guard) => pass.held.push(guard),
                     None => {
                         return Err(ProxyError::TooManyInFlight {
                             middleware: self.name.clone(),
                         }
                         .into());
                     }
+                }
+            }
+            Kind::ForwardAuth(auth) => {
+                let allowed = auth.check(req, ctx, &self.name).await?;
+                if !allowed.cookies.is_empty() {
+                    pass.auth_cookies
+                        .push((&auth.spec.add_cookies, allowed.cookies));
                 }
             }
             Kind::Headers(spec) => {

@@ -20,10 +20,11 @@ pub struct Middleware {
     pub kind: Kind,
 }
 
-/// What a middleware does. `R` and `F` are what a rate limit and an in-flight limit hold: their
-/// settings here, their running state in a snapshot's chain.
+/// What a middleware does. `R`, `F` and `A` are what a rate limit, an in-flight limit and a
+/// forward auth hold: their settings here, their running state (buckets, counters, a client)
+/// in a snapshot's chain.
 #[derive(Clone, Debug)]
-pub enum Kind<R = RateLimitSpec, F = InFlightSpec> {
+pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     /// `rateLimit`: requests per period per source.
     RateLimit(R),
     /// `inFlightReq`: requests at once per source.
@@ -69,6 +70,8 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec> {
         /// The header the backend gets the user's name in.
         header_field: Option<http::HeaderName>,
     },
+    /// `forwardAuth`: an authentication server decides.
+    ForwardAuth(A),
     /// `ipAllowList`: only clients in these ranges are served.
     IpAllowList {
         /// The allowed ranges.
@@ -85,15 +88,18 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec> {
 }
 
 impl Kind {
-    /// The same middleware with its state: `rate` and `flight` make it from the settings.
-    pub fn with_state<R, F>(
+    /// The same middleware with its state: `rate`, `flight` and `auth` make it from the
+    /// settings.
+    pub fn with_state<R, F, A>(
         &self,
         rate: impl FnOnce(&RateLimitSpec) -> R,
         flight: impl FnOnce(&InFlightSpec) -> F,
-    ) -> Kind<R, F> {
+        auth: impl FnOnce(&ForwardAuthSpec) -> A,
+    ) -> Kind<R, F, A> {
         match self {
             Kind::RateLimit(spec) => Kind::RateLimit(rate(spec)),
             Kind::InFlight(spec) => Kind::InFlight(flight(spec)),
+            Kind::ForwardAuth(spec) => Kind::ForwardAuth(auth(spec)),
             Kind::Headers(h) => Kind::Headers(h.clone()),
             Kind::RedirectScheme {
                 scheme,
@@ -180,7 +186,7 @@ pub struct RedisSpec {
     /// The database selected after connecting.
     pub db: i64,
     /// TLS to the server, when set.
-    pub tls: Option<RedisTls>,
+    pub tls: Option<ClientTls>,
     /// Longest a connection attempt takes.
     pub dial_timeout: Duration,
     /// Longest a request waits for Redis's answer before `on_error` decides.
@@ -191,9 +197,9 @@ pub struct RedisSpec {
     pub on_error: OnError,
 }
 
-/// TLS to Redis: PEM text from Secrets.
+/// TLS to a server fjord calls (Redis, an authentication server): PEM text from Secrets.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RedisTls {
+pub struct ClientTls {
     /// CA certificates to trust instead of the system's.
     pub ca: Option<Vec<u8>>,
     /// A client certificate chain and its key, for mutual TLS.
@@ -222,6 +228,40 @@ impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// A forward auth's settings.
+#[derive(Clone, Debug)]
+pub struct ForwardAuthSpec {
+    /// The authentication server: an absolute `http` or `https` URL.
+    pub address: http::Uri,
+    /// Whether a trusted peer's `X-Forwarded-*` headers are passed on as they are.
+    pub trust_forward_header: bool,
+    /// Request headers sent to the server; all (but hop-by-hop ones) when empty.
+    pub request_headers: Vec<HeaderName>,
+    /// The server's headers copied onto the request.
+    pub response_headers: Vec<HeaderName>,
+    /// The server's headers matching it are copied onto the request.
+    pub response_headers_regex: Option<Regex>,
+    /// Cookies the server sets that reach the client's response.
+    pub add_cookies: Vec<String>,
+    /// Whether a relative `Location` is passed on as it is.
+    pub preserve_location: bool,
+    /// Whether the server is asked with the client's method rather than GET.
+    pub preserve_method: bool,
+    /// TLS to the server, for an `https` address.
+    pub tls: Option<ClientTls>,
+    /// ingress-nginx's `auth-url` manner: the original URL and method in `X-Original-URL`,
+    /// `X-Original-Method`, `X-Auth-Request-Redirect`, `X-Sent-From`; a 401 sends the client to
+    /// `signin` (with `rd=` the original URL) when set.
+    pub nginx: Option<NginxAuth>,
+}
+
+/// What ingress-nginx's `auth-url` does besides Traefik's forwardAuth.
+#[derive(Clone, Debug, Default)]
+pub struct NginxAuth {
+    /// `auth-signin`: where a 401 from the server sends the client instead.
+    pub signin: Option<String>,
 }
 
 /// An in-flight limit's settings.

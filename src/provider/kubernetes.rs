@@ -306,18 +306,22 @@ async fn batch(
 /// The ingress-nginx annotation naming an Ingress's basic-auth Secret (`NAME` or `NS/NAME`).
 const NGINX_AUTH_SECRET: &str = "nginx.ingress.kubernetes.io/auth-secret";
 
-/// `(namespace, name)` of each non-TLS Secret a Middleware (basicAuth, a rate limit's Redis), or an Ingress's
+/// `(namespace, name)` of each non-TLS Secret a Middleware (basicAuth, a rate limit's Redis, a
+/// forwardAuth's CA), or an Ingress's
 /// ingress-nginx `auth-secret`, names.
 fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
     let of_middlewares = store.middlewares().flat_map(|m| {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let redis = m.spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref());
-        let tls = redis.and_then(|r| r.tls.as_ref());
+        let redis_tls = redis.and_then(|r| r.tls.as_ref());
+        let auth_tls = m.spec.forward_auth.as_ref().and_then(|f| f.tls.as_ref());
         [
             m.spec.basic_auth.as_ref().and_then(|b| b.secret.clone()),
             redis.and_then(|r| r.secret.clone()),
-            tls.and_then(|t| t.ca_secret.clone()),
-            tls.and_then(|t| t.cert_secret.clone()),
+            redis_tls.and_then(|t| t.ca_secret.clone()),
+            redis_tls.and_then(|t| t.cert_secret.clone()),
+            auth_tls.and_then(|t| t.ca_secret.clone()),
+            auth_tls.and_then(|t| t.cert_secret.clone()),
         ]
         .into_iter()
         .flatten()

@@ -14,8 +14,9 @@ use crate::crd::{self, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
 use crate::htpasswd;
 use crate::model::middleware::{
-    CompressSpec, Cors, Distribution, HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware,
-    OnError, RateLimitSpec, Redacted, RedisSpec, RedisTls, Retry, Source, media_type,
+    ClientTls, CompressSpec, Cors, Distribution, ForwardAuthSpec, HeadersSpec, InFlightSpec,
+    IpStrategy, Kind, Middleware, OnError, RateLimitSpec, Redacted, RedisSpec, Retry, Source,
+    media_type,
 };
 use crate::provider::Store;
 
@@ -226,6 +227,7 @@ fn compile(
         ("replacePath", spec.replace_path.is_some()),
         ("replacePathRegex", spec.replace_path_regex.is_some()),
         ("basicAuth", spec.basic_auth.is_some()),
+        ("forwardAuth", spec.forward_auth.is_some()),
         ("ipAllowList", spec.ip_allow_list.is_some()),
         ("ipWhiteList", spec.ip_white_list.is_some()),
         ("compress", spec.compress.is_some()),
@@ -358,6 +360,8 @@ fn compile(
                 })
                 .transpose()?,
         }
+    } else if let Some(f) = &spec.forward_auth {
+        Kind::ForwardAuth(Box::new(forward_auth(f, ns, store)?))
     } else if let Some(a) = spec.ip_allow_list.as_ref().or(spec.ip_white_list.as_ref()) {
         let ranges = a
             .source_range
@@ -443,6 +447,60 @@ fn basic_auth_users(
     Ok(users)
 }
 
+/// A forwardAuth's settings, checked: an absolute http(s) address, header names, the regex,
+/// TLS from Secrets. `forwardBody` is refused: the server would decide without the body it
+/// asks to see.
+pub(super) fn forward_auth(
+    f: &crd::ForwardAuth,
+    ns: &str,
+    store: &Store,
+) -> Result<ForwardAuthSpec, String> {
+    let address: http::Uri = f
+        .address
+        .parse()
+        .map_err(|e| format!("spec.forwardAuth.address {:?}: {e}", f.address))?;
+    if !matches!(address.scheme_str(), Some("http" | "https")) || address.authority().is_none() {
+        return Err(format!(
+            "spec.forwardAuth.address {:?} is not an absolute http:// or https:// URL",
+            f.address
+        ));
+    }
+    if f.forward_body == Some(true) {
+        return Err("spec.forwardAuth.forwardBody is not supported: fjord does not send the request body to the authentication server, which would then decide without it; remove forwardBody".into());
+    }
+    let names = |list: &[String], field: &str| {
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| {
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    format!("spec.forwardAuth.{field}[{i}] {h:?} is not a header name")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(ForwardAuthSpec {
+        request_headers: names(&f.auth_request_headers, "authRequestHeaders")?,
+        response_headers: names(&f.auth_response_headers, "authResponseHeaders")?,
+        response_headers_regex: f
+            .auth_response_headers_regex
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|r| regex(r, "spec.forwardAuth.authResponseHeadersRegex"))
+            .transpose()?,
+        add_cookies: f.add_auth_cookies_to_response.clone(),
+        trust_forward_header: f.trust_forward_header.unwrap_or(false),
+        preserve_location: f.preserve_location_header.unwrap_or(false),
+        preserve_method: f.preserve_request_method.unwrap_or(false),
+        tls: f
+            .tls
+            .as_ref()
+            .map(|t| client_tls(t, ns, store, "spec.forwardAuth.tls"))
+            .transpose()?,
+        nginx: None,
+        address,
+    })
+}
+
 /// Where a rate limit's buckets are: `redis` wins over `distribution`, which may then only be
 /// `local` (what `onError: local` falls back on is always divided by the replicas).
 fn distribution(r: &crd::RateLimit, ns: &str, store: &Store) -> Result<Distribution, String> {
@@ -521,7 +579,7 @@ fn redis_spec(r: &crd::RateLimitRedis, ns: &str, store: &Store) -> Result<RedisS
         tls: r
             .tls
             .as_ref()
-            .map(|t| redis_tls(t, ns, store))
+            .map(|t| client_tls(t, ns, store, "spec.rateLimit.redis.tls"))
             .transpose()?,
         dial_timeout: time(&r.dial_timeout, "dialTimeout", Duration::from_secs(1))?,
         read_timeout: time(&r.read_timeout, "readTimeout", Duration::from_millis(100))?,
@@ -551,15 +609,18 @@ fn endpoint(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// TLS to Redis: the CA and client certificate from Secrets, checked to be PEM now so a bad
-/// one is reported on the Middleware, not at the first request.
-fn redis_tls(t: &crd::RedisTls, ns: &str, store: &Store) -> Result<RedisTls, String> {
+/// TLS to a server fjord calls: the CA and client certificate from Secrets, checked to be PEM
+/// now so a bad one is reported on the Middleware (at `at`), not at the first request.
+fn client_tls(t: &crd::ClientTls, ns: &str, store: &Store, at: &str) -> Result<ClientTls, String> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let ca = match &t.ca_secret {
         None => None,
         Some(name) => {
-            let field = |why| format!("spec.rateLimit.redis.tls.caSecret: {why}");
+            let field = |why| format!("{at}.caSecret: {why}");
+            if store.secret(ns, name).is_none() {
+                return Err(field(format!("Secret {ns}/{name} not found")));
+            }
             let pem = ["tls.ca", "ca.crt", "ca"]
                 .iter()
                 .find_map(|k| secret_value(store, ns, name, k).ok())
@@ -580,7 +641,7 @@ fn redis_tls(t: &crd::RedisTls, ns: &str, store: &Store) -> Result<RedisTls, Str
     let client = match &t.cert_secret {
         None => None,
         Some(name) => {
-            let field = |why| format!("spec.rateLimit.redis.tls.certSecret: {why}");
+            let field = |why| format!("{at}.certSecret: {why}");
             let cert = secret_value(store, ns, name, "tls.crt").map_err(field)?;
             let key = secret_value(store, ns, name, "tls.key").map_err(field)?;
             if CertificateDer::pem_slice_iter(cert.as_bytes())
@@ -599,7 +660,7 @@ fn redis_tls(t: &crd::RedisTls, ns: &str, store: &Store) -> Result<RedisTls, Str
             Some((cert.into_bytes(), Redacted(key)))
         }
     };
-    Ok(RedisTls {
+    Ok(ClientTls {
         ca,
         client,
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
@@ -627,6 +688,17 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         }
         if h.is_development.is_some() {
             out.push("spec.headers.isDevelopment does nothing in fjord; remove it");
+        }
+    }
+    if let Some(f) = &spec.forward_auth {
+        if f.header_field.is_some() {
+            out.push("spec.forwardAuth.headerField does nothing: fjord's access log has no user field; use authResponseHeaders to pass the user to the backend");
+        }
+        if f.max_body_size.is_some() {
+            out.push("spec.forwardAuth.maxBodySize does nothing: the body is not sent to the authentication server (forwardBody is not supported)");
+        }
+        if f.tls.as_ref().is_some_and(|t| t.ca_optional.is_some()) {
+            out.push("spec.forwardAuth.tls.caOptional is deprecated and does nothing (client authentication is the server's choice); remove it");
         }
     }
     if let Some(redis) = spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref()) {

@@ -4,7 +4,7 @@
 //!
 //! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first;
 //! `/reset-once/KEY` drops the connection without an answer the first time KEY is asked for;
-//! `/bytes/N` answers N bytes.
+//! `/bytes/N` answers N bytes; `/cookie/NAME` sets cookie NAME (value `backend`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -191,10 +191,13 @@ async fn answer(
         "headers": headers,
         "body_bytes": body_bytes,
     });
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-backend", name)
-        .body(Full::new(Bytes::from(format!("{json:#}\n"))));
+        .header("x-backend", name);
+    if let Some(cookie) = path.strip_prefix("/cookie/") {
+        response = response.header(header::SET_COOKIE, format!("{cookie}=backend; Path=/"));
+    }
+    let response = response.body(Full::new(Bytes::from(format!("{json:#}\n"))));
     Ok(response.unwrap_or_default())
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub(crate) mod apiserver;
+pub(crate) mod auth;
 pub(crate) mod echo;
 pub(crate) mod pebble;
 pub(crate) mod redis;

@@ -1,0 +1,482 @@
+//! `forwardAuth`: an authentication server decides. fjord asks it with the request's headers
+//! (and `X-Forwarded-*` saying what the client asked for); a 2xx lets the request through,
+//! with the headers the Middleware names copied from the answer; anything else is the answer
+//! the client gets, body, headers and `Location` included (how oauth2-proxy, Authelia and
+//! Authentik send a client to their login page).
+//!
+//! The client is pooled per Middleware and made with it; the server's answer is bounded in
+//! size and time, and a server that cannot be reached is a 500 (as Traefik answers), never a
+//! request let through.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Empty, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::Ctx;
+use crate::body;
+use crate::error::ProxyError;
+use crate::model::middleware::{ClientTls, ForwardAuthSpec};
+
+/// Longest the server may take to answer, as Traefik's client allows.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer body read from the server: a login page, not a download.
+const MAX_BODY: usize = 1 << 20;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
+static X_SENT_FROM: HeaderName = HeaderName::from_static("x-sent-from");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers of one hop, never sent on: RFC 9110 §7.6.1, plus those a `Connection` names.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+type AuthClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A forward auth and its client.
+#[derive(Debug)]
+pub struct ForwardAuth {
+    /// Its settings.
+    pub spec: ForwardAuthSpec,
+    client: Result<AuthClient, String>,
+}
+
+/// The server let the request through: cookies of its answer the client's response gets.
+#[derive(Debug, Default)]
+pub(super) struct Allowed {
+    pub(super) cookies: Vec<HeaderValue>,
+}
+
+impl ForwardAuth {
+    /// A forward auth for `spec`, its client ready (connections are made on use).
+    pub fn new(spec: ForwardAuthSpec) -> Arc<Self> {
+        let client = tls_config(spec.tls.as_ref()).map(|tls| {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Client::builder(TokioExecutor::new()).build(connector)
+        });
+        Arc::new(Self { spec, client })
+    }
+
+    /// Asks the server about `req`: through (with its headers copied onto `req`), or the
+    /// server's answer for the client.
+    pub(super) async fn check<B>(
+        &self,
+        req: &mut Request<B>,
+        ctx: &Ctx<'_>,
+        middleware: &str,
+    ) -> Result<Allowed, super::Stop> {
+        let failed = |why: String| ProxyError::AuthServer {
+            middleware: middleware.into(),
+            why: why.into(),
+        };
+        let client = self.client.as_ref().map_err(|e| failed(e.clone()))?;
+        let ask = self.request(req, ctx).map_err(|e| failed(e.to_string()))?;
+        let answer = tokio::time::timeout(TIMEOUT, async {
+            let response = client.request(ask).await.map_err(|e| e.to_string())?;
+            let (head, body) = response.into_parts();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((head, body))
+        })
+        .await
+        .map_err(|_| failed(format!("no answer within {TIMEOUT:?}")))?;
+        let (head, body) = answer.map_err(failed)?;
+        if head.status.is_success() {
+            self.copy_headers(&head.headers, req.headers_mut());
+            return Ok(Allowed {
+                cookies: self.cookies(&head.headers),
+            });
+        }
+        Err(super::Stop::Reply(Box::new(
+            self.refusal(req, ctx, head, body),
+        )))
+    }
+
+    /// The question for the server: GET (or the client's method) at `address`, with the
+    /// client's headers but those of one hop and `Host`, and `X-Forwarded-*` for what the
+    /// client asked.
+    fn request<B>(
+        &self,
+        req: &Request<B>,
+        ctx: &Ctx<'_>,
+    ) -> Result<Request<Empty<Bytes>>, http::Error> {
+        let spec = &self.spec;
+        let method = if spec.preserve_method {
+            req.method().clone()
+        } else {
+            Method::GET
+        };
+        let mut headers = forwardable(req.headers());
+        if !spec.request_headers.is_empty() {
+            headers.retain_names(&spec.request_headers);
+        }
+        let trusted = spec.trust_forward_header && ctx.trusted;
+        let own = |name: &HeaderName| trusted.then(|| req.headers().get(name).cloned()).flatten();
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let scheme = if ctx.tls { "https" } else { "http" };
+        let peer = ctx.peer.to_canonical().to_string();
+        let for_value = match own(&X_FORWARDED_FOR) {
+            Some(prior) => format!("{}, {peer}", prior.to_str().unwrap_or_default()),
+            None => peer.clone(),
+        };
+        let mut set = |name: &HeaderName, value: Option<HeaderValue>| match value {
+            Some(v) => {
+                headers.insert(name.clone(), v);
+            }
+            None => {
+                headers.remove(name);
+            }
+        };
+        set(&X_FORWARDED_FOR, HeaderValue::from_str(&for_value).ok());
+        set(
+            &X_FORWARDED_METHOD,
+            own(&X_FORWARDED_METHOD).or_else(|| HeaderValue::from_str(req.method().as_str()).ok()),
+        );
+        set(
+            &X_FORWARDED_PROTO,
+            own(&X_FORWARDED_PROTO).or(Some(HeaderValue::from_static(scheme))),
+        );
+        set(&X_FORWARDED_PORT, own(&X_FORWARDED_PORT));
+        set(
+            &X_FORWARDED_HOST,
+            own(&X_FORWARDED_HOST).or_else(|| HeaderValue::from_str(ctx.host).ok()),
+        );
+        set(
+            &X_FORWARDED_URI,
+            own(&X_FORWARDED_URI).or_else(|| HeaderValue::from_str(uri).ok()),
+        );
+        if spec.nginx.is_some() {
+            let url = format!("{scheme}://{}{uri}", ctx.host);
+            set(&X_ORIGINAL_URL, HeaderValue::from_str(&url).ok());
+            set(
+                &X_ORIGINAL_METHOD,
+                HeaderValue::from_str(req.method().as_str()).ok(),
+            );
+            set(&X_AUTH_REQUEST_REDIRECT, HeaderValue::from_str(uri).ok());
+            set(
+                &X_SENT_FROM,
+                Some(HeaderValue::from_static("nginx-ingress-controller")),
+            );
+            set(&X_REAL_IP, HeaderValue::from_str(&peer).ok());
+        }
+        let mut ask = Request::builder()
+            .method(method)
+            .uri(spec.address.clone())
+            .body(Empty::new())?;
+        *ask.headers_mut() = headers;
+        Ok(ask)
+    }
+
+    /// Copies the server's headers the Middleware names (and those its regex matches) onto
+    /// the request, replacing the client's.
+    fn copy_headers(&self, answer: &HeaderMap, request: &mut HeaderMap) {
+        for name in &self.spec.response_headers {
+            request.remove(name);
+            for value in answer.get_all(name) {
+                request.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(regex) = &self.spec.response_headers_regex {
+            let matches = |name: &HeaderName| regex.is_match(&canonical(name.as_str()));
+            let stale: Vec<HeaderName> = request.keys().filter(|n| matches(n)).cloned().collect();
+            for name in stale {
+                request.remove(&name);
+            }
+            for (name, value) in answer {
+                if matches(name) {
+                    request.append(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    /// The answer's `Set-Cookie`s whose cookie `addAuthCookiesToResponse` names.
+    fn cookies(&self, answer: &HeaderMap) -> Vec<HeaderValue> {
+        if self.spec.add_cookies.is_empty() {
+            return Vec::new();
+        }
+        answer
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| {
+                cookie_name(v).is_some_and(|n| self.spec.add_cookies.iter().any(|c| c == n))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The server's refusal as the client gets it: status, headers but those of one hop, a
+    /// `Location` resolved against `address` (unless kept as it is), the body. ingress-nginx's
+    /// `auth-signin` turns a 401 into a redirect to the sign-in page instead.
+    fn refusal<B>(
+        &self,
+        req: &Request<B>,
+        ctx: &Ctx<'_>,
+        head: http::response::Parts,
+        body: Bytes,
+    ) -> Response<Full<Bytes>> {
+        if let Some(signin) = self.spec.nginx.as_ref().and_then(|n| n.signin.as_deref())
+            && head.status == StatusCode::UNAUTHORIZED
+        {
+            return sign_in(signin, req, ctx);
+        }
+        let mut reply = Response::new(Full::new(body));
+        *reply.status_mut() = head.status;
+        *reply.headers_mut() = forwardable(&head.headers);
+        reply.headers_mut().remove(header::CONTENT_LENGTH);
+        if let Some(location) = head.headers.get(header::LOCATION)
+            && !self.spec.preserve_location
+            && let Some(resolved) = location
+                .to_str()
+                .ok()
+                .and_then(|l| resolve(&self.spec.address, l))
+            && let Ok(value) = HeaderValue::from_str(&resolved)
+        {
+            reply.headers_mut().insert(header::LOCATION, value);
+        }
+        reply
+    }
+}
+
+/// ingress-nginx's redirect to `auth-signin`, with the original URL in `rd`.
+fn sign_in<B>(signin: &str, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+    let scheme = if ctx.tls { "https" } else { "http" };
+    let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let original = format!("{scheme}://{}{uri}", ctx.host);
+    let rd: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
+    let separator = if signin.contains('?') { '&' } else { '?' };
+    let mut reply = body::empty(StatusCode::FOUND);
+    if let Ok(location) = HeaderValue::from_str(&format!("{signin}{separator}rd={rd}")) {
+        reply.headers_mut().insert(header::LOCATION, location);
+    }
+    reply
+}
+
+/// `headers` without those of one hop (and those its `Connection` names), `Host` and
+/// `Content-Length`.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    let mut out = headers.clone();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        out.remove(name);
+    }
+    out.remove(header::HOST);
+    out.remove(header::CONTENT_LENGTH);
+    out
+}
+
+trait RetainNames {
+    fn retain_names(&mut self, names: &[HeaderName]);
+}
+
+impl RetainNames for HeaderMap {
+    /// Keeps only the headers named in `names`.
+    fn retain_names(&mut self, names: &[HeaderName]) {
+        let drop: Vec<HeaderName> = self
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        for name in drop {
+            self.remove(&name);
+        }
+    }
+}
+
+/// A header name as Go writes it (`X-Auth-User`), which Traefik's regexes are written against.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The name of the cookie a `Set-Cookie` value sets.
+fn cookie_name(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    Some(text.split(';').next()?.split('=').next()?.trim())
+}
+
+/// `location` resolved against `base` (RFC 3986 §5.2, for the forms servers send: absolute,
+/// `//authority/path`, `/path`, and a path relative to the base's directory).
+fn resolve(base: &Uri, location: &str) -> Option<String> {
+    if location.parse::<Uri>().is_ok_and(|u| u.scheme().is_some()) {
+        return Some(location.to_owned());
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{location}"));
+    }
+    let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+    Some(format!("{scheme}://{authority}{dir}/{location}"))
+}
+
+/// The system's trusted roots, read once.
+static SYSTEM_ROOTS: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    Arc::new(roots)
+});
+
+/// A rustls client config for `tls`: its CA or the system's roots, its client certificate,
+/// or no verification at all when `insecureSkipVerify` says so.
+pub(crate) fn tls_config(tls: Option<&ClientTls>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match tls {
+        Some(t) if t.insecure_skip_verify => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+        Some(ClientTls { ca: Some(ca), .. }) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                roots
+                    .add(cert.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        _ => builder.with_root_certificates(Arc::clone(&SYSTEM_ROOTS)),
+    };
+    match tls.and_then(|t| t.client.as_ref()) {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::from_pem_slice(key.0.as_bytes()).map_err(|e| e.to_string())?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `insecureSkipVerify`: any certificate is accepted (signatures are still checked, so the
+/// handshake is with the holder of the key the certificate names).
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_address() {
+        let base: Uri = "http://auth.svc:4180/oauth2/auth".parse().unwrap();
+        assert_eq!(
+            resolve(&base, "/oauth2/start?rd=x").as_deref(),
+            Some("http://auth.svc:4180/oauth2/start?rd=x")
+        );
+        assert_eq!(
+            resolve(&base, "sign_in").as_deref(),
+            Some("http://auth.svc:4180/oauth2/sign_in")
+        );
+        assert_eq!(
+            resolve(&base, "https://login.example/").as_deref(),
+            Some("https://login.example/")
+        );
+        assert_eq!(
+            resolve(&base, "//login.example/x").as_deref(),
+            Some("http://login.example/x")
+        );
+    }
+
+    #[test]
+    fn header_names_are_matched_as_go_writes_them() {
+        assert_eq!(canonical("x-auth-user"), "X-Auth-User");
+        assert_eq!(canonical("remote-groups"), "Remote-Groups");
+    }
+}
