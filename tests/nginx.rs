@@ -358,7 +358,7 @@ async fn what_fjord_cannot_honour_is_refused_or_named_and_a_good_version_keeps_s
             "configuration-snippet",
             "more_set_headers \"X-Frame-Options: DENY\";",
         ),
-        ("auth-url", "http://auth.example/verify"),
+        ("auth-signin", "https://login.example/"),
         ("denylist-source-range", "10.0.0.0/8"),
         ("auth-type", "digest"),
         ("satisfy", "any"),
@@ -589,4 +589,114 @@ async fn canary_ingresses_take_their_weight_and_their_header() {
     assert_eq!(get(fjord.web, "orphan.test", "/").await.status, 404);
     let line = fjord.wait_for_log("Ingress default/orphan");
     assert!(line.contains("main Ingress"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_url_asks_as_nginx_does_and_answers_as_nginx_does() {
+    let auth = support::auth::AuthServer::start().await;
+    let (m, _backend) = setup().await;
+    let url = format!("http://{}/verify", auth.addr);
+    m.write(
+        "plain.yaml",
+        &annotated(
+            "plain",
+            "plain.test",
+            &[
+                ("auth-url", &url),
+                ("auth-response-headers", "X-Auth-User, Remote-Email"),
+            ],
+        ),
+    );
+    m.write(
+        "signin.yaml",
+        &annotated(
+            "signin",
+            "signin.test",
+            &[
+                ("auth-url", &url),
+                ("auth-method", "POST"),
+                ("auth-signin", "https://login.example/start"),
+            ],
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+
+    let ok = request(
+        &fjord,
+        "PUT",
+        "plain.test",
+        "/docs/a?b=1",
+        &[("authorization", "Bearer good"), ("x-auth-user", "mallory")],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let seen = ok.json();
+    assert_eq!(seen["headers"]["x-auth-user"], "alice");
+    assert_eq!(seen["headers"]["remote-email"], "alice@example.com");
+    let asked = &auth.asked()[0];
+    let h = |name: &str| {
+        asked
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(asked.method, "GET");
+    assert_eq!(
+        h("x-original-url").as_deref(),
+        Some("http://plain.test/docs/a?b=1")
+    );
+    assert_eq!(h("x-original-method").as_deref(), Some("PUT"));
+    assert_eq!(h("x-auth-request-redirect").as_deref(), Some("/docs/a?b=1"));
+    assert_eq!(
+        h("x-sent-from").as_deref(),
+        Some("nginx-ingress-controller")
+    );
+    assert_eq!(h("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(h("authorization").as_deref(), Some("Bearer good"));
+
+    // nginx's own answers: 401 with the server's challenge, 403 without its body, a redirect
+    // status from the server is a failure (500), and auth-signin turns a 401 into a redirect.
+    let no = request(
+        &fjord,
+        "GET",
+        "plain.test",
+        "/",
+        &[("authorization", "Basic x")],
+        b"",
+    )
+    .await;
+    assert_eq!(no.status, 401);
+    assert_eq!(no.headers["www-authenticate"], "Bearer realm=\"test\"");
+    let bad = request(
+        &fjord,
+        "GET",
+        "plain.test",
+        "/",
+        &[("authorization", "Bearer bad")],
+        b"",
+    )
+    .await;
+    assert_eq!(bad.status, 403);
+    assert!(
+        !bad.body.contains("token revoked"),
+        "nginx does not pass the body on"
+    );
+    let none = request(&fjord, "GET", "plain.test", "/", &[], b"").await;
+    assert_eq!(none.status, 500);
+    let redirected = request(
+        &fjord,
+        "GET",
+        "signin.test",
+        "/p?q=1",
+        &[("authorization", "Basic x")],
+        b"",
+    )
+    .await;
+    assert_eq!(redirected.status, 302);
+    assert_eq!(
+        redirected.headers["location"],
+        "https://login.example/start?rd=http%3A%2F%2Fsignin.test%2Fp%3Fq%3D1"
+    );
+    assert_eq!(auth.asked().last().unwrap().method, "POST", "auth-method");
 }

@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::Ctx;
 use crate::body;
 use crate::error::ProxyError;
-use crate::model::middleware::{ClientTls, ForwardAuthSpec};
+use crate::model::middleware::{ClientTls, ForwardAuthSpec, NginxAuth};
 
 /// Longest the server may take to answer, as Traefik's client allows.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,10 +131,12 @@ impl ForwardAuth {
         ctx: &Ctx<'_>,
     ) -> Result<Request<Empty<Bytes>>, http::Error> {
         let spec = &self.spec;
-        let method = if spec.preserve_method {
-            req.method().clone()
-        } else {
-            Method::GET
+        let method = match &spec.nginx {
+            Some(NginxAuth {
+                method: Some(m), ..
+            }) => m.clone(),
+            _ if spec.preserve_method => req.method().clone(),
+            _ => Method::GET,
         };
         let mut headers = forwardable(req.headers());
         if !spec.request_headers.is_empty() {
@@ -245,10 +247,8 @@ impl ForwardAuth {
         head: http::response::Parts,
         body: Bytes,
     ) -> Response<Full<Bytes>> {
-        if let Some(signin) = self.spec.nginx.as_ref().and_then(|n| n.signin.as_deref())
-            && head.status == StatusCode::UNAUTHORIZED
-        {
-            return sign_in(signin, req, ctx);
+        if let Some(nginx) = &self.spec.nginx {
+            return nginx_refusal(nginx, req, ctx, &head);
         }
         let mut reply = Response::new(Full::new(body));
         *reply.status_mut() = head.status;
@@ -268,15 +268,51 @@ impl ForwardAuth {
     }
 }
 
-/// ingress-nginx's redirect to `auth-signin`, with the original URL in `rd`.
-fn sign_in<B>(signin: &str, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+/// nginx's `auth_request` answer to a refusal: a 401 (with the server's `WWW-Authenticate`)
+/// or, with `auth-signin`, a redirect there carrying the original URL; a 403; any other
+/// status is the server's failure, a 500.
+fn nginx_refusal<B>(
+    nginx: &NginxAuth,
+    req: &Request<B>,
+    ctx: &Ctx<'_>,
+    head: &http::response::Parts,
+) -> Response<Full<Bytes>> {
+    match head.status {
+        StatusCode::UNAUTHORIZED => match &nginx.signin {
+            Some(signin) => sign_in(signin, &nginx.signin_param, req, ctx),
+            None => {
+                let mut reply = body::text(
+                    StatusCode::UNAUTHORIZED,
+                    Bytes::from_static(b"401 unauthorized\n"),
+                );
+                if let Some(challenge) = head.headers.get(header::WWW_AUTHENTICATE) {
+                    reply
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, challenge.clone());
+                }
+                reply
+            }
+        },
+        StatusCode::FORBIDDEN => body::text(
+            StatusCode::FORBIDDEN,
+            Bytes::from_static(b"403 forbidden\n"),
+        ),
+        _ => body::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from_static(b"500 internal server error\n"),
+        ),
+    }
+}
+
+/// ingress-nginx's redirect to `auth-signin`, with the original URL in `param`.
+fn sign_in<B>(signin: &str, param: &str, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
     let scheme = if ctx.tls { "https" } else { "http" };
     let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let original = format!("{scheme}://{}{uri}", ctx.host);
     let rd: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
     let separator = if signin.contains('?') { '&' } else { '?' };
     let mut reply = body::empty(StatusCode::FOUND);
-    if let Ok(location) = HeaderValue::from_str(&format!("{signin}{separator}rd={rd}")) {
+    if let Ok(location) = HeaderValue::from_str(&format!("{signin}{separator}{param}={rd}")) {
         reply.headers_mut().insert(header::LOCATION, location);
     }
     reply

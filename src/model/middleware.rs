@@ -252,16 +252,20 @@ pub struct ForwardAuthSpec {
     /// TLS to the server, for an `https` address.
     pub tls: Option<ClientTls>,
     /// ingress-nginx's `auth-url` manner: the original URL and method in `X-Original-URL`,
-    /// `X-Original-Method`, `X-Auth-Request-Redirect`, `X-Sent-From`; a 401 sends the client to
-    /// `signin` (with `rd=` the original URL) when set.
+    /// `X-Original-Method`, `X-Auth-Request-Redirect`, `X-Sent-From`, `X-Real-IP`.
     pub nginx: Option<NginxAuth>,
 }
 
-/// What ingress-nginx's `auth-url` does besides Traefik's forwardAuth.
+/// What ingress-nginx's `auth-url` does besides Traefik's forwardAuth: the server's 401 and
+/// 403 become fjord's own, any other refusal a 500, as nginx's `auth_request` answers.
 #[derive(Clone, Debug, Default)]
 pub struct NginxAuth {
+    /// `auth-method`: the method the server is asked with (GET when unset).
+    pub method: Option<http::Method>,
     /// `auth-signin`: where a 401 from the server sends the client instead.
     pub signin: Option<String>,
+    /// `auth-signin-redirect-param`: the query parameter holding the original URL (`rd`).
+    pub signin_param: String,
 }
 
 /// An in-flight limit's settings.

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::middleware::{compile_spec, secret_value};
+use super::middleware::{compile_spec, forward_auth, secret_value};
 use crate::crd;
 use crate::htpasswd;
-use crate::model::middleware::{Kind, Middleware};
+use crate::model::middleware::{Kind, Middleware, NginxAuth};
 use crate::model::{HostMatch, PathMatch};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
@@ -218,6 +218,7 @@ impl<'a> Reading<'a> {
                 self.add(name, &spec);
             }
         }
+        self.external_auth();
         match self.get("auth-type") {
             None => {}
             Some("basic") => self.basic_auth(),
@@ -276,6 +277,83 @@ impl<'a> Reading<'a> {
                 .errors
                 .push(format!("annotation {PREFIX}auth-secret: {why}")),
         }
+    }
+
+    /// `auth-url` (with `auth-method`, `auth-response-headers`, `auth-signin`,
+    /// `auth-signin-redirect-param`), as a forwardAuth asking the way nginx's `auth_request`
+    /// does.
+    fn external_auth(&mut self) {
+        let Some(url) = self.get("auth-url") else {
+            return;
+        };
+        if url.contains('$') {
+            self.errors.push(format!(
+                "annotation {PREFIX}auth-url {url:?} uses nginx variables, which fjord does not expand (nothing from an annotation is interpreted as nginx configuration); give a fixed URL"
+            ));
+            return;
+        }
+        let method = self.get("auth-method").map(str::to_owned);
+        let method = match method.as_deref().map(str::parse::<http::Method>) {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) => {
+                self.errors.push(format!(
+                    "annotation {PREFIX}auth-method {:?} is not an HTTP method",
+                    method.unwrap_or_default()
+                ));
+                return;
+            }
+        };
+        let headers = self
+            .get("auth-response-headers")
+            .map(list)
+            .unwrap_or_default();
+        let signin = self.get("auth-signin").map(str::to_owned);
+        let param = self
+            .get("auth-signin-redirect-param")
+            .unwrap_or("rd")
+            .to_owned();
+        for ignored in [
+            "auth-cache-key",
+            "auth-cache-duration",
+            "auth-keepalive",
+            "auth-keepalive-requests",
+            "auth-keepalive-timeout",
+            "auth-keepalive-share-vars",
+            "auth-always-set-cookie",
+            "auth-proxy-set-headers",
+            "auth-request-redirect",
+        ] {
+            if self.get(ignored).is_some() {
+                self.out.warnings.push(format!(
+                    "annotation {PREFIX}{ignored} is not honoured: fjord asks the auth-url server on every request, as nginx without it does (a request it would let through is never refused for it)"
+                ));
+            }
+        }
+        let spec = crd::ForwardAuth {
+            address: url.to_owned(),
+            auth_response_headers: headers,
+            ..Default::default()
+        };
+        let owner = self.owner;
+        let mut auth = match forward_auth(&spec, owner.namespace, owner.store) {
+            Ok(auth) => auth,
+            Err(why) => {
+                let why = why.replace("spec.forwardAuth.address", "its URL");
+                self.errors
+                    .push(format!("annotation {PREFIX}auth-url: {why}"));
+                return;
+            }
+        };
+        auth.nginx = Some(NginxAuth {
+            method,
+            signin,
+            signin_param: param,
+        });
+        self.out.chain.push(Arc::new(Middleware {
+            name: format!("{}/{}@auth-url", owner.namespace, owner.name).into(),
+            kind: Kind::ForwardAuth(Box::new(auth)),
+        }));
     }
 
     /// `limit-rps`, `limit-rpm` (with `limit-burst-multiplier`) and `limit-connections`.
@@ -470,8 +548,8 @@ fn verdict(name: &str, value: &str) -> Verdict {
     if restricts {
         let instead = match name {
             "denylist-source-range" => "list the clients allowed in whitelist-source-range instead",
-            "auth-url" | "auth-signin" | "auth-method" | "auth-response-headers" => {
-                "external authentication (forwardAuth) is not in fjord yet"
+            "auth-signin" | "auth-method" | "auth-response-headers" => {
+                "it is read only with auth-url"
             }
             "limit-whitelist" => "fjord's rate limits have no exempt ranges yet",
             _ => "fjord cannot enforce it",
@@ -728,7 +806,8 @@ mod tests {
 
         for (name, value) in [
             ("configuration-snippet", "more_set_headers \"X: y\";"),
-            ("auth-url", "http://auth.example/verify"),
+            ("auth-url", "http://$host/verify"),
+            ("auth-signin", "https://login.example/"),
             ("auth-type", "digest"),
             ("denylist-source-range", "10.0.0.0/8"),
             ("satisfy", "any"),
