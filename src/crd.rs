@@ -107,6 +107,7 @@ pub struct MiddlewareSpec {
     pub replace_path: Option<ReplacePath>,
     pub replace_path_regex: Option<ReplacePathRegex>,
     pub basic_auth: Option<BasicAuth>,
+    pub digest_auth: Option<DigestAuth>,
     pub forward_auth: Option<ForwardAuth>,
     #[serde(rename = "ipAllowList")]
     pub ip_allow_list: Option<IpAllowList>,
@@ -304,6 +305,22 @@ pub struct BasicAuth {
     /// htpasswd lines (`user:hash`) in the Middleware itself.
     #[serde(default)]
     pub users: Vec<String>,
+    pub realm: Option<String>,
+    pub remove_header: Option<bool>,
+    /// A request header the backend gets the authenticated user's name in.
+    pub header_field: Option<String>,
+}
+
+/// Digest authentication (RFC 7616, MD5): htdigest `user:realm:HA1` lines.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DigestAuth {
+    /// A Secret in the Middleware's namespace whose `users` holds htdigest lines.
+    pub secret: Option<String>,
+    /// htdigest lines in the Middleware itself.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Default `fjord`; only users of this realm can log in.
     pub realm: Option<String>,
     pub remove_header: Option<bool>,
     /// A request header the backend gets the authenticated user's name in.

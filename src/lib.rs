@@ -12,7 +12,7 @@
 //!  listener ─► tls (SNI: snapshot's certificates, acme's) ─► server (hyper, workers, tcp)
 //!    ─► proxy: admit (Host, ACME answer, readiness, TLS redirect)
 //!            → route (router: host, path, rule)
-//!            → middleware chain on the request (limits, auth with htpasswd, rewrites)
+//!            → middleware chain on the request (limits, auth with htpasswd / htdigest, rewrites)
 //!            → exchange: balance (pick, health) → upstream (pooled client, upload) → forwarded
 //!            → middleware chain on the response (headers, compression)
 //!    ─► counted (bytes, a client that stops reading) ─► metrics, access_log
@@ -47,6 +47,7 @@ pub mod crd;
 mod diagnostics;
 mod error;
 pub mod forwarded;
+pub mod htdigest;
 pub mod htpasswd;
 mod listener;
 pub mod metrics;

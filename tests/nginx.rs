@@ -360,7 +360,7 @@ async fn what_fjord_cannot_honour_is_refused_or_named_and_a_good_version_keeps_s
         ),
         ("auth-signin", "https://login.example/"),
         ("denylist-source-range", "10.0.0.0/8"),
-        ("auth-type", "digest"),
+        ("auth-type", "ntlm"),
         ("satisfy", "any"),
     ] {
         m.write(

@@ -5,6 +5,7 @@
 //! pays nothing, and one with middleware allocates nothing to run it.
 
 pub mod compress;
+mod digest;
 pub mod forward_auth;
 pub mod headers;
 pub mod rate_limit;
@@ -161,6 +162,7 @@ impl Chain {
                 let reason = match (&stop, &m.kind) {
                     (Stop::Error(e), _) => Some(rejection(e)),
                     (Stop::Reply(_), Kind::ForwardAuth(_)) => Some("forward_auth"),
+                    (Stop::Reply(_), Kind::DigestAuth { .. }) => Some("unauthorized"),
                     (Stop::Reply(_), _) => None,
                 };
                 if let Some(reason) = reason {
@@ -222,6 +224,21 @@ impl Chain {
             }
             _ => response,
         }
+    }
+}
+
+/// What the backend gets of an authenticated request: the user's name in `field`, and no
+/// `Authorization` when the middleware removes it.
+fn authenticated(headers: &mut HeaderMap, user: &str, field: Option<&HeaderName>, remove: bool) {
+    if let Some(field) = field {
+        match HeaderValue::from_str(user) {
+            Ok(user) => headers.insert(field.clone(), user),
+            // A name that is no header value is not passed on as another's.
+            Err(_) => headers.remove(field),
+        };
+    }
+    if remove {
+        headers.remove(header::AUTHORIZATION);
     }
 }
 
@@ -385,17 +402,25 @@ impl Middleware {
                     }
                     .into());
                 };
-                if let Some(field) = header_field {
-                    let user = HeaderValue::from_str(user).ok();
-                    match user {
-                        Some(user) => req.headers_mut().insert(field.clone(), user),
-                        // A name that is no header value is not passed on as another's.
-                        None => req.headers_mut().remove(field),
-                    };
-                }
-                if *remove_header {
-                    req.headers_mut().remove(header::AUTHORIZATION);
-                }
+                authenticated(
+                    req.headers_mut(),
+                    user,
+                    header_field.as_ref(),
+                    *remove_header,
+                );
+            }
+            Kind::DigestAuth {
+                digest,
+                remove_header,
+                header_field,
+            } => {
+                let user = digest::check(digest, req)?;
+                authenticated(
+                    req.headers_mut(),
+                    user,
+                    header_field.as_ref(),
+                    *remove_header,
+                );
             }
             Kind::IpAllowList { ranges, strategy } => {
                 let ip = strategy.client_ip(ctx.peer, ctx.trusted, req.headers());

@@ -9,6 +9,7 @@ use http::header::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use regex::Regex;
 
+use crate::htdigest::Digest;
 use crate::htpasswd::User;
 
 /// A described middleware.
@@ -65,6 +66,15 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
         users: Vec<User>,
         /// Sent in `WWW-Authenticate`.
         realm: String,
+        /// Whether the backend gets no `Authorization` header.
+        remove_header: bool,
+        /// The header the backend gets the user's name in.
+        header_field: Option<http::HeaderName>,
+    },
+    /// `digestAuth`: credentials checked against htdigest users.
+    DigestAuth {
+        /// The realm, its users and nonce key.
+        digest: Box<Digest>,
         /// Whether the backend gets no `Authorization` header.
         remove_header: bool,
         /// The header the backend gets the user's name in.
@@ -132,6 +142,15 @@ impl Kind {
             } => Kind::BasicAuth {
                 users: users.clone(),
                 realm: realm.clone(),
+                remove_header: *remove_header,
+                header_field: header_field.clone(),
+            },
+            Kind::DigestAuth {
+                digest,
+                remove_header,
+                header_field,
+            } => Kind::DigestAuth {
+                digest: digest.clone(),
                 remove_header: *remove_header,
                 header_field: header_field.clone(),
             },

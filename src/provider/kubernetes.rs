@@ -317,6 +317,7 @@ fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
         let auth_tls = m.spec.forward_auth.as_ref().and_then(|f| f.tls.as_ref());
         [
             m.spec.basic_auth.as_ref().and_then(|b| b.secret.clone()),
+            m.spec.digest_auth.as_ref().and_then(|d| d.secret.clone()),
             redis.and_then(|r| r.secret.clone()),
             redis_tls.and_then(|t| t.ca_secret.clone()),
             redis_tls.and_then(|t| t.cert_secret.clone()),

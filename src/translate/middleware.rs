@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{self, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
+use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{
     ClientTls, CompressSpec, Cors, Distribution, ForwardAuthSpec, HeadersSpec, InFlightSpec,
@@ -227,6 +228,7 @@ fn compile(
         ("replacePath", spec.replace_path.is_some()),
         ("replacePathRegex", spec.replace_path_regex.is_some()),
         ("basicAuth", spec.basic_auth.is_some()),
+        ("digestAuth", spec.digest_auth.is_some()),
         ("forwardAuth", spec.forward_auth.is_some()),
         ("ipAllowList", spec.ip_allow_list.is_some()),
         ("ipWhiteList", spec.ip_white_list.is_some()),
@@ -356,6 +358,27 @@ fn compile(
                 .map(|h| {
                     HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
                         format!("spec.basicAuth.headerField {h:?} is not a header name")
+                    })
+                })
+                .transpose()?,
+        }
+    } else if let Some(d) = &spec.digest_auth {
+        let realm = d.realm.clone().unwrap_or_else(|| "fjord".into());
+        let users = digest_users(d, ns, store)?;
+        if !users.iter().any(|u| u.realm == realm) {
+            return Err(format!(
+                "spec.digestAuth: no user is of realm {realm:?} (the htdigest lines' second field), so nobody could log in"
+            ));
+        }
+        Kind::DigestAuth {
+            digest: Box::new(htdigest::Digest::new(users, realm)),
+            remove_header: d.remove_header.unwrap_or(false),
+            header_field: d
+                .header_field
+                .as_deref()
+                .map(|h| {
+                    HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                        format!("spec.digestAuth.headerField {h:?} is not a header name")
                     })
                 })
                 .transpose()?,
@@ -665,6 +688,32 @@ fn client_tls(t: &crd::ClientTls, ns: &str, store: &Store, at: &str) -> Result<C
         client,
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     })
+}
+
+/// digestAuth's users: the Secret's `users` lines, then those inline; at least one of the two.
+fn digest_users(
+    d: &crd::DigestAuth,
+    ns: &str,
+    store: &Store,
+) -> Result<Vec<htdigest::DigestUser>, String> {
+    let mut users = Vec::new();
+    if !d.users.is_empty() {
+        users = htdigest::parse_users(&d.users.join("\n"))
+            .map_err(|e| format!("spec.digestAuth.users: {e}"))?;
+    }
+    match &d.secret {
+        None if users.is_empty() => Err("spec.digestAuth needs users or a secret".into()),
+        None => Ok(users),
+        Some(secret) => {
+            let field = |why| format!("spec.digestAuth.secret: {why}");
+            let text = secret_value(store, ns, secret, "users").map_err(field)?;
+            users.extend(
+                htdigest::parse_users(&text)
+                    .map_err(|e| field(format!("Secret {ns}/{secret}: {e}")))?,
+            );
+            Ok(users)
+        }
+    }
 }
 
 /// Deprecated fields a Middleware uses, each with what to use instead: accepted, and warned of.

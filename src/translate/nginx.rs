@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::middleware::{compile_spec, forward_auth, secret_value};
 use crate::crd;
+use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{Kind, Middleware, NginxAuth};
 use crate::model::{HostMatch, PathMatch};
@@ -221,21 +222,25 @@ impl<'a> Reading<'a> {
         self.external_auth();
         match self.get("auth-type") {
             None => {}
-            Some("basic") => self.basic_auth(),
+            Some("basic") => self.password_auth(false),
+            Some("digest") => self.password_auth(true),
             Some(other) => {
                 let other = other.to_owned();
                 self.errors.push(format!(
-                    "annotation {PREFIX}auth-type {other:?} is not honoured (fjord does basic); the Ingress would be served without authentication"
+                    "annotation {PREFIX}auth-type {other:?} is not basic or digest; the Ingress would be served without authentication"
                 ));
             }
         }
     }
 
-    fn basic_auth(&mut self) {
+    /// `auth-type: basic` or `digest` with `auth-secret` (`auth-secret-type`) and
+    /// `auth-realm`.
+    fn password_auth(&mut self, digest: bool) {
         let owner = self.owner;
+        let kind = if digest { "digest" } else { "basic" };
         let Some(secret) = self.get("auth-secret").map(str::to_owned) else {
             self.errors.push(format!(
-                "annotation {PREFIX}auth-type \"basic\" needs {PREFIX}auth-secret"
+                "annotation {PREFIX}auth-type {kind:?} needs {PREFIX}auth-secret"
             ));
             return;
         };
@@ -249,29 +254,50 @@ impl<'a> Reading<'a> {
             ));
             return;
         }
-        let users = match self.get("auth-secret-type").unwrap_or("auth-file") {
-            // htpasswd lines under the key `auth`.
-            "auth-file" => secret_value(owner.store, ns, name, "auth"),
+        let text = match (self.get("auth-secret-type").unwrap_or("auth-file"), digest) {
+            // htpasswd (or htdigest) lines under the key `auth`.
+            ("auth-file", _) => secret_value(owner.store, ns, name, "auth"),
             // A key per user, its value the hash.
-            "auth-map" => auth_map(owner.store, ns, name),
-            other => Err(format!(
-                "{PREFIX}auth-secret-type {other:?} is not auth-file or auth-map"
+            ("auth-map", false) => auth_map(owner.store, ns, name),
+            (other, _) => Err(format!(
+                "{PREFIX}auth-secret-type {other:?} is not auth-file{}",
+                if digest {
+                    " (digest reads htdigest lines)"
+                } else {
+                    " or auth-map"
+                }
             )),
         };
-        let users = users.and_then(|text| htpasswd::parse_users(&text));
         let realm = self
             .get("auth-realm")
             .unwrap_or("Authentication Required")
             .to_owned();
-        match users {
-            Ok(users) => self.out.chain.push(Arc::new(Middleware {
-                name: format!("{}/{}@auth-type", owner.namespace, owner.name).into(),
-                kind: Kind::BasicAuth {
+        let kind = text.and_then(|text| {
+            if !digest {
+                let users = htpasswd::parse_users(&text)?;
+                return Ok(Kind::BasicAuth {
                     users,
                     realm,
                     remove_header: false,
                     header_field: None,
-                },
+                });
+            }
+            let users = htdigest::parse_users(&text)?;
+            if !users.iter().any(|u| u.realm == realm) {
+                return Err(format!(
+                    "no user is of realm {realm:?} ({PREFIX}auth-realm), so nobody could log in"
+                ));
+            }
+            Ok(Kind::DigestAuth {
+                digest: Box::new(htdigest::Digest::new(users, realm)),
+                remove_header: false,
+                header_field: None,
+            })
+        });
+        match kind {
+            Ok(kind) => self.out.chain.push(Arc::new(Middleware {
+                name: format!("{}/{}@auth-type", owner.namespace, owner.name).into(),
+                kind,
             })),
             Err(why) => self
                 .errors
@@ -808,7 +834,7 @@ mod tests {
             ("configuration-snippet", "more_set_headers \"X: y\";"),
             ("auth-url", "http://$host/verify"),
             ("auth-signin", "https://login.example/"),
-            ("auth-type", "digest"),
+            ("auth-type", "ntlm"),
             ("denylist-source-range", "10.0.0.0/8"),
             ("satisfy", "any"),
             ("limit-whitelist", "10.0.0.0/8"),
