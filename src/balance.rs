@@ -28,6 +28,9 @@ const MAX_SCHEDULE: u64 = 4096;
 pub struct Endpoint {
     pub addr: EndpointAddr,
     pub authority: Authority,
+    /// What a sticky-session cookie holds to name it: a hash of its address, the same on
+    /// every replica (and no address given away to the client).
+    pub sticky: Box<str>,
     health: Arc<Health>,
 }
 
@@ -91,6 +94,7 @@ impl EndpointSet {
                 .map(|e| Arc::clone(&e.health))
                 .unwrap_or_default();
             endpoints.push(Endpoint {
+                sticky: sticky_value(authority.as_str()),
                 addr: s.addr.clone(),
                 authority,
                 health,
@@ -145,6 +149,15 @@ impl EndpointSet {
         fallback
     }
 
+    /// The endpoint a sticky-session cookie's `value` names, if it is here and not backing
+    /// off.
+    pub fn stuck(&self, value: &str, now: u64) -> Option<usize> {
+        self.endpoints
+            .iter()
+            .position(|e| &*e.sticky == value)
+            .filter(|i| self.endpoints[*i].health.is_up(now))
+    }
+
     /// Records how an attempt on endpoint `index` of `backend` went: a response brings a
     /// backing-off endpoint back, a failed connect makes it back off. Other failures say
     /// nothing of the endpoint: a slow answer may be the request's.
@@ -191,6 +204,14 @@ fn connect_error_kind(e: &std::io::Error) -> &'static str {
         _ if e.to_string().contains("lookup") => "dns",
         _ => "other",
     }
+}
+
+/// FNV-1a (64 bits) of an endpoint's address, in hex: stable across processes and versions.
+fn sticky_value(address: &str) -> Box<str> {
+    let hash = address.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}").into()
 }
 
 /// Smooth weighted round robin (as nginx does it): with weights 5, 1, 1 the order is

@@ -66,6 +66,31 @@ pub struct RouteService {
     pub weight: Option<u32>,
     /// Another namespace than the route's; must be allowed by configuration.
     pub namespace: Option<String>,
+    /// Sticky sessions: a cookie keeps a client on one endpoint.
+    pub sticky: Option<Sticky>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sticky {
+    pub cookie: Option<StickyCookie>,
+}
+
+/// The sticky-session cookie.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StickyCookie {
+    /// Default: `_` and a hash of the service.
+    pub name: Option<String>,
+    pub secure: Option<bool>,
+    pub http_only: Option<bool>,
+    /// `none`, `lax` or `strict`.
+    pub same_site: Option<String>,
+    /// Seconds; a session cookie when unset (0 too).
+    pub max_age: Option<i64>,
+    /// Default `/`.
+    pub path: Option<String>,
+    pub domain: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

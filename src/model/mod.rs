@@ -82,6 +82,63 @@ pub struct Target {
     /// Why the route must not be served as written (a missing or invalid middleware): it
     /// answers 503 rather than run without its auth or limit.
     pub broken: Option<String>,
+    /// Sticky sessions: a client keeps the endpoint its cookie names.
+    pub sticky: Option<Arc<StickyCookie>>,
+}
+
+/// A sticky-session cookie: its name and attributes. Its value names an endpoint by a hash of
+/// its address, the same on every replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// The cookie's name.
+    pub name: String,
+    /// `Path`; `/` by default.
+    pub path: String,
+    /// `Domain`, when set.
+    pub domain: Option<String>,
+    /// `Max-Age` in seconds; a session cookie when unset.
+    pub max_age: Option<i64>,
+    /// `Secure`.
+    pub secure: bool,
+    /// `HttpOnly`.
+    pub http_only: bool,
+    /// `SameSite`: `None`, `Lax` or `Strict`.
+    pub same_site: Option<String>,
+}
+
+impl StickyCookie {
+    /// The `Set-Cookie` value naming the endpoint whose sticky value is `value`.
+    pub fn set_cookie(&self, value: &str) -> String {
+        let mut out = format!("{}={value}; Path={}", self.name, self.path);
+        if let Some(d) = &self.domain {
+            out.push_str(&format!("; Domain={d}"));
+        }
+        if let Some(age) = self.max_age {
+            out.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        if let Some(s) = &self.same_site {
+            out.push_str(&format!("; SameSite={s}"));
+        }
+        out
+    }
+
+    /// This cookie's value in a request's `Cookie` headers.
+    pub fn value_in<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.trim_matches('"'))
+    }
 }
 
 /// The host part of an Ingress rule.

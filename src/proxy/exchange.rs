@@ -78,6 +78,12 @@ pub(super) async fn exchange(
         .flatten();
     let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
     let bodyless = req.body().is_end_stream();
+    // Sticky sessions: the endpoint the client's cookie names, while it is up.
+    let stuck: Option<Box<str>> = target
+        .sticky
+        .as_ref()
+        .and_then(|s| s.value_in(req.headers()))
+        .map(Into::into);
     sent.received = (!bodyless).then(Arc::default);
     let request = outgoing(
         req,
@@ -99,8 +105,11 @@ pub(super) async fn exchange(
         None if endpoints.len() > 1 => 2,
         None => 1,
     };
-    let (first, endpoint) = endpoints
-        .pick(clock::at(started), None)
+    let now = clock::at(started);
+    let (first, endpoint) = stuck
+        .as_deref()
+        .and_then(|value| endpoints.stuck(value, now))
+        .or_else(|| endpoints.pick(now, None))
         .and_then(|i| Some((i, endpoints.get(i)?)))
         .ok_or_else(|| no_endpoint(target))?;
     // A request the upstream client sends again after its pooled connection closed under it
@@ -174,6 +183,13 @@ pub(super) async fn exchange(
         tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
     }
     forwarded::response(response.headers_mut(), switching);
+    if let Some(sticky) = &target.sticky
+        && let Some(answered) = endpoints.get(last)
+        && stuck.as_deref() != Some(&*answered.sticky)
+        && let Ok(cookie) = HeaderValue::from_str(&sticky.set_cookie(&answered.sticky))
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     Ok(response)
 }
 

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use crate::balance::EndpointSet;
 use crate::metrics::{METRICS, Series};
 use crate::middleware::{Chain, Middleware};
-use crate::model::{self, BackendId, BackendSpec, Config};
+use crate::model::{self, BackendId, BackendSpec, Config, StickyCookie};
 use crate::router::{Router, normalize_host};
 use crate::rule::RequestView;
 
@@ -44,6 +44,8 @@ pub struct Target {
     pub broken: Option<Box<str>>,
     /// Router-level request series, when asked for (they multiply series by routes).
     pub series: Option<Series>,
+    /// Sticky sessions, when the route asks for them.
+    pub sticky: Option<Arc<StickyCookie>>,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -119,6 +121,7 @@ impl Snapshot {
                 backend,
                 middlewares: chain,
                 broken: t.broken.as_deref().map(Into::into),
+                sticky: t.sticky.clone(),
             })
         };
         let routes = config
@@ -280,6 +283,7 @@ mod tests {
                     backend: id.clone(),
                     middlewares: Vec::new(),
                     broken: None,
+                    sticky: None,
                 },
             }],
             default_backend: None,

@@ -375,6 +375,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 backend,
                 middlewares: chain.clone(),
                 broken: broken.clone(),
+                sticky: nginx.sticky.clone(),
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {

@@ -1,15 +1,17 @@
 //! Reads one IngressRoute into validated rule routes. Any invalid route rejects the object, as
 //! for an Ingress; the errors name the route and, for rules, the column.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backend::backend_for;
 use super::ingress::TlsRule;
 use super::tls::tls_of;
 use super::{Cx, keep, oldest_first};
-use crate::crd::{IngressRoute, MiddlewareRef};
+use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
-use crate::model::{self, PortRef, ServiceRef, Target};
+use crate::model::{self, PortRef, ServiceRef, StickyCookie, Target};
 use crate::provider::ObjectKey;
 use crate::rule::{self, Rule};
 
@@ -30,6 +32,8 @@ pub(super) struct RuleRoute {
     pub middlewares: Vec<MiddlewareRef>,
     /// (namespace, service, weight).
     pub services: Vec<(String, ServiceRef, u32)>,
+    /// Sticky sessions, when a service asks for them.
+    pub sticky: Option<Arc<StickyCookie>>,
 }
 
 pub(super) fn routes(
@@ -60,8 +64,25 @@ pub(super) fn routes(
             errors.push(format!("{field}.services is empty"));
         }
         let mut services = Vec::new();
+        let mut sticky = None;
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
+            match s
+                .sticky
+                .as_ref()
+                .map(|st| sticky_cookie(st, &sfield, &s.name))
+            {
+                None => {}
+                Some(Err(e)) => errors.push(e),
+                Some(Ok(cookie))
+                    if sticky.as_ref().is_some_and(|c: &StickyCookie| *c != cookie) =>
+                {
+                    errors.push(format!(
+                        "{sfield}.sticky differs from another service's of the route; the route has one set of endpoints, so give one cookie"
+                    ));
+                }
+                Some(Ok(cookie)) => sticky = Some(cookie),
+            }
             if let Some(kind) = s.kind.as_deref().filter(|k| *k != "Service") {
                 errors.push(format!(
                     "{sfield}.kind {kind:?} is not supported; list Services with weights instead"
@@ -107,6 +128,7 @@ pub(super) fn routes(
                 rule,
                 middlewares: r.middlewares.clone(),
                 services,
+                sticky: sticky.map(Arc::new),
             });
         }
     }
@@ -142,6 +164,66 @@ pub(super) fn routes(
     } else {
         Err(errors)
     }
+}
+
+/// A service's `sticky.cookie`, checked.
+fn sticky_cookie(s: &crd::Sticky, field: &str, service: &str) -> Result<StickyCookie, String> {
+    let Some(c) = &s.cookie else {
+        return Err(format!("{field}.sticky needs a cookie"));
+    };
+    let name = match &c.name {
+        Some(n)
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            return Err(format!(
+                "{field}.sticky.cookie.name {n:?} is not a cookie name (letters, digits, - _ .)"
+            ));
+        }
+        Some(n) => n.clone(),
+        None => {
+            use sha1::Digest as _;
+            let digest = sha1::Sha1::digest(service.as_bytes());
+            format!("_{:02x}{:02x}{:x}", digest[0], digest[1], digest[2] >> 4)
+        }
+    };
+    let same_site = match c
+        .same_site
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") => None,
+        Some("none") => Some("None".to_owned()),
+        Some("lax") => Some("Lax".to_owned()),
+        Some("strict") => Some("Strict".to_owned()),
+        Some(other) => {
+            return Err(format!(
+                "{field}.sticky.cookie.sameSite {other:?} is not none, lax or strict"
+            ));
+        }
+    };
+    let attribute_ok = |v: &str| v.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    let path = c.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || !attribute_ok(&path) {
+        return Err(format!("{field}.sticky.cookie.path {path:?} is not a path"));
+    }
+    if let Some(d) = c.domain.as_deref().filter(|d| !attribute_ok(d)) {
+        return Err(format!(
+            "{field}.sticky.cookie.domain {d:?} is not a domain"
+        ));
+    }
+    Ok(StickyCookie {
+        name,
+        path,
+        domain: c.domain.clone(),
+        max_age: c.max_age.filter(|a| *a != 0),
+        secure: c.secure.unwrap_or(false),
+        http_only: c.http_only.unwrap_or(false),
+        same_site,
+    })
 }
 
 /// An error for each of `named` that no entry point of the static configuration has: its
@@ -231,6 +313,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     backend,
                     middlewares: chain,
                     broken,
+                    sticky: r.sticky,
                 },
             });
         }

@@ -14,7 +14,7 @@ use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{Kind, Middleware, NginxAuth};
-use crate::model::{HostMatch, PathMatch};
+use crate::model::{HostMatch, PathMatch, StickyCookie};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
 
@@ -29,6 +29,8 @@ pub(super) struct Nginx {
     pub chain: Vec<Arc<Middleware>>,
     /// `ssl-redirect: "false"`: its TLS hosts are not redirected to HTTPS.
     pub no_ssl_redirect: bool,
+    /// `affinity: cookie`: sticky sessions.
+    pub sticky: Option<Arc<StickyCookie>>,
     /// Its paths are case-insensitive regular expressions anchored at the start, as nginx's
     /// `location ~*` (`use-regex`, or `rewrite-target`, which implies it).
     pub regex_paths: bool,
@@ -91,6 +93,7 @@ pub(super) fn read(
     };
     reading.paths();
     reading.canary();
+    reading.affinity();
     reading.access();
     reading.limits();
     reading.redirects();
@@ -203,6 +206,82 @@ impl<'a> Reading<'a> {
             total,
             header,
         });
+    }
+
+    /// `affinity: cookie` and its `session-cookie-*`: sticky sessions, persistent (a client
+    /// stays on its endpoint while it is up, whatever `affinity-mode` says).
+    fn affinity(&mut self) {
+        let Some(affinity) = self.get("affinity") else {
+            return;
+        };
+        if affinity != "cookie" {
+            let affinity = affinity.to_owned();
+            self.errors.push(format!(
+                "annotation {PREFIX}affinity {affinity:?} is not \"cookie\""
+            ));
+            return;
+        }
+        let name = self
+            .get("session-cookie-name")
+            .unwrap_or("INGRESSCOOKIE")
+            .to_owned();
+        let path = self.get("session-cookie-path").unwrap_or("/").to_owned();
+        let domain = self.get("session-cookie-domain").map(str::to_owned);
+        // nginx sends both; Max-Age wins in browsers, so one is enough.
+        let max_age = self
+            .number("session-cookie-max-age")
+            .or_else(|| self.number("session-cookie-expires"))
+            .and_then(|a| i64::try_from(a).ok());
+        let secure = self.flag("session-cookie-secure").unwrap_or(false);
+        let same_site = self.get("session-cookie-samesite").map(str::to_owned);
+        let same_site = match same_site.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("none") => Some("None".to_owned()),
+            Some("lax") => Some("Lax".to_owned()),
+            Some("strict") => Some("Strict".to_owned()),
+            Some(other) => {
+                self.errors.push(format!(
+                    "annotation {PREFIX}session-cookie-samesite {other:?} is not None, Lax or Strict"
+                ));
+                return;
+            }
+        };
+        if self.get("affinity-mode") == Some("balanced") {
+            self.out.warnings.push(format!(
+                "annotation {PREFIX}affinity-mode \"balanced\" is honoured as \"persistent\": a client keeps its endpoint while it is up, and is not moved when endpoints are added"
+            ));
+        }
+        for ignored in [
+            "session-cookie-change-on-failure",
+            "session-cookie-conditional-samesite-none",
+            "affinity-canary-behavior",
+        ] {
+            if self.get(ignored).is_some() {
+                self.out.warnings.push(format!(
+                    "annotation {PREFIX}{ignored} is not honoured: a client whose endpoint is down gets another and a new cookie"
+                ));
+            }
+        }
+        let valid = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b";,=".contains(&b))
+        };
+        if !valid(&name) || !valid(&path) || domain.as_deref().is_some_and(|d| !valid(d)) {
+            self.errors.push(format!(
+                "annotations {PREFIX}session-cookie-name, -path and -domain must be cookie-safe text"
+            ));
+            return;
+        }
+        self.out.sticky = Some(Arc::new(StickyCookie {
+            name,
+            path,
+            domain,
+            max_age,
+            secure,
+            http_only: true,
+            same_site,
+        }));
     }
 
     /// `whitelist-source-range` (or `allowlist-source-range`) and basic authentication.
