@@ -396,7 +396,7 @@ fn check_mentions_every_annotation_it_does_not_honour() {
     let m = Manifests::new();
     m.write("app.yaml", &service("app", "127.0.0.1:1".parse().unwrap()));
     let documented = [
-        ("affinity", "cookie"),
+        ("affinity-mode", "persistent"),
         ("session-cookie-name", "route"),
         ("backend-protocol", "HTTPS"),
         ("proxy-read-timeout", "120"),

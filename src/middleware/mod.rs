@@ -97,6 +97,21 @@ impl From<ProxyError> for Stop {
     }
 }
 
+/// Where a chain stands on a request: through, or stopped to wait at a middleware.
+pub enum Progress<'c> {
+    /// Every middleware let the request through.
+    Done(Pass<'c>),
+    /// The middleware at this index must wait: finish with [`Chain::resume`].
+    Waits(Pass<'c>, usize),
+}
+
+/// What one middleware did without waiting.
+enum Step {
+    Done,
+    /// It must wait (Redis, an authentication server): [`Middleware::wait`] does it.
+    Wait,
+}
+
 /// A route's middlewares, in order. A route without any pays nothing; one with some
 /// allocates nothing to run them (but a `Vec` for in-flight slots, when one is taken).
 #[derive(Debug, Default)]
@@ -137,15 +152,17 @@ impl Chain {
         self.0.is_empty()
     }
 
-    /// Runs every middleware on the request, in order; any may answer it instead. `body_limit`
-    /// is the entry point's (0 unlimited); a buffering middleware may lower it.
-    pub async fn on_request<B>(
+    /// Runs the middlewares on the request, in order; any may answer it instead. `body_limit`
+    /// is the entry point's (0 unlimited); a buffering middleware may lower it. Runs without
+    /// waiting until a middleware must (a rate limit on Redis, a forward auth): then the rest
+    /// is for [`Self::resume`], so a chain that never waits costs no future.
+    pub fn on_request<B>(
         &self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
         body_limit: u64,
-    ) -> Result<Pass<'_>, Stop> {
-        let mut pass = Pass {
+    ) -> Result<Progress<'_>, Stop> {
+        let pass = Pass {
             body_limit,
             retry: None,
             held: Vec::new(),
@@ -154,24 +171,44 @@ impl Chain {
             auth_cookies: Vec::new(),
         };
         if self.0.is_empty() {
-            return Ok(pass);
+            return Ok(Progress::Done(pass));
         }
-        let mut compress = None;
-        for m in &self.0 {
-            if let Err(stop) = m.on_request(req, ctx, &mut pass).await {
-                let reason = match (&stop, &m.kind) {
-                    (Stop::Error(e), _) => Some(rejection(e)),
-                    (Stop::Reply(_), Kind::ForwardAuth(_)) => Some("forward_auth"),
-                    (Stop::Reply(_), Kind::DigestAuth { .. }) => Some("unauthorized"),
-                    (Stop::Reply(_), _) => None,
-                };
-                if let Some(reason) = reason {
-                    METRICS
-                        .middleware_rejections
-                        .with_label_values(&[&*m.name, reason])
-                        .inc();
-                }
-                return Err(stop);
+        self.run(req, ctx, pass, 0)
+    }
+
+    /// Finishes a chain that stopped to wait at middleware `at`: that one, then the rest.
+    pub async fn resume<'c, B>(
+        &'c self,
+        req: &mut Request<B>,
+        ctx: &Ctx<'_>,
+        mut pass: Pass<'c>,
+        mut at: usize,
+    ) -> Result<Pass<'c>, Stop> {
+        while let Some(m) = self.0.get(at) {
+            if let Err(stop) = m.wait(req, ctx, &mut pass).await {
+                return Err(refused(m, stop));
+            }
+            match self.run(req, ctx, pass, at + 1)? {
+                Progress::Done(done) => return Ok(done),
+                Progress::Waits(waiting, next) => (pass, at) = (waiting, next),
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Runs the middlewares from `from` on, until one must wait.
+    fn run<'c, B>(
+        &'c self,
+        req: &mut Request<B>,
+        ctx: &Ctx<'_>,
+        mut pass: Pass<'c>,
+        from: usize,
+    ) -> Result<Progress<'c>, Stop> {
+        for (i, m) in self.0.iter().enumerate().skip(from) {
+            match m.on_request(req, ctx, &mut pass) {
+                Ok(Step::Done) => {}
+                Ok(Step::Wait) => return Ok(Progress::Waits(pass, i)),
+                Err(stop) => return Err(refused(m, stop)),
             }
             match &m.kind {
                 Kind::Buffering(l) if *l > 0 => {
@@ -181,11 +218,14 @@ impl Chain {
                     };
                 }
                 Kind::Retry(r) => pass.retry = pass.retry.or(Some(*r)),
-                Kind::Compress(c) => compress = compress.or(Some(c)),
                 _ => {}
             }
         }
         pass.origin = req.headers().get(header::ORIGIN).cloned();
+        let compress = self.0.iter().find_map(|m| match &m.kind {
+            Kind::Compress(c) => Some(c),
+            _ => None,
+        });
         if let Some(spec) = compress {
             let encoding = req
                 .headers()
@@ -193,7 +233,7 @@ impl Chain {
                 .and_then(compress::negotiate);
             pass.compression = encoding.map(|e| (spec, e, req.method() == Method::HEAD));
         }
-        Ok(pass)
+        Ok(Progress::Done(pass))
     }
 
     /// Runs every middleware on the response, in reverse order, and releases what the request
@@ -225,6 +265,23 @@ impl Chain {
             _ => response,
         }
     }
+}
+
+/// Counts `m`'s refusal in `fjord_middleware_rejections_total`, and passes it on.
+fn refused(m: &Middleware, stop: Stop) -> Stop {
+    let reason = match (&stop, &m.kind) {
+        (Stop::Error(e), _) => Some(rejection(e)),
+        (Stop::Reply(_), Kind::ForwardAuth(_)) => Some("forward_auth"),
+        (Stop::Reply(_), Kind::DigestAuth { .. }) => Some("unauthorized"),
+        (Stop::Reply(_), _) => None,
+    };
+    if let Some(reason) = reason {
+        METRICS
+            .middleware_rejections
+            .with_label_values(&[&*m.name, reason])
+            .inc();
+    }
+    stop
 }
 
 /// What the backend gets of an authenticated request: the user's name in `field`, and no
@@ -275,9 +332,9 @@ fn rejection(e: &ProxyError) -> &'static str {
 }
 
 impl Middleware {
-    /// Runs on the request. In-flight slots taken are held by `pass`, released when the
-    /// request is done. Only a rate limit on Redis and a forward auth wait.
-    async fn on_request<'c, B>(
+    /// The part of [`Self::on_request`] that waits: a rate limit on Redis asks it, a forward
+    /// auth its server.
+    async fn wait<'c, B>(
         &'c self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
@@ -289,14 +346,50 @@ impl Middleware {
                     .spec
                     .source
                     .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
-                if let Err(limited) = limiter.admit(key, &self.name).await {
-                    return Err(ProxyError::RateLimited {
-                        middleware: self.name.clone(),
-                        retry_after: limited.retry_after,
-                        quota: limiter.spec.average,
-                        window: limiter.spec.period,
-                    }
-                    .into());
+                let verdict = limiter.admit(key, &self.name).await;
+                verdict.map_err(|limited| self.limited(limiter, limited))
+            }
+            Kind::ForwardAuth(auth) => {
+                let allowed = auth.check(req, ctx, &self.name).await?;
+                if !allowed.cookies.is_empty() {
+                    pass.auth_cookies
+                        .push((&auth.spec.add_cookies, allowed.cookies));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A rate limit's refusal.
+    fn limited(&self, limiter: &RateLimiter, limited: rate_limit::Limited) -> Stop {
+        ProxyError::RateLimited {
+            middleware: self.name.clone(),
+            retry_after: limited.retry_after,
+            quota: limiter.spec.average,
+            window: limiter.spec.period,
+        }
+        .into()
+    }
+
+    /// Runs on the request, or says it must [`Self::wait`]. In-flight slots taken are held
+    /// by `pass`, released when the request is done.
+    fn on_request<'c, B>(
+        &'c self,
+        req: &mut Request<B>,
+        ctx: &Ctx<'_>,
+        pass: &mut Pass<'c>,
+    ) -> Result<Step, Stop> {
+        match &self.kind {
+            Kind::RateLimit(limiter) if limiter.is_shared() => return Ok(Step::Wait),
+            Kind::ForwardAuth(_) => return Ok(Step::Wait),
+            Kind::RateLimit(limiter) => {
+                let key = limiter
+                    .spec
+                    .source
+                    .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
+                if let Err(limited) = limiter.admit_now(key) {
+                    return Err(self.limited(limiter, limited));
                 }
             }
             Kind::InFlight(limiter) => {
@@ -312,13 +405,6 @@ impl Middleware {
                         }
                         .into());
                     }
-                }
-            }
-            Kind::ForwardAuth(auth) => {
-                let allowed = auth.check(req, ctx, &self.name).await?;
-                if !allowed.cookies.is_empty() {
-                    pass.auth_cookies
-                        .push((&auth.spec.add_cookies, allowed.cookies));
                 }
             }
             Kind::Headers(spec) => {
@@ -434,7 +520,7 @@ impl Middleware {
             // Settings of the exchange, gathered by the chain into its `Pass`.
             Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) => {}
         }
-        Ok(())
+        Ok(Step::Done)
     }
 }
 

@@ -21,7 +21,7 @@ use crate::counted::{Sent, Writes};
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::{self, MethodLabel, Series};
-use crate::middleware::{Ctx, Stop};
+use crate::middleware::{Ctx, Progress, Stop};
 use crate::router::normalize_host;
 use crate::rule::RequestView;
 use crate::snapshot::{Live, Target};
@@ -223,7 +223,12 @@ impl Proxy {
             host: host_str,
         };
         let chain = &target.middlewares;
-        let pass = match chain.on_request(&mut req, &ctx, entry.max_body).await {
+        let pass = match chain.on_request(&mut req, &ctx, entry.max_body) {
+            Ok(Progress::Done(pass)) => Ok(pass),
+            Ok(Progress::Waits(pass, at)) => chain.resume(&mut req, &ctx, pass, at).await,
+            Err(stop) => Err(stop),
+        };
+        let pass = match pass {
             Ok(pass) => pass,
             Err(Stop::Error(e)) => return Err(e),
             Err(Stop::Reply(reply)) => return Ok(body::own(*reply)),

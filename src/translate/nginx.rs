@@ -668,6 +668,9 @@ fn verdict(name: &str, value: &str) -> Verdict {
         ("ssl-passthrough", "true") => Verdict::Refused(
             "TLS passthrough needs TCP routing by SNI, which fjord does not do; terminate TLS in fjord with the Ingress's spec.tls".into(),
         ),
+        (n, _) if n.starts_with("session-cookie-") || n.starts_with("affinity-") => {
+            Verdict::Ignored("it is read only with affinity: cookie".into())
+        }
         ("canary-by-cookie", _) => Verdict::Ignored(
             "requests are sent to the canary by canary-by-header and canary-weight only".into(),
         ),

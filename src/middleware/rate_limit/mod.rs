@@ -140,8 +140,22 @@ impl RateLimiter {
         })
     }
 
-    /// Takes a token for `key` now, from wherever the buckets are, or says how long until one
-    /// is available. Only a limit on Redis waits, at most its `readTimeout`.
+    /// Whether the buckets are in Redis: a decision then waits for it ([`Self::admit`]).
+    pub fn is_shared(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Takes a token for `key` now from this process's buckets (divided among the replicas
+    /// for `perReplica`), or says how long until one is available.
+    pub fn admit_now(&self, key: Key) -> Result<(), Limited> {
+        match self.spec.distribution {
+            Distribution::PerReplica => self.check_divided(key, clock::now(), replicas::live()),
+            _ => self.check(key, clock::now()),
+        }
+    }
+
+    /// Takes a token for `key` from wherever the buckets are, or says how long until one is
+    /// available. A limit on Redis waits at most its `readTimeout`.
     pub async fn admit(&self, key: Key, middleware: &str) -> Result<(), Limited> {
         match (&self.spec.distribution, &self.remote) {
             (Distribution::Redis(redis), Some(remote)) => {
@@ -151,10 +165,7 @@ impl RateLimiter {
                     Err(e) => self.on_error(redis.on_error, key, middleware, &e),
                 }
             }
-            (Distribution::PerReplica, _) => {
-                self.check_divided(key, clock::now(), replicas::live())
-            }
-            _ => self.check(key, clock::now()),
+            _ => self.admit_now(key),
         }
     }
 
