@@ -68,6 +68,8 @@ pub struct RouteService {
     pub namespace: Option<String>,
     /// Sticky sessions: a cookie keeps a client on one endpoint.
     pub sticky: Option<Sticky>,
+    /// Whether the backend gets the client's `Host` (default) or the endpoint's address.
+    pub pass_host_header: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -876,3 +876,34 @@ async fn traefik_security_headers_are_sent_and_removed_options_named() {
     let line = fjord.wait_for_log("Middleware default/hosts");
     assert!(line.contains("allowedHosts restricts access"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pass_host_header_false_sends_the_endpoints_address_and_nginx_upstream_vhost_a_fixed_one() {
+    let m = Manifests::new();
+    let app = echo("app", &m).await;
+    m.write(
+        "routes.yaml",
+        &route(
+            "hosts",
+            "  - match: Host(`keep.test`)\n    services: [{name: app, port: 80}]\n  - match: Host(`own.test`)\n    services: [{name: app, port: 80, passHostHeader: false}]\n",
+        ),
+    );
+    let vhost = support::ingress("vhost", &[("vhost.test", "Prefix", "/", "app")]).replacen(
+        "namespace: default}",
+        "namespace: default, annotations: {nginx.ingress.kubernetes.io/upstream-vhost: internal.example}}",
+        1,
+    );
+    m.write("vhost.yaml", &vhost);
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let keep = get(fjord.web, "keep.test", "/").await.json();
+    assert_eq!(keep["host"], "keep.test");
+    let own = get(fjord.web, "own.test", "/").await.json();
+    assert_eq!(own["host"], app.addr.to_string(), "the endpoint's address");
+    assert_eq!(own["headers"]["x-forwarded-host"], "own.test");
+    let fixed = get(fjord.web, "vhost.test", "/").await.json();
+    assert_eq!(fixed["host"], "internal.example");
+    assert_eq!(
+        fixed["headers"]["x-forwarded-host"], "vhost.test",
+        "the client's, as nginx sends it"
+    );
+}

@@ -404,7 +404,7 @@ fn check_mentions_every_annotation_it_does_not_honour() {
         ("custom-http-errors", "404,503"),
         ("default-backend", "errors"),
         ("service-upstream", "true"),
-        ("upstream-vhost", "internal.example"),
+        ("proxy-next-upstream", "error timeout"),
         ("from-to-www-redirect", "true"),
         ("proxy-ssl-verify", "on"),
         ("server-alias", "alias.example"),

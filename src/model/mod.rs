@@ -84,6 +84,20 @@ pub struct Target {
     pub broken: Option<String>,
     /// Sticky sessions: a client keeps the endpoint its cookie names.
     pub sticky: Option<Arc<StickyCookie>>,
+    /// The `Host` the backend gets.
+    pub host_header: HostHeader,
+}
+
+/// The `Host` header a backend gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The client's (Traefik's `passHostHeader: true`, the default).
+    #[default]
+    Client,
+    /// The endpoint's address (`passHostHeader: false`).
+    Endpoint,
+    /// This one (ingress-nginx's `upstream-vhost`).
+    Fixed(http::HeaderValue),
 }
 
 /// A sticky-session cookie: its name and attributes. Its value names an endpoint by a hash of

@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::Pass;
+use crate::model::HostHeader;
 use crate::snapshot::Target;
 use crate::upload::{Pace, Progress, Received};
 use crate::upstream::{self, Failed, Outgoing, RequestBody, Upstream};
@@ -85,7 +86,7 @@ pub(super) async fn exchange(
         .and_then(|s| s.value_in(req.headers()))
         .map(Into::into);
     sent.received = (!bodyless).then(Arc::default);
-    let request = outgoing(
+    let mut request = outgoing(
         req,
         host,
         client,
@@ -94,6 +95,11 @@ pub(super) async fn exchange(
         sent.received.clone(),
         pace,
     );
+    // ingress-nginx's `upstream-vhost`: the backend's Host, the client's still in
+    // X-Forwarded-Host.
+    if let HostHeader::Fixed(value) = &target.host_header {
+        request.headers_mut().insert(header::HOST, value.clone());
+    }
     let retry = pass
         .retry
         .filter(|_| bodyless && upstream::idempotent(request.method()));
@@ -132,6 +138,10 @@ pub(super) async fn exchange(
         progress: sent.received.as_deref(),
         body_limit: limit,
     };
+    let by_endpoint = target.host_header == HostHeader::Endpoint;
+    if by_endpoint {
+        endpoint_host(&mut request, endpoint);
+    }
     let mut result =
         Box::pin(upstream.send(request, to(&endpoint.authority, started), &resent)).await;
     report(target, first, &result);
@@ -154,7 +164,7 @@ pub(super) async fn exchange(
             tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
         }
         // The request goes again as it is if it never left, else as a copy of its head.
-        let again = match result
+        let mut again = match result
             .as_mut()
             .err()
             .and_then(|failed| failed.unsent.take())
@@ -165,6 +175,9 @@ pub(super) async fn exchange(
                 None => break,
             },
         };
+        if by_endpoint {
+            endpoint_host(&mut again, endpoint);
+        }
         tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
         resent();
         result = Box::pin(upstream.send(again, to(&endpoint.authority, now), &resent)).await;
@@ -259,6 +272,13 @@ fn outgoing(
             .unwrap_or(usize::MAX),
     );
     Request::from_parts(parts, Either::Left(limited))
+}
+
+/// `passHostHeader: false`: the endpoint's address is the request's `Host`.
+fn endpoint_host<B>(request: &mut Request<B>, endpoint: &crate::balance::Endpoint) {
+    if let Ok(value) = HeaderValue::from_str(endpoint.authority.as_str()) {
+        request.headers_mut().insert(header::HOST, value);
+    }
 }
 
 /// Tells the balancer how an attempt on endpoint `index` went.

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use crate::balance::EndpointSet;
 use crate::metrics::{METRICS, Series};
 use crate::middleware::{Chain, Middleware};
-use crate::model::{self, BackendId, BackendSpec, Config, StickyCookie};
+use crate::model::{self, BackendId, BackendSpec, Config, HostHeader, StickyCookie};
 use crate::router::{Router, normalize_host};
 use crate::rule::RequestView;
 
@@ -46,6 +46,8 @@ pub struct Target {
     pub series: Option<Series>,
     /// Sticky sessions, when the route asks for them.
     pub sticky: Option<Arc<StickyCookie>>,
+    /// The `Host` the backend gets.
+    pub host_header: HostHeader,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -122,6 +124,7 @@ impl Snapshot {
                 middlewares: chain,
                 broken: t.broken.as_deref().map(Into::into),
                 sticky: t.sticky.clone(),
+                host_header: t.host_header.clone(),
             })
         };
         let routes = config
@@ -284,6 +287,7 @@ mod tests {
                     middlewares: Vec::new(),
                     broken: None,
                     sticky: None,
+                    host_header: model::HostHeader::Client,
                 },
             }],
             default_backend: None,

@@ -376,6 +376,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 middlewares: chain.clone(),
                 broken: broken.clone(),
                 sticky: nginx.sticky.clone(),
+                host_header: nginx.host_header.clone(),
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {

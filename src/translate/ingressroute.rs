@@ -11,7 +11,7 @@ use super::tls::tls_of;
 use super::{Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
-use crate::model::{self, PortRef, ServiceRef, StickyCookie, Target};
+use crate::model::{self, HostHeader, PortRef, ServiceRef, StickyCookie, Target};
 use crate::provider::ObjectKey;
 use crate::rule::{self, Rule};
 
@@ -34,6 +34,8 @@ pub(super) struct RuleRoute {
     pub services: Vec<(String, ServiceRef, u32)>,
     /// Sticky sessions, when a service asks for them.
     pub sticky: Option<Arc<StickyCookie>>,
+    /// `passHostHeader: false` on its services: the endpoint's address.
+    pub host_header: HostHeader,
 }
 
 pub(super) fn routes(
@@ -65,6 +67,16 @@ pub(super) fn routes(
         }
         let mut services = Vec::new();
         let mut sticky = None;
+        let pass_host: Vec<bool> = r
+            .services
+            .iter()
+            .map(|s| s.pass_host_header.unwrap_or(true))
+            .collect();
+        if pass_host.iter().any(|p| *p != pass_host[0]) {
+            errors.push(format!(
+                "{field}.services disagree on passHostHeader; the route has one set of endpoints, so give one value"
+            ));
+        }
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
             match s
@@ -129,6 +141,11 @@ pub(super) fn routes(
                 middlewares: r.middlewares.clone(),
                 services,
                 sticky: sticky.map(Arc::new),
+                host_header: if pass_host.first() == Some(&false) {
+                    HostHeader::Endpoint
+                } else {
+                    HostHeader::Client
+                },
             });
         }
     }
@@ -314,6 +331,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     middlewares: chain,
                     broken,
                     sticky: r.sticky,
+                    host_header: r.host_header,
                 },
             });
         }

@@ -14,7 +14,7 @@ use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{Kind, Middleware, NginxAuth};
-use crate::model::{HostMatch, PathMatch, StickyCookie};
+use crate::model::{HostHeader, HostMatch, PathMatch, StickyCookie};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
 
@@ -31,6 +31,8 @@ pub(super) struct Nginx {
     pub no_ssl_redirect: bool,
     /// `affinity: cookie`: sticky sessions.
     pub sticky: Option<Arc<StickyCookie>>,
+    /// `upstream-vhost`: the `Host` the backend gets.
+    pub host_header: HostHeader,
     /// Its paths are case-insensitive regular expressions anchored at the start, as nginx's
     /// `location ~*` (`use-regex`, or `rewrite-target`, which implies it).
     pub regex_paths: bool,
@@ -94,6 +96,7 @@ pub(super) fn read(
     reading.paths();
     reading.canary();
     reading.affinity();
+    reading.upstream_vhost();
     reading.access();
     reading.limits();
     reading.redirects();
@@ -206,6 +209,27 @@ impl<'a> Reading<'a> {
             total,
             header,
         });
+    }
+
+    /// `upstream-vhost`: the backend gets this `Host` (fixed text: nginx variables are not
+    /// expanded).
+    fn upstream_vhost(&mut self) {
+        let Some(vhost) = self.get("upstream-vhost") else {
+            return;
+        };
+        let value = (!vhost.contains('$'))
+            .then(|| http::HeaderValue::from_str(vhost).ok())
+            .flatten()
+            .filter(|_| vhost.parse::<http::uri::Authority>().is_ok());
+        match value {
+            Some(v) => self.out.host_header = HostHeader::Fixed(v),
+            None => {
+                let vhost = vhost.to_owned();
+                self.errors.push(format!(
+                    "annotation {PREFIX}upstream-vhost {vhost:?} is not a host name (nginx variables are not expanded)"
+                ));
+            }
+        }
     }
 
     /// `affinity: cookie` and its `session-cookie-*`: sticky sessions, persistent (a client
