@@ -112,6 +112,69 @@ pub struct Domain {
     pub sans: Vec<String>,
 }
 
+/// A service made of services: a weighted split, or a main service whose requests are copied
+/// to mirrors. Named from an IngressRoute's `services[]` with `kind: TraefikService`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "TraefikService",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TraefikServiceSpec {
+    pub weighted: Option<Weighted>,
+    pub mirroring: Option<Mirroring>,
+    pub failover: Option<Failover>,
+}
+
+/// Requests split among services by weight.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Weighted {
+    #[serde(default)]
+    pub services: Vec<RouteService>,
+    pub sticky: Option<Sticky>,
+}
+
+/// Requests served by one service and copied to others.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mirroring {
+    /// `Service` (the default) or `TraefikService`.
+    pub kind: Option<String>,
+    pub name: String,
+    pub port: Option<IntOrString>,
+    pub namespace: Option<String>,
+    /// Whether a request's body is copied too (default true; bodies are not copied, so such
+    /// requests are not mirrored unless this is false).
+    pub mirror_body: Option<bool>,
+    pub max_body_size: Option<i64>,
+    #[serde(default)]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A mirror: a share of the requests, copied.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mirror {
+    pub kind: Option<String>,
+    pub name: String,
+    pub port: Option<IntOrString>,
+    pub namespace: Option<String>,
+    /// The share of requests copied, 0 to 100.
+    pub percent: Option<u32>,
+}
+
+/// A main service, and another for when it has no endpoint up.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Failover {
+    pub service: String,
+    pub fallback: String,
+}
+
 /// One middleware: exactly one of the fields is set.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(
@@ -437,7 +500,11 @@ pub struct Chain {
 /// The CRD manifests, as `deploy/crds/` holds them.
 pub fn manifests() -> Vec<(&'static str, String)> {
     use kube::CustomResourceExt as _;
-    [("ingressroutes.yaml", IngressRoute::crd()), ("middlewares.yaml", Middleware::crd())]
+    [
+        ("ingressroutes.yaml", IngressRoute::crd()),
+        ("middlewares.yaml", Middleware::crd()),
+        ("traefikservices.yaml", TraefikService::crd()),
+    ]
         .into_iter()
         .map(|(file, crd)| {
             let yaml = serde_saphyr::to_string(&crd).unwrap_or_default();

@@ -86,6 +86,12 @@ pub struct Target {
     pub sticky: Option<Arc<StickyCookie>>,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
+    /// Backends a share of requests is copied to (a mirroring TraefikService), with the
+    /// percent each gets.
+    pub mirrors: Vec<(BackendId, u32)>,
+    /// Whether requests with a body are mirrored (only their head and no body is sent when
+    /// this is off; with it on they are not mirrored, bodies not being copied).
+    pub mirror_body: bool,
 }
 
 /// The `Host` header a backend gets.

@@ -53,6 +53,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("discovery.k8s.io/v1", "EndpointSlice") => ("EndpointSlice", true),
         ("fjord.dev/v1alpha1", "IngressRoute") => ("IngressRoute", true),
         ("fjord.dev/v1alpha1", "Middleware") => ("Middleware", true),
+        ("fjord.dev/v1alpha1", "TraefikService") => ("TraefikService", true),
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             out.push(invalid(format!(
                 "{kind} apiVersion {api_version:?} is not served; use {}",
@@ -128,6 +129,7 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "EndpointSlice" => typed(&doc).map(Object::EndpointSlice),
         "IngressRoute" => typed(&doc).map(Object::IngressRoute),
         "Middleware" => typed(&doc).map(Object::Middleware),
+        "TraefikService" => typed(&doc).map(Object::TraefikService),
         _ => {
             unwrap_base64(&mut doc);
             typed(&doc).map(Object::Secret)

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Loaded, Object, ObjectKey, Store};
-use crate::crd::{IngressRoute, Middleware};
+use crate::crd::{IngressRoute, Middleware, TraefikService};
 use crate::metrics::{self, METRICS};
 
 /// What to watch, from the command line.
@@ -67,6 +67,7 @@ enum Kind {
     TlsSecret,
     IngressRoute,
     Middleware,
+    TraefikService,
     /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
     /// while referenced.
     NamedSecret,
@@ -83,6 +84,7 @@ impl Kind {
             Kind::TlsSecret => "secrets",
             Kind::IngressRoute => "ingressroutes",
             Kind::Middleware => "middlewares",
+            Kind::TraefikService => "traefikservices",
             Kind::NamedSecret => "secrets-by-name",
         }
     }
@@ -192,6 +194,13 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
             &c,
             &shared,
             Kind::Middleware,
+            ns,
+            all(),
+        ));
+        tasks.push(spawn::<TraefikService>(
+            &c,
+            &shared,
+            Kind::TraefikService,
             ns,
             all(),
         ));

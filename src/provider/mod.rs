@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::{IngressRoute, Middleware};
+use crate::crd::{IngressRoute, Middleware, TraefikService};
 
 /// What one read of a provider produced: the objects, and what was wrong with the input they
 /// came from (a file that does not parse; the API server's objects come already parsed).
@@ -52,6 +52,8 @@ pub enum Object {
     IngressRoute(IngressRoute),
     /// fjord's Middleware.
     Middleware(Middleware),
+    /// fjord's TraefikService.
+    TraefikService(TraefikService),
 }
 
 impl Object {
@@ -65,6 +67,7 @@ impl Object {
             Object::Secret(_) => "Secret",
             Object::IngressRoute(_) => "IngressRoute",
             Object::Middleware(_) => "Middleware",
+            Object::TraefikService(_) => "TraefikService",
         }
     }
 
@@ -77,6 +80,7 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::IngressRoute(o) => &o.metadata,
             Object::Middleware(o) => &o.metadata,
+            Object::TraefikService(o) => &o.metadata,
         }
     }
 
@@ -89,6 +93,7 @@ impl Object {
             Object::Secret(o) => &mut o.metadata,
             Object::IngressRoute(o) => &mut o.metadata,
             Object::Middleware(o) => &mut o.metadata,
+            Object::TraefikService(o) => &mut o.metadata,
         }
     }
 
@@ -119,7 +124,8 @@ object_from!(
     EndpointSlice,
     Secret,
     IngressRoute,
-    Middleware
+    Middleware,
+    TraefikService
 );
 
 /// Identity of an object: kind, namespace (absent for cluster-scoped kinds) and name.
@@ -282,6 +288,14 @@ impl Store {
             Object::Middleware(m) => Some(m),
             _ => None,
         })
+    }
+
+    /// The TraefikService `namespace/name`.
+    pub fn traefik_service(&self, namespace: &str, name: &str) -> Option<&TraefikService> {
+        match self.lookup("TraefikService", namespace, name) {
+            Some(Object::TraefikService(t)) => Some(t),
+            _ => None,
+        }
     }
 
     /// The Middleware `namespace/name`.

@@ -100,6 +100,9 @@ pub(super) async fn exchange(
     if let HostHeader::Fixed(value) = &target.host_header {
         request.headers_mut().insert(header::HOST, value.clone());
     }
+    if !target.mirrors.is_empty() && upgrade.is_none() && (bodyless || !target.mirror_body) {
+        mirror(upstream, target, &request, started);
+    }
     let retry = pass
         .retry
         .filter(|_| bodyless && upstream::idempotent(request.method()));
@@ -272,6 +275,53 @@ fn outgoing(
             .unwrap_or(usize::MAX),
     );
     Request::from_parts(parts, Either::Left(limited))
+}
+
+/// Sends a copy of `request`'s head to each of the target's mirrors whose share this request
+/// falls in, without waiting: the answers are read and dropped, and a mirror that fails fails
+/// alone. A request with a body goes without it (`mirrorBody: false`).
+fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, started: Instant) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for (backend, percent) in &target.mirrors {
+        // Spread evenly: request n is copied when the count of copies due rises at n.
+        let p = u64::from(*percent);
+        if (n + 1) * p / 100 == n * p / 100 {
+            continue;
+        }
+        let Some(endpoint) = backend
+            .endpoints
+            .pick(clock::at(started), None)
+            .and_then(|i| backend.endpoints.get(i))
+        else {
+            continue;
+        };
+        let mut copy = upstream::head_copy(request);
+        copy.headers_mut().remove(header::CONTENT_LENGTH);
+        copy.headers_mut().remove(header::TRANSFER_ENCODING);
+        let (upstream, endpoint) = (upstream.clone(), endpoint.authority.clone());
+        let name = backend.name.clone();
+        tokio::spawn(async move {
+            let to = Outgoing {
+                endpoint: &endpoint,
+                started,
+                progress: None,
+                body_limit: 0,
+            };
+            match upstream.send(copy, to, &|| {}).await {
+                Ok(response) => {
+                    let mut body = std::pin::pin!(response.into_body());
+                    while let Some(Ok(_)) =
+                        std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                    {
+                    }
+                }
+                Err(failed) => {
+                    tracing::debug!(mirror = &*name, error = %failed.error, "mirror failed");
+                }
+            }
+        });
+    }
 }
 
 /// `passHostHeader: false`: the endpoint's address is the request's `Host`.

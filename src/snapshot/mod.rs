@@ -48,6 +48,10 @@ pub struct Target {
     pub sticky: Option<Arc<StickyCookie>>,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
+    /// Backends a copy of a share of requests goes to, each with its percent.
+    pub mirrors: Box<[(Arc<Backend>, u32)]>,
+    /// Whether requests with a body are mirrored, head only.
+    pub mirror_body: bool,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -125,6 +129,12 @@ impl Snapshot {
                 broken: t.broken.as_deref().map(Into::into),
                 sticky: t.sticky.clone(),
                 host_header: t.host_header.clone(),
+                mirrors: t
+                    .mirrors
+                    .iter()
+                    .filter_map(|(id, percent)| Some((backends.get(id).cloned()?, *percent)))
+                    .collect(),
+                mirror_body: t.mirror_body,
             })
         };
         let routes = config
@@ -288,6 +298,8 @@ mod tests {
                     broken: None,
                     sticky: None,
                     host_header: model::HostHeader::Client,
+                    mirrors: Vec::new(),
+                    mirror_body: false,
                 },
             }],
             default_backend: None,

@@ -377,6 +377,8 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 broken: broken.clone(),
                 sticky: nginx.sticky.clone(),
                 host_header: nginx.host_header.clone(),
+                mirrors: Vec::new(),
+                mirror_body: false,
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {

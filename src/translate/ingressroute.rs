@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::backend::backend_for;
 use super::ingress::TlsRule;
 use super::tls::tls_of;
+use super::traefik_service;
 use super::{Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
@@ -32,6 +33,8 @@ pub(super) struct RuleRoute {
     pub middlewares: Vec<MiddlewareRef>,
     /// (namespace, service, weight).
     pub services: Vec<(String, ServiceRef, u32)>,
+    /// TraefikServices named, (namespace, name, weight): expanded with the store.
+    pub traefik_services: Vec<(String, String, u32)>,
     /// Sticky sessions, when a service asks for them.
     pub sticky: Option<Arc<StickyCookie>>,
     /// `passHostHeader: false` on its services: the endpoint's address.
@@ -66,6 +69,7 @@ pub(super) fn routes(
             errors.push(format!("{field}.services is empty"));
         }
         let mut services = Vec::new();
+        let mut traefik_services = Vec::new();
         let mut sticky = None;
         let pass_host: Vec<bool> = r
             .services
@@ -95,12 +99,6 @@ pub(super) fn routes(
                 }
                 Some(Ok(cookie)) => sticky = Some(cookie),
             }
-            if let Some(kind) = s.kind.as_deref().filter(|k| *k != "Service") {
-                errors.push(format!(
-                    "{sfield}.kind {kind:?} is not supported; list Services with weights instead"
-                ));
-                continue;
-            }
             let svc_ns = s.namespace.clone().unwrap_or_else(|| ns.to_owned());
             if svc_ns != ns && !allow_cross_namespace {
                 errors.push(format!(
@@ -108,26 +106,25 @@ pub(super) fn routes(
                 ));
                 continue;
             }
-            let Some(port) = &s.port else {
-                errors.push(format!("{sfield}.port is required"));
-                continue;
-            };
-            let port = match port {
-                IntOrString::Int(n) => match u16::try_from(*n) {
-                    Ok(n) if n > 0 => PortRef::Number(n),
-                    _ => {
-                        errors.push(format!("{sfield}.port {n} is not a port (1-65535)"));
-                        continue;
-                    }
-                },
-                IntOrString::String(name) => match name.parse::<u16>() {
-                    Ok(n) if n > 0 => PortRef::Number(n),
-                    _ => PortRef::Name(name.clone()),
-                },
-            };
-            let service = ServiceRef {
-                name: s.name.clone(),
-                port,
+            match s.kind.as_deref() {
+                None | Some("Service") => {}
+                Some("TraefikService") => {
+                    traefik_services.push((svc_ns, s.name.clone(), s.weight.unwrap_or(1)));
+                    continue;
+                }
+                Some(kind) => {
+                    errors.push(format!(
+                        "{sfield}.kind {kind:?} is not Service or TraefikService"
+                    ));
+                    continue;
+                }
+            }
+            let service = match service_ref(&s.name, s.port.as_ref(), &sfield) {
+                Ok(service) => service,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
             };
             services.push((svc_ns, service, s.weight.unwrap_or(1)));
         }
@@ -140,6 +137,7 @@ pub(super) fn routes(
                 rule,
                 middlewares: r.middlewares.clone(),
                 services,
+                traefik_services,
                 sticky: sticky.map(Arc::new),
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
@@ -183,8 +181,35 @@ pub(super) fn routes(
     }
 }
 
+/// A Service and its port, as a route or a TraefikService names them under `field`.
+pub(super) fn service_ref(
+    name: &str,
+    port: Option<&IntOrString>,
+    field: &str,
+) -> Result<ServiceRef, String> {
+    let port = match port {
+        None => return Err(format!("{field}.port is required")),
+        Some(IntOrString::Int(n)) => match u16::try_from(*n) {
+            Ok(n) if n > 0 => PortRef::Number(n),
+            _ => return Err(format!("{field}.port {n} is not a port (1-65535)")),
+        },
+        Some(IntOrString::String(name)) => match name.parse::<u16>() {
+            Ok(n) if n > 0 => PortRef::Number(n),
+            _ => PortRef::Name(name.clone()),
+        },
+    };
+    Ok(ServiceRef {
+        name: name.to_owned(),
+        port,
+    })
+}
+
 /// A service's `sticky.cookie`, checked.
-fn sticky_cookie(s: &crd::Sticky, field: &str, service: &str) -> Result<StickyCookie, String> {
+pub(super) fn sticky_cookie(
+    s: &crd::Sticky,
+    field: &str,
+    service: &str,
+) -> Result<StickyCookie, String> {
     let Some(c) = &s.cookie else {
         return Err(format!("{field}.sticky needs a cookie"));
     };
@@ -314,13 +339,52 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     (Vec::new(), Some(why))
                 }
             };
+            let mut broken = broken;
+            let mut expanded = traefik_service::Expanded::default();
+            if !r.traefik_services.is_empty() {
+                match traefik_service::expand(
+                    cx.store,
+                    allow,
+                    &r.services,
+                    &r.traefik_services,
+                    &format!("{}.services", r.field),
+                ) {
+                    Ok(e) => expanded = e,
+                    Err(why) => {
+                        cx.out.diagnostics.push(Diagnostic::error(
+                            &subject,
+                            format!("{why}; the route answers 503"),
+                        ));
+                        broken = broken.or(Some(why));
+                    }
+                }
+            }
+            let services = if r.traefik_services.is_empty() {
+                &r.services
+            } else {
+                &expanded.services
+            };
             let backend = backend_for(
                 &cx.resolver,
-                &r.services,
+                services,
                 &|| format!("{}.services", r.field),
                 &subject,
                 &mut cx.out,
             );
+            let mirrors = expanded
+                .mirrors
+                .iter()
+                .map(|(ns, service, percent)| {
+                    let id = backend_for(
+                        &cx.resolver,
+                        &[(ns.clone(), service.clone(), 1)],
+                        &|| format!("{}.services (a mirror)", r.field),
+                        &subject,
+                        &mut cx.out,
+                    );
+                    (id, *percent)
+                })
+                .collect();
             rule_routes.push(model::RuleRoute {
                 rule: r.rule,
                 priority: r.priority,
@@ -330,8 +394,10 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     backend,
                     middlewares: chain,
                     broken,
-                    sticky: r.sticky,
+                    sticky: r.sticky.or(expanded.sticky.map(Arc::new)),
                     host_header: r.host_header,
+                    mirrors,
+                    mirror_body: expanded.mirror_body,
                 },
             });
         }

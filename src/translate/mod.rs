@@ -12,6 +12,7 @@ mod keep;
 pub mod middleware;
 mod nginx;
 pub mod tls;
+mod traefik_service;
 
 use std::collections::BTreeSet;
 

@@ -401,6 +401,7 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
         "Secret" => ("secrets", true),
         "IngressRoute" => ("ingressroutes", true),
         "Middleware" => ("middlewares", true),
+        "TraefikService" => ("traefikservices", true),
         "Lease" => ("leases", true),
         "Event" => ("events", true),
         other => panic!("the test API server does not know kind {other}"),

@@ -1,0 +1,244 @@
+//! TraefikService: a weighted split (nested splits multiplied out) and a mirroring whose
+//! copies are checked on the mirror's side; what is not supported is refused by name.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::auth::AuthServer;
+use support::{Echo, Fjord, Manifests, client, get, send, service};
+
+fn route(name: &str, host: &str, services: &str) -> String {
+    format!(
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  routes:\n  - match: Host(`{host}`)\n    services: {services}\n"
+    )
+}
+
+fn traefik_service(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}\n"
+    )
+}
+
+async fn echo(name: &'static str, m: &Manifests) -> Echo {
+    let e = Echo::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(&format!("svc-{name}.yaml"), &service(name, e.addr));
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_with_a_nested_one_shares_requests_by_the_product_of_weights() {
+    let m = Manifests::new();
+    let _stable = echo("stable", &m).await;
+    let _c1 = echo("c1", &m).await;
+    let _c2 = echo("c2", &m).await;
+    m.write(
+        "split.yaml",
+        &traefik_service(
+            "split",
+            "  weighted:\n    services:\n    - {name: stable, port: 80, weight: 3}\n    - {name: canaries, kind: TraefikService, weight: 1}",
+        ),
+    );
+    m.write(
+        "canaries.yaml",
+        &traefik_service(
+            "canaries",
+            "  weighted:\n    services:\n    - {name: c1, port: 80}\n    - {name: c2, port: 80}",
+        ),
+    );
+    m.write(
+        "route.yaml",
+        &route("web", "split.test", "[{name: split, kind: TraefikService}]"),
+    );
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..80 {
+        let backend = get(fjord.web, "split.test", "/").await.backend().unwrap();
+        *seen.entry(backend).or_default() += 1;
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from([("c1".into(), 10), ("c2".into(), 10), ("stable".into(), 60)]),
+        "3/4 stable, 1/8 each canary, in smooth order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer() {
+    let m = Manifests::new();
+    let _main = echo("main", &m).await;
+    let shadow = AuthServer::start().await;
+    m.write("svc-shadow.yaml", &service("shadow", shadow.addr));
+    m.write(
+        "mirror.yaml",
+        &traefik_service(
+            "mirrored",
+            "  mirroring:\n    name: main\n    port: 80\n    mirrorBody: false\n    mirrors:\n    - {name: shadow, port: 80, percent: 50}",
+        ),
+    );
+    m.write(
+        "whole.yaml",
+        &traefik_service(
+            "bodies",
+            "  mirroring:\n    name: main\n    port: 80\n    mirrors:\n    - {name: shadow, port: 80, percent: 100}",
+        ),
+    );
+    m.write(
+        "route.yaml",
+        &route(
+            "web",
+            "mirror.test",
+            "[{name: mirrored, kind: TraefikService}]",
+        ),
+    );
+    m.write(
+        "route2.yaml",
+        &route(
+            "web2",
+            "bodies.test",
+            "[{name: bodies, kind: TraefikService}]",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    for i in 0..20 {
+        let reply = get(fjord.web, "mirror.test", &format!("/n/{i}")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.backend().as_deref(),
+            Some("main"),
+            "the client gets the main answer"
+        );
+    }
+    let post = Request::post(format!("http://{}/form", fjord.web))
+        .header("host", "mirror.test")
+        .body(Full::new(Bytes::from_static(b"a=1&b=2")))
+        .unwrap();
+    assert_eq!(
+        send(&client(), post).await.backend().as_deref(),
+        Some("main")
+    );
+    let wait = |n: usize| {
+        let shadow = &shadow;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while shadow.asked().len() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "the mirror saw {:?}",
+                    shadow.asked()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait(10).await;
+    let asked = shadow.asked();
+    let gets: Vec<&str> = asked
+        .iter()
+        .filter(|a| a.method == "GET")
+        .map(|a| a.uri.as_str())
+        .collect();
+    assert_eq!(gets.len(), 10, "half of 20: {gets:?}");
+    assert!(gets.iter().all(|u| u.starts_with("/n/")));
+    let first = &asked[0];
+    assert_eq!(
+        first.headers["host"], "mirror.test",
+        "the copy is the request as the backend gets it"
+    );
+    assert_eq!(first.headers["x-forwarded-for"], "127.0.0.1");
+
+    // Bodies are not copied: with mirrorBody the request is not mirrored at all, without it
+    // the mirror gets the head alone.
+    let before = shadow.asked().len();
+    let post = Request::post(format!("http://{}/form", fjord.web))
+        .header("host", "bodies.test")
+        .body(Full::new(Bytes::from_static(b"a=1")))
+        .unwrap();
+    assert_eq!(
+        send(&client(), post).await.backend().as_deref(),
+        Some("main")
+    );
+    let get_one = get(fjord.web, "bodies.test", "/after").await;
+    assert_eq!(get_one.status, 200);
+    wait(before + 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: Vec<_> = shadow.asked()[before..]
+        .iter()
+        .map(|a| (a.method.to_string(), a.uri.clone()))
+        .collect();
+    assert_eq!(
+        after,
+        [("GET".to_owned(), "/after".to_owned())],
+        "the POST with a body was not copied"
+    );
+    let posts: Vec<_> = shadow
+        .asked()
+        .into_iter()
+        .filter(|a| a.method == "POST")
+        .collect();
+    if let Some(p) = posts.first() {
+        assert_eq!(p.uri, "/form");
+        assert!(
+            p.headers.get("content-length").is_none(),
+            "mirrorBody: false sends the head alone"
+        );
+    }
+}
+
+#[test]
+fn what_is_not_supported_is_refused_by_name() {
+    let m = Manifests::new();
+    m.write("app.yaml", &service("app", "127.0.0.1:9".parse().unwrap()));
+    m.write(
+        "fo.yaml",
+        &traefik_service("fo", "  failover: {service: a, fallback: b}"),
+    );
+    m.write(
+        "loop-a.yaml",
+        &traefik_service(
+            "la",
+            "  weighted:\n    services: [{name: lb, kind: TraefikService}]",
+        ),
+    );
+    m.write(
+        "loop-b.yaml",
+        &traefik_service(
+            "lb",
+            "  weighted:\n    services: [{name: la, kind: TraefikService}]",
+        ),
+    );
+    m.write(
+        "r1.yaml",
+        &route("r1", "a.test", "[{name: fo, kind: TraefikService}]"),
+    );
+    m.write(
+        "r2.yaml",
+        &route("r2", "b.test", "[{name: la, kind: TraefikService}]"),
+    );
+    m.write(
+        "r3.yaml",
+        &route("r3", "c.test", "[{name: missing, kind: TraefikService}]"),
+    );
+    let (code, out) = support::check(m.path(), None);
+    assert_ne!(code, 0, "{out}");
+    for (route, why) in [
+        ("r1", "spec.failover is not supported yet"),
+        (
+            "r2",
+            "nest in a cycle or too deep: default/la -> default/lb -> default/la",
+        ),
+        ("r3", "TraefikService default/missing not found"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("IngressRoute default/{route}:")) && l.contains(why)),
+            "{route}: {out}"
+        );
+    }
+}
