@@ -830,7 +830,7 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         ),
         (
             "IngressRoute default/weighted",
-            "spec.routes[0].services[0].kind \\\"TraefikService\\\" is not supported",
+            "TraefikService default/canary-split not found; the route answers 503",
         ),
     ] {
         let line = fjord.wait_for_log(object);
