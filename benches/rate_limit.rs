@@ -16,6 +16,7 @@ fn decision(c: &mut Criterion) {
             burst: 1_000_000,
             source: Source::ClientIp(IpStrategy::default()),
             distribution: Distribution::Local,
+            exempt: Vec::new(),
         },
         "bench/limit",
     );

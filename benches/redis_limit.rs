@@ -84,6 +84,7 @@ fn limiter(distribution: Distribution) -> Arc<RateLimiter> {
             burst: 1_000_000_000,
             source: Source::ClientIp(IpStrategy::default()),
             distribution,
+            exempt: Vec::new(),
         },
         "bench/limit",
     )

@@ -190,6 +190,53 @@ async fn limits_and_body_size_are_honoured() {
     // nginx answers 503 by default; fjord answers 429 with Retry-After (README).
     assert_eq!(statuses, [200, 200, 429, 429]);
 
+    // limit-whitelist: the same limit does not count a listed peer.
+    m.write(
+        "exempt.yaml",
+        &annotated(
+            "exempt",
+            "exempt.test",
+            &[
+                ("limit-rpm", "1"),
+                ("limit-connections", "1"),
+                ("limit-whitelist", "10.0.0.0/8, 127.0.0.1"),
+            ],
+        ),
+    );
+    m.write(
+        "denied.yaml",
+        &annotated(
+            "denied",
+            "denied.test",
+            &[("denylist-source-range", "192.0.2.0/24,127.0.0.0/8")],
+        ),
+    );
+    m.write(
+        "other.yaml",
+        &annotated(
+            "other",
+            "other.test",
+            &[("denylist-source-range", "192.0.2.0/24")],
+        ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(fjord.web, "other.test", "/").await.status == 404 {
+        assert!(std::time::Instant::now() < deadline, "never reloaded");
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            get(fjord.web, "exempt.test", "/").await.status,
+            200,
+            "exempt from the limit"
+        );
+    }
+    let denied = get(fjord.web, "denied.test", "/").await;
+    assert_eq!((denied.status.as_u16(), denied.backend()), (403, None));
+    assert_eq!(
+        get(fjord.web, "other.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+
     let big = request(&fjord, "POST", "small.test", "/", &[], &[b'x'; 2048]).await;
     assert_eq!((big.status.as_u16(), big.backend()), (413, None));
     let fits = request(&fjord, "POST", "small.test", "/", &[], &[b'x'; 1024]).await;
@@ -359,7 +406,7 @@ async fn what_fjord_cannot_honour_is_refused_or_named_and_a_good_version_keeps_s
             "more_set_headers \"X-Frame-Options: DENY\";",
         ),
         ("auth-signin", "https://login.example/"),
-        ("denylist-source-range", "10.0.0.0/8"),
+        ("limit-rate", "100"),
         ("auth-type", "ntlm"),
         ("satisfy", "any"),
     ] {

@@ -267,6 +267,11 @@ impl Chain {
     }
 }
 
+/// Whether the peer is in a limit's exempt ranges.
+fn exempt(ranges: &[ipnet::IpNet], ctx: &Ctx<'_>) -> bool {
+    !ranges.is_empty() && ranges.iter().any(|r| r.contains(&ctx.peer.to_canonical()))
+}
+
 /// Counts `m`'s refusal in `fjord_middleware_rejections_total`, and passes it on.
 fn refused(m: &Middleware, stop: Stop) -> Stop {
     let reason = match (&stop, &m.kind) {
@@ -381,6 +386,8 @@ impl Middleware {
         pass: &mut Pass<'c>,
     ) -> Result<Step, Stop> {
         match &self.kind {
+            Kind::RateLimit(limiter) if exempt(&limiter.spec.exempt, ctx) => {}
+            Kind::InFlight(limiter) if exempt(&limiter.spec.exempt, ctx) => {}
             Kind::RateLimit(limiter) if limiter.is_shared() => return Ok(Step::Wait),
             Kind::ForwardAuth(_) => return Ok(Step::Wait),
             Kind::RateLimit(limiter) => {
@@ -507,6 +514,15 @@ impl Middleware {
                     header_field.as_ref(),
                     *remove_header,
                 );
+            }
+            Kind::IpDenyList { ranges, strategy } => {
+                let ip = strategy.client_ip(ctx.peer, ctx.trusted, req.headers());
+                if ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(&ip.to_canonical()))) {
+                    return Err(ProxyError::Forbidden {
+                        middleware: self.name.clone(),
+                    }
+                    .into());
+                }
             }
             Kind::IpAllowList { ranges, strategy } => {
                 let ip = strategy.client_ip(ctx.peer, ctx.trusted, req.headers());

@@ -82,6 +82,13 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     },
     /// `forwardAuth`: an authentication server decides.
     ForwardAuth(A),
+    /// ingress-nginx's `denylist-source-range`: clients in these ranges are refused (403).
+    IpDenyList {
+        /// The refused ranges.
+        ranges: Vec<IpNet>,
+        /// Where the client address is read.
+        strategy: IpStrategy,
+    },
     /// `ipAllowList`: only clients in these ranges are served.
     IpAllowList {
         /// The allowed ranges.
@@ -154,6 +161,10 @@ impl Kind {
                 remove_header: *remove_header,
                 header_field: header_field.clone(),
             },
+            Kind::IpDenyList { ranges, strategy } => Kind::IpDenyList {
+                ranges: ranges.clone(),
+                strategy: strategy.clone(),
+            },
             Kind::IpAllowList { ranges, strategy } => Kind::IpAllowList {
                 ranges: ranges.clone(),
                 strategy: strategy.clone(),
@@ -178,6 +189,8 @@ pub struct RateLimitSpec {
     pub source: Source,
     /// Where the buckets are, and so how far the limit holds across replicas.
     pub distribution: Distribution,
+    /// Peers the limit does not count (ingress-nginx's `limit-whitelist`).
+    pub exempt: Vec<IpNet>,
 }
 
 /// Where a rate limit's buckets are.
@@ -294,6 +307,8 @@ pub struct InFlightSpec {
     pub amount: u64,
     /// What a client is, for the limit.
     pub source: Source,
+    /// Peers the limit does not count (ingress-nginx's `limit-whitelist`).
+    pub exempt: Vec<IpNet>,
 }
 
 /// What identifies a client for a limit.

@@ -272,6 +272,7 @@ fn compile(
             burst,
             source,
             distribution: distribution(r, ns, store)?,
+            exempt: Vec::new(),
         })
     } else if let Some(f) = &spec.in_flight_req {
         if f.amount == 0 {
@@ -283,6 +284,7 @@ fn compile(
                 f.source_criterion.as_ref(),
                 "spec.inFlightReq.sourceCriterion",
             )?,
+            exempt: Vec::new(),
         })
     } else if let Some(h) = &spec.headers {
         Kind::Headers(Box::new(headers(h)?))

@@ -13,7 +13,7 @@ use super::middleware::{compile_spec, forward_auth, secret_value};
 use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
-use crate::model::middleware::{Kind, Middleware, NginxAuth};
+use crate::model::middleware::{IpStrategy, Kind, Middleware, NginxAuth};
 use crate::model::{HostHeader, HostMatch, PathMatch, StickyCookie};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
@@ -322,6 +322,30 @@ impl<'a> Reading<'a> {
                 self.add(name, &spec);
             }
         }
+        if let Some(ranges) = self.get("denylist-source-range") {
+            let parsed: Result<Vec<ipnet::IpNet>, String> = list(ranges)
+                .iter()
+                .map(|r| {
+                    r.parse::<ipnet::IpNet>()
+                        .or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("annotation {PREFIX}denylist-source-range: {r:?} is not an address or CIDR"))
+                })
+                .collect();
+            match parsed {
+                Ok(ranges) => self.out.chain.push(Arc::new(Middleware {
+                    name: format!(
+                        "{}/{}@denylist-source-range",
+                        self.owner.namespace, self.owner.name
+                    )
+                    .into(),
+                    kind: Kind::IpDenyList {
+                        ranges,
+                        strategy: IpStrategy::default(),
+                    },
+                })),
+                Err(e) => self.errors.push(e),
+            }
+        }
         self.external_auth();
         match self.get("auth-type") {
             None => {}
@@ -488,6 +512,7 @@ impl<'a> Reading<'a> {
     /// `limit-rps`, `limit-rpm` (with `limit-burst-multiplier`) and `limit-connections`.
     fn limits(&mut self) {
         let multiplier = self.number("limit-burst-multiplier").unwrap_or(5).max(1);
+        let before = self.out.chain.len();
         for (name, period) in [("limit-rps", "1s"), ("limit-rpm", "1m")] {
             let Some(average) = self.number(name) else {
                 continue;
@@ -513,6 +538,7 @@ impl<'a> Reading<'a> {
             };
             self.add("limit-connections", &spec);
         }
+        self.limit_whitelist(before);
         if let Some(size) = self.get("proxy-body-size").map(str::to_owned) {
             match body_size(&size) {
                 Some(bytes) => {
@@ -527,6 +553,43 @@ impl<'a> Reading<'a> {
                 None => self.errors.push(format!(
                     "annotation {PREFIX}proxy-body-size {size:?} is not a size (0, 8k, 1m, 2g)"
                 )),
+            }
+        }
+    }
+
+    /// `limit-whitelist`: the limits added from `from` on do not count these peers.
+    fn limit_whitelist(&mut self, from: usize) {
+        let Some(ranges) = self.get("limit-whitelist") else {
+            return;
+        };
+        let ranges: Result<Vec<ipnet::IpNet>, String> = list(ranges)
+            .iter()
+            .map(|r| {
+                r.parse::<ipnet::IpNet>()
+                    .or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "annotation {PREFIX}limit-whitelist: {r:?} is not an address or CIDR"
+                        )
+                    })
+            })
+            .collect();
+        let ranges = match ranges {
+            Ok(r) => r,
+            Err(e) => return self.errors.push(e),
+        };
+        if self.out.chain.len() == from {
+            self.out.warnings.push(format!(
+                "annotation {PREFIX}limit-whitelist does nothing without limit-rps, limit-rpm or limit-connections"
+            ));
+        }
+        for m in &mut self.out.chain[from..] {
+            // Just compiled here, so not shared yet.
+            let Some(m) = Arc::get_mut(m) else { continue };
+            match &mut m.kind {
+                Kind::RateLimit(spec) => spec.exempt.clone_from(&ranges),
+                Kind::InFlight(spec) => spec.exempt.clone_from(&ranges),
+                _ => {}
             }
         }
     }
@@ -672,15 +735,13 @@ fn verdict(name: &str, value: &str) -> Verdict {
     }
     let restricts = name.starts_with("auth-")
         || name.starts_with("limit-")
-        || matches!(name, "denylist-source-range" | "satisfy")
+        || name == "satisfy"
         || name.starts_with("global-rate-limit");
     if restricts {
         let instead = match name {
-            "denylist-source-range" => "list the clients allowed in whitelist-source-range instead",
             "auth-signin" | "auth-method" | "auth-response-headers" => {
                 "it is read only with auth-url"
             }
-            "limit-whitelist" => "fjord's rate limits have no exempt ranges yet",
             _ => "fjord cannot enforce it",
         };
         return Verdict::Refused(format!(
@@ -941,9 +1002,9 @@ mod tests {
             ("auth-url", "http://$host/verify"),
             ("auth-signin", "https://login.example/"),
             ("auth-type", "ntlm"),
-            ("denylist-source-range", "10.0.0.0/8"),
+            ("denylist-source-range", "not-a-cidr"),
             ("satisfy", "any"),
-            ("limit-whitelist", "10.0.0.0/8"),
+            ("limit-whitelist", "10.0.0.300"),
             ("ssl-passthrough", "true"),
             ("whitelist-source-range", "not-a-cidr"),
         ] {

@@ -307,6 +307,7 @@ mod tests {
                 burst,
                 source: Source::RequestHost,
                 distribution: Distribution::Local,
+                exempt: Vec::new(),
             },
             "test",
         )
@@ -352,6 +353,7 @@ mod tests {
         let f = InFlight::new(InFlightSpec {
             amount: 2,
             source: Source::RequestHost,
+            exempt: Vec::new(),
         });
         let a = f.acquire("h".into()).unwrap();
         let _b = f.acquire("h".into()).unwrap();
