@@ -19,10 +19,11 @@
 //! ```
 //!
 //! Beside the path: `model` is the plain data translation produces and the hot path reads;
-//! `body` the response bodies; `clock` the hot path's clock; `replicas` how many fjord
-//! replicas share a divided limit; `throttle` keeps warnings from flooding the log; `error` the one place a failed request becomes a response; `admin` serves
-//! metrics, health and the ACME state; `cluster` writes Ingress status and Events; `config` is
-//! the static configuration; `run` wires it together and `cli` is the command line.
+//! `body` the response bodies; `client_tls` fjord's TLS as a client; `clock` the hot path's
+//! clock; `replicas` how many fjord replicas share a divided limit; `throttle` keeps warnings
+//! from flooding the log; `error` the one place a failed request becomes a response; `admin`
+//! serves metrics, health and the ACME state; `cluster` writes Ingress status and Events;
+//! `config` is the static configuration; `run` wires it together and `cli` is the command line.
 #![forbid(unsafe_code)]
 
 mod access_log;
@@ -31,6 +32,7 @@ mod admin;
 mod balance;
 mod body;
 pub mod cli;
+mod client_tls;
 mod clock;
 mod cluster;
 #[expect(
