@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use http::uri::Authority;
 
+use crate::client_tls;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::metrics::METRICS;
-use crate::model::{EndpointAddr, EndpointSpec};
+use crate::model::{BackendTls, EndpointAddr, EndpointSpec};
 use crate::throttle;
+use rustls::pki_types::ServerName;
 
 /// First backoff after a failure; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(1);
@@ -28,6 +30,9 @@ const MAX_SCHEDULE: u64 = 4096;
 pub struct Endpoint {
     pub addr: EndpointAddr,
     pub authority: Authority,
+    /// Its connections' key in the upstream pool: the authority, or for TLS the authority
+    /// marked with the TLS settings', so a connection is only ever reused as it was made.
+    pub pool_key: Authority,
     /// What a sticky-session cookie holds to name it: a hash of its address, the same on
     /// every replica (and no address given away to the client).
     pub sticky: Box<str>,
@@ -69,10 +74,62 @@ impl Health {
     }
 }
 
+/// How a backend's endpoints are reached over TLS.
+pub struct Tls {
+    /// What it was made from.
+    spec: Arc<BackendTls>,
+    /// The client; why there is none when its settings cannot make one.
+    pub connector: Result<tokio_rustls::TlsConnector, String>,
+    /// The name checked and sent as SNI; the endpoint's address when `None`.
+    pub server_name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .field("connector", &self.connector.as_ref().map(|_| "rustls"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    fn new(spec: &Arc<BackendTls>) -> Self {
+        let connector = client_tls::tls_config(Some(&spec.client))
+            .map(|config| tokio_rustls::TlsConnector::from(Arc::new(config)));
+        let server_name = spec
+            .server_name
+            .as_deref()
+            .and_then(|n| ServerName::try_from(n.to_owned()).ok());
+        Self {
+            spec: Arc::clone(spec),
+            connector,
+            server_name,
+        }
+    }
+
+    /// The name to check `endpoint`'s certificate against.
+    pub fn name_for(&self, endpoint: &Authority) -> Option<ServerName<'static>> {
+        if let Some(name) = &self.server_name {
+            return Some(name.clone());
+        }
+        let host = endpoint
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Some(ServerName::IpAddress(ip.into())),
+            Err(_) => ServerName::try_from(host.to_owned()).ok(),
+        }
+    }
+}
+
 /// A backend's endpoints and its round-robin position.
 #[derive(Debug)]
 pub struct EndpointSet {
     spec: Vec<EndpointSpec>,
+    /// TLS to the endpoints, for an HTTPS backend.
+    pub tls: Option<Tls>,
     endpoints: Vec<Endpoint>,
     /// Endpoint indexes in smooth weighted round-robin order.
     schedule: Box<[u32]>,
@@ -80,8 +137,15 @@ pub struct EndpointSet {
 }
 
 impl EndpointSet {
-    /// Builds the set for `spec`, keeping the health of addresses that were in `previous`.
-    pub fn new(spec: &[EndpointSpec], previous: Option<&EndpointSet>) -> Self {
+    /// Builds the set for `spec` (over TLS when `tls` says), keeping the health of addresses
+    /// that were in `previous`.
+    pub fn new(
+        spec: &[EndpointSpec],
+        tls: Option<&Arc<BackendTls>>,
+        previous: Option<&EndpointSet>,
+    ) -> Self {
+        static TLS_SETS: AtomicU64 = AtomicU64::new(0);
+        let tls_id = tls.map(|_| TLS_SETS.fetch_add(1, Ordering::Relaxed));
         let mut endpoints = Vec::with_capacity(spec.len());
         let mut weights = Vec::with_capacity(spec.len());
         for s in spec {
@@ -93,7 +157,15 @@ impl EndpointSet {
                 .and_then(|p| p.endpoints.iter().find(|e| e.addr == s.addr))
                 .map(|e| Arc::clone(&e.health))
                 .unwrap_or_default();
+            let pool_key = match tls_id {
+                None => authority.clone(),
+                Some(id) => match Authority::try_from(format!("t{id:x}@{authority}")) {
+                    Ok(key) => key,
+                    Err(_) => continue,
+                },
+            };
             endpoints.push(Endpoint {
+                pool_key,
                 sticky: sticky_value(authority.as_str()),
                 addr: s.addr.clone(),
                 authority,
@@ -103,6 +175,7 @@ impl EndpointSet {
         }
         Self {
             spec: spec.to_vec(),
+            tls: tls.map(Tls::new),
             schedule: schedule(&weights),
             endpoints,
             cursor: AtomicUsize::new(0),
@@ -110,8 +183,8 @@ impl EndpointSet {
     }
 
     /// Whether this set was built from `spec` (and so can be kept across a reload).
-    pub fn is_for(&self, spec: &[EndpointSpec]) -> bool {
-        self.spec == spec
+    pub fn is_for(&self, spec: &[EndpointSpec], tls: Option<&Arc<BackendTls>>) -> bool {
+        self.spec == spec && self.tls.as_ref().map(|t| &t.spec) == tls
     }
 
     pub fn is_empty(&self) -> bool {
@@ -258,7 +331,7 @@ mod tests {
                 weight: *w,
             })
             .collect();
-        EndpointSet::new(&spec, None)
+        EndpointSet::new(&spec, None, None)
     }
 
     #[test]
@@ -297,7 +370,7 @@ mod tests {
     fn health_survives_a_rebuild_for_the_same_address() {
         let a = set(&[1, 1]);
         a.endpoints[1].failed(0);
-        let b = EndpointSet::new(&a.spec[1..], Some(&a));
+        let b = EndpointSet::new(&a.spec[1..], None, Some(&a));
         assert!(!b.endpoints[0].health.is_up(1));
     }
 }

@@ -101,4 +101,3 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-

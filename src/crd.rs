@@ -70,6 +70,10 @@ pub struct RouteService {
     pub sticky: Option<Sticky>,
     /// Whether the backend gets the client's `Host` (default) or the endpoint's address.
     pub pass_host_header: Option<bool>,
+    /// `http` (the default) or `https` to the endpoints.
+    pub scheme: Option<String>,
+    /// A ServersTransport in the route's namespace: how TLS to the endpoints is checked.
+    pub servers_transport: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -110,6 +114,49 @@ pub struct Domain {
     pub main: String,
     #[serde(default)]
     pub sans: Vec<String>,
+}
+
+/// How fjord speaks to a service's endpoints over TLS: the name their certificate is checked
+/// against, the CAs trusted, a client certificate, or no check.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "ServersTransport",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServersTransportSpec {
+    /// Sent as SNI and checked against the certificate; the endpoint's address otherwise.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    /// CAs to trust instead of the system's: Secrets (`tls.ca`, `ca.crt` or `ca`).
+    #[serde(default, rename = "rootCAs")]
+    pub root_cas: Vec<RootCa>,
+    /// Traefik v2's spelling of `rootCAs`: Secret names.
+    #[serde(default, rename = "rootCAsSecrets")]
+    pub root_cas_secrets: Vec<String>,
+    /// `kubernetes.io/tls` Secrets with a client certificate (the first is used).
+    #[serde(default)]
+    pub certificates_secrets: Vec<String>,
+    /// Not honoured per transport (fjord's are `serversTransport` in the static configuration):
+    /// refused when set, so a reader does not believe they apply.
+    pub max_idle_conns_per_host: Option<i64>,
+    pub forwarding_timeouts: Option<serde_json::Value>,
+    #[serde(rename = "disableHTTP2")]
+    pub disable_http2: Option<bool>,
+    #[serde(rename = "peerCertURI")]
+    pub peer_cert_uri: Option<String>,
+    pub spiffe: Option<serde_json::Value>,
+}
+
+/// A CA to trust: a Secret (a ConfigMap is refused).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RootCa {
+    pub secret: Option<String>,
+    pub config_map: Option<String>,
 }
 
 /// A service made of services: a weighted split, or a main service whose requests are copied
@@ -504,6 +551,7 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("ingressroutes.yaml", IngressRoute::crd()),
         ("middlewares.yaml", Middleware::crd()),
         ("traefikservices.yaml", TraefikService::crd()),
+        ("serverstransports.yaml", ServersTransport::crd()),
     ]
         .into_iter()
         .map(|(file, crd)| {

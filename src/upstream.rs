@@ -35,6 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::balance::Tls;
 use crate::config::ServersTransport;
 use crate::error::ProxyError;
 use crate::tcp::Tcp;
@@ -48,6 +49,10 @@ pub(crate) type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
 /// A request on its way upstream: what the wait for its response head needs besides.
 pub(crate) struct Outgoing<'a> {
     pub endpoint: &'a Authority,
+    /// Its connections' key in the pool ([`crate::balance::Endpoint::pool_key`]).
+    pub key: &'a Authority,
+    /// TLS to it, for an HTTPS backend.
+    pub tls: Option<&'a Tls>,
     /// When the request arrived: the response head is due a response header timeout later,
     /// for a request without a body.
     pub started: std::time::Instant,
@@ -198,9 +203,9 @@ impl Upstream {
             let fail = |failure| self.error(failure, endpoint, to.body_limit);
             let pool = &self.pool;
             loop {
-                let (mut conn, idled) = match pool.checkout(endpoint, started) {
+                let (mut conn, idled) = match pool.checkout(to.key, started) {
                     Some((conn, idled)) => (conn, Some(idled)),
-                    None => match pool.connect(endpoint, deadline).await {
+                    None => match pool.connect(endpoint, to.tls, deadline).await {
                         Ok(conn) => (conn, None),
                         Err(failure) => {
                             return Err(Failed {
@@ -230,7 +235,7 @@ impl Upstream {
                         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
                         let mut back = reusable.then(|| Back {
                             pool: Arc::clone(pool),
-                            endpoint: endpoint.clone(),
+                            endpoint: to.key.clone(),
                             conn,
                         });
                         if response.body().is_end_stream()
@@ -340,8 +345,13 @@ impl Pool {
         None
     }
 
-    /// A new connection to `endpoint`, if made before `deadline`.
-    async fn connect(&self, endpoint: &Authority, deadline: Instant) -> Result<Conn, Failure> {
+    /// A new connection to `endpoint` (over TLS when `tls` says), if made before `deadline`.
+    async fn connect(
+        &self,
+        endpoint: &Authority,
+        tls: Option<&Tls>,
+        deadline: Instant,
+    ) -> Result<Conn, Failure> {
         let dial = tokio::time::timeout(self.dial_timeout, TcpStream::connect(endpoint.as_str()));
         let stream = tokio::time::timeout_at(deadline, dial)
             .await
@@ -357,15 +367,24 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(Tcp::new(stream)))
-            .await
-            .map_err(Failure::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+        let sender = match tls {
+            None => handshake(Tcp::new(stream)).await?,
+            Some(tls) => {
+                // A handshake that fails (a wrong name, an unknown CA) is a failed connect: the
+                // endpoint backs off and the request may go to another.
+                let refused = |why: String| Failure::Connect(io::Error::other(why));
+                let connector = tls.connector.as_ref().map_err(|e| refused(e.clone()))?;
+                let name = tls
+                    .name_for(endpoint)
+                    .ok_or_else(|| refused(format!("{endpoint} has no name to check")))?;
+                let shake = connector.connect(name, Tcp::new(stream));
+                let stream = tokio::time::timeout_at(deadline, shake)
+                    .await
+                    .map_err(|_| Failure::Timeout)?
+                    .map_err(|e| refused(format!("TLS handshake: {e}")))?;
+                handshake(stream).await?
             }
-        });
+        };
         Ok(Conn {
             sender,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
@@ -401,6 +420,23 @@ impl Pool {
 /// every common keep-alive timeout (gunicorn's 2 s, Node's and uvicorn's 5 s), above the gaps
 /// between requests of a busy connection.
 const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
+
+/// An HTTP/1.1 connection over `io`, driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<SendRequest<RequestBody>, Failure>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(Failure::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
 
 /// Methods a client expects may be repeated (RFC 9110 §9.2.2).
 pub(crate) fn idempotent(method: &http::Method) -> bool {

@@ -445,7 +445,7 @@ fn check_mentions_every_annotation_it_does_not_honour() {
     let documented = [
         ("affinity-mode", "persistent"),
         ("session-cookie-name", "route"),
-        ("backend-protocol", "HTTPS"),
+        ("backend-protocol", "GRPC"),
         ("proxy-read-timeout", "120"),
         ("proxy-buffering", "on"),
         ("custom-http-errors", "404,503"),

@@ -206,14 +206,21 @@ pub struct BackendId {
     pub namespace: String,
     /// The Service and its port.
     pub service: ServiceRef,
+    /// For an HTTPS backend, what its TLS settings come from (`https`, or the transport's
+    /// name): the same Service port over plain HTTP and HTTPS are two backends.
+    pub scheme: Option<String>,
 }
 
 impl fmt::Display for BackendId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}:", self.namespace, self.service.name)?;
         match &self.service.port {
-            PortRef::Number(n) => write!(f, "{n}"),
-            PortRef::Name(n) => write!(f, "{n}"),
+            PortRef::Number(n) => write!(f, "{n}")?,
+            PortRef::Name(n) => write!(f, "{n}")?,
+        }
+        match &self.scheme {
+            Some(scheme) => write!(f, "@{scheme}"),
+            None => Ok(()),
         }
     }
 }
@@ -225,6 +232,18 @@ pub struct BackendSpec {
     pub endpoints: Vec<EndpointSpec>,
     /// Why there are no endpoints, when there are none.
     pub unavailable: Option<String>,
+    /// TLS to the endpoints (HTTPS backends).
+    pub tls: Option<Arc<BackendTls>>,
+}
+
+/// How fjord speaks TLS to a backend's endpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendTls {
+    /// The name the endpoints' certificate is checked against (and sent as SNI); the
+    /// endpoint's address when unset.
+    pub server_name: Option<String>,
+    /// Trust, client certificate, verification.
+    pub client: middleware::ClientTls,
 }
 
 impl BackendSpec {
@@ -233,6 +252,7 @@ impl BackendSpec {
         Self {
             endpoints: Vec::new(),
             unavailable: Some(why),
+            tls: None,
         }
     }
 }

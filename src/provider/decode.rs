@@ -54,6 +54,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("fjord.dev/v1alpha1", "IngressRoute") => ("IngressRoute", true),
         ("fjord.dev/v1alpha1", "Middleware") => ("Middleware", true),
         ("fjord.dev/v1alpha1", "TraefikService") => ("TraefikService", true),
+        ("fjord.dev/v1alpha1", "ServersTransport") => ("ServersTransport", true),
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             out.push(invalid(format!(
                 "{kind} apiVersion {api_version:?} is not served; use {}",
@@ -130,6 +131,7 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "IngressRoute" => typed(&doc).map(Object::IngressRoute),
         "Middleware" => typed(&doc).map(Object::Middleware),
         "TraefikService" => typed(&doc).map(Object::TraefikService),
+        "ServersTransport" => typed(&doc).map(Object::ServersTransport),
         _ => {
             unwrap_base64(&mut doc);
             typed(&doc).map(Object::Secret)

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Loaded, Object, ObjectKey, Store};
-use crate::crd::{IngressRoute, Middleware, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TraefikService};
 use crate::metrics::{self, METRICS};
 
 /// What to watch, from the command line.
@@ -68,6 +68,7 @@ enum Kind {
     IngressRoute,
     Middleware,
     TraefikService,
+    ServersTransport,
     /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
     /// while referenced.
     NamedSecret,
@@ -85,6 +86,7 @@ impl Kind {
             Kind::IngressRoute => "ingressroutes",
             Kind::Middleware => "middlewares",
             Kind::TraefikService => "traefikservices",
+            Kind::ServersTransport => "serverstransports",
             Kind::NamedSecret => "secrets-by-name",
         }
     }
@@ -204,6 +206,13 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
             ns,
             all(),
         ));
+        tasks.push(spawn::<ServersTransport>(
+            &c,
+            &shared,
+            Kind::ServersTransport,
+            ns,
+            all(),
+        ));
         // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
         let tls = all().fields("type=kubernetes.io/tls");
         tasks.push(spawn::<Secret>(&c, &shared, Kind::TlsSecret, ns, tls));
@@ -314,6 +323,8 @@ async fn batch(
 
 /// The ingress-nginx annotation naming an Ingress's basic-auth Secret (`NAME` or `NS/NAME`).
 const NGINX_AUTH_SECRET: &str = "nginx.ingress.kubernetes.io/auth-secret";
+/// The ingress-nginx annotation naming the Secret with a backend's CA and client certificate.
+const NGINX_PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
 
 /// `(namespace, name)` of each non-TLS Secret a Middleware (basicAuth, a rate limit's Redis, a
 /// forwardAuth's CA), or an Ingress's
@@ -337,21 +348,33 @@ fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
         .flatten()
         .map(move |name| (ns.clone(), name))
     });
-    let of_ingresses = store.ingresses().filter_map(|i| {
+    let of_ingresses = store.ingresses().flat_map(|i| {
         let ns = i.metadata.namespace.clone().unwrap_or_default();
-        let named = i
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(NGINX_AUTH_SECRET)?
-            .trim();
-        Some(match named.split_once('/') {
-            Some((ns, name)) => (ns.to_owned(), name.to_owned()),
-            None => (ns, named.to_owned()),
-        })
+        let annotations = i.metadata.annotations.as_ref();
+        [NGINX_AUTH_SECRET, NGINX_PROXY_SSL_SECRET]
+            .into_iter()
+            .filter_map(move |key| {
+                let named = annotations?.get(key)?.trim();
+                Some(match named.split_once('/') {
+                    Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+                    None => (ns.clone(), named.to_owned()),
+                })
+            })
+    });
+    let of_transports = store.servers_transports().flat_map(|t| {
+        let ns = t.metadata.namespace.clone().unwrap_or_default();
+        t.spec
+            .root_cas
+            .iter()
+            .filter_map(|ca| ca.secret.clone())
+            .chain(t.spec.root_cas_secrets.iter().cloned())
+            .chain(t.spec.certificates_secrets.iter().cloned())
+            .map(move |name| (ns.clone(), name))
+            .collect::<Vec<_>>()
     });
     of_middlewares
         .chain(of_ingresses)
+        .chain(of_transports)
         .filter(|(ns, name)| {
             store
                 .secret(ns, name)

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::{IngressRoute, Middleware, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TraefikService};
 
 /// What one read of a provider produced: the objects, and what was wrong with the input they
 /// came from (a file that does not parse; the API server's objects come already parsed).
@@ -54,6 +54,8 @@ pub enum Object {
     Middleware(Middleware),
     /// fjord's TraefikService.
     TraefikService(TraefikService),
+    /// fjord's ServersTransport.
+    ServersTransport(ServersTransport),
 }
 
 impl Object {
@@ -68,6 +70,7 @@ impl Object {
             Object::IngressRoute(_) => "IngressRoute",
             Object::Middleware(_) => "Middleware",
             Object::TraefikService(_) => "TraefikService",
+            Object::ServersTransport(_) => "ServersTransport",
         }
     }
 
@@ -81,6 +84,7 @@ impl Object {
             Object::IngressRoute(o) => &o.metadata,
             Object::Middleware(o) => &o.metadata,
             Object::TraefikService(o) => &o.metadata,
+            Object::ServersTransport(o) => &o.metadata,
         }
     }
 
@@ -94,6 +98,7 @@ impl Object {
             Object::IngressRoute(o) => &mut o.metadata,
             Object::Middleware(o) => &mut o.metadata,
             Object::TraefikService(o) => &mut o.metadata,
+            Object::ServersTransport(o) => &mut o.metadata,
         }
     }
 
@@ -125,7 +130,8 @@ object_from!(
     Secret,
     IngressRoute,
     Middleware,
-    TraefikService
+    TraefikService,
+    ServersTransport
 );
 
 /// Identity of an object: kind, namespace (absent for cluster-scoped kinds) and name.
@@ -288,6 +294,22 @@ impl Store {
             Object::Middleware(m) => Some(m),
             _ => None,
         })
+    }
+
+    /// The ServersTransports.
+    pub fn servers_transports(&self) -> impl Iterator<Item = &ServersTransport> {
+        self.of_kind("ServersTransport").filter_map(|o| match o {
+            Object::ServersTransport(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The ServersTransport `namespace/name`.
+    pub fn servers_transport(&self, namespace: &str, name: &str) -> Option<&ServersTransport> {
+        match self.lookup("ServersTransport", namespace, name) {
+            Some(Object::ServersTransport(t)) => Some(t),
+            _ => None,
+        }
     }
 
     /// The TraefikService `namespace/name`.

@@ -135,18 +135,13 @@ pub(super) async fn exchange(
     let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
     // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
     // future and so inside the request's, which are copied whole each time they move.
-    let to = |endpoint, started| Outgoing {
-        endpoint,
-        started,
-        progress: sent.received.as_deref(),
-        body_limit: limit,
-    };
+    let (tls, progress) = (endpoints.tls.as_ref(), sent.received.as_deref());
+    let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit);
     let by_endpoint = target.host_header == HostHeader::Endpoint;
     if by_endpoint {
         endpoint_host(&mut request, endpoint);
     }
-    let mut result =
-        Box::pin(upstream.send(request, to(&endpoint.authority, started), &resent)).await;
+    let mut result = Box::pin(upstream.send(request, to(endpoint, started), &resent)).await;
     report(target, first, &result);
     let mut last = first;
     for attempt in 1..attempts {
@@ -183,7 +178,7 @@ pub(super) async fn exchange(
         }
         tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
         resent();
-        result = Box::pin(upstream.send(again, to(&endpoint.authority, now), &resent)).await;
+        result = Box::pin(upstream.send(again, to(endpoint, now), &resent)).await;
         report(target, next, &result);
         last = next;
     }
@@ -304,6 +299,8 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
         tokio::spawn(async move {
             let to = Outgoing {
                 endpoint: &endpoint,
+                key: &endpoint,
+                tls: None,
                 started,
                 progress: None,
                 body_limit: 0,
@@ -321,6 +318,24 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
                 }
             }
         });
+    }
+}
+
+/// Where an attempt goes: `endpoint`, over its backend's `tls`.
+fn outgoing_to<'a>(
+    endpoint: &'a crate::balance::Endpoint,
+    tls: Option<&'a crate::balance::Tls>,
+    started: Instant,
+    progress: Option<&'a Progress>,
+    body_limit: u64,
+) -> Outgoing<'a> {
+    Outgoing {
+        endpoint: &endpoint.authority,
+        key: &endpoint.pool_key,
+        tls,
+        started,
+        progress,
+        body_limit,
     }
 }
 

@@ -204,7 +204,7 @@ impl Snapshot {
 fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Arc<Backend> {
     match old {
         Some(old)
-            if old.endpoints.is_for(&spec.endpoints)
+            if old.endpoints.is_for(&spec.endpoints, spec.tls.as_ref())
                 && old.unavailable.as_deref() == spec.unavailable.as_deref() =>
         {
             Arc::clone(old)
@@ -217,7 +217,11 @@ fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Ar
                     |o| Arc::clone(&o.series),
                 ),
                 name,
-                endpoints: EndpointSet::new(&spec.endpoints, old.map(|o| &o.endpoints)),
+                endpoints: EndpointSet::new(
+                    &spec.endpoints,
+                    spec.tls.as_ref(),
+                    old.map(|o| &o.endpoints),
+                ),
                 unavailable: spec.unavailable.as_deref().map(Into::into),
             })
         }
@@ -276,6 +280,7 @@ mod tests {
                 name: "web".into(),
                 port: PortRef::Number(80),
             },
+            scheme: None,
         };
         let spec = BackendSpec {
             endpoints: ports
@@ -286,6 +291,7 @@ mod tests {
                 })
                 .collect(),
             unavailable: None,
+            tls: None,
         };
         Config {
             routes: vec![Route {

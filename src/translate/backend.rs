@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::Translation;
 use crate::diagnostics::{Diagnostic, Severity};
-use crate::model::{BackendId, BackendSpec, EndpointAddr, EndpointSpec, PortRef, ServiceRef};
+use crate::model::{
+    BackendId, BackendSpec, BackendTls, EndpointAddr, EndpointSpec, PortRef, ServiceRef,
+};
 use crate::provider::Store;
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -65,6 +68,7 @@ impl<'a> Resolver<'a> {
                 BackendSpec {
                     endpoints,
                     unavailable: None,
+                    tls: None,
                 },
                 None,
             ),
@@ -155,10 +159,12 @@ impl<'a> Resolver<'a> {
 
 /// The backend for weighted `services` (namespace, service, weight). One service is that
 /// Service's port; several are one endpoint set in which each service's endpoints together get
-/// the service's share of the weight.
+/// the service's share of the weight. With `tls` (its label and settings) the endpoints are
+/// spoken to over TLS, as a backend of their own.
 pub(super) fn backend_for(
     resolver: &Resolver<'_>,
     services: &[(String, ServiceRef, u32)],
+    tls: Option<&(String, Arc<BackendTls>)>,
     // Only a diagnostic names the field: formatted when there is one, not for every route.
     field: &dyn Fn() -> String,
     subject: &str,
@@ -166,7 +172,8 @@ pub(super) fn backend_for(
 ) -> BackendId {
     let mut resolved = Vec::new();
     for (ns, service, weight) in services {
-        let (spec, problem) = resolver.resolve(ns, service);
+        let (mut spec, problem) = resolver.resolve(ns, service);
+        spec.tls = tls.map(|(_, t)| Arc::clone(t));
         if let Some(p) = problem {
             out.diagnostics.push(Diagnostic {
                 severity: p.severity,
@@ -177,6 +184,7 @@ pub(super) fn backend_for(
         let id = BackendId {
             namespace: ns.clone(),
             service: service.clone(),
+            scheme: tls.map(|(label, _)| label.clone()),
         };
         resolved.push((id, spec, *weight));
     }
@@ -221,6 +229,7 @@ pub(super) fn backend_for(
             name: names.join("+"),
             port: PortRef::Name("weighted".into()),
         },
+        scheme: tls.map(|(label, _)| label.clone()),
     };
     let unavailable = endpoints
         .is_empty()
@@ -230,6 +239,7 @@ pub(super) fn backend_for(
         BackendSpec {
             endpoints,
             unavailable,
+            tls: tls.map(|(_, t)| Arc::clone(t)),
         },
     );
     id

@@ -366,6 +366,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             let backend = backend_for(
                 &cx.resolver,
                 services,
+                nginx.backend_tls.as_ref(),
                 &|| format!("{}.service", field()),
                 &subject,
                 &mut cx.out,

@@ -12,8 +12,10 @@ use super::traefik_service;
 use super::{Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
-use crate::model::{self, HostHeader, PortRef, ServiceRef, StickyCookie, Target};
+use crate::model::middleware::ClientTls;
+use crate::model::{self, BackendTls, HostHeader, PortRef, ServiceRef, StickyCookie, Target};
 use crate::provider::ObjectKey;
+use crate::provider::Store;
 use crate::rule::{self, Rule};
 
 /// A validated IngressRoute.
@@ -39,6 +41,9 @@ pub(super) struct RuleRoute {
     pub sticky: Option<Arc<StickyCookie>>,
     /// `passHostHeader: false` on its services: the endpoint's address.
     pub host_header: HostHeader,
+    /// `scheme: https` on its services: TLS to the endpoints, checked as the named
+    /// ServersTransport says (the system's roots and the endpoint's address when none).
+    pub https: Option<Option<String>>,
 }
 
 pub(super) fn routes(
@@ -76,6 +81,32 @@ pub(super) fn routes(
             .iter()
             .map(|s| s.pass_host_header.unwrap_or(true))
             .collect();
+        let schemes: Vec<(Option<&str>, Option<&str>)> = r
+            .services
+            .iter()
+            .map(|s| (s.scheme.as_deref(), s.servers_transport.as_deref()))
+            .collect();
+        if schemes.iter().any(|s| *s != schemes[0]) {
+            errors.push(format!(
+                "{field}.services disagree on scheme or serversTransport; the route has one set of endpoints, so give one"
+            ));
+        }
+        let https = match schemes.first().copied().unwrap_or_default() {
+            (None | Some("http"), None) => None,
+            (None | Some("http"), Some(t)) => {
+                errors.push(format!(
+                    "{field}.services[0].serversTransport {t:?} is for scheme: https; set it"
+                ));
+                None
+            }
+            (Some("https"), transport) => Some(transport.map(str::to_owned)),
+            (Some(other), _) => {
+                errors.push(format!(
+                    "{field}.services[0].scheme {other:?} is not http or https (h2c is not spoken to backends yet)"
+                ));
+                None
+            }
+        };
         if pass_host.iter().any(|p| *p != pass_host[0]) {
             errors.push(format!(
                 "{field}.services disagree on passHostHeader; the route has one set of endpoints, so give one value"
@@ -139,6 +170,7 @@ pub(super) fn routes(
                 services,
                 traefik_services,
                 sticky: sticky.map(Arc::new),
+                https,
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -179,6 +211,83 @@ pub(super) fn routes(
     } else {
         Err(errors)
     }
+}
+
+/// TLS to a route's endpoints: the ServersTransport `name` in `ns` (its label `https:NAME`),
+/// or the system's roots and the endpoint's address (`https`).
+fn servers_transport(
+    store: &Store,
+    ns: &str,
+    name: Option<&str>,
+) -> Result<(String, Arc<BackendTls>), String> {
+    let Some(name) = name else {
+        let tls = BackendTls {
+            server_name: None,
+            client: ClientTls {
+                ca: None,
+                client: None,
+                insecure_skip_verify: false,
+            },
+        };
+        return Ok(("https".into(), Arc::new(tls)));
+    };
+    let t = store
+        .servers_transport(ns, name)
+        .ok_or_else(|| format!("ServersTransport {ns}/{name} not found"))?;
+    let at = format!("ServersTransport {ns}/{name}: spec");
+    let ignored = [
+        (
+            "maxIdleConnsPerHost",
+            t.spec.max_idle_conns_per_host.is_some(),
+        ),
+        ("forwardingTimeouts", t.spec.forwarding_timeouts.is_some()),
+        ("disableHTTP2", t.spec.disable_http2.is_some()),
+        ("peerCertURI", t.spec.peer_cert_uri.is_some()),
+        ("spiffe", t.spec.spiffe.is_some()),
+    ];
+    if let Some((field, _)) = ignored.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "{at}.{field} is not honoured per transport (fjord's connection settings are serversTransport in the static configuration); remove it"
+        ));
+    }
+    let mut cas: Vec<&str> = t.spec.root_cas_secrets.iter().map(String::as_str).collect();
+    for (i, ca) in t.spec.root_cas.iter().enumerate() {
+        match (&ca.secret, &ca.config_map) {
+            (Some(secret), None) => cas.push(secret),
+            _ => {
+                return Err(format!(
+                    "{at}.rootCAs[{i}]: give a secret (a configMap is not read; put the CA in a Secret)"
+                ));
+            }
+        }
+    }
+    if cas.len() > 1 {
+        return Err(format!(
+            "{at}.rootCAs: give one Secret (with every CA in it)"
+        ));
+    }
+    if t.spec.certificates_secrets.len() > 1 {
+        return Err(format!("{at}.certificatesSecrets: give one Secret"));
+    }
+    let crd_tls = crd::ClientTls {
+        ca_secret: cas.first().map(|s| (*s).to_owned()),
+        cert_secret: t.spec.certificates_secrets.first().cloned(),
+        insecure_skip_verify: t.spec.insecure_skip_verify,
+        ca_optional: None,
+    };
+    let client = super::middleware::client_tls(&crd_tls, ns, store, &at)?;
+    if let Some(server_name) = &t.spec.server_name
+        && rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err()
+    {
+        return Err(format!(
+            "{at}.serverName {server_name:?} is not a host name"
+        ));
+    }
+    let tls = BackendTls {
+        server_name: t.spec.server_name.clone(),
+        client,
+    };
+    Ok((format!("https:{name}"), Arc::new(tls)))
 }
 
 /// A Service and its port, as a route or a TraefikService names them under `field`.
@@ -364,9 +473,24 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             } else {
                 &expanded.services
             };
+            let tls = match &r.https {
+                None => None,
+                Some(transport) => match servers_transport(cx.store, ns, transport.as_deref()) {
+                    Ok(tls) => Some(tls),
+                    Err(why) => {
+                        cx.out.diagnostics.push(Diagnostic::error(
+                            &subject,
+                            format!("{}.services: {why}; the route answers 503", r.field),
+                        ));
+                        broken = broken.or(Some(why));
+                        None
+                    }
+                },
+            };
             let backend = backend_for(
                 &cx.resolver,
                 services,
+                tls.as_ref(),
                 &|| format!("{}.services", r.field),
                 &subject,
                 &mut cx.out,
@@ -378,6 +502,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     let id = backend_for(
                         &cx.resolver,
                         &[(ns.clone(), service.clone(), 1)],
+                        None,
                         &|| format!("{}.services (a mirror)", r.field),
                         &subject,
                         &mut cx.out,

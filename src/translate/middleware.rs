@@ -636,7 +636,12 @@ fn endpoint(text: &str) -> Result<String, String> {
 
 /// TLS to a server fjord calls: the CA and client certificate from Secrets, checked to be PEM
 /// now so a bad one is reported on the Middleware (at `at`), not at the first request.
-fn client_tls(t: &crd::ClientTls, ns: &str, store: &Store, at: &str) -> Result<ClientTls, String> {
+pub(super) fn client_tls(
+    t: &crd::ClientTls,
+    ns: &str,
+    store: &Store,
+    at: &str,
+) -> Result<ClientTls, String> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let ca = match &t.ca_secret {

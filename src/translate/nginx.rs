@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::middleware::{compile_spec, forward_auth, secret_value};
+use super::middleware::{client_tls, compile_spec, forward_auth, secret_value};
 use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
-use crate::model::middleware::{IpStrategy, Kind, Middleware, NginxAuth};
-use crate::model::{HostHeader, HostMatch, PathMatch, StickyCookie};
+use crate::model::middleware::{ClientTls, IpStrategy, Kind, Middleware, NginxAuth};
+use crate::model::{BackendTls, HostHeader, HostMatch, PathMatch, StickyCookie};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
 
@@ -33,6 +33,8 @@ pub(super) struct Nginx {
     pub sticky: Option<Arc<StickyCookie>>,
     /// `upstream-vhost`: the `Host` the backend gets.
     pub host_header: HostHeader,
+    /// `backend-protocol: HTTPS` (with `proxy-ssl-*`): TLS to the endpoints, with its label.
+    pub backend_tls: Option<(String, Arc<BackendTls>)>,
     /// Its paths are case-insensitive regular expressions anchored at the start, as nginx's
     /// `location ~*` (`use-regex`, or `rewrite-target`, which implies it).
     pub regex_paths: bool,
@@ -97,6 +99,7 @@ pub(super) fn read(
     reading.canary();
     reading.affinity();
     reading.upstream_vhost();
+    reading.backend_protocol();
     reading.access();
     reading.limits();
     reading.redirects();
@@ -209,6 +212,106 @@ impl<'a> Reading<'a> {
             total,
             header,
         });
+    }
+
+    /// `backend-protocol: HTTPS` with `proxy-ssl-secret` (CA and client certificate),
+    /// `proxy-ssl-verify` (off by default, as in nginx) and `proxy-ssl-name`.
+    fn backend_protocol(&mut self) {
+        let https = self
+            .ours
+            .get("backend-protocol")
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("HTTPS"));
+        if !https {
+            return;
+        }
+        self.get("backend-protocol");
+        let verify = match self.get("proxy-ssl-verify") {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => {
+                let other = other.to_owned();
+                return self.errors.push(format!(
+                    "annotation {PREFIX}proxy-ssl-verify {other:?} is not on or off"
+                ));
+            }
+        };
+        let name = self.get("proxy-ssl-name").map(str::to_owned);
+        if let Some(n) = &name
+            && rustls::pki_types::ServerName::try_from(n.as_str()).is_err()
+        {
+            return self.errors.push(format!(
+                "annotation {PREFIX}proxy-ssl-name {n:?} is not a host name"
+            ));
+        }
+        let _ = self.get("proxy-ssl-server-name");
+        for ignored in [
+            "proxy-ssl-ciphers",
+            "proxy-ssl-protocols",
+            "proxy-ssl-verify-depth",
+        ] {
+            if self.get(ignored).is_some() {
+                self.out.warnings.push(format!(
+                    "annotation {PREFIX}{ignored} is not honoured: fjord's TLS to backends is rustls's safe defaults (TLS 1.2 and 1.3)"
+                ));
+            }
+        }
+        let owner = self.owner;
+        let secret = self.get("proxy-ssl-secret").map(str::to_owned);
+        let mut client = ClientTls {
+            ca: None,
+            client: None,
+            insecure_skip_verify: !verify,
+        };
+        if let Some(secret) = &secret {
+            let (ns, secret_name) = secret.split_once('/').unwrap_or((owner.namespace, secret));
+            if ns != owner.namespace && !owner.allow_cross_namespace {
+                return self.errors.push(format!(
+                    "annotation {PREFIX}proxy-ssl-secret {secret:?} is in another namespace, and cross-namespace references are off (providers.kubernetesCRD.allowCrossNamespace)"
+                ));
+            }
+            let has = |key: &str| secret_value(owner.store, ns, secret_name, key).is_ok();
+            let crd_tls = crd::ClientTls {
+                ca_secret: has("ca.crt").then(|| secret_name.to_owned()),
+                cert_secret: (has("tls.crt") && has("tls.key")).then(|| secret_name.to_owned()),
+                insecure_skip_verify: Some(!verify),
+                ca_optional: None,
+            };
+            match client_tls(
+                &crd_tls,
+                ns,
+                owner.store,
+                &format!("{PREFIX}proxy-ssl-secret"),
+            ) {
+                Ok(c) => client = c,
+                Err(why) => return self.errors.push(format!("annotation {why}")),
+            }
+            if owner.store.secret(ns, secret_name).is_none() {
+                return self.errors.push(format!(
+                    "annotation {PREFIX}proxy-ssl-secret: Secret {ns}/{secret_name} not found"
+                ));
+            }
+        }
+        if verify && client.ca.is_none() {
+            self.out.warnings.push(format!(
+                "annotation {PREFIX}proxy-ssl-verify \"on\" without a ca.crt in {PREFIX}proxy-ssl-secret checks the backend against the system's roots"
+            ));
+        }
+        let label = format!(
+            "https:{}{}{}",
+            if verify { "verify" } else { "unverified" },
+            secret
+                .as_deref()
+                .map(|s| format!(":{s}"))
+                .unwrap_or_default(),
+            name.as_deref().map(|n| format!(":{n}")).unwrap_or_default(),
+        );
+        self.out.backend_tls = Some((
+            label,
+            Arc::new(BackendTls {
+                server_name: name,
+                client,
+            }),
+        ));
     }
 
     /// `upstream-vhost`: the backend gets this `Host` (fixed text: nginx variables are not

@@ -402,6 +402,7 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
         "IngressRoute" => ("ingressroutes", true),
         "Middleware" => ("middlewares", true),
         "TraefikService" => ("traefikservices", true),
+        "ServersTransport" => ("serverstransports", true),
         "Lease" => ("leases", true),
         "Event" => ("events", true),
         other => panic!("the test API server does not know kind {other}"),

@@ -63,11 +63,46 @@ impl Echo {
         Echo::start_with(name, addr, Options::default()).await
     }
 
+    /// Starts backend `name` on a free loopback port, speaking HTTPS with `cert` and `key`
+    /// (PEM).
+    pub(crate) async fn start_tls(name: &str, cert: &str, key: &str) -> std::io::Result<Echo> {
+        use rustls::pki_types::pem::PemObject as _;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Echo::serve(
+            name,
+            "127.0.0.1:0".parse().unwrap(),
+            Options::default(),
+            Some(acceptor),
+        )
+        .await
+    }
+
     /// Starts backend `name` on `addr`, treating connections as `options` say.
     pub(crate) async fn start_with(
         name: &str,
         addr: SocketAddr,
         options: Options,
+    ) -> std::io::Result<Echo> {
+        Echo::serve(name, addr, options, None).await
+    }
+
+    async fn serve(
+        name: &str,
+        addr: SocketAddr,
+        options: Options,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<Echo> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -86,6 +121,7 @@ impl Echo {
                 still_open.fetch_add(1, Ordering::SeqCst);
                 let open = Arc::clone(&still_open);
                 let reset = Arc::clone(&reset);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let first = req
@@ -107,10 +143,22 @@ impl Echo {
                             .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(idle);
                     }
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                        }
+                    }
                     open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
