@@ -254,6 +254,7 @@ pub struct MiddlewareSpec {
     pub compress: Option<Compress>,
     pub buffering: Option<Buffering>,
     pub retry: Option<Retry>,
+    pub errors: Option<Errors>,
     pub chain: Option<Chain>,
 }
 
@@ -536,6 +537,33 @@ pub struct Buffering {
 pub struct Retry {
     pub attempts: u32,
     pub initial_interval: Option<IntOrString>,
+}
+
+/// Error pages: a response whose status is listed is answered with a page from a service.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Errors {
+    /// Statuses and ranges: `500-599`, `404`.
+    #[serde(default)]
+    pub status: Vec<String>,
+    pub service: Option<ErrorsService>,
+    /// The page's path and query at the service; `{status}` and `{originalStatus}` are
+    /// replaced. Default `/`.
+    pub query: Option<String>,
+    /// Status → the status the client gets instead (`"418": 404`, or a range `"500-599"`).
+    #[serde(default)]
+    pub status_rewrites: BTreeMap<String, u16>,
+}
+
+/// The service error pages come from.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorsService {
+    pub name: String,
+    pub port: Option<IntOrString>,
+    pub namespace: Option<String>,
+    /// `Service` (the default); a TraefikService is refused.
+    pub kind: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -533,8 +533,9 @@ impl Middleware {
                     .into());
                 }
             }
-            // Settings of the exchange, gathered by the chain into its `Pass`.
-            Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) => {}
+            // Settings of the exchange, gathered by the chain into its `Pass` (or by the
+            // snapshot into its target, for error pages).
+            Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) | Kind::Errors(_) => {}
         }
         Ok(Step::Done)
     }

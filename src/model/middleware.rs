@@ -100,6 +100,9 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     Buffering(u64),
     /// `retry`: how a failed request is sent again.
     Retry(Retry),
+    /// `errors`: a response with one of these statuses is answered with a page from a
+    /// service.
+    Errors(Box<ErrorPages>),
     /// `compress`: gzip or brotli responses.
     Compress(CompressSpec),
 }
@@ -171,6 +174,7 @@ impl Kind {
             },
             Kind::Buffering(limit) => Kind::Buffering(*limit),
             Kind::Retry(r) => Kind::Retry(*r),
+            Kind::Errors(e) => Kind::Errors(e.clone()),
             Kind::Compress(c) => Kind::Compress(c.clone()),
         }
     }
@@ -259,6 +263,52 @@ pub struct Redacted(pub String);
 impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// An `errors` middleware's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorPages {
+    /// The statuses answered with a page, as inclusive ranges.
+    pub statuses: Vec<(u16, u16)>,
+    /// Where the pages are.
+    pub backend: crate::model::BackendId,
+    /// The page's path and query, `{status}` and `{originalStatus}` replaced; ingress-nginx's
+    /// manner asks for the original path instead.
+    pub query: String,
+    /// (from, to, status) ranges: a status in one is answered as `status`.
+    pub rewrites: Vec<(u16, u16, u16)>,
+    /// ingress-nginx's `custom-http-errors`: the original path, and `X-Code`, `X-Format`,
+    /// `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`,
+    /// `X-Service-Port` for the page's backend.
+    pub nginx: Option<NginxErrors>,
+}
+
+/// What ingress-nginx tells its default backend about the error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NginxErrors {
+    /// The Ingress's namespace.
+    pub namespace: String,
+    /// The Ingress's name.
+    pub ingress: String,
+    /// The Service the request was for, and its port.
+    pub service: String,
+    /// Its port, as written.
+    pub port: String,
+}
+
+impl ErrorPages {
+    /// Whether `status` gets a page, and the status the client gets with it.
+    pub fn answers(&self, status: u16) -> Option<u16> {
+        self.statuses
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&status))
+            .then(|| {
+                self.rewrites
+                    .iter()
+                    .find(|(from, to, _)| (*from..=*to).contains(&status))
+                    .map_or(status, |r| r.2)
+            })
     }
 }
 

@@ -321,6 +321,90 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
     }
 }
 
+/// The page of the first `errors` middleware of `target` that answers `response`'s status,
+/// asked for with the head of the client's request (`asked`), its path the middleware's
+/// query (the original path for ingress-nginx's `custom-http-errors`); the client gets it
+/// with the original (or rewritten) status. When the page cannot be had, the original answer
+/// stands.
+pub(super) async fn error_page(
+    upstream: &Upstream,
+    target: &Target,
+    mut asked: Request<RequestBody>,
+    response: Response<upstream::Body>,
+    started: Instant,
+) -> Response<upstream::Body> {
+    let status = response.status().as_u16();
+    let Some((pages, backend, answer)) =
+        target.errors.iter().find_map(|(m, backend)| match &m.kind {
+            crate::middleware::Kind::Errors(pages) => {
+                Some((pages, backend, pages.answers(status)?))
+            }
+            _ => None,
+        })
+    else {
+        return response;
+    };
+    let original = asked
+        .uri()
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str)
+        .to_owned();
+    let path = match &pages.nginx {
+        Some(_) => original.clone(),
+        None => pages
+            .query
+            .replace("{status}", &answer.to_string())
+            .replace("{originalStatus}", &status.to_string()),
+    };
+    let Ok(uri) = path.parse::<Uri>() else {
+        return response;
+    };
+    *asked.uri_mut() = uri;
+    *asked.method_mut() = Method::GET;
+    asked.headers_mut().remove(header::CONTENT_LENGTH);
+    asked.headers_mut().remove(header::TRANSFER_ENCODING);
+    if let Some(nginx) = &pages.nginx {
+        let format = asked
+            .headers()
+            .get(header::ACCEPT)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("text/html"));
+        let headers = asked.headers_mut();
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(header::HeaderName::from_static(name), v);
+            }
+        };
+        set("x-code", &status.to_string());
+        set("x-original-uri", &original);
+        set("x-namespace", &nginx.namespace);
+        set("x-ingress-name", &nginx.ingress);
+        set("x-service-name", &nginx.service);
+        set("x-service-port", &nginx.port);
+        headers.insert(header::HeaderName::from_static("x-format"), format);
+    }
+    let endpoints = &backend.endpoints;
+    let Some(endpoint) = endpoints
+        .pick(clock::at(started), None)
+        .and_then(|i| endpoints.get(i))
+    else {
+        return response;
+    };
+    let to = outgoing_to(endpoint, endpoints.tls.as_ref(), Instant::now(), None, 0);
+    match Box::pin(upstream.send(asked, to, &|| {})).await {
+        Ok(mut page) => {
+            drop(response);
+            *page.status_mut() = StatusCode::from_u16(answer).unwrap_or(StatusCode::BAD_GATEWAY);
+            forwarded::response(page.headers_mut(), false);
+            page
+        }
+        Err(failed) => {
+            tracing::debug!(backend = &*backend.name, error = %failed.error, "error page not had; the original answer stands");
+            response
+        }
+    }
+}
+
 /// Where an attempt goes: `endpoint`, over its backend's `tls`.
 fn outgoing_to<'a>(
     endpoint: &'a crate::balance::Endpoint,

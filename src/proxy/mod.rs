@@ -241,7 +241,13 @@ impl Proxy {
             pace: entry.pace,
             started,
         };
-        let response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
+        // An `errors` middleware asks for its page as the request asked for its answer.
+        let asked = (!target.errors.is_empty()).then(|| upstream::head_copy(&req));
+        let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
+        if let Some(asked) = asked {
+            response =
+                exchange::error_page(&self.upstream, &target, asked, response, started).await;
+        }
         let response = response.map(Either::Left);
         // Most routes have no middleware: their response is not moved through the chain.
         Ok(if chain.is_empty() {

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
 use crate::metrics::{METRICS, Series};
-use crate::middleware::{Chain, Middleware};
+use crate::middleware::{self, Chain, Middleware};
 use crate::model::{self, BackendId, BackendSpec, Config, HostHeader, StickyCookie};
 use crate::router::{Router, normalize_host};
 use crate::rule::RequestView;
@@ -52,6 +52,8 @@ pub struct Target {
     pub mirrors: Box<[(Arc<Backend>, u32)]>,
     /// Whether requests with a body are mirrored, head only.
     pub mirror_body: bool,
+    /// The chain's `errors` middlewares, in order, each with its pages' backend.
+    pub errors: Box<[(Arc<Middleware>, Arc<Backend>)]>,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -114,10 +116,19 @@ impl Snapshot {
                     None,
                 )
             });
-            let chain = t
+            let chain: Chain = t
                 .middlewares
                 .iter()
                 .filter_map(|m| middlewares.get(&m.name).cloned())
+                .collect();
+            let errors = chain
+                .iter()
+                .filter_map(|m| match &m.kind {
+                    middleware::Kind::Errors(pages) => {
+                        Some((Arc::clone(m), backends.get(&pages.backend).cloned()?))
+                    }
+                    _ => None,
+                })
                 .collect();
             Arc::new(Target {
                 source: t.source.as_str().into(),
@@ -135,6 +146,7 @@ impl Snapshot {
                     .filter_map(|(id, percent)| Some((backends.get(id).cloned()?, *percent)))
                     .collect(),
                 mirror_body: t.mirror_body,
+                errors,
             })
         };
         let routes = config

@@ -10,6 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::Translation;
 use crate::diagnostics::{Diagnostic, Severity};
+use crate::model::middleware::{Kind, Middleware};
 use crate::model::{
     BackendId, BackendSpec, BackendTls, EndpointAddr, EndpointSpec, PortRef, ServiceRef,
 };
@@ -268,6 +269,29 @@ impl Problem {
         Self {
             severity: Severity::Error,
             message,
+        }
+    }
+}
+
+/// Lists the backends the `errors` middlewares of `chain` take their pages from, so the
+/// snapshot has them; a missing one is named like a route's.
+pub(super) fn error_backends(
+    resolver: &Resolver<'_>,
+    chain: &[Arc<Middleware>],
+    subject: &str,
+    out: &mut Translation,
+) {
+    for m in chain {
+        if let Kind::Errors(pages) = &m.kind {
+            let id = &pages.backend;
+            backend_for(
+                resolver,
+                &[(id.namespace.clone(), id.service.clone(), 1)],
+                None,
+                &|| format!("Middleware {}: spec.errors.service", m.name),
+                subject,
+                out,
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::backend::backend_for;
+use super::backend::{backend_for, error_backends};
 use super::class::Classes;
 use super::tls::{ingress_resolver, tls_of};
 use super::{Cx, keep, middleware, nginx, oldest_first};
@@ -282,11 +282,14 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
     let checked = |ing: &Ingress| match classes.accepts(ing) {
         Ok(true) => {
             let annotations = ing.metadata.annotations.as_ref().unwrap_or(&no_annotations);
+            let first = first_backend(ing);
             let owner = nginx::Owner {
                 namespace: ing.metadata.namespace.as_deref().unwrap_or("default"),
                 name: ing.metadata.name.as_deref().unwrap_or_default(),
                 store,
                 allow_cross_namespace: allow,
+                service: first.as_ref().map(|(s, _)| s.clone()),
+                port: first.map(|(_, p)| p),
             };
             match (rules(ing), nginx::read(&owner, annotations)) {
                 (Ok(rules), Ok(nginx)) => {
@@ -360,6 +363,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 (Vec::new(), Some(why))
             }
         };
+        error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
         let use_backends = |field: &dyn Fn() -> String,
                             services: &[(String, ServiceRef, u32)],
                             cx: &mut Cx<'_>| {
@@ -572,6 +576,27 @@ fn describe((host, path): &(HostMatch, PathMatch)) -> String {
         PathMatch::Prefix(p) if p.is_empty() => format!("{host}, Prefix \"/\""),
         PathMatch::Prefix(p) => format!("{host}, Prefix {p:?}"),
     }
+}
+
+/// The Service and port of an Ingress's first path (or its default backend), as written.
+fn first_backend(ing: &Ingress) -> Option<(String, String)> {
+    let spec = ing.spec.as_ref()?;
+    let backend = spec
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.http.as_ref())
+        .flat_map(|h| &h.paths)
+        .map(|p| &p.backend)
+        .chain(spec.default_backend.as_ref())
+        .find_map(|b| b.service.as_ref())?;
+    let port = backend.port.as_ref().map(|p| {
+        p.name
+            .clone()
+            .or_else(|| p.number.map(|n| n.to_string()))
+            .unwrap_or_default()
+    });
+    Some((backend.name.clone(), port.unwrap_or_default()))
 }
 
 #[cfg(test)]

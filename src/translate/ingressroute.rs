@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::backend::backend_for;
+use super::backend::{backend_for, error_backends};
 use super::ingress::TlsRule;
 use super::tls::tls_of;
 use super::traefik_service;
@@ -448,6 +448,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     (Vec::new(), Some(why))
                 }
             };
+            error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
             let mut broken = broken;
             let mut expanded = traefik_service::Expanded::default();
             if !r.traefik_services.is_empty() {

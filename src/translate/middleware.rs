@@ -15,9 +15,9 @@ use crate::diagnostics::Diagnostic;
 use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{
-    ClientTls, CompressSpec, Cors, Distribution, ForwardAuthSpec, HeadersSpec, InFlightSpec,
-    IpStrategy, Kind, Middleware, OnError, RateLimitSpec, Redacted, RedisSpec, Retry, Source,
-    media_type,
+    ClientTls, CompressSpec, Cors, Distribution, ErrorPages, ForwardAuthSpec, HeadersSpec,
+    InFlightSpec, IpStrategy, Kind, Middleware, OnError, RateLimitSpec, Redacted, RedisSpec, Retry,
+    Source, media_type,
 };
 use crate::provider::Store;
 
@@ -235,6 +235,7 @@ fn compile(
         ("compress", spec.compress.is_some()),
         ("buffering", spec.buffering.is_some()),
         ("retry", spec.retry.is_some()),
+        ("errors", spec.errors.is_some()),
         ("chain", spec.chain.is_some()),
     ]
     .into_iter()
@@ -364,6 +365,8 @@ fn compile(
                 })
                 .transpose()?,
         }
+    } else if let Some(e) = &spec.errors {
+        Kind::Errors(Box::new(error_pages(e, ns)?))
     } else if let Some(d) = &spec.digest_auth {
         let realm = d.realm.clone().unwrap_or_else(|| "fjord".into());
         let users = digest_users(d, ns, store)?;
@@ -694,6 +697,76 @@ pub(super) fn client_tls(
         ca,
         client,
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+    })
+}
+
+/// An `errors` middleware: its statuses and rewrites as ranges, its service's backend.
+fn error_pages(e: &crd::Errors, ns: &str) -> Result<ErrorPages, String> {
+    let range = |text: &str, field: &str| -> Result<(u16, u16), String> {
+        let (from, to) = text.split_once('-').unwrap_or((text, text));
+        let parse = |t: &str| {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|s| (100..=599).contains(s))
+        };
+        match (parse(from), parse(to)) {
+            (Some(a), Some(b)) if a <= b => Ok((a, b)),
+            _ => Err(format!(
+                "{field} {text:?} is not a status or a range of statuses (500-599)"
+            )),
+        }
+    };
+    if e.status.is_empty() {
+        return Err("spec.errors.status is empty: no response would get a page".into());
+    }
+    let statuses = e
+        .status
+        .iter()
+        .enumerate()
+        .map(|(i, s)| range(s, &format!("spec.errors.status[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rewrites = Vec::new();
+    for (from, to) in &e.status_rewrites {
+        let (a, b) = range(from, "spec.errors.statusRewrites key")?;
+        if !(100..=599).contains(to) {
+            return Err(format!(
+                "spec.errors.statusRewrites {from:?}: {to} is not a status"
+            ));
+        }
+        rewrites.push((a, b, *to));
+    }
+    let Some(service) = &e.service else {
+        return Err("spec.errors.service is required".into());
+    };
+    if service.kind.as_deref().is_some_and(|k| k != "Service") {
+        return Err("spec.errors.service.kind: error pages come from a Service".into());
+    }
+    let service_ns = service.namespace.clone().unwrap_or_else(|| ns.to_owned());
+    if service_ns != ns {
+        return Err("spec.errors.service.namespace: error pages come from a Service in the Middleware's namespace".into());
+    }
+    let service = super::ingressroute::service_ref(
+        &service.name,
+        service.port.as_ref(),
+        "spec.errors.service",
+    )?;
+    let query = e.query.clone().unwrap_or_else(|| "/".into());
+    if !query.starts_with('/') || query.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(format!(
+            "spec.errors.query {query:?} is not a path (and query)"
+        ));
+    }
+    Ok(ErrorPages {
+        statuses,
+        backend: crate::model::BackendId {
+            namespace: service_ns,
+            service,
+            scheme: None,
+        },
+        query,
+        rewrites,
+        nginx: None,
     })
 }
 

@@ -13,8 +13,12 @@ use super::middleware::{client_tls, compile_spec, forward_auth, secret_value};
 use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
-use crate::model::middleware::{ClientTls, IpStrategy, Kind, Middleware, NginxAuth};
-use crate::model::{BackendTls, HostHeader, HostMatch, PathMatch, StickyCookie};
+use crate::model::middleware::{
+    ClientTls, ErrorPages, IpStrategy, Kind, Middleware, NginxAuth, NginxErrors,
+};
+use crate::model::{
+    BackendTls, HostHeader, HostMatch, PathMatch, PortRef, ServiceRef, StickyCookie,
+};
 use crate::provider::Store;
 use crate::rule::{self, Rule};
 
@@ -76,6 +80,10 @@ pub(super) struct Owner<'a> {
     pub store: &'a Store,
     /// Whether `auth-secret` may name another namespace's Secret.
     pub allow_cross_namespace: bool,
+    /// The Service (and port) the Ingress's first path goes to, for `X-Service-Name` and
+    /// `X-Service-Port`.
+    pub service: Option<String>,
+    pub port: Option<String>,
 }
 
 /// Reads the nginx annotations among `annotations`; `Err` with every reason the Ingress cannot
@@ -102,6 +110,7 @@ pub(super) fn read(
     reading.backend_protocol();
     reading.access();
     reading.limits();
+    reading.error_pages();
     reading.redirects();
     reading.headers();
     reading.the_rest();
@@ -660,6 +669,66 @@ impl<'a> Reading<'a> {
         }
     }
 
+    /// `custom-http-errors` with `default-backend`: those statuses answered by the default
+    /// backend, asked for the original path with nginx's `X-Code` and friends.
+    fn error_pages(&mut self) {
+        let Some(codes) = self.get("custom-http-errors") else {
+            return;
+        };
+        let codes = list(codes);
+        let Some(service) = self.get("default-backend").map(str::to_owned) else {
+            return self.out.warnings.push(format!(
+                "annotation {PREFIX}custom-http-errors is not honoured without {PREFIX}default-backend: fjord has no controller-wide default backend"
+            ));
+        };
+        let owner = self.owner;
+        let Some(port) = owner
+            .store
+            .service(owner.namespace, &service)
+            .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port))
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            return self.errors.push(format!(
+                "annotation {PREFIX}default-backend: Service {}/{service} not found, or it has no port",
+                owner.namespace
+            ));
+        };
+        let mut statuses = Vec::new();
+        for code in &codes {
+            match code.parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => statuses.push((c, c)),
+                _ => {
+                    return self.errors.push(format!(
+                        "annotation {PREFIX}custom-http-errors: {code:?} is not a status"
+                    ));
+                }
+            }
+        }
+        let pages = ErrorPages {
+            statuses,
+            backend: crate::model::BackendId {
+                namespace: owner.namespace.to_owned(),
+                service: ServiceRef {
+                    name: service.clone(),
+                    port: PortRef::Number(port),
+                },
+                scheme: None,
+            },
+            query: "/".into(),
+            rewrites: Vec::new(),
+            nginx: Some(NginxErrors {
+                namespace: owner.namespace.to_owned(),
+                ingress: owner.name.to_owned(),
+                service: owner.service.clone().unwrap_or_default(),
+                port: owner.port.clone().unwrap_or_default(),
+            }),
+        };
+        self.out.chain.push(Arc::new(Middleware {
+            name: format!("{}/{}@custom-http-errors", owner.namespace, owner.name).into(),
+            kind: Kind::Errors(Box::new(pages)),
+        }));
+    }
+
     /// `limit-whitelist`: the limits added from `from` on do not count these peers.
     fn limit_whitelist(&mut self, from: usize) {
         let Some(ranges) = self.get("limit-whitelist") else {
@@ -1070,6 +1139,8 @@ mod tests {
             name: "web",
             store: &store,
             allow_cross_namespace: false,
+            service: None,
+            port: None,
         };
         let annotations = pairs
             .iter()
