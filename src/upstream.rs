@@ -369,21 +369,9 @@ impl Pool {
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let sender = match tls {
             None => handshake(Tcp::new(stream)).await?,
-            Some(tls) => {
-                // A handshake that fails (a wrong name, an unknown CA) is a failed connect: the
-                // endpoint backs off and the request may go to another.
-                let refused = |why: String| Failure::Connect(io::Error::other(why));
-                let connector = tls.connector.as_ref().map_err(|e| refused(e.clone()))?;
-                let name = tls
-                    .name_for(endpoint)
-                    .ok_or_else(|| refused(format!("{endpoint} has no name to check")))?;
-                let shake = connector.connect(name, Tcp::new(stream));
-                let stream = tokio::time::timeout_at(deadline, shake)
-                    .await
-                    .map_err(|_| Failure::Timeout)?
-                    .map_err(|e| refused(format!("TLS handshake: {e}")))?;
-                handshake(stream).await?
-            }
+            // Boxed: a TLS handshake's state is large, and every request's future would
+            // otherwise make room for it.
+            Some(tls) => Box::pin(tls_handshake(tls, endpoint, stream, deadline)).await?,
         };
         Ok(Conn {
             sender,
@@ -420,6 +408,27 @@ impl Pool {
 /// every common keep-alive timeout (gunicorn's 2 s, Node's and uvicorn's 5 s), above the gaps
 /// between requests of a busy connection.
 const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
+
+/// An HTTP/1.1 connection over TLS on `stream`. A handshake that fails (a wrong name, an
+/// unknown CA) is a failed connect: the endpoint backs off and the request may go to another.
+async fn tls_handshake(
+    tls: &Tls,
+    endpoint: &Authority,
+    stream: TcpStream,
+    deadline: Instant,
+) -> Result<SendRequest<RequestBody>, Failure> {
+    let refused = |why: String| Failure::Connect(io::Error::other(why));
+    let connector = tls.connector.as_ref().map_err(|e| refused(e.clone()))?;
+    let name = tls
+        .name_for(endpoint)
+        .ok_or_else(|| refused(format!("{endpoint} has no name to check")))?;
+    let shake = connector.connect(name, Tcp::new(stream));
+    let stream = tokio::time::timeout_at(deadline, shake)
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(|e| refused(format!("TLS handshake: {e}")))?;
+    handshake(stream).await
+}
 
 /// An HTTP/1.1 connection over `io`, driven by a task of its own.
 async fn handshake<I>(io: I) -> Result<SendRequest<RequestBody>, Failure>

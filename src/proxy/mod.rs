@@ -245,8 +245,9 @@ impl Proxy {
         let asked = (!target.errors.is_empty()).then(|| upstream::head_copy(&req));
         let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
         if let Some(asked) = asked {
-            response =
-                exchange::error_page(&self.upstream, &target, asked, response, started).await;
+            // Boxed: rare, and its state would otherwise widen every request's future.
+            let page = exchange::error_page(&self.upstream, &target, asked, response, started);
+            response = Box::pin(page).await;
         }
         let response = response.map(Either::Left);
         // Most routes have no middleware: their response is not moved through the chain.
