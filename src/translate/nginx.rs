@@ -932,6 +932,11 @@ fn verdict(name: &str, value: &str) -> Verdict {
             "requests are sent to the canary by canary-by-header and canary-weight only".into(),
         ),
         ("ssl-redirect", "true") => Verdict::Honoured,
+        // fjord streams responses and request bodies as they come: nginx's "off".
+        ("proxy-buffering" | "proxy-request-buffering", "off") => Verdict::Honoured,
+        ("proxy-buffering" | "proxy-request-buffering", _) => Verdict::Ignored(
+            "fjord streams bodies as they come (nginx's \"off\"); a backend that needs a slow client's whole request first should use a buffering Middleware's maxRequestBodyBytes".into(),
+        ),
         ("backend-protocol", _) => Verdict::Ignored(
             "fjord speaks HTTP/1.1 to backends; a backend expecting HTTPS or gRPC will fail".into(),
         ),
