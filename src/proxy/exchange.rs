@@ -329,10 +329,11 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
 pub(super) async fn error_page(
     upstream: &Upstream,
     target: &Target,
-    mut asked: Request<RequestBody>,
+    asked: Box<Request<RequestBody>>,
     response: Response<upstream::Body>,
     started: Instant,
 ) -> Response<upstream::Body> {
+    let mut asked = *asked;
     let status = response.status().as_u16();
     let Some((pages, backend, answer)) =
         target.errors.iter().find_map(|(m, backend)| match &m.kind {

@@ -242,7 +242,8 @@ impl Proxy {
             started,
         };
         // An `errors` middleware asks for its page as the request asked for its answer.
-        let asked = (!target.errors.is_empty()).then(|| upstream::head_copy(&req));
+        // Boxed, so the request's future holds a pointer, not a request, across the exchange.
+        let asked = (!target.errors.is_empty()).then(|| Box::new(upstream::head_copy(&req)));
         let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
         if let Some(asked) = asked {
             // Boxed: rare, and its state would otherwise widen every request's future.
