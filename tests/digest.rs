@@ -63,28 +63,7 @@ fn answer(challenge: &str, user: &str, password: &str, uri: &str, nc: u32) -> St
 }
 
 fn guarded(name: &str, host: &str, middleware: &str) -> String {
-    format!(
-        r#"apiVersion: fjord.dev/v1alpha1
-kind: Middleware
-metadata: {{name: {name}, namespace: default}}
-spec:
-{middleware}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations: {{fjord.dev/middlewares: {name}}}
-spec:
-  ingressClassName: fjord
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{name: http}}}}}}}}
-"#
-    )
+    support::through_middleware(name, host, middleware)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,10 +262,6 @@ fn bad_users_are_refused_naming_the_field() {
         ("realm", "no user is of realm \"mine\""),
         ("none", "spec.digestAuth needs users or a secret"),
     ] {
-        assert!(
-            out.lines()
-                .any(|l| l.contains(&format!("Middleware default/{name}:")) && l.contains(why)),
-            "{name}: {out}"
-        );
+        support::assert_diagnostic(&out, &format!("Middleware default/{name}"), why);
     }
 }

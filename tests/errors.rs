@@ -8,11 +8,7 @@ mod support;
 use support::{Echo, Fjord, Manifests, get, service};
 
 async fn echo(name: &'static str, m: &Manifests) -> Echo {
-    let e = Echo::start(name, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    m.write(&format!("svc-{name}.yaml"), &service(name, e.addr));
-    e
+    support::echo_service(name, m).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,10 +125,6 @@ fn bad_errors_settings_are_refused_naming_the_field() {
         ("noservice", "spec.errors.service is required"),
         ("query", "spec.errors.query \"errors\" is not a path"),
     ] {
-        assert!(
-            out.lines()
-                .any(|l| l.contains(&format!("Middleware default/{name}:")) && l.contains(why)),
-            "{name}: {out}"
-        );
+        support::assert_diagnostic(&out, &format!("Middleware default/{name}"), why);
     }
 }

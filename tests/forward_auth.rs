@@ -6,38 +6,13 @@
 
 mod support;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
 use support::auth::AuthServer;
 use support::tls::Ca;
-use support::{Echo, Fjord, Manifests, Reply, client, send, service, tls_free_get};
+use support::{Echo, Fjord, Manifests, Reply, service, tls_free_get};
 
 /// A forwardAuth Middleware `name` with `settings`, and an Ingress for `host` using it.
 fn guarded(name: &str, host: &str, settings: &str) -> String {
-    format!(
-        r#"apiVersion: fjord.dev/v1alpha1
-kind: Middleware
-metadata: {{name: {name}, namespace: default}}
-spec:
-  forwardAuth:
-{settings}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations: {{fjord.dev/middlewares: {name}}}
-spec:
-  ingressClassName: fjord
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{name: http}}}}}}}}
-"#
-    )
+    support::through_middleware(name, host, &format!("  forwardAuth:\n{settings}"))
 }
 
 async fn request(
@@ -47,14 +22,7 @@ async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", fjord.web))
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    send(&client(), req.body(Full::<Bytes>::default()).unwrap()).await
+    support::request_with(fjord.web, method, host, path, headers).await
 }
 
 struct Setup {

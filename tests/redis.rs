@@ -16,31 +16,10 @@ use support::{Echo, Fjord, Manifests, Reply, get, send, service, tls_free_get};
 
 const NODES: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
 
-/// A rate-limit Middleware `name` on `redis`, and an Ingress for `host` using it.
+/// A rate-limit Middleware `name` (`limit`: the lines under `rateLimit:`), and an Ingress for
+/// `host` using it.
 fn limited(name: &str, host: &str, limit: &str) -> String {
-    format!(
-        r#"apiVersion: fjord.dev/v1alpha1
-kind: Middleware
-metadata: {{name: {name}, namespace: default}}
-spec:
-  rateLimit:
-{limit}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations: {{fjord.dev/middlewares: {name}}}
-spec:
-  ingressClassName: fjord
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{name: http}}}}}}}}
-"#
-    )
+    support::through_middleware(name, host, &format!("  rateLimit:\n{limit}"))
 }
 
 /// The Secret holding Redis's password.

@@ -25,11 +25,7 @@ fn traefik_service(name: &str, spec: &str) -> String {
 }
 
 async fn echo(name: &'static str, m: &Manifests) -> Echo {
-    let e = Echo::start(name, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    m.write(&format!("svc-{name}.yaml"), &service(name, e.addr));
-    e
+    support::echo_service(name, m).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,10 +231,6 @@ fn what_is_not_supported_is_refused_by_name() {
         ),
         ("r3", "TraefikService default/missing not found"),
     ] {
-        assert!(
-            out.lines()
-                .any(|l| l.contains(&format!("IngressRoute default/{route}:")) && l.contains(why)),
-            "{route}: {out}"
-        );
+        support::assert_diagnostic(&out, &format!("IngressRoute default/{route}"), why);
     }
 }

@@ -931,9 +931,10 @@ fn verdict(name: &str, value: &str) -> Verdict {
         ("canary-by-cookie", _) => Verdict::Ignored(
             "requests are sent to the canary by canary-by-header and canary-weight only".into(),
         ),
-        ("ssl-redirect", "true") => Verdict::Honoured,
-        // fjord streams responses and request bodies as they come: nginx's "off".
-        ("proxy-buffering" | "proxy-request-buffering", "off") => Verdict::Honoured,
+        // fjord streams responses and request bodies as they come: nginx's buffering "off".
+        ("ssl-redirect", "true") | ("proxy-buffering" | "proxy-request-buffering", "off") => {
+            Verdict::Honoured
+        }
         ("proxy-buffering" | "proxy-request-buffering", _) => Verdict::Ignored(
             "fjord streams bodies as they come (nginx's \"off\"); a backend that needs a slow client's whole request first should use a buffering Middleware's maxRequestBodyBytes".into(),
         ),

@@ -48,20 +48,7 @@ impl AuthServer {
 
     /// TLS with `cert` and `key` (PEM).
     pub(crate) async fn start_tls(cert: &str, key: &str) -> AuthServer {
-        use rustls::pki_types::pem::PemObject as _;
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        AuthServer::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        AuthServer::serve(Some(super::tls::acceptor(cert, key))).await
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> AuthServer {

@@ -63,30 +63,13 @@ impl Echo {
         Echo::start_with(name, addr, Options::default()).await
     }
 
-    /// Starts backend `name` on a free loopback port, speaking HTTPS with `cert` and `key`
-    /// (PEM).
-    pub(crate) async fn start_tls(name: &str, cert: &str, key: &str) -> std::io::Result<Echo> {
-        use rustls::pki_types::pem::PemObject as _;
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        Echo::serve(
-            name,
-            "127.0.0.1:0".parse().unwrap(),
-            Options::default(),
-            Some(acceptor),
-        )
-        .await
+    /// Starts backend `name` on a free loopback port, speaking HTTPS through `acceptor`.
+    pub(crate) async fn start_tls(
+        name: &str,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<Echo> {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        Echo::serve(name, addr, Options::default(), Some(acceptor)).await
     }
 
     /// Starts backend `name` on `addr`, treating connections as `options` say.

@@ -512,3 +512,66 @@ pub(crate) fn app(backend: SocketAddr) -> Manifests {
     );
     m
 }
+
+/// A Middleware `name` with `spec` (the YAML under `spec:`, indented two spaces), and an
+/// Ingress routing `host` to Service `app` through it.
+pub(crate) fn through_middleware(name: &str, host: &str, spec: &str) -> String {
+    format!(
+        r#"apiVersion: fjord.dev/v1alpha1
+kind: Middleware
+metadata: {{name: {name}, namespace: default}}
+spec:
+{spec}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  annotations: {{fjord.dev/middlewares: {name}}}
+spec:
+  ingressClassName: fjord
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{name: http}}}}}}}}
+"#
+    )
+}
+
+/// An echo backend `name` on a free loopback port, with its Service written to `m`.
+pub(crate) async fn echo_service(name: &str, m: &Manifests) -> Echo {
+    let e = Echo::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(&format!("svc-{name}.yaml"), &service(name, e.addr));
+    e
+}
+
+/// `method` `path` to `web` with `Host: host` and `headers`, no body.
+pub(crate) async fn request_with(
+    web: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{web}{path}"))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&client(), req.body(Full::default()).unwrap()).await
+}
+
+/// Asserts that `fjord check`'s output `out` has a line about `subject` saying `why`.
+pub(crate) fn assert_diagnostic(out: &str, subject: &str, why: &str) {
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("{subject}:")) && l.contains(why)),
+        "no diagnostic for {subject} saying {why:?}: {out}"
+    );
+}
