@@ -524,6 +524,11 @@ pub struct Compress {
     #[serde(default)]
     pub excluded_content_types: Vec<String>,
     pub min_response_body_bytes: Option<u64>,
+    /// Offered encodings, in order: `gzip`, `br` (`zstd` is not offered, with a warning).
+    #[serde(default)]
+    pub encodings: Vec<String>,
+    /// Used when the client sends no `Accept-Encoding`, or `*`.
+    pub default_encoding: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

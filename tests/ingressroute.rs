@@ -907,3 +907,49 @@ async fn pass_host_header_false_sends_the_endpoints_address_and_nginx_upstream_v
         "the client's, as nginx sends it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compress_offers_only_its_encodings_and_uses_its_default_without_accept_encoding() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "mw.yaml",
+        &middleware(
+            "squeeze",
+            "compress: {encodings: [zstd, gzip], defaultEncoding: gzip, minResponseBodyBytes: 100}",
+        ),
+    );
+    m.write("route.yaml", &route("web", &through("zip.test", "squeeze")));
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let encoding = |reply: &support::Reply| {
+        reply
+            .headers
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let br = get_with(
+        fjord.web,
+        "zip.test",
+        "/bytes/2000",
+        &[("accept-encoding", "br")],
+    )
+    .await;
+    assert_eq!(encoding(&br), None, "br is not offered");
+    assert_eq!(br.body.len(), 2000);
+    let none = get(fjord.web, "zip.test", "/bytes/2000").await;
+    assert_eq!(
+        encoding(&none).as_deref(),
+        Some("gzip"),
+        "the default, with no Accept-Encoding"
+    );
+    let star = get_with(
+        fjord.web,
+        "zip.test",
+        "/bytes/2000",
+        &[("accept-encoding", "*")],
+    )
+    .await;
+    assert_eq!(encoding(&star).as_deref(), Some("gzip"));
+    let (_, out) = support::check(m.path(), None);
+    support::assert_diagnostic(&out, "Middleware default/squeeze", "zstd is not offered");
+}

@@ -29,9 +29,37 @@ impl Encoding {
     }
 }
 
+impl CompressSpec {
+    /// The encoding for a request's `Accept-Encoding` (`None` when it sent none), among those
+    /// this middleware offers; its default when the client sent none, or `*`.
+    pub fn negotiate(&self, accept: Option<&HeaderValue>) -> Option<Encoding> {
+        let offered: Vec<&str> = self.encodings.iter().map(String::as_str).collect();
+        let default = self.default_encoding.as_deref().and_then(Encoding::of);
+        match accept {
+            None => default,
+            Some(accept) => negotiate_among(accept, &offered, default),
+        }
+    }
+}
+
+impl Encoding {
+    fn of(token: &str) -> Option<Self> {
+        match token {
+            "br" => Some(Encoding::Brotli),
+            "gzip" | "x-gzip" => Some(Encoding::Gzip),
+            _ => None,
+        }
+    }
+}
+
 /// The encoding to use for an `Accept-Encoding` value: the one with the highest q-value among
-/// those fjord has, brotli on a tie; none when the client accepts neither.
-pub fn negotiate(accept: &HeaderValue) -> Option<Encoding> {
+/// the `offered` tokens, brotli on a tie; `*` is `wildcard`; none when the client accepts
+/// none of them.
+fn negotiate_among(
+    accept: &HeaderValue,
+    offered: &[&str],
+    wildcard: Option<Encoding>,
+) -> Option<Encoding> {
     let accept = accept.to_str().ok()?;
     let mut best: Option<(Encoding, f32)> = None;
     for item in accept.split(',') {
@@ -42,9 +70,14 @@ pub fn negotiate(accept: &HeaderValue) -> Option<Encoding> {
             .find_map(|q| q.parse::<f32>().ok())
             .unwrap_or(1.0);
         let encoding = match token.as_str() {
-            "br" => Encoding::Brotli,
-            "gzip" | "x-gzip" => Encoding::Gzip,
-            _ => continue,
+            "*" => match wildcard {
+                Some(e) => e,
+                None => continue,
+            },
+            t => match Encoding::of(t) {
+                Some(e) if offered.contains(&e.token()) => e,
+                _ => continue,
+            },
         };
         if q > 0.0
             && best.is_none_or(|(b, bq)| {
@@ -135,11 +168,40 @@ mod tests {
 
     #[test]
     fn negotiation_follows_q_values() {
-        let n = |s: &'static str| negotiate(&HeaderValue::from_static(s));
+        let n =
+            |s: &'static str| negotiate_among(&HeaderValue::from_static(s), &["gzip", "br"], None);
         assert_eq!(n("gzip, deflate, br"), Some(Encoding::Brotli));
         assert_eq!(n("gzip"), Some(Encoding::Gzip));
         assert_eq!(n("br;q=0.5, gzip;q=0.9"), Some(Encoding::Gzip));
         assert_eq!(n("br;q=0, gzip;q=0"), None);
         assert_eq!(n("identity, deflate"), None);
+    }
+
+    #[test]
+    fn offered_encodings_and_the_default_are_the_middlewares() {
+        let spec = CompressSpec {
+            min_bytes: 0,
+            excluded: Vec::new(),
+            encodings: vec!["gzip".into()],
+            default_encoding: Some("gzip".into()),
+        };
+        let accept = |s: &'static str| spec.negotiate(Some(&HeaderValue::from_static(s)));
+        assert_eq!(accept("br"), None, "br is not offered");
+        assert_eq!(accept("br, gzip;q=0.1"), Some(Encoding::Gzip));
+        assert_eq!(
+            accept("*"),
+            Some(Encoding::Gzip),
+            "the default for a wildcard"
+        );
+        assert_eq!(
+            spec.negotiate(None),
+            Some(Encoding::Gzip),
+            "and for no header"
+        );
+        let no_default = CompressSpec {
+            default_encoding: None,
+            ..spec.clone()
+        };
+        assert_eq!(no_default.negotiate(None), None);
     }
 }

@@ -227,10 +227,7 @@ impl Chain {
             _ => None,
         });
         if let Some(spec) = compress {
-            let encoding = req
-                .headers()
-                .get(header::ACCEPT_ENCODING)
-                .and_then(compress::negotiate);
+            let encoding = spec.negotiate(req.headers().get(header::ACCEPT_ENCODING));
             pass.compression = encoding.map(|e| (spec, e, req.method() == Method::HEAD));
         }
         Ok(Progress::Done(pass))

@@ -429,6 +429,10 @@ pub struct CompressSpec {
     pub min_bytes: u64,
     /// Content types ([`media_type`]s) never compressed.
     pub excluded: Vec<String>,
+    /// The encodings offered (`gzip`, `br`); both by default.
+    pub encodings: Vec<String>,
+    /// The encoding used when the client sends no `Accept-Encoding` or `*`.
+    pub default_encoding: Option<String>,
 }
 
 /// A content type without parameters, lowercase: `Text/HTML; charset=utf-8` is `text/html`.

@@ -405,6 +405,32 @@ fn compile(
             strategy: ip_strategy(a.ip_strategy.as_ref(), "spec.ipAllowList.ipStrategy")?,
         }
     } else if let Some(c) = &spec.compress {
+        let known = |e: &str| matches!(e, "gzip" | "br");
+        let encodings: Vec<String> = if c.encodings.is_empty() {
+            vec!["gzip".into(), "br".into()]
+        } else {
+            for (i, e) in c.encodings.iter().enumerate() {
+                if !known(e) && e != "zstd" {
+                    return Err(format!(
+                        "spec.compress.encodings[{i}] {e:?} is not gzip, br or zstd"
+                    ));
+                }
+            }
+            c.encodings.iter().filter(|e| known(e)).cloned().collect()
+        };
+        if encodings.is_empty() {
+            return Err("spec.compress.encodings offers only zstd, which fjord does not speak; add gzip or br".into());
+        }
+        if let Some(d) = c
+            .default_encoding
+            .as_deref()
+            .filter(|d| !encodings.iter().any(|e| e == d))
+        {
+            return Err(format!(
+                "spec.compress.defaultEncoding {d:?} is not among the encodings offered ({})",
+                encodings.join(", ")
+            ));
+        }
         Kind::Compress(CompressSpec {
             min_bytes: c.min_response_body_bytes.unwrap_or(1024),
             excluded: c
@@ -412,6 +438,8 @@ fn compile(
                 .iter()
                 .map(|t| media_type(t))
                 .collect(),
+            encodings,
+            default_encoding: c.default_encoding.clone(),
         })
     } else if let Some(r) = &spec.retry {
         if r.attempts == 0 {
@@ -818,6 +846,13 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         if h.is_development.is_some() {
             out.push("spec.headers.isDevelopment does nothing in fjord; remove it");
         }
+    }
+    if spec
+        .compress
+        .as_ref()
+        .is_some_and(|c| c.encodings.iter().any(|e| e == "zstd"))
+    {
+        out.push("spec.compress.encodings: zstd is not offered (fjord compresses with gzip and br); the others are");
     }
     if let Some(f) = &spec.forward_auth {
         if f.header_field.is_some() {
