@@ -325,6 +325,9 @@ pub struct IpStrategy {
     /// Addresses skipped from the right of `X-Forwarded-For`.
     #[serde(default, rename = "excludedIPs")]
     pub excluded_ips: Vec<String>,
+    /// An IPv6 client counts as the first address of its subnet of this many bits.
+    #[serde(rename = "ipv6Subnet")]
+    pub ipv6_subnet: Option<u8>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -953,3 +953,43 @@ async fn compress_offers_only_its_encodings_and_uses_its_default_without_accept_
     let (_, out) = support::check(m.path(), None);
     support::assert_diagnostic(&out, "Middleware default/squeeze", "zstd is not offered");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_subnet_makes_an_ipv6_client_its_subnet() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "mw.yaml",
+        &[
+            middleware(
+                "subnet",
+                "ipAllowList: {sourceRange: [\"::/128\"], ipStrategy: {ipv6Subnet: 64}}",
+            ),
+            middleware("exact", "ipAllowList: {sourceRange: [\"::/128\"]}"),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "route.yaml",
+        &route(
+            "web",
+            &format!(
+                "{}{}",
+                through("subnet.test", "subnet"),
+                through("exact.test", "exact")
+            ),
+        ),
+    );
+    let config =
+        "entryPoints:\n  web:\n    address: \"[::1]:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n";
+    let fjord = Fjord::start(m.path(), config);
+    assert_eq!(
+        get(fjord.web, "subnet.test", "/")
+            .await
+            .backend()
+            .as_deref(),
+        Some("app"),
+        "::1 counts as ::, the first address of its /64"
+    );
+    assert_eq!(get(fjord.web, "exact.test", "/").await.status, 403);
+}

@@ -379,6 +379,9 @@ pub struct IpStrategy {
     pub depth: usize,
     /// Skip these from the right and take the first one left.
     pub excluded: Vec<IpNet>,
+    /// An IPv6 client (found by `depth` or as the peer) is its subnet of this many bits:
+    /// clients of one /64 share a bucket.
+    pub ipv6_subnet: Option<u8>,
 }
 
 /// Compiled `headers` settings; names and values already validated.

@@ -1057,9 +1057,15 @@ fn ip_strategy(s: Option<&crd::IpStrategy>, field: &str) -> Result<IpStrategy, S
         .enumerate()
         .map(|(i, e)| net(e).map_err(|why| format!("{field}.excludedIPs[{i}] {why}")))
         .collect::<Result<_, _>>()?;
+    if let Some(bits) = s.ipv6_subnet.filter(|b| *b == 0 || *b > 128) {
+        return Err(format!(
+            "{field}.ipv6Subnet {bits} is not a prefix length (1-128)"
+        ));
+    }
     Ok(IpStrategy {
         depth: usize::try_from(s.depth.unwrap_or(0)).unwrap_or(0),
         excluded,
+        ipv6_subnet: s.ipv6_subnet,
     })
 }
 

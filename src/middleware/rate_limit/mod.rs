@@ -35,7 +35,7 @@ impl IpStrategy {
     /// when the strategy reaches past the chain, as Traefik's does: no address, not the peer.
     pub fn client_ip(&self, peer: IpAddr, trusted: bool, headers: &HeaderMap) -> Option<IpAddr> {
         if self.depth == 0 && self.excluded.is_empty() {
-            return Some(peer);
+            return Some(self.subnet(peer));
         }
         if !trusted {
             return None;
@@ -52,13 +52,26 @@ impl IpStrategy {
                 .len()
                 .checked_sub(self.depth)
                 .and_then(|i| chain.get(i))
-                .copied();
+                .map(|ip| self.subnet(*ip));
         }
         chain
             .iter()
             .rev()
             .find(|ip| !self.excluded.iter().any(|n| n.contains(*ip)))
             .copied()
+    }
+
+    /// `ip`, or for an IPv6 address with `ipv6Subnet` set, the first address of its subnet.
+    fn subnet(&self, ip: IpAddr) -> IpAddr {
+        match (self.ipv6_subnet, ip.to_canonical()) {
+            (Some(bits), IpAddr::V6(v6)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(bits.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+            _ => ip,
+        }
     }
 }
 
@@ -374,6 +387,7 @@ mod tests {
         let depth = |depth| IpStrategy {
             depth,
             excluded: vec![],
+            ipv6_subnet: None,
         };
         assert_eq!(
             depth(2).client_ip(peer, true, &h),
@@ -388,11 +402,38 @@ mod tests {
         let excluded = IpStrategy {
             depth: 0,
             excluded: vec!["10.0.0.0/8".parse().unwrap()],
+            ipv6_subnet: None,
         };
         assert_eq!(
             excluded.client_ip(peer, true, &h),
             Some("2.2.2.2".parse().unwrap())
         );
         assert_eq!(excluded.client_ip(peer, false, &h), None);
+    }
+
+    #[test]
+    fn ipv6_clients_of_one_subnet_are_one_client_when_asked() {
+        let strategy = IpStrategy {
+            ipv6_subnet: Some(64),
+            ..IpStrategy::default()
+        };
+        let h = HeaderMap::new();
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            strategy.client_ip(a, false, &h),
+            strategy.client_ip(b, false, &h)
+        );
+        assert_eq!(
+            strategy.client_ip(a, false, &h),
+            Some("2001:db8:1:2::".parse().unwrap())
+        );
+        assert_ne!(
+            strategy.client_ip(a, false, &h),
+            strategy.client_ip(other, false, &h)
+        );
+        assert_eq!(strategy.client_ip(v4, false, &h), Some(v4), "IPv4 as it is");
     }
 }
