@@ -205,7 +205,9 @@ impl Upstream {
             loop {
                 let (mut conn, idled) = match pool.checkout(to.key, started) {
                     Some((conn, idled)) => (conn, Some(idled)),
-                    None => match pool.connect(endpoint, to.tls, deadline).await {
+                    // Boxed: connecting is rare on pooled connections, and its state
+                    // (hyper's handshake, a TLS one) would widen every request's future.
+                    None => match Box::pin(pool.connect(endpoint, to.tls, deadline)).await {
                         Ok(conn) => (conn, None),
                         Err(failure) => {
                             return Err(Failed {
