@@ -582,11 +582,7 @@ fn bad_redis_settings_are_refused_naming_the_middleware_and_the_field() {
     let (code, out) = support::check(m.path(), None);
     assert_ne!(code, 0, "{out}");
     for (name, _, why) in &cases {
-        let line = out
-            .lines()
-            .find(|l| l.contains(&format!("Middleware default/{name}:")))
-            .unwrap_or_else(|| panic!("no diagnostic for {name}: {out}"));
-        assert!(line.contains(why), "{name}: {line}");
+        support::assert_diagnostic(&out, &format!("Middleware default/{name}"), why);
     }
     let ok = out
         .lines()

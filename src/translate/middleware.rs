@@ -1069,7 +1069,8 @@ fn ip_strategy(s: Option<&crd::IpStrategy>, field: &str) -> Result<IpStrategy, S
     })
 }
 
-fn net(s: &str) -> Result<IpNet, String> {
+/// An address or a CIDR.
+pub(super) fn net(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{s:?} is not an IP or CIDR"))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::middleware::{client_tls, compile_spec, forward_auth, secret_value};
+use super::middleware::{client_tls, compile_spec, forward_auth, net, secret_value};
 use crate::crd;
 use crate::htdigest;
 use crate::htpasswd;
@@ -435,15 +435,7 @@ impl<'a> Reading<'a> {
             }
         }
         if let Some(ranges) = self.get("denylist-source-range") {
-            let parsed: Result<Vec<ipnet::IpNet>, String> = list(ranges)
-                .iter()
-                .map(|r| {
-                    r.parse::<ipnet::IpNet>()
-                        .or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| format!("annotation {PREFIX}denylist-source-range: {r:?} is not an address or CIDR"))
-                })
-                .collect();
-            match parsed {
+            match nets("denylist-source-range", ranges) {
                 Ok(ranges) => self.out.chain.push(Arc::new(Middleware {
                     name: format!(
                         "{}/{}@denylist-source-range",
@@ -734,19 +726,7 @@ impl<'a> Reading<'a> {
         let Some(ranges) = self.get("limit-whitelist") else {
             return;
         };
-        let ranges: Result<Vec<ipnet::IpNet>, String> = list(ranges)
-            .iter()
-            .map(|r| {
-                r.parse::<ipnet::IpNet>()
-                    .or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        format!(
-                            "annotation {PREFIX}limit-whitelist: {r:?} is not an address or CIDR"
-                        )
-                    })
-            })
-            .collect();
-        let ranges = match ranges {
+        let ranges = match nets("limit-whitelist", ranges) {
             Ok(r) => r,
             Err(e) => return self.errors.push(e),
         };
@@ -886,6 +866,14 @@ impl<'a> Reading<'a> {
             }
         }
     }
+}
+
+/// The addresses and CIDRs of annotation `name`'s comma-separated `value`.
+fn nets(name: &str, value: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list(value)
+        .iter()
+        .map(|r| net(r).map_err(|e| format!("annotation {PREFIX}{name}: {e}")))
+        .collect()
 }
 
 /// What becomes of an annotation fjord does not translate.
