@@ -53,155 +53,163 @@ pub(super) struct Leg<'a> {
 /// refused first. Returns the backend's response, its hop-by-hop headers removed; `sent`
 /// records where the request went.
 ///
-/// One async function from the request to the response: the request moves into the upstream
+/// One future from the request to the response: the request moves into the upstream
 /// client's boxed exchange once, not through a future per step, each a copy of it.
-pub(super) async fn exchange(
-    leg: Leg<'_>,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice, the 264-byte request among them"
+)]
+pub(super) fn exchange<'a>(
+    leg: Leg<'a>,
     mut req: Request<Incoming>,
     host: Host,
-    sent: &mut Sent,
-) -> Result<Response<upstream::Body>, ProxyError> {
-    let Leg {
-        upstream,
-        target,
-        pass,
-        client,
-        pace,
-        started,
-    } = leg;
-    let limit = pass.body_limit;
-    if limit > 0 && req.body().size_hint().lower() > limit {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    // HTTP/2 has no Upgrade; only an HTTP/1.1 client can switch protocols.
-    let protocol = (req.version() == Version::HTTP_11)
-        .then(|| forwarded::upgrade_protocol(req.headers()))
-        .flatten();
-    let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
-    let bodyless = req.body().is_end_stream();
-    // Sticky sessions: the endpoint the client's cookie names, while it is up.
-    let stuck: Option<Box<str>> = target
-        .sticky
-        .as_ref()
-        .and_then(|s| s.value_in(req.headers()))
-        .map(Into::into);
-    sent.received = (!bodyless).then(Arc::default);
-    let mut request = outgoing(
-        req,
-        host,
-        client,
-        protocol,
-        limit,
-        sent.received.clone(),
-        pace,
-    );
-    // ingress-nginx's `upstream-vhost`: the backend's Host, the client's still in
-    // X-Forwarded-Host.
-    if let HostHeader::Fixed(value) = &target.host_header {
-        request.headers_mut().insert(header::HOST, value.clone());
-    }
-    if !target.mirrors.is_empty() && upgrade.is_none() && (bodyless || !target.mirror_body) {
-        mirror(upstream, target, &request, started);
-    }
-    let retry = pass
-        .retry
-        .filter(|_| bodyless && upstream::idempotent(request.method()));
-    let backend = &target.backend;
-    let endpoints = &backend.endpoints;
-    let attempts = match retry {
-        Some(r) => r.attempts.max(1),
-        // A refused connection: the request never left, so it goes to another endpoint.
-        None if endpoints.len() > 1 => 2,
-        None => 1,
-    };
-    let now = clock::at(started);
-    let (first, endpoint) = stuck
-        .as_deref()
-        .and_then(|value| endpoints.stuck(value, now))
-        .or_else(|| endpoints.pick(now, None))
-        .and_then(|i| Some((i, endpoints.get(i)?)))
-        .ok_or_else(|| no_endpoint(target))?;
-    // A request the upstream client sends again after its pooled connection closed under it
-    // counts as a retry, as one sent again here does.
-    let resent = || {
-        METRICS
-            .service_retries
-            .with_label_values(&[&*backend.name])
-            .inc();
-    };
-    // The retry middleware may send again a request that reached its endpoint: a copy of
-    // its head is made before it leaves (it has no body). A request that never left needs
-    // none, since the upstream client gives it back.
-    let spare = (retry.is_some() && attempts > 1).then(|| upstream::head_copy(&request));
-    // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
-    // future and so inside the request's, which are copied whole each time they move.
-    let (tls, progress) = (endpoints.tls.as_ref(), sent.received.as_deref());
-    let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit);
-    let by_endpoint = target.host_header == HostHeader::Endpoint;
-    if by_endpoint {
-        endpoint_host(&mut request, endpoint);
-    }
-    let mut result = Box::pin(upstream.send(request, to(endpoint, started), &resent)).await;
-    report(target, first, &result);
-    let mut last = first;
-    for attempt in 1..attempts {
-        if !retryable(&result, retry.is_some()) {
-            break;
+    sent: &'a mut Sent,
+) -> impl Future<Output = Result<Response<upstream::Body>, ProxyError>> + 'a {
+    async move {
+        let Leg {
+            upstream,
+            target,
+            pass,
+            client,
+            pace,
+            started,
+        } = leg;
+        let limit = pass.body_limit;
+        if limit > 0 && req.body().size_hint().lower() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
         }
-        let now = Instant::now();
-        let next = match endpoints.pick(clock::at(now), Some(last)) {
-            Some(n) => n,
-            // One endpoint: a retry middleware tries it again; a refused connect does not.
-            None if retry.is_some() => last,
-            None => break,
-        };
-        let Some(endpoint) = endpoints.get(next) else {
-            break;
-        };
-        if let Some(r) = retry {
-            tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
+        // HTTP/2 has no Upgrade; only an HTTP/1.1 client can switch protocols.
+        let protocol = (req.version() == Version::HTTP_11)
+            .then(|| forwarded::upgrade_protocol(req.headers()))
+            .flatten();
+        let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
+        let bodyless = req.body().is_end_stream();
+        // Sticky sessions: the endpoint the client's cookie names, while it is up.
+        let stuck: Option<Box<str>> = target
+            .sticky
+            .as_ref()
+            .and_then(|s| s.value_in(req.headers()))
+            .map(Into::into);
+        sent.received = (!bodyless).then(Arc::default);
+        let mut request = outgoing(
+            req,
+            host,
+            client,
+            protocol,
+            limit,
+            sent.received.clone(),
+            pace,
+        );
+        // ingress-nginx's `upstream-vhost`: the backend's Host, the client's still in
+        // X-Forwarded-Host.
+        if let HostHeader::Fixed(value) = &target.host_header {
+            request.headers_mut().insert(header::HOST, value.clone());
         }
-        // The request goes again as it is if it never left, else as a copy of its head.
-        let mut again = match result
-            .as_mut()
-            .err()
-            .and_then(|failed| failed.unsent.take())
-        {
-            Some(unsent) => *unsent,
-            None => match &spare {
-                Some(spare) => upstream::head_copy(spare),
-                None => break,
-            },
+        if !target.mirrors.is_empty() && upgrade.is_none() && (bodyless || !target.mirror_body) {
+            mirror(upstream, target, &request, started);
+        }
+        let retry = pass
+            .retry
+            .filter(|_| bodyless && upstream::idempotent(request.method()));
+        let backend = &target.backend;
+        let endpoints = &backend.endpoints;
+        let attempts = match retry {
+            Some(r) => r.attempts.max(1),
+            // A refused connection: the request never left, so it goes to another endpoint.
+            None if endpoints.len() > 1 => 2,
+            None => 1,
         };
+        let now = clock::at(started);
+        let (first, endpoint) = stuck
+            .as_deref()
+            .and_then(|value| endpoints.stuck(value, now))
+            .or_else(|| endpoints.pick(now, None))
+            .and_then(|i| Some((i, endpoints.get(i)?)))
+            .ok_or_else(|| no_endpoint(target))?;
+        // A request the upstream client sends again after its pooled connection closed under it
+        // counts as a retry, as one sent again here does.
+        let resent = || {
+            METRICS
+                .service_retries
+                .with_label_values(&[&*backend.name])
+                .inc();
+        };
+        // The retry middleware may send again a request that reached its endpoint: a copy of
+        // its head is made before it leaves (it has no body). A request that never left needs
+        // none, since the upstream client gives it back. Boxed: the rare copy would otherwise
+        // widen every request's future by a request.
+        let spare =
+            (retry.is_some() && attempts > 1).then(|| Box::new(upstream::head_copy(&request)));
+        // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
+        // future and so inside the request's, which are copied whole each time they move.
+        let (tls, progress) = (endpoints.tls.as_ref(), sent.received.as_deref());
+        let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit);
+        let by_endpoint = target.host_header == HostHeader::Endpoint;
         if by_endpoint {
-            endpoint_host(&mut again, endpoint);
+            endpoint_host(&mut request, endpoint);
         }
-        tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
-        resent();
-        result = Box::pin(upstream.send(again, to(endpoint, now), &resent)).await;
-        report(target, next, &result);
-        last = next;
+        let mut result = Box::pin(upstream.send(request, to(endpoint, started), &resent)).await;
+        report(target, first, &result);
+        let mut last = first;
+        for attempt in 1..attempts {
+            if !retryable(&result, retry.is_some()) {
+                break;
+            }
+            let now = Instant::now();
+            let next = match endpoints.pick(clock::at(now), Some(last)) {
+                Some(n) => n,
+                // One endpoint: a retry middleware tries it again; a refused connect does not.
+                None if retry.is_some() => last,
+                None => break,
+            };
+            let Some(endpoint) = endpoints.get(next) else {
+                break;
+            };
+            if let Some(r) = retry {
+                tokio::time::sleep(r.interval.saturating_mul(1 << (attempt - 1).min(16))).await;
+            }
+            // The request goes again as it is if it never left, else as a copy of its head.
+            let mut again = match result
+                .as_mut()
+                .err()
+                .and_then(|failed| failed.unsent.take())
+            {
+                Some(unsent) => *unsent,
+                None => match &spare {
+                    Some(spare) => upstream::head_copy(spare),
+                    None => break,
+                },
+            };
+            if by_endpoint {
+                endpoint_host(&mut again, endpoint);
+            }
+            tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
+            resent();
+            result = Box::pin(upstream.send(again, to(endpoint, now), &resent)).await;
+            report(target, next, &result);
+            last = next;
+        }
+        sent.endpoint = endpoints.get(last).map(|e| e.authority.clone());
+        let mut response = result.map_err(|failed| failed.error)?;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let Some(client_upgrade) = upgrade else {
+                return Err(ProxyError::UnaskedUpgrade {
+                    endpoint: backend.name.to_string(),
+                });
+            };
+            tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
+        }
+        forwarded::response(response.headers_mut(), switching);
+        if let Some(sticky) = &target.sticky
+            && let Some(answered) = endpoints.get(last)
+            && stuck.as_deref() != Some(&*answered.sticky)
+            && let Ok(cookie) = HeaderValue::from_str(&sticky.set_cookie(&answered.sticky))
+        {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(response)
     }
-    sent.endpoint = endpoints.get(last).map(|e| e.authority.clone());
-    let mut response = result.map_err(|failed| failed.error)?;
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        let Some(client_upgrade) = upgrade else {
-            return Err(ProxyError::UnaskedUpgrade {
-                endpoint: backend.name.to_string(),
-            });
-        };
-        tokio::spawn(tunnel(client_upgrade, hyper::upgrade::on(&mut response)));
-    }
-    forwarded::response(response.headers_mut(), switching);
-    if let Some(sticky) = &target.sticky
-        && let Some(answered) = endpoints.get(last)
-        && stuck.as_deref() != Some(&*answered.sticky)
-        && let Ok(cookie) = HeaderValue::from_str(&sticky.set_cookie(&answered.sticky))
-    {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    Ok(response)
 }
 
 /// Whether a failed attempt may be sent again: a refused connection always (the request never

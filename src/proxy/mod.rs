@@ -7,7 +7,7 @@ mod admit;
 mod exchange;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -92,171 +92,163 @@ impl Proxy {
 
     /// Answers one request, which arrived at `started`; every failure becomes its error
     /// response here. Its body counts itself in `writes`, its connection's.
-    pub(crate) async fn handle(
-        &self,
+    ///
+    /// A block, not an `async fn`, which would hold its arguments twice, the 264-byte request
+    /// among them, for as long as the request lasts.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice"
+    )]
+    pub(crate) fn handle<'a>(
+        &'a self,
         mut req: Request<Incoming>,
         started: Instant,
-        client: &forwarded::Client,
-        entry: &EntryPoint,
-        writes: &Arc<Writes>,
-    ) -> Response<Sent<ResponseBody>> {
-        let method = req.method().clone();
-        let websocket = req.headers().contains_key(header::UPGRADE);
-        // A request id from the client is kept; otherwise one is made. The backend gets it, and
-        // so does the client, with the response.
-        let request_id = match req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-        {
-            Some(id) => id.clone(),
-            None => {
-                let id = new_request_id();
-                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
-        };
-        let seen = self.access_log.as_ref().map(|_| {
-            let host = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| {
-                    req.headers()
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(str::to_owned)
-                });
-            let ua = req.headers().get(header::USER_AGENT).cloned();
-            (
-                host.unwrap_or_default(),
-                req.uri().clone(),
-                ua,
-                req.version(),
-            )
-        });
-        let mut outcome = Outcome::default();
-        let result = self
-            .forward(req, started, client, entry, &mut outcome)
-            .await;
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                log(&entry.name, &e);
-                body::own(e.response())
-            }
-        };
-        let mut response = response;
-        // Unique per response, so never worth an HPACK table entry: indexing each one would
-        // evict useful entries and lengthen every later lookup of the name.
-        let mut id = request_id.clone();
-        id.set_sensitive(true);
-        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-        let target = outcome.target.as_deref();
-        let took = started.elapsed();
-        let series = {
-            let labels = metrics::Outcome {
-                code: response.status(),
-                method: MethodLabel::of(&method),
-                websocket,
+        client: &'a forwarded::Client,
+        entry: &'a EntryPoint,
+        writes: &'a Arc<Writes>,
+    ) -> impl Future<Output = Response<Sent<ResponseBody>>> + 'a {
+        async move {
+            let method = MethodLabel::of(req.method());
+            let websocket = req.headers().contains_key(header::UPGRADE);
+            // A request id from the client is kept; otherwise one is made. The backend gets it,
+            // and so does the client, with the response.
+            let request_id = match req
+                .headers()
+                .get(&X_REQUEST_ID)
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+            {
+                Some(id) => id.clone(),
+                None => {
+                    let id = new_request_id();
+                    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                    id
+                }
             };
-            let record = |s: &Series| {
-                let h = s.get(labels);
-                h.record(took);
-                h
+            // The access log's line is begun on the heap, so that what it keeps of the request
+            // does not widen the request's future.
+            let seen = self
+                .access_log
+                .as_ref()
+                .map(|_| Box::new(begin_record(&req, entry, client)));
+            let mut outcome = Outcome::default();
+            let result = self
+                .forward(req, started, client, entry, &mut outcome)
+                .await;
+            let mut response = match result {
+                Ok(response) => response,
+                Err(e) => {
+                    log(&entry.name, &e);
+                    body::own(e.response())
+                }
             };
-            [
-                Some(record(&entry.series)),
-                target.map(|t| record(&t.backend.series)),
-                target.and_then(|t| t.series.as_ref()).map(record),
-            ]
-        };
-        let log = self
-            .access_log
-            .clone()
-            .zip(seen)
-            .map(|(log, (host, uri, ua, version))| {
-                let record = Record {
-                    ended: jiff::Timestamp::UNIX_EPOCH,
-                    entrypoint: Arc::clone(&entry.name),
-                    target: outcome.target.clone(),
-                    endpoint: outcome.sent.endpoint.take(),
+            // Unique per response, so never worth an HPACK table entry: indexing each one would
+            // evict useful entries and lengthen every later lookup of the name.
+            let mut id = request_id.clone();
+            id.set_sensitive(true);
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            let target = outcome.target.as_deref();
+            let took = started.elapsed();
+            let series = {
+                let labels = metrics::Outcome {
+                    code: response.status(),
                     method,
-                    host,
-                    uri,
-                    version,
-                    status: response.status().as_u16(),
-                    duration: took,
-                    bytes: 0,
-                    client_ip: client.ip(),
-                    user_agent: ua,
-                    request_id,
+                    websocket,
                 };
-                (log, Box::new(record))
+                let record = |s: &Series| {
+                    let h = s.get(labels);
+                    h.record(took);
+                    h
+                };
+                [
+                    Some(record(&entry.series)),
+                    target.map(|t| record(&t.backend.series)),
+                    target.and_then(|t| t.series.as_ref()).map(record),
+                ]
+            };
+            let log = self.access_log.clone().zip(seen).map(|(log, mut record)| {
+                record.target = outcome.target.clone();
+                record.endpoint = outcome.sent.endpoint.take();
+                record.status = response.status().as_u16();
+                record.duration = took;
+                record.request_id = request_id;
+                (log, record)
             });
-        let received = outcome.sent.received;
-        let writes = Arc::clone(writes);
-        response.map(|body| Sent::new(body, received, series, log, writes))
+            let received = outcome.sent.received;
+            let writes = Arc::clone(writes);
+            response.map(|body| Sent::new(body, received, series, log, writes))
+        }
     }
 
     /// The request's stages, in order; any may answer it or fail it.
-    async fn forward(
-        &self,
+    ///
+    /// A block, not an `async fn`: see [`Self::handle`].
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice"
+    )]
+    fn forward<'a>(
+        &'a self,
         mut req: Request<Incoming>,
         started: Instant,
-        client: &forwarded::Client,
-        entry: &EntryPoint,
-        outcome: &mut Outcome,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
-        let host = match admit::admit(&req, entry, &self.live, &self.acme)? {
-            Admission::Route(host) => host,
-            Admission::Answer(response) => return Ok(body::own(*response)),
-        };
-        let host_str = host.as_str();
-        let target = self.route(&req, host_str, client, entry)?;
-        outcome.target = Some(Arc::clone(&target));
-        servable(&target)?;
-        let ctx = Ctx {
-            peer: client.ip(),
-            trusted: client.is_trusted(),
-            tls: client.is_tls(),
-            host: host_str,
-        };
-        let chain = &target.middlewares;
-        let pass = match chain.on_request(&mut req, &ctx, entry.max_body) {
-            Ok(Progress::Done(pass)) => Ok(pass),
-            Ok(Progress::Waits(pass, at)) => chain.resume(&mut req, &ctx, pass, at).await,
-            Err(stop) => Err(stop),
-        };
-        let pass = match pass {
-            Ok(pass) => pass,
-            Err(Stop::Error(e)) => return Err(e),
-            Err(Stop::Reply(reply)) => return Ok(body::own(*reply)),
-        };
-        let leg = exchange::Leg {
-            upstream: &self.upstream,
-            target: &target,
-            pass: &pass,
-            client,
-            pace: entry.pace,
-            started,
-        };
-        // An `errors` middleware asks for its page as the request asked for its answer.
-        // Boxed, so the request's future holds a pointer, not a request, across the exchange.
-        let asked = (!target.errors.is_empty()).then(|| Box::new(upstream::head_copy(&req)));
-        let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
-        if let Some(asked) = asked {
-            // Boxed: rare, and its state would otherwise widen every request's future.
-            let page = exchange::error_page(&self.upstream, &target, asked, response, started);
-            response = Box::pin(page).await;
+        client: &'a forwarded::Client,
+        entry: &'a EntryPoint,
+        outcome: &'a mut Outcome,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
+        async move {
+            let host = match admit::admit(&req, entry, &self.live, &self.acme)? {
+                Admission::Route(host) => host,
+                Admission::Answer(response) => return Ok(body::own(*response)),
+            };
+            let host_str = host.as_str();
+            let target = self.route(&req, host_str, client, entry)?;
+            outcome.target = Some(Arc::clone(&target));
+            servable(&target)?;
+            let chain = &target.middlewares;
+            // In a block of its own, so that what only the chain needs is not kept across the
+            // exchange.
+            let pass = {
+                let ctx = Ctx {
+                    peer: client.ip(),
+                    trusted: client.is_trusted(),
+                    tls: client.is_tls(),
+                    host: host_str,
+                };
+                match chain.on_request(&mut req, &ctx, entry.max_body) {
+                    Ok(Progress::Done(pass)) => pass,
+                    Ok(Progress::Waits(pass, at)) => {
+                        match chain.resume(&mut req, &ctx, pass, at).await {
+                            Ok(pass) => pass,
+                            Err(stop) => return stopped(stop),
+                        }
+                    }
+                    Err(stop) => return stopped(stop),
+                }
+            };
+            let leg = exchange::Leg {
+                upstream: &self.upstream,
+                target: &target,
+                pass: &pass,
+                client,
+                pace: entry.pace,
+                started,
+            };
+            // An `errors` middleware asks for its page as the request asked for its answer.
+            // Boxed, so the request's future holds a pointer, not a request, across the exchange.
+            let asked = (!target.errors.is_empty()).then(|| Box::new(upstream::head_copy(&req)));
+            let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
+            if let Some(asked) = asked {
+                // Boxed: rare, and its state would otherwise widen every request's future.
+                let page = exchange::error_page(&self.upstream, &target, asked, response, started);
+                response = Box::pin(page).await;
+            }
+            let response = response.map(Either::Left);
+            // Most routes have no middleware: their response is not moved through the chain.
+            Ok(if chain.is_empty() {
+                response
+            } else {
+                chain.on_response(pass, response)
+            })
         }
-        let response = response.map(Either::Left);
-        // Most routes have no middleware: their response is not moved through the chain.
-        Ok(if chain.is_empty() {
-            response
-        } else {
-            chain.on_response(pass, response)
-        })
     }
 
     /// The route stage: the target for the request.
@@ -291,6 +283,44 @@ fn log(entrypoint: &str, e: &ProxyError) {
         tracing::debug!(entrypoint, error = %e, "request refused");
     } else if let Some(held_back) = throttle::admit(&e.to_string()) {
         tracing::warn!(entrypoint, error = %e, held_back, "request failed");
+    }
+}
+
+/// The access log's line for `req` as it arrived; what its answer was is filled in later.
+fn begin_record<B>(req: &Request<B>, entry: &EntryPoint, client: &forwarded::Client) -> Record {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+    Record {
+        ended: jiff::Timestamp::UNIX_EPOCH,
+        entrypoint: Arc::clone(&entry.name),
+        target: None,
+        endpoint: None,
+        method: req.method().clone(),
+        host: host.unwrap_or_default(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        status: 0,
+        duration: Duration::ZERO,
+        bytes: 0,
+        client_ip: client.ip(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        request_id: HeaderValue::from_static(""),
+    }
+}
+
+/// The answer of a chain that stopped the request.
+fn stopped(stop: Stop) -> Result<Response<ResponseBody>, ProxyError> {
+    match stop {
+        Stop::Error(e) => Err(e),
+        Stop::Reply(reply) => Ok(body::own(*reply)),
     }
 }
 
