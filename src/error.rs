@@ -87,6 +87,10 @@ impl ProxyError {
             }
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            // As nginx and Traefik answer a connection that timed out.
+            ProxyError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UnaskedUpgrade { .. } => StatusCode::BAD_GATEWAY,

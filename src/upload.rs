@@ -42,12 +42,19 @@ pub(crate) struct Progress {
     /// Set while fjord waits for the client to send more, rather than for the upstream to
     /// take what it has.
     waiting: AtomicBool,
+    /// Set when the upstream has taken the body's end.
+    ended: AtomicBool,
 }
 
 impl Progress {
     /// The body bytes sent so far.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the upstream has the whole body.
+    pub(crate) fn all_taken(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 
     /// How long the upstream has had the whole of what the client sent, or `None` while
@@ -164,10 +171,15 @@ impl<B: Body<Data = Bytes, Error = hyper::Error> + Unpin> Body for Received<B> {
             Poll::Pending => upload.poll_wait(cx).map(|e| Some(Err(e))),
             Poll::Ready(Some(Ok(frame))) => {
                 upload.moved(frame.data_ref().map_or(0, |d| d.remaining() as u64));
+                // hyper asks no further once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    upload.progress.ended.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
                 upload.moved(0);
+                upload.progress.ended.store(true, Ordering::Relaxed);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Broken(e)))),

@@ -38,6 +38,7 @@ use tokio::time::{Instant, Sleep};
 use crate::balance::Tls;
 use crate::config::ServersTransport;
 use crate::error::ProxyError;
+use crate::model::Timeouts;
 use crate::tcp::Tcp;
 use crate::upload::{ClientBodyError, Progress, Received};
 use crate::workers;
@@ -61,6 +62,8 @@ pub(crate) struct Outgoing<'a> {
     pub progress: Option<&'a Progress>,
     /// The limit the body was wrapped with, for the 413.
     pub body_limit: u64,
+    /// The route's own limits, where it has them.
+    pub timeouts: &'a Timeouts,
 }
 
 /// An exchange that failed, with its request if that never left: when no connection to the
@@ -199,15 +202,20 @@ impl Upstream {
                 request.headers_mut().insert(header::HOST, host);
             }
             let started = Instant::from_std(to.started);
-            let deadline = started + self.response_header_timeout;
-            let fail = |failure| self.error(failure, endpoint, to.body_limit);
+            let head = to.timeouts.read.unwrap_or(self.response_header_timeout);
+            let send = to.timeouts.send.unwrap_or(head);
+            // The first look at the body's progress comes no later than either can be due.
+            let deadline = started + head.min(send);
+            let fail = |failure| Self::error(failure, endpoint, to.body_limit, head);
             let pool = &self.pool;
             loop {
                 let (mut conn, idled) = match pool.checkout(to.key, started) {
                     Some((conn, idled)) => (conn, Some(idled)),
                     // Boxed: connecting is rare on pooled connections, and its state
                     // (hyper's handshake, a TLS one) would widen every request's future.
-                    None => match Box::pin(pool.connect(endpoint, to.tls, deadline)).await {
+                    None => match Box::pin(pool.connect(endpoint, to.tls, to.timeouts, deadline))
+                        .await
+                    {
                         Ok(conn) => (conn, None),
                         Err(failure) => {
                             return Err(Failed {
@@ -229,7 +237,9 @@ impl Upstream {
                 let timer = &mut conn.timer;
                 let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
                     Poll::Ready(sent) => Poll::Ready(Some(sent)),
-                    Poll::Pending => self.poll_head_due(timer, to.progress, cx).map(|()| None),
+                    Poll::Pending => {
+                        Self::poll_head_due(timer, to.progress, (head, send), cx).map(|()| None)
+                    }
                 });
                 match sent.await {
                     None => return Err(fail(Failure::Timeout).into()),
@@ -265,14 +275,14 @@ impl Upstream {
         }
     }
 
-    /// Ready when the response head is overdue: a response header timeout after the upstream
-    /// had the whole request. While the client is still sending its body, the head is not
-    /// due (the body's own deadline applies); a body the upstream stopped taking counts from
-    /// when it last took some.
+    /// Ready when the response head is overdue: `head` after the upstream had the whole
+    /// request. While the client is still sending its body, the head is not due (the body's
+    /// own deadline applies); a body the upstream stopped taking is overdue `send` after it
+    /// last took some.
     fn poll_head_due(
-        &self,
         timer: &mut Pin<Box<Sleep>>,
         progress: Option<&Progress>,
+        (head, send): (Duration, Duration),
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         loop {
@@ -280,9 +290,10 @@ impl Upstream {
             let Some(progress) = progress else {
                 return Poll::Ready(());
             };
+            let limit = if progress.all_taken() { head } else { send };
             let left = match progress.upstream_has_had_it_for() {
-                None => self.response_header_timeout,
-                Some(had) => match self.response_header_timeout.checked_sub(had) {
+                None => limit,
+                Some(had) => match limit.checked_sub(had) {
                     Some(left) if !left.is_zero() => left,
                     _ => return Poll::Ready(()),
                 },
@@ -291,8 +302,14 @@ impl Upstream {
         }
     }
 
-    /// The error a failed exchange with `endpoint` is answered with.
-    fn error(&self, failure: Failure, endpoint: &Authority, body_limit: u64) -> ProxyError {
+    /// The error a failed exchange with `endpoint`, its head due `head` after the request,
+    /// is answered with.
+    fn error(
+        failure: Failure,
+        endpoint: &Authority,
+        body_limit: u64,
+        head: Duration,
+    ) -> ProxyError {
         match failure {
             Failure::Connect(source) => ProxyError::Connect {
                 endpoint: endpoint.to_string(),
@@ -313,7 +330,7 @@ impl Upstream {
             },
             Failure::Timeout => ProxyError::Timeout {
                 endpoint: endpoint.to_string(),
-                timeout: self.response_header_timeout,
+                timeout: head,
             },
         }
     }
@@ -352,16 +369,18 @@ impl Pool {
         &self,
         endpoint: &Authority,
         tls: Option<&Tls>,
+        timeouts: &Timeouts,
         deadline: Instant,
     ) -> Result<Conn, Failure> {
-        let dial = tokio::time::timeout(self.dial_timeout, TcpStream::connect(endpoint.as_str()));
+        let dial_timeout = timeouts.connect.unwrap_or(self.dial_timeout);
+        let dial = tokio::time::timeout(dial_timeout, TcpStream::connect(endpoint.as_str()));
         let stream = tokio::time::timeout_at(deadline, dial)
             .await
             .map_err(|_| Failure::Timeout)?
             .map_err(|_| {
                 Failure::Connect(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no connection within {:?}", self.dial_timeout),
+                    format!("no connection within {dial_timeout:?}"),
                 ))
             })?
             .map_err(Failure::Connect)?;

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
@@ -270,7 +272,23 @@ async fn redirects_are_honoured() {
         "forced.yaml",
         &annotated("forced", "forced.test", &[("force-ssl-redirect", "true")]),
     );
+    let www = [("from-to-www-redirect", "true")];
+    m.write("twin.yaml", &annotated("twin", "www.twin.test", &www));
+    m.write("bare.yaml", &annotated("bare", "bare.test", &www));
+    m.write("taken.yaml", &annotated("taken", "taken.test", &www));
+    m.write(
+        "www-taken.yaml",
+        &annotated("www-taken", "www.taken.test", &[]),
+    );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let twin = get(fjord.web, "twin.test", "/a?b=1").await;
+    assert_eq!(twin.status, 301);
+    assert_eq!(twin.headers["location"], "http://www.twin.test/a?b=1");
+    let bare = get(fjord.web, "www.bare.test", "/").await;
+    assert_eq!(bare.headers["location"], "http://bare.test/");
+    // A twin another Ingress serves is that Ingress's, as nginx leaves it.
+    let taken = get(fjord.web, "www.taken.test", "/").await;
+    assert_eq!(taken.backend().as_deref(), Some("app"));
     let moved = get(fjord.web, "moved.test", "/x?y=1").await;
     assert_eq!(moved.status, 301);
     assert_eq!(moved.headers["location"], "https://new.example/$path");
@@ -446,13 +464,13 @@ fn check_mentions_every_annotation_it_does_not_honour() {
         ("affinity-mode", "persistent"),
         ("session-cookie-name", "route"),
         ("backend-protocol", "GRPC"),
-        ("proxy-read-timeout", "120"),
+        ("proxy-next-upstream-tries", "3"),
         ("proxy-buffering", "on"),
         ("custom-http-errors", "404,503"),
         ("default-backend", "errors"),
         ("service-upstream", "true"),
         ("proxy-next-upstream", "error timeout"),
-        ("from-to-www-redirect", "true"),
+        ("enable-access-log", "false"),
         ("proxy-ssl-verify", "on"),
         ("server-alias", "alias.example"),
         ("ssl-ciphers", "ECDHE-RSA-AES128-GCM-SHA256"),
@@ -746,4 +764,129 @@ async fn auth_url_asks_as_nginx_does_and_answers_as_nginx_does() {
         "https://login.example/start?rd=http%3A%2F%2Fsignin.test%2Fp%3Fq%3D1"
     );
     assert_eq!(auth.asked().last().unwrap().method, "POST", "auth-method");
+}
+
+/// A listener whose accept queue is full: a connection to it is never made.
+fn unanswering_listener() -> (socket2::Socket, Vec<std::net::TcpStream>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        queued.push(s);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    (socket, queued)
+}
+
+/// A backend that reads a request's head and then nothing more, never answering.
+async fn unreading_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_timeouts_are_the_ingresses_own() {
+    let (m, _backend) = setup().await;
+    let (_full, _queued) = unanswering_listener();
+    let full = _full.local_addr().unwrap().as_socket().unwrap();
+    let (unreading, _task) = unreading_backend().await;
+    m.write("full.yaml", &service("full", full));
+    m.write("unreading.yaml", &service("unreading", unreading));
+    m.write("hasty.yaml", &annotated("hasty", "hasty.test", &[]));
+    m.write(
+        "patient.yaml",
+        &annotated("patient", "patient.test", &[("proxy-read-timeout", "5")]),
+    );
+    m.write(
+        "connect.yaml",
+        &annotated(
+            "connect",
+            "connect.test",
+            &[("proxy-connect-timeout", "1"), ("proxy-read-timeout", "60")],
+        )
+        .replace("name: app,", "name: full,"),
+    );
+    m.write(
+        "send.yaml",
+        &annotated(
+            "send",
+            "send.test",
+            &[("proxy-send-timeout", "1"), ("proxy-read-timeout", "60")],
+        )
+        .replace("name: app,", "name: unreading,"),
+    );
+    let config = format!(
+        "{LOOPBACK_CONFIG}serversTransport:\n  forwardingTimeouts: {{dialTimeout: 60s, responseHeaderTimeout: 500ms}}\n"
+    );
+    let fjord = Fjord::start(m.path(), &config);
+
+    // proxy-read-timeout: the Ingress waits longer for its backend's answer than the others.
+    assert_eq!(
+        get(fjord.web, "hasty.test", "/delay/1500").await.status,
+        504
+    );
+    let patient = get(fjord.web, "patient.test", "/delay/1500").await;
+    assert_eq!(patient.backend().as_deref(), Some("app"));
+
+    // proxy-connect-timeout: 1 s, not the transport's 60 s; a 504, as nginx answers.
+    let connect = get(fjord.web, "connect.test", "/").await;
+    assert_eq!(connect.status, 504);
+    fjord.wait_for_log("no connection within 1s");
+
+    // proxy-send-timeout: a backend that stopped taking the body is given up on after 1 s,
+    // though the response head may take 60.
+    let answer = tokio::time::timeout(Duration::from_secs(30), post_to_unreading(fjord.web))
+        .await
+        .expect("no answer within 30 s: the send timeout was not applied");
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+}
+
+/// Posts a body far larger than the sockets between fjord and the backend can hold, and reads
+/// the answer while still sending.
+async fn post_to_unreading(web: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let size = 256 << 20;
+    let stream = tokio::net::TcpStream::connect(web).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!("POST / HTTP/1.1\r\nhost: send.test\r\ncontent-length: {size}\r\n\r\n");
+    tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..size / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
@@ -92,6 +93,30 @@ pub struct Target {
     /// Whether requests with a body are mirrored (only their head and no body is sent when
     /// this is off; with it on they are not mirrored, bodies not being copied).
     pub mirror_body: bool,
+    /// Its own limits on the exchange with the backend, where it has them.
+    pub timeouts: Timeouts,
+}
+
+/// A route's own limits on the exchange with its backend (ingress-nginx's
+/// `proxy-*-timeout`); where one is unset, the static configuration's
+/// `serversTransport.forwardingTimeouts` applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For a new connection to be made.
+    pub connect: Option<Duration>,
+    /// For the response head, once the backend has the whole request.
+    pub read: Option<Duration>,
+    /// For the backend to take more of the request body when it has stopped taking it.
+    pub send: Option<Duration>,
+}
+
+impl Timeouts {
+    /// None of its own: the static configuration's throughout.
+    pub const NONE: Self = Self {
+        connect: None,
+        read: None,
+        send: None,
+    };
 }
 
 /// The `Host` header a backend gets.

@@ -21,7 +21,7 @@ use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::Pass;
-use crate::model::HostHeader;
+use crate::model::{HostHeader, Timeouts};
 use crate::snapshot::Target;
 use crate::upload::{Pace, Progress, Received};
 use crate::upstream::{self, Failed, Outgoing, RequestBody, Upstream};
@@ -143,7 +143,8 @@ pub(super) fn exchange<'a>(
         // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
         let (tls, progress) = (endpoints.tls.as_ref(), sent.received.as_deref());
-        let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit);
+        let timeouts = &target.timeouts;
+        let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit, timeouts);
         let by_endpoint = target.host_header == HostHeader::Endpoint;
         if by_endpoint {
             endpoint_host(&mut request, endpoint);
@@ -312,6 +313,7 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
                 started,
                 progress: None,
                 body_limit: 0,
+                timeouts: &Timeouts::NONE,
             };
             match upstream.send(copy, to, &|| {}).await {
                 Ok(response) => {
@@ -399,7 +401,14 @@ pub(super) async fn error_page(
     else {
         return response;
     };
-    let to = outgoing_to(endpoint, endpoints.tls.as_ref(), Instant::now(), None, 0);
+    let to = outgoing_to(
+        endpoint,
+        endpoints.tls.as_ref(),
+        Instant::now(),
+        None,
+        0,
+        &Timeouts::NONE,
+    );
     match Box::pin(upstream.send(asked, to, &|| {})).await {
         Ok(mut page) => {
             drop(response);
@@ -414,13 +423,14 @@ pub(super) async fn error_page(
     }
 }
 
-/// Where an attempt goes: `endpoint`, over its backend's `tls`.
+/// Where an attempt goes: `endpoint`, over its backend's `tls`, under the route's `timeouts`.
 fn outgoing_to<'a>(
     endpoint: &'a crate::balance::Endpoint,
     tls: Option<&'a crate::balance::Tls>,
     started: Instant,
     progress: Option<&'a Progress>,
     body_limit: u64,
+    timeouts: &'a Timeouts,
 ) -> Outgoing<'a> {
     Outgoing {
         endpoint: &endpoint.authority,
@@ -429,6 +439,7 @@ fn outgoing_to<'a>(
         started,
         progress,
         body_limit,
+        timeouts,
     }
 }
 

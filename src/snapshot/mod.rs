@@ -54,6 +54,8 @@ pub struct Target {
     pub mirror_body: bool,
     /// The chain's `errors` middlewares, in order, each with its pages' backend.
     pub errors: Box<[(Arc<Middleware>, Arc<Backend>)]>,
+    /// Its own limits on the exchange with the backend.
+    pub timeouts: model::Timeouts,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -146,6 +148,7 @@ impl Snapshot {
                     .filter_map(|(id, percent)| Some((backends.get(id).cloned()?, *percent)))
                     .collect(),
                 mirror_body: t.mirror_body,
+                timeouts: t.timeouts,
                 errors,
             })
         };
@@ -318,6 +321,7 @@ mod tests {
                     host_header: model::HostHeader::Client,
                     mirrors: Vec::new(),
                     mirror_body: false,
+                    timeouts: model::Timeouts::default(),
                 },
             }],
             default_backend: None,

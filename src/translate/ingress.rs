@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::backend::{backend_for, error_backends};
@@ -330,6 +330,11 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
     let mut shares = canary_shares(cx, &canaries);
     let mut owners: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
     let mut default_owner: Option<String> = None;
+    // Hosts some Ingress serves: `from-to-www-redirect` never takes one of them over.
+    let mut served: HashSet<HostMatch> = ingresses
+        .iter()
+        .flat_map(|(_, (rules, _))| rules.paths.iter().map(|p| p.host.clone()))
+        .collect();
     for (ing, (rules, nginx)) in ingresses {
         let subject = subject(ing);
         for warning in &nginx.warnings {
@@ -384,6 +389,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 host_header: nginx.host_header.clone(),
                 mirrors: Vec::new(),
                 mirror_body: false,
+                timeouts: nginx.timeouts,
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {
@@ -412,6 +418,25 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             &rules.tls,
             redirect,
         );
+        if nginx.www_redirect
+            && let Some(first) = rules.paths.first()
+        {
+            let field = || format!("{}.backend", first.field);
+            for path in &rules.paths {
+                let Some((alias, redirect)) = nginx::www_alias(&source, &path.host) else {
+                    continue;
+                };
+                if served.insert(alias.clone()) {
+                    let mut target = use_backend(&field, &first.service, cx);
+                    target.middlewares = vec![redirect];
+                    cx.out.config.routes.push(Route {
+                        host: alias,
+                        path: PathMatch::Prefix(String::new()),
+                        target,
+                    });
+                }
+            }
+        }
         for rule in rules.paths {
             if let Some(regex) = rule.regex {
                 let mut target =

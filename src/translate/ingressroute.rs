@@ -524,6 +524,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     host_header: r.host_header,
                     mirrors,
                     mirror_body: expanded.mirror_body,
+                    timeouts: model::Timeouts::default(),
                 },
             });
         }

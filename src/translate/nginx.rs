@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -17,7 +18,7 @@ use crate::model::middleware::{
     ClientTls, ErrorPages, IpStrategy, Kind, Middleware, NginxAuth, NginxErrors,
 };
 use crate::model::{
-    BackendTls, HostHeader, HostMatch, PathMatch, PortRef, ServiceRef, StickyCookie,
+    BackendTls, HostHeader, HostMatch, PathMatch, PortRef, ServiceRef, StickyCookie, Timeouts,
 };
 use crate::provider::Store;
 use crate::rule::{self, Rule};
@@ -44,6 +45,10 @@ pub(super) struct Nginx {
     pub regex_paths: bool,
     /// `rewrite-target`: what the whole path becomes, `$1` and on naming the path's groups.
     pub rewrite: Option<String>,
+    /// `proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout`.
+    pub timeouts: Timeouts,
+    /// `from-to-www-redirect`: each host's `www.` twin (or bare name) redirects to it.
+    pub www_redirect: bool,
     /// `canary: "true"`: the Ingress takes a share of the traffic of the one with its host and
     /// path, rather than routes of its own.
     pub canary: Option<Canary>,
@@ -108,6 +113,7 @@ pub(super) fn read(
     reading.affinity();
     reading.upstream_vhost();
     reading.backend_protocol();
+    reading.timeouts();
     reading.access();
     reading.limits();
     reading.error_pages();
@@ -321,6 +327,27 @@ impl<'a> Reading<'a> {
                 client,
             }),
         ));
+    }
+
+    /// `proxy-connect-timeout`, `proxy-read-timeout` and `proxy-send-timeout`, in seconds
+    /// as nginx reads them. The read timeout bounds the wait for the response head; fjord
+    /// sets no limit between the chunks of a response body (a stream may pause).
+    fn timeouts(&mut self) {
+        let mut seconds = |name: &'static str| {
+            let n = self.number(name)?;
+            if n == 0 {
+                self.errors.push(format!(
+                    "annotation {PREFIX}{name} \"0\" would time out every request; give seconds, at least 1"
+                ));
+                return None;
+            }
+            Some(Duration::from_secs(n))
+        };
+        self.out.timeouts = Timeouts {
+            connect: seconds("proxy-connect-timeout"),
+            read: seconds("proxy-read-timeout"),
+            send: seconds("proxy-send-timeout"),
+        };
     }
 
     /// `upstream-vhost`: the backend gets this `Host` (fixed text: nginx variables are not
@@ -751,6 +778,7 @@ impl<'a> Reading<'a> {
         if self.flag("ssl-redirect") == Some(false) {
             self.out.no_ssl_redirect = true;
         }
+        self.out.www_redirect = self.flag("from-to-www-redirect") == Some(true);
         if self.flag("force-ssl-redirect") == Some(true) {
             let spec = crd::MiddlewareSpec {
                 redirect_scheme: Some(crd::RedirectScheme {
@@ -929,11 +957,32 @@ fn verdict(name: &str, value: &str) -> Verdict {
         ("backend-protocol", _) => Verdict::Ignored(
             "fjord speaks HTTP/1.1 to backends; a backend expecting HTTPS or gRPC will fail".into(),
         ),
-        ("proxy-connect-timeout" | "proxy-read-timeout" | "proxy-send-timeout", _) => {
-            Verdict::Ignored("fjord's timeouts are serversTransport.forwardingTimeouts".into())
-        }
         _ => Verdict::Ignored("fjord has no equivalent yet".into()),
     }
+}
+
+/// `from-to-www-redirect` on `host`: its twin (`www.` added, or removed), and the middleware
+/// sending the twin's requests to `host`, scheme, path and query kept, as nginx's
+/// `return 308 $scheme://host$request_uri` does. `source` is the Ingress's `namespace/name`.
+pub(super) fn www_alias(source: &str, host: &HostMatch) -> Option<(HostMatch, Arc<Middleware>)> {
+    let HostMatch::Exact(host) = host else {
+        return None;
+    };
+    let twin = match host.strip_prefix("www.") {
+        Some(bare) => bare.to_owned(),
+        None => format!("www.{host}"),
+    };
+    let regex = regex::Regex::new("^(https?)://[^/]+(.*)$").ok()?;
+    let redirect = Middleware {
+        name: format!("{source}@from-to-www-redirect:{twin}").into(),
+        kind: Kind::RedirectRegex {
+            regex,
+            // A validated host name: no `$` to be read as a group.
+            replacement: format!("${{1}}://{host}${{2}}"),
+            permanent: true,
+        },
+    };
+    Some((HostMatch::Exact(twin), Arc::new(redirect)))
 }
 
 /// The rule matching `path` as nginx matches a regular-expression location (`~*`: case
