@@ -572,7 +572,7 @@ async fn canary_ingresses_take_their_weight_and_their_header() {
         all.extend_from_slice(annotations);
         annotated(name, host, &all).replace("name: app,", "name: canary,")
     };
-    for host in ["split", "header", "value"] {
+    for host in ["split", "header", "value", "cookie"] {
         m.write(
             &format!("{host}.yaml"),
             &annotated(host, &format!("{host}.test"), &[]),
@@ -598,6 +598,17 @@ async fn canary_ingresses_take_their_weight_and_their_header() {
             &[
                 ("canary-by-header", "X-Env"),
                 ("canary-by-header-value", "beta"),
+            ],
+        ),
+    );
+    m.write(
+        "cookie-canary.yaml",
+        &canary_of(
+            "cookie-canary",
+            "cookie.test",
+            &[
+                ("canary-by-header", "X-Canary"),
+                ("canary-by-cookie", "beta_opt_in"),
             ],
         ),
     );
@@ -650,6 +661,28 @@ async fn canary_ingresses_take_their_weight_and_their_header() {
         Some("app")
     );
     assert_eq!(backend("value.test", &[]).await.as_deref(), Some("app"));
+    // By cookie: `always` and `never`, in any of the client's cookies; the header comes first.
+    for (headers, to) in [
+        (&[("cookie", "a=1; beta_opt_in=always; b=2")][..], "canary"),
+        (
+            &[("cookie", "a=1"), ("cookie", "beta_opt_in=always")],
+            "canary",
+        ),
+        (&[("cookie", "beta_opt_in=never")], "app"),
+        (&[("cookie", "beta_opt_in=alwaysnot")], "app"),
+        (&[("cookie", "not_beta_opt_in=always")], "app"),
+        (
+            &[("cookie", "beta_opt_in=always"), ("x-canary", "never")],
+            "app",
+        ),
+        (
+            &[("cookie", "beta_opt_in=never"), ("x-canary", "always")],
+            "canary",
+        ),
+    ] {
+        let got = backend("cookie.test", headers).await;
+        assert_eq!(got.as_deref(), Some(to), "{headers:?}");
+    }
     // A canary without a main Ingress is not served, and says so.
     assert_eq!(get(fjord.web, "orphan.test", "/").await.status, 404);
     let line = fjord.wait_for_log("Ingress default/orphan");

@@ -547,10 +547,7 @@ fn canary_shares(
             continue;
         };
         for rule in &rules.paths {
-            let by_header = match &canary.header {
-                None => Ok(Vec::new()),
-                Some(h) => nginx::canary_rules(h, &rule.host, &rule.path),
-            };
+            let by_header = nginx::canary_rules(canary, &rule.host, &rule.path);
             let by_header = by_header.unwrap_or_else(|why| {
                 cx.out.diagnostics.push(Diagnostic::error(
                     &subject,

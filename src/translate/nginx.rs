@@ -64,6 +64,9 @@ pub(super) struct Canary {
     pub weight: u32,
     pub total: u32,
     pub header: Option<CanaryHeader>,
+    /// `canary-by-cookie`: this cookie's `always` sends a request to the canary, its `never` to
+    /// the main Ingress, after the header and before the weight.
+    pub cookie: Option<String>,
 }
 
 /// `canary-by-header`, with its value or pattern.
@@ -222,10 +225,19 @@ impl<'a> Reading<'a> {
             (None, Some(p)) => CanaryHeader::Pattern(name, p),
             (None, None) => CanaryHeader::AlwaysNever(name),
         });
+        let cookie = self.get("canary-by-cookie").map(str::to_owned);
+        if let Some(c) = &cookie
+            && !is_token(c)
+        {
+            return self.errors.push(format!(
+                "annotation {PREFIX}canary-by-cookie {c:?} is not a cookie name"
+            ));
+        }
         self.out.canary = Some(Canary {
             weight,
             total,
             header,
+            cookie,
         });
     }
 
@@ -896,6 +908,14 @@ impl<'a> Reading<'a> {
     }
 }
 
+/// Whether `name` is an HTTP token, as cookie names are.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_|~".contains(&b))
+}
+
 /// The addresses and CIDRs of annotation `name`'s comma-separated `value`.
 fn nets(name: &str, value: &str) -> Result<Vec<ipnet::IpNet>, String> {
     list(value)
@@ -944,9 +964,6 @@ fn verdict(name: &str, value: &str) -> Verdict {
         (n, _) if n.starts_with("session-cookie-") || n.starts_with("affinity-") => {
             Verdict::Ignored("it is read only with affinity: cookie".into())
         }
-        ("canary-by-cookie", _) => Verdict::Ignored(
-            "requests are sent to the canary by canary-by-header and canary-weight only".into(),
-        ),
         // fjord streams responses and request bodies as they come: nginx's buffering "off".
         ("ssl-redirect", "true") | ("proxy-buffering" | "proxy-request-buffering", "off") => {
             Verdict::Honoured
@@ -1036,21 +1053,32 @@ pub(super) struct HeaderRoute {
     pub to_canary: bool,
 }
 
-/// The rules that send a request for `host` and `path` by its header.
+/// The rules that send a request for `host` and `path` by its header or cookie. nginx looks at
+/// the header first: rules go by priority, so the header's are raised above the cookie's.
 pub(super) fn canary_rules(
-    header: &CanaryHeader,
+    canary: &Canary,
     host: &HostMatch,
     path: &PathMatch,
 ) -> Result<Vec<HeaderRoute>, String> {
-    let matchers = match header {
-        CanaryHeader::AlwaysNever(name) => vec![
+    let mut matchers = match &canary.header {
+        None => Vec::new(),
+        Some(CanaryHeader::AlwaysNever(name)) => vec![
             (header_matcher("Header", name, "always")?, true),
             (header_matcher("Header", name, "never")?, false),
         ],
-        CanaryHeader::Value(name, value) => vec![(header_matcher("Header", name, value)?, true)],
-        CanaryHeader::Pattern(name, re) => vec![(header_matcher("HeaderRegexp", name, re)?, true)],
+        Some(CanaryHeader::Value(name, value)) => {
+            vec![(header_matcher("Header", name, value)?, true)]
+        }
+        Some(CanaryHeader::Pattern(name, re)) => {
+            vec![(header_matcher("HeaderRegexp", name, re)?, true)]
+        }
     };
-    matchers
+    let by_header = matchers.len();
+    if let Some(cookie) = &canary.cookie {
+        matchers.push((cookie_matcher(cookie, "always"), true));
+        matchers.push((cookie_matcher(cookie, "never"), false));
+    }
+    let mut routes = matchers
         .into_iter()
         .map(|(m, to_canary)| {
             let (rule, priority) = header_rule(host, path, &m)?;
@@ -1060,7 +1088,13 @@ pub(super) fn canary_rules(
                 to_canary,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    let (header, cookie) = routes.split_at_mut(by_header);
+    let floor = cookie.iter().map(|r| r.priority).max().unwrap_or(0);
+    for r in header {
+        r.priority = r.priority.max(floor.saturating_add(1));
+    }
+    Ok(routes)
 }
 
 /// `Header(...)` or `HeaderRegexp(...)` for `name` and `value`, refusing a backtick.
@@ -1071,6 +1105,15 @@ fn header_matcher(kind: &str, name: &str, value: &str) -> Result<String, String>
         ));
     }
     Ok(format!("{kind}(`{name}`, `{value}`)"))
+}
+
+/// The matcher for cookie `name` (a validated cookie name) having `value`, in any of the
+/// request's `Cookie` headers (HTTP/2 sends one per cookie).
+fn cookie_matcher(name: &str, value: &str) -> String {
+    format!(
+        "HeaderRegexp(`Cookie`, `(?:^|;)\\s*{}={value}\\s*(?:;|$)`)",
+        regex::escape(name)
+    )
 }
 
 /// The middleware rewriting a path matched by the regular expression `path` to `target`, as
