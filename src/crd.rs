@@ -74,6 +74,10 @@ pub struct RouteService {
     pub scheme: Option<String>,
     /// A ServersTransport in the route's namespace: how TLS to the endpoints is checked.
     pub servers_transport: Option<String>,
+    /// Requests go to the Service's cluster IP, kube-proxy picking the endpoint, rather than
+    /// to its endpoints (default false).
+    #[serde(rename = "nativeLB")]
+    pub native_lb: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -993,3 +993,38 @@ async fn ipv6_subnet_makes_an_ipv6_client_its_subnet() {
     );
     assert_eq!(get(fjord.web, "exact.test", "/").await.status, 403);
 }
+
+/// `nativeLB: true`: requests go to the Service's cluster IP, not to its endpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_lb_goes_to_the_cluster_ip() {
+    let m = Manifests::new();
+    let cluster = Echo::start("cluster-ip", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let pod = Echo::start("pod", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(
+        "kube.yaml",
+        &support::service_with_cluster_ip("kube", cluster.addr, pod.addr),
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "kube",
+            "  - match: Host(`native.test`)\n    services: [{name: kube, port: http, nativeLB: true}]\n  - match: Host(`pods.test`)\n    services: [{name: kube, port: http}]\n",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(
+        get(fjord.web, "native.test", "/")
+            .await
+            .backend()
+            .as_deref(),
+        Some("cluster-ip")
+    );
+    assert_eq!(
+        get(fjord.web, "pods.test", "/").await.backend().as_deref(),
+        Some("pod")
+    );
+}

@@ -614,6 +614,74 @@ async fn a_burst_of_endpoint_changes_is_one_rebuild() {
     }
 }
 
+/// The EndpointSlices of `service(name, addr)`, alone: a change to them is endpoints-only.
+fn slice_of(name: &str, addr: std::net::SocketAddr) -> serde_json::Value {
+    fjord::provider::manifests::parse_documents(&service(name, addr))
+        .unwrap()
+        .into_iter()
+        .find(|d| d["kind"] == "EndpointSlice")
+        .unwrap()
+}
+
+/// An endpoints-only change resolves each backend as it was made: a route split over two
+/// Services keeps both, an HTTPS backend keeps its TLS, a cluster-IP backend keeps its reach.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_change_keeps_how_each_backend_was_made() {
+    let api = ApiServer::start().await;
+    let (a, b, c) = (echo("a").await, echo("b").await, echo("c").await);
+    let ca = support::tls::Ca::new();
+    let (cert, key) = ca.leaf(&["secure.internal"]);
+    let tls1 = Echo::start_tls("tls1", support::tls::acceptor(&cert, &key))
+        .await
+        .unwrap();
+    let tls2 = Echo::start_tls("tls2", support::tls::acceptor(&cert, &key))
+        .await
+        .unwrap();
+    api.apply_yaml(&service("a", a.addr));
+    api.apply_yaml(&service("b", b.addr));
+    api.apply_yaml(&service("secure", tls1.addr));
+    api.apply_yaml(
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: split, namespace: default}\nspec:\n  routes:\n  - match: Host(`split.test`)\n    services: [{name: a, port: 80}, {name: b, port: 80}]\n",
+    );
+    api.apply_yaml(
+        &ingress("secure", &[("secure.test", "Prefix", "/", "secure")]).replacen(
+            "namespace: default}",
+            "namespace: default, annotations: {nginx.ingress.kubernetes.io/backend-protocol: HTTPS}}",
+            1,
+        ),
+    );
+    let fjord = launch(&api, LOOPBACK_CONFIG, &[]);
+    fjord.wait_ready();
+    let answered = |host: &'static str| {
+        let web = fjord.web;
+        async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..4 {
+                let r = get(web, host, "/").await;
+                seen.insert(r.backend().unwrap_or_else(|| format!("{}", r.status)));
+            }
+            seen.into_iter().collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(answered("split.test").await, ["a", "b"]);
+    assert_eq!(answered("secure.test").await, ["tls1"]);
+
+    api.apply(slice_of("b", c.addr));
+    api.apply(slice_of("secure", tls2.addr));
+    until_served(fjord.web, "secure.test", Some("tls2")).await;
+    assert_eq!(answered("split.test").await, ["a", "c"]);
+    assert_eq!(answered("secure.test").await, ["tls2"]);
+    assert_eq!(
+        fjord
+            .logs()
+            .iter()
+            .filter(|l| l.contains("config loaded"))
+            .count(),
+        1,
+        "the change took the endpoints-only path"
+    );
+}
+
 /// Many objects rejected at once make at most a burst of 10 Events, not one each.
 #[tokio::test(flavor = "multi_thread")]
 async fn events_are_capped_when_many_objects_are_rejected_at_once() {

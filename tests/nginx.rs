@@ -468,7 +468,7 @@ fn check_mentions_every_annotation_it_does_not_honour() {
         ("proxy-buffering", "on"),
         ("custom-http-errors", "404,503"),
         ("default-backend", "errors"),
-        ("service-upstream", "true"),
+        ("load-balance", "ewma"),
         ("proxy-next-upstream", "error timeout"),
         ("enable-access-log", "false"),
         ("proxy-ssl-verify", "on"),
@@ -922,4 +922,43 @@ async fn post_to_unreading(web: std::net::SocketAddr) -> String {
         }
     }
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_upstream_goes_to_the_cluster_ip() {
+    let (m, _backend) = setup().await;
+    let cluster = Echo::start("cluster-ip", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let pod = Echo::start("pod", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(
+        "kube.yaml",
+        &support::service_with_cluster_ip("kube", cluster.addr, pod.addr),
+    );
+    m.write("headless.yaml", &service("headless", pod.addr));
+    let to = |name: &str, host: &str, service: &str, annotations: &[(&str, &str)]| {
+        annotated(name, host, annotations).replace("name: app,", &format!("name: {service},"))
+    };
+    let upstream = [("service-upstream", "true")];
+    m.write("via.yaml", &to("via", "via.test", "kube", &upstream));
+    m.write("direct.yaml", &to("direct", "direct.test", "kube", &[]));
+    m.write("none.yaml", &to("none", "none.test", "headless", &upstream));
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    assert_eq!(
+        get(fjord.web, "via.test", "/").await.backend().as_deref(),
+        Some("cluster-ip")
+    );
+    assert_eq!(
+        get(fjord.web, "direct.test", "/")
+            .await
+            .backend()
+            .as_deref(),
+        Some("pod")
+    );
+    // A Service without a cluster IP cannot be reached at one: a 503 that says why.
+    assert_eq!(get(fjord.web, "none.test", "/").await.status, 503);
+    let line = fjord.wait_for_log("Ingress default/none");
+    assert!(line.contains("no cluster IP"), "{line}");
 }

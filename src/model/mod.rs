@@ -234,6 +234,9 @@ pub struct BackendId {
     /// For an HTTPS backend, what its TLS settings come from (`https`, or the transport's
     /// name): the same Service port over plain HTTP and HTTPS are two backends.
     pub scheme: Option<String>,
+    /// Reached at the Service's cluster IP rather than at its endpoints (ingress-nginx's
+    /// `service-upstream`, Traefik's `nativeLB`): kube-proxy picks the endpoint.
+    pub cluster_ip: bool,
 }
 
 impl fmt::Display for BackendId {
@@ -243,10 +246,13 @@ impl fmt::Display for BackendId {
             PortRef::Number(n) => write!(f, "{n}")?,
             PortRef::Name(n) => write!(f, "{n}")?,
         }
-        match &self.scheme {
-            Some(scheme) => write!(f, "@{scheme}"),
-            None => Ok(()),
+        if let Some(scheme) = &self.scheme {
+            write!(f, "@{scheme}")?;
         }
+        if self.cluster_ip {
+            write!(f, "@cluster-ip")?;
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +265,9 @@ pub struct BackendSpec {
     pub unavailable: Option<String>,
     /// TLS to the endpoints (HTTPS backends).
     pub tls: Option<Arc<BackendTls>>,
+    /// The weighted Services (namespace, Service, weight) of a backend made of several, for
+    /// resolving them again when only endpoints change; empty for one Service's.
+    pub members: Vec<(String, ServiceRef, u32)>,
 }
 
 /// How fjord speaks TLS to a backend's endpoints.
@@ -278,6 +287,7 @@ impl BackendSpec {
             endpoints: Vec::new(),
             unavailable: Some(why),
             tls: None,
+            members: Vec::new(),
         }
     }
 }

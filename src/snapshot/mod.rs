@@ -296,6 +296,7 @@ mod tests {
                 port: PortRef::Number(80),
             },
             scheme: None,
+            cluster_ip: false,
         };
         let spec = BackendSpec {
             endpoints: ports
@@ -307,6 +308,7 @@ mod tests {
                 .collect(),
             unavailable: None,
             tls: None,
+            members: Vec::new(),
         };
         Config {
             routes: vec![Route {

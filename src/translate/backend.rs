@@ -47,14 +47,16 @@ impl<'a> Resolver<'a> {
         Self { store, slices }
     }
 
-    /// The endpoints of `service` in `namespace`. A problem comes with a spec that has no
-    /// endpoints and says why, so requests to it get a 503 rather than some other route.
+    /// The endpoints of `service` in `namespace` (its cluster IP alone with `cluster_ip`). A
+    /// problem comes with a spec that has no endpoints and says why, so requests to it get a
+    /// 503 rather than some other route.
     pub(super) fn resolve(
         &self,
         namespace: &str,
         service: &ServiceRef,
+        cluster_ip: bool,
     ) -> (BackendSpec, Option<Problem>) {
-        match self.endpoints(namespace, service) {
+        match self.endpoints(namespace, service, cluster_ip) {
             Ok(endpoints) if endpoints.is_empty() => {
                 let why = format!(
                     "Service {namespace}/{} has no ready endpoints",
@@ -70,6 +72,7 @@ impl<'a> Resolver<'a> {
                     endpoints,
                     unavailable: None,
                     tls: None,
+                    members: Vec::new(),
                 },
                 None,
             ),
@@ -80,7 +83,12 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn endpoints(&self, ns: &str, service: &ServiceRef) -> Result<Vec<EndpointSpec>, Problem> {
+    fn endpoints(
+        &self,
+        ns: &str,
+        service: &ServiceRef,
+        cluster_ip: bool,
+    ) -> Result<Vec<EndpointSpec>, Problem> {
         let name = &service.name;
         let Some(svc) = self.store.service(ns, name) else {
             return Err(Problem::warning(format!("Service {ns}/{name} not found")));
@@ -115,6 +123,9 @@ impl<'a> Resolver<'a> {
                 PortRef::Name(p) => no_such_port(ns, name, p),
             });
         };
+        if cluster_ip {
+            return by_cluster_ip(ns, name, spec.and_then(|s| s.cluster_ip.as_deref()), port);
+        }
         // EndpointSlice ports carry the Service port's name (empty for a lone unnamed port)
         // with the resolved target port number.
         let port_name = port.name.as_deref().unwrap_or_default();
@@ -158,42 +169,108 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// The one endpoint of Service `ns/name` reached at its cluster IP on `port`.
+fn by_cluster_ip(
+    ns: &str,
+    name: &str,
+    ip: Option<&str>,
+    port: &ServicePort,
+) -> Result<Vec<EndpointSpec>, Problem> {
+    let Some(Ok(ip)) = ip.map(str::parse::<IpAddr>) else {
+        return Err(Problem::error(format!(
+            "Service {ns}/{name} has no cluster IP to reach it at (spec.clusterIP {:?}: headless, or not assigned, as in a manifests folder); drop service-upstream (nativeLB) to use its endpoints",
+            ip.unwrap_or_default()
+        )));
+    };
+    let port = u16::try_from(port.port).map_err(|_| {
+        Problem::error(format!(
+            "Service {ns}/{name}: port {} is out of range",
+            port.port
+        ))
+    })?;
+    Ok(vec![EndpointSpec {
+        addr: EndpointAddr::Ip(SocketAddr::new(ip, port)),
+        weight: 1,
+    }])
+}
+
+/// How a backend's endpoints are reached.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Reach<'t> {
+    /// TLS to them, with its label.
+    pub tls: Option<&'t (String, Arc<BackendTls>)>,
+    /// At the Service's cluster IP, rather than at its endpoints.
+    pub cluster_ip: bool,
+}
+
 /// The backend for weighted `services` (namespace, service, weight). One service is that
 /// Service's port; several are one endpoint set in which each service's endpoints together get
-/// the service's share of the weight. With `tls` (its label and settings) the endpoints are
-/// spoken to over TLS, as a backend of their own.
+/// the service's share of the weight. With `reach.tls` (its label and settings) the endpoints
+/// are spoken to over TLS, and with `reach.cluster_ip` reached at the cluster IP, each as a
+/// backend of its own.
 pub(super) fn backend_for(
     resolver: &Resolver<'_>,
     services: &[(String, ServiceRef, u32)],
-    tls: Option<&(String, Arc<BackendTls>)>,
+    reach: Reach<'_>,
     // Only a diagnostic names the field: formatted when there is one, not for every route.
     field: &dyn Fn() -> String,
     subject: &str,
     out: &mut Translation,
 ) -> BackendId {
+    let (id, spec, problems) = resolve_all(resolver, services, reach);
+    for p in problems {
+        out.diagnostics.push(Diagnostic {
+            severity: p.severity,
+            subject: subject.to_owned(),
+            message: format!("{}: {}; requests to it get 503", field(), p.message),
+        });
+    }
+    out.config.backends.insert(id.clone(), spec);
+    id
+}
+
+/// Backend `id`'s endpoints resolved again, as it was first made (its services, weights, TLS
+/// and reach): for a change that touched only EndpointSlices.
+pub(super) fn refresh(resolver: &Resolver<'_>, id: &BackendId, old: &BackendSpec) -> BackendSpec {
+    let one = [(id.namespace.clone(), id.service.clone(), 1)];
+    let services = if old.members.is_empty() {
+        &one[..]
+    } else {
+        &old.members[..]
+    };
+    let tls = id.scheme.clone().zip(old.tls.clone());
+    let reach = Reach {
+        tls: tls.as_ref(),
+        cluster_ip: id.cluster_ip,
+    };
+    resolve_all(resolver, services, reach).1
+}
+
+/// The backend for `services` reached as `reach` says, and the problems found on the way.
+fn resolve_all(
+    resolver: &Resolver<'_>,
+    services: &[(String, ServiceRef, u32)],
+    reach: Reach<'_>,
+) -> (BackendId, BackendSpec, Vec<Problem>) {
+    let Reach { tls, cluster_ip } = reach;
+    let mut problems = Vec::new();
     let mut resolved = Vec::new();
     for (ns, service, weight) in services {
-        let (mut spec, problem) = resolver.resolve(ns, service);
+        let (mut spec, problem) = resolver.resolve(ns, service, cluster_ip);
         spec.tls = tls.map(|(_, t)| Arc::clone(t));
-        if let Some(p) = problem {
-            out.diagnostics.push(Diagnostic {
-                severity: p.severity,
-                subject: subject.to_owned(),
-                message: format!("{}: {}; requests to it get 503", field(), p.message),
-            });
-        }
+        problems.extend(problem);
         let id = BackendId {
             namespace: ns.clone(),
             service: service.clone(),
             scheme: tls.map(|(label, _)| label.clone()),
+            cluster_ip,
         };
         resolved.push((id, spec, *weight));
     }
     if resolved.len() == 1
         && let Some((id, spec, _)) = resolved.pop()
     {
-        out.config.backends.insert(id.clone(), spec);
-        return id;
+        return (id, spec, problems);
     }
     // Give each endpoint weight × (L / its service's endpoint count), L the least common
     // multiple of the counts, so shares follow the service weights exactly.
@@ -231,19 +308,18 @@ pub(super) fn backend_for(
             port: PortRef::Name("weighted".into()),
         },
         scheme: tls.map(|(label, _)| label.clone()),
+        cluster_ip,
     };
     let unavailable = endpoints
         .is_empty()
         .then(|| "no service of the route has ready endpoints".to_owned());
-    out.config.backends.insert(
-        id.clone(),
-        BackendSpec {
-            endpoints,
-            unavailable,
-            tls: tls.map(|(_, t)| Arc::clone(t)),
-        },
-    );
-    id
+    let spec = BackendSpec {
+        endpoints,
+        unavailable,
+        tls: tls.map(|(_, t)| Arc::clone(t)),
+        members: services.to_vec(),
+    };
+    (id, spec, problems)
 }
 
 fn find_port<'s>(ports: &'s [ServicePort], wanted: &PortRef) -> Option<&'s ServicePort> {
@@ -287,7 +363,7 @@ pub(super) fn error_backends(
             backend_for(
                 resolver,
                 &[(id.namespace.clone(), id.service.clone(), 1)],
-                None,
+                Reach::default(),
                 &|| format!("Middleware {}: spec.errors.service", m.name),
                 subject,
                 out,

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::backend::{backend_for, error_backends};
+use super::backend::{Reach, backend_for, error_backends};
 use super::class::Classes;
 use super::tls::{ingress_resolver, tls_of};
 use super::{Cx, keep, middleware, nginx, oldest_first};
@@ -375,7 +375,10 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             let backend = backend_for(
                 &cx.resolver,
                 services,
-                nginx.backend_tls.as_ref(),
+                Reach {
+                    tls: nginx.backend_tls.as_ref(),
+                    cluster_ip: nginx.service_upstream,
+                },
                 &|| format!("{}.service", field()),
                 &subject,
                 &mut cx.out,

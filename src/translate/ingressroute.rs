@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::backend::{backend_for, error_backends};
+use super::backend::{Reach, backend_for, error_backends};
 use super::ingress::TlsRule;
 use super::tls::tls_of;
 use super::traefik_service;
@@ -44,6 +44,8 @@ pub(super) struct RuleRoute {
     /// `scheme: https` on its services: TLS to the endpoints, checked as the named
     /// ServersTransport says (the system's roots and the endpoint's address when none).
     pub https: Option<Option<String>>,
+    /// `nativeLB: true` on its services: their cluster IPs rather than their endpoints.
+    pub cluster_ip: bool,
 }
 
 pub(super) fn routes(
@@ -112,6 +114,16 @@ pub(super) fn routes(
                 "{field}.services disagree on passHostHeader; the route has one set of endpoints, so give one value"
             ));
         }
+        let native: Vec<bool> = r
+            .services
+            .iter()
+            .map(|s| s.native_lb.unwrap_or(false))
+            .collect();
+        if native.iter().any(|n| *n != native[0]) {
+            errors.push(format!(
+                "{field}.services disagree on nativeLB; the route has one set of endpoints, so give one value"
+            ));
+        }
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
             match s
@@ -171,6 +183,7 @@ pub(super) fn routes(
                 traefik_services,
                 sticky: sticky.map(Arc::new),
                 https,
+                cluster_ip: native.first() == Some(&true),
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -491,7 +504,10 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             let backend = backend_for(
                 &cx.resolver,
                 services,
-                tls.as_ref(),
+                Reach {
+                    tls: tls.as_ref(),
+                    cluster_ip: r.cluster_ip,
+                },
                 &|| format!("{}.services", r.field),
                 &subject,
                 &mut cx.out,
@@ -503,7 +519,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     let id = backend_for(
                         &cx.resolver,
                         &[(ns.clone(), service.clone(), 1)],
-                        None,
+                        Reach::default(),
                         &|| format!("{}.services (a mirror)", r.field),
                         &subject,
                         &mut cx.out,

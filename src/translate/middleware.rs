@@ -791,6 +791,7 @@ fn error_pages(e: &crd::Errors, ns: &str) -> Result<ErrorPages, String> {
             namespace: service_ns,
             service,
             scheme: None,
+            cluster_ip: false,
         },
         query,
         rewrites,

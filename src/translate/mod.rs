@@ -123,7 +123,7 @@ pub fn translate(store: &Store, options: &Options, last: &LastGood) -> Translati
 pub fn refresh_endpoints(store: &Store, config: &mut Config) {
     let resolver = backend::Resolver::new(store);
     for (id, spec) in &mut config.backends {
-        *spec = resolver.resolve(&id.namespace, &id.service).0;
+        *spec = backend::refresh(&resolver, id, spec);
     }
 }
 

@@ -47,6 +47,8 @@ pub(super) struct Nginx {
     pub rewrite: Option<String>,
     /// `proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout`.
     pub timeouts: Timeouts,
+    /// `service-upstream`: the Services' cluster IPs rather than their endpoints.
+    pub service_upstream: bool,
     /// `from-to-www-redirect`: each host's `www.` twin (or bare name) redirects to it.
     pub www_redirect: bool,
     /// `canary: "true"`: the Ingress takes a share of the traffic of the one with its host and
@@ -117,6 +119,7 @@ pub(super) fn read(
     reading.upstream_vhost();
     reading.backend_protocol();
     reading.timeouts();
+    reading.out.service_upstream = reading.flag("service-upstream") == Some(true);
     reading.access();
     reading.limits();
     reading.error_pages();
@@ -744,6 +747,7 @@ impl<'a> Reading<'a> {
                     port: PortRef::Number(port),
                 },
                 scheme: None,
+                cluster_ip: false,
             },
             query: "/".into(),
             rewrites: Vec::new(),

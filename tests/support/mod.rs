@@ -365,6 +365,21 @@ endpoints:
     )
 }
 
+/// Service `name` whose cluster IP and port are `cluster`'s, and whose one endpoint is `pod`.
+pub(crate) fn service_with_cluster_ip(
+    name: &str,
+    cluster: std::net::SocketAddr,
+    pod: std::net::SocketAddr,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: {}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-abc\n  namespace: default\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {}, protocol: TCP}}]\nendpoints:\n- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n",
+        cluster.ip(),
+        cluster.port(),
+        pod.port(),
+        pod.ip(),
+    )
+}
+
 /// A Service whose endpoints are `backends`, one EndpointSlice each (slices may carry
 /// different port numbers for the same Service port, as during a rollout).
 pub(crate) fn service_over(name: &str, backends: &[SocketAddr]) -> String {
