@@ -94,9 +94,14 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    fn new(spec: &Arc<BackendTls>) -> Self {
-        let connector = client_tls::tls_config(Some(&spec.client))
-            .map(|config| tokio_rustls::TlsConnector::from(Arc::new(config)));
+    /// The client for `spec`, offering only HTTP/2 in ALPN with `http2`.
+    fn new(spec: &Arc<BackendTls>, http2: bool) -> Self {
+        let connector = client_tls::tls_config(Some(&spec.client)).map(|mut config| {
+            if http2 {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+            }
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        });
         let server_name = spec
             .server_name
             .as_deref()
@@ -130,6 +135,8 @@ pub struct EndpointSet {
     spec: Vec<EndpointSpec>,
     /// TLS to the endpoints, for an HTTPS backend.
     pub tls: Option<Tls>,
+    /// Whether the endpoints are spoken to in HTTP/2 (gRPC backends).
+    pub http2: bool,
     endpoints: Vec<Endpoint>,
     /// Endpoint indexes in smooth weighted round-robin order.
     schedule: Box<[u32]>,
@@ -137,15 +144,16 @@ pub struct EndpointSet {
 }
 
 impl EndpointSet {
-    /// Builds the set for `spec` (over TLS when `tls` says), keeping the health of addresses
-    /// that were in `previous`.
+    /// Builds the set for `spec` (over TLS when `tls` says, in HTTP/2 with `http2`), keeping
+    /// the health of addresses that were in `previous`.
     pub fn new(
         spec: &[EndpointSpec],
-        tls: Option<&Arc<BackendTls>>,
+        (tls, http2): (Option<&Arc<BackendTls>>, bool),
         previous: Option<&EndpointSet>,
     ) -> Self {
-        static TLS_SETS: AtomicU64 = AtomicU64::new(0);
-        let tls_id = tls.map(|_| TLS_SETS.fetch_add(1, Ordering::Relaxed));
+        static SETS: AtomicU64 = AtomicU64::new(0);
+        // A connection is only ever reused as it was made: TLS settings and protocol.
+        let marked = (tls.is_some() || http2).then(|| SETS.fetch_add(1, Ordering::Relaxed));
         let mut endpoints = Vec::with_capacity(spec.len());
         let mut weights = Vec::with_capacity(spec.len());
         for s in spec {
@@ -157,7 +165,7 @@ impl EndpointSet {
                 .and_then(|p| p.endpoints.iter().find(|e| e.addr == s.addr))
                 .map(|e| Arc::clone(&e.health))
                 .unwrap_or_default();
-            let pool_key = match tls_id {
+            let pool_key = match marked {
                 None => authority.clone(),
                 Some(id) => match Authority::try_from(format!("t{id:x}@{authority}")) {
                     Ok(key) => key,
@@ -175,7 +183,8 @@ impl EndpointSet {
         }
         Self {
             spec: spec.to_vec(),
-            tls: tls.map(Tls::new),
+            tls: tls.map(|t| Tls::new(t, http2)),
+            http2,
             schedule: schedule(&weights),
             endpoints,
             cursor: AtomicUsize::new(0),
@@ -183,8 +192,12 @@ impl EndpointSet {
     }
 
     /// Whether this set was built from `spec` (and so can be kept across a reload).
-    pub fn is_for(&self, spec: &[EndpointSpec], tls: Option<&Arc<BackendTls>>) -> bool {
-        self.spec == spec && self.tls.as_ref().map(|t| &t.spec) == tls
+    pub fn is_for(
+        &self,
+        spec: &[EndpointSpec],
+        (tls, http2): (Option<&Arc<BackendTls>>, bool),
+    ) -> bool {
+        self.spec == spec && self.tls.as_ref().map(|t| &t.spec) == tls && self.http2 == http2
     }
 
     pub fn is_empty(&self) -> bool {
@@ -331,7 +344,7 @@ mod tests {
                 weight: *w,
             })
             .collect();
-        EndpointSet::new(&spec, None, None)
+        EndpointSet::new(&spec, (None, false), None)
     }
 
     #[test]
@@ -370,7 +383,7 @@ mod tests {
     fn health_survives_a_rebuild_for_the_same_address() {
         let a = set(&[1, 1]);
         a.endpoints[1].failed(0);
-        let b = EndpointSet::new(&a.spec[1..], None, Some(&a));
+        let b = EndpointSet::new(&a.spec[1..], (None, false), Some(&a));
         assert!(!b.endpoints[0].health.is_up(1));
     }
 }

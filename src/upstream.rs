@@ -1,5 +1,5 @@
-//! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per worker
-//! and endpoint address, so the pool outlives every snapshot and a connection is used only by
+//! The upstream client: HTTP/1.1 (HTTP/2 for gRPC backends) to endpoints over keep-alive
+//! connections pooled per worker and endpoint address, so the pool outlives every snapshot and a connection is used only by
 //! the worker whose runtime drives it. A connection goes back to its pool once its
 //! response has been read to the end, if it is ready for another request then; the most
 //! recently used one is taken first.
@@ -25,13 +25,14 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either as EitherFuture;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -64,6 +65,8 @@ pub(crate) struct Outgoing<'a> {
     pub body_limit: u64,
     /// The route's own limits, where it has them.
     pub timeouts: &'a Timeouts,
+    /// Whether the endpoint is spoken to in HTTP/2.
+    pub http2: bool,
 }
 
 /// An exchange that failed, with its request if that never left: when no connection to the
@@ -143,8 +146,44 @@ struct Idle {
 /// the wait for each response's head.
 #[derive(Debug)]
 struct Conn {
-    sender: SendRequest<RequestBody>,
+    sender: Sender,
     timer: Pin<Box<Sleep>>,
+}
+
+/// A connection's handle for requests. An HTTP/2 connection carries one request at a time
+/// too: it is pooled as an HTTP/1.1 one is, its timer bounding that request's head.
+#[derive(Debug)]
+enum Sender {
+    Http1(http1::SendRequest<RequestBody>),
+    Http2(http2::SendRequest<RequestBody>),
+}
+
+impl Sender {
+    fn is_ready(&self) -> bool {
+        match self {
+            Self::Http1(s) => s.is_ready(),
+            Self::Http2(s) => s.is_ready(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Self::Http1(s) => s.is_closed(),
+            Self::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// Sends `request`; a request that never left comes back in the error.
+    fn try_send_request(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + use<>
+    {
+        match self {
+            Self::Http1(s) => EitherFuture::Left(s.try_send_request(request)),
+            Self::Http2(s) => EitherFuture::Right(s.try_send_request(request)),
+        }
+    }
 }
 
 /// Why an exchange with an endpoint failed, before it is tied to the endpoint's name.
@@ -201,6 +240,9 @@ impl Upstream {
             {
                 request.headers_mut().insert(header::HOST, host);
             }
+            if to.http2 {
+                as_http2(&mut request, endpoint, to.tls.is_some());
+            }
             let started = Instant::from_std(to.started);
             let head = to.timeouts.read.unwrap_or(self.response_header_timeout);
             let send = to.timeouts.send.unwrap_or(head);
@@ -213,9 +255,7 @@ impl Upstream {
                     Some((conn, idled)) => (conn, Some(idled)),
                     // Boxed: connecting is rare on pooled connections, and its state
                     // (hyper's handshake, a TLS one) would widen every request's future.
-                    None => match Box::pin(pool.connect(endpoint, to.tls, to.timeouts, deadline))
-                        .await
-                    {
+                    None => match Box::pin(pool.connect(endpoint, &to, deadline)).await {
                         Ok(conn) => (conn, None),
                         Err(failure) => {
                             return Err(Failed {
@@ -368,11 +408,10 @@ impl Pool {
     async fn connect(
         &self,
         endpoint: &Authority,
-        tls: Option<&Tls>,
-        timeouts: &Timeouts,
+        to: &Outgoing<'_>,
         deadline: Instant,
     ) -> Result<Conn, Failure> {
-        let dial_timeout = timeouts.connect.unwrap_or(self.dial_timeout);
+        let dial_timeout = to.timeouts.connect.unwrap_or(self.dial_timeout);
         let dial = tokio::time::timeout(dial_timeout, TcpStream::connect(endpoint.as_str()));
         let stream = tokio::time::timeout_at(deadline, dial)
             .await
@@ -388,11 +427,11 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let sender = match tls {
-            None => handshake(Tcp::new(stream)).await?,
+        let sender = match to.tls {
+            None => handshake(Tcp::new(stream), to.http2).await?,
             // Boxed: a TLS handshake's state is large, and every request's future would
             // otherwise make room for it.
-            Some(tls) => Box::pin(tls_handshake(tls, endpoint, stream, deadline)).await?,
+            Some(tls) => Box::pin(tls_handshake(tls, endpoint, stream, deadline, to.http2)).await?,
         };
         Ok(Conn {
             sender,
@@ -430,14 +469,15 @@ impl Pool {
 /// between requests of a busy connection.
 const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
 
-/// An HTTP/1.1 connection over TLS on `stream`. A handshake that fails (a wrong name, an
-/// unknown CA) is a failed connect: the endpoint backs off and the request may go to another.
+/// A connection over TLS on `stream`. A handshake that fails (a wrong name, an unknown CA) is
+/// a failed connect: the endpoint backs off and the request may go to another.
 async fn tls_handshake(
     tls: &Tls,
     endpoint: &Authority,
     stream: TcpStream,
     deadline: Instant,
-) -> Result<SendRequest<RequestBody>, Failure> {
+    http2: bool,
+) -> Result<Sender, Failure> {
     let refused = |why: String| Failure::Connect(io::Error::other(why));
     let connector = tls.connector.as_ref().map_err(|e| refused(e.clone()))?;
     let name = tls
@@ -448,14 +488,32 @@ async fn tls_handshake(
         .await
         .map_err(|_| Failure::Timeout)?
         .map_err(|e| refused(format!("TLS handshake: {e}")))?;
-    handshake(stream).await
+    if http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(refused(format!(
+            "{endpoint} did not agree to HTTP/2 in the TLS handshake (ALPN h2)"
+        )));
+    }
+    handshake(stream, http2).await
 }
 
-/// An HTTP/1.1 connection over `io`, driven by a task of its own.
-async fn handshake<I>(io: I) -> Result<SendRequest<RequestBody>, Failure>
+/// An HTTP/1.1 (or HTTP/2) connection over `io`, driven by a task of its own.
+async fn handshake<I>(io: I, http2: bool) -> Result<Sender, Failure>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if http2 {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(Failure::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        return Ok(Sender::Http2(sender));
+    }
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -465,7 +523,41 @@ where
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Sender::Http1(sender))
+}
+
+/// `request` as HTTP/2 sends it: its `Host` becomes the URI's authority (`:authority`), with
+/// the scheme, and a gRPC request says it takes trailers (its client's `TE` went with the
+/// hop-by-hop headers).
+fn as_http2(request: &mut Request<RequestBody>, endpoint: &Authority, tls: bool) {
+    let authority = request
+        .headers_mut()
+        .remove(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| endpoint.clone());
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(if tls {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    *request.version_mut() = http::Version::HTTP_2;
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        request
+            .headers_mut()
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// Methods a client expects may be repeated (RFC 9110 §9.2.2).

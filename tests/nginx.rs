@@ -463,7 +463,7 @@ fn check_mentions_every_annotation_it_does_not_honour() {
     let documented = [
         ("affinity-mode", "persistent"),
         ("session-cookie-name", "route"),
-        ("backend-protocol", "GRPC"),
+        ("backend-protocol", "FCGI"),
         ("proxy-next-upstream-tries", "3"),
         ("proxy-buffering", "on"),
         ("custom-http-errors", "404,503"),

@@ -265,6 +265,8 @@ pub struct BackendSpec {
     pub unavailable: Option<String>,
     /// TLS to the endpoints (HTTPS backends).
     pub tls: Option<Arc<BackendTls>>,
+    /// HTTP/2 to the endpoints (gRPC backends: `h2c`, or over TLS), rather than HTTP/1.1.
+    pub http2: bool,
     /// The weighted Services (namespace, Service, weight) of a backend made of several, for
     /// resolving them again when only endpoints change; empty for one Service's.
     pub members: Vec<(String, ServiceRef, u32)>,
@@ -287,6 +289,7 @@ impl BackendSpec {
             endpoints: Vec::new(),
             unavailable: Some(why),
             tls: None,
+            http2: false,
             members: Vec::new(),
         }
     }

@@ -142,9 +142,11 @@ pub(super) fn exchange<'a>(
             (retry.is_some() && attempts > 1).then(|| Box::new(upstream::head_copy(&request)));
         // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
-        let (tls, progress) = (endpoints.tls.as_ref(), sent.received.as_deref());
+        let progress = sent.received.as_deref();
         let timeouts = &target.timeouts;
-        let to = |endpoint, started| outgoing_to(endpoint, tls, started, progress, limit, timeouts);
+        let to = |endpoint, started| {
+            outgoing_to(endpoint, endpoints, started, progress, limit, timeouts)
+        };
         let by_endpoint = target.host_header == HostHeader::Endpoint;
         if by_endpoint {
             endpoint_host(&mut request, endpoint);
@@ -314,6 +316,8 @@ fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, 
                 progress: None,
                 body_limit: 0,
                 timeouts: &Timeouts::NONE,
+                // Mirrors are Services reached plainly (see translation's mirrors).
+                http2: false,
             };
             match upstream.send(copy, to, &|| {}).await {
                 Ok(response) => {
@@ -403,7 +407,7 @@ pub(super) async fn error_page(
     };
     let to = outgoing_to(
         endpoint,
-        endpoints.tls.as_ref(),
+        endpoints,
         Instant::now(),
         None,
         0,
@@ -423,10 +427,10 @@ pub(super) async fn error_page(
     }
 }
 
-/// Where an attempt goes: `endpoint`, over its backend's `tls`, under the route's `timeouts`.
+/// Where an attempt goes: `endpoint`, as its `set` is spoken to, under the route's `timeouts`.
 fn outgoing_to<'a>(
     endpoint: &'a crate::balance::Endpoint,
-    tls: Option<&'a crate::balance::Tls>,
+    set: &'a crate::balance::EndpointSet,
     started: Instant,
     progress: Option<&'a Progress>,
     body_limit: u64,
@@ -435,11 +439,12 @@ fn outgoing_to<'a>(
     Outgoing {
         endpoint: &endpoint.authority,
         key: &endpoint.pool_key,
-        tls,
+        tls: set.tls.as_ref(),
         started,
         progress,
         body_limit,
         timeouts,
+        http2: set.http2,
     }
 }
 

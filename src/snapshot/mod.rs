@@ -219,7 +219,9 @@ impl Snapshot {
 fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Arc<Backend> {
     match old {
         Some(old)
-            if old.endpoints.is_for(&spec.endpoints, spec.tls.as_ref())
+            if old
+                .endpoints
+                .is_for(&spec.endpoints, (spec.tls.as_ref(), spec.http2))
                 && old.unavailable.as_deref() == spec.unavailable.as_deref() =>
         {
             Arc::clone(old)
@@ -234,7 +236,7 @@ fn backend(id: &BackendId, spec: &BackendSpec, old: Option<&Arc<Backend>>) -> Ar
                 name,
                 endpoints: EndpointSet::new(
                     &spec.endpoints,
-                    spec.tls.as_ref(),
+                    (spec.tls.as_ref(), spec.http2),
                     old.map(|o| &o.endpoints),
                 ),
                 unavailable: spec.unavailable.as_deref().map(Into::into),
@@ -308,6 +310,7 @@ mod tests {
                 .collect(),
             unavailable: None,
             tls: None,
+            http2: false,
             members: Vec::new(),
         };
         Config {

@@ -72,6 +72,7 @@ impl<'a> Resolver<'a> {
                     endpoints,
                     unavailable: None,
                     tls: None,
+                    http2: false,
                     members: Vec::new(),
                 },
                 None,
@@ -201,6 +202,20 @@ pub(super) struct Reach<'t> {
     pub tls: Option<&'t (String, Arc<BackendTls>)>,
     /// At the Service's cluster IP, rather than at its endpoints.
     pub cluster_ip: bool,
+    /// In HTTP/2 (gRPC): over TLS with `tls`, else with prior knowledge (h2c).
+    pub http2: bool,
+}
+
+impl Reach<'_> {
+    /// What a backend reached this way adds to its Service port's identity.
+    fn label(&self) -> Option<String> {
+        match (self.tls, self.http2) {
+            (None, false) => None,
+            (None, true) => Some("h2c".into()),
+            (Some((label, _)), false) => Some(label.clone()),
+            (Some((label, _)), true) => Some(format!("{label}+h2")),
+        }
+    }
 }
 
 /// The backend for weighted `services` (namespace, service, weight). One service is that
@@ -242,6 +257,7 @@ pub(super) fn refresh(resolver: &Resolver<'_>, id: &BackendId, old: &BackendSpec
     let reach = Reach {
         tls: tls.as_ref(),
         cluster_ip: id.cluster_ip,
+        http2: old.http2,
     };
     resolve_all(resolver, services, reach).1
 }
@@ -252,17 +268,22 @@ fn resolve_all(
     services: &[(String, ServiceRef, u32)],
     reach: Reach<'_>,
 ) -> (BackendId, BackendSpec, Vec<Problem>) {
-    let Reach { tls, cluster_ip } = reach;
+    let Reach {
+        tls,
+        cluster_ip,
+        http2,
+    } = reach;
     let mut problems = Vec::new();
     let mut resolved = Vec::new();
     for (ns, service, weight) in services {
         let (mut spec, problem) = resolver.resolve(ns, service, cluster_ip);
         spec.tls = tls.map(|(_, t)| Arc::clone(t));
+        spec.http2 = http2;
         problems.extend(problem);
         let id = BackendId {
             namespace: ns.clone(),
             service: service.clone(),
-            scheme: tls.map(|(label, _)| label.clone()),
+            scheme: reach.label(),
             cluster_ip,
         };
         resolved.push((id, spec, *weight));
@@ -307,7 +328,7 @@ fn resolve_all(
             name: names.join("+"),
             port: PortRef::Name("weighted".into()),
         },
-        scheme: tls.map(|(label, _)| label.clone()),
+        scheme: reach.label(),
         cluster_ip,
     };
     let unavailable = endpoints
@@ -317,6 +338,7 @@ fn resolve_all(
         endpoints,
         unavailable,
         tls: tls.map(|(_, t)| Arc::clone(t)),
+        http2,
         members: services.to_vec(),
     };
     (id, spec, problems)

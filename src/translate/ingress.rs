@@ -378,6 +378,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 Reach {
                     tls: nginx.backend_tls.as_ref(),
                     cluster_ip: nginx.service_upstream,
+                    http2: nginx.http2,
                 },
                 &|| format!("{}.service", field()),
                 &subject,

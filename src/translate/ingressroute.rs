@@ -46,6 +46,8 @@ pub(super) struct RuleRoute {
     pub https: Option<Option<String>>,
     /// `nativeLB: true` on its services: their cluster IPs rather than their endpoints.
     pub cluster_ip: bool,
+    /// `scheme: h2c` on its services: HTTP/2 with prior knowledge (gRPC).
+    pub http2: bool,
 }
 
 pub(super) fn routes(
@@ -93,9 +95,10 @@ pub(super) fn routes(
                 "{field}.services disagree on scheme or serversTransport; the route has one set of endpoints, so give one"
             ));
         }
-        let https = match schemes.first().copied().unwrap_or_default() {
-            (None | Some("http"), None) => None,
-            (None | Some("http"), Some(t)) => {
+        let scheme = schemes.first().copied().unwrap_or_default();
+        let https = match scheme {
+            (None | Some("http" | "h2c"), None) => None,
+            (None | Some("http" | "h2c"), Some(t)) => {
                 errors.push(format!(
                     "{field}.services[0].serversTransport {t:?} is for scheme: https; set it"
                 ));
@@ -104,7 +107,7 @@ pub(super) fn routes(
             (Some("https"), transport) => Some(transport.map(str::to_owned)),
             (Some(other), _) => {
                 errors.push(format!(
-                    "{field}.services[0].scheme {other:?} is not http or https (h2c is not spoken to backends yet)"
+                    "{field}.services[0].scheme {other:?} is not http, https or h2c"
                 ));
                 None
             }
@@ -184,6 +187,7 @@ pub(super) fn routes(
                 sticky: sticky.map(Arc::new),
                 https,
                 cluster_ip: native.first() == Some(&true),
+                http2: scheme.0 == Some("h2c"),
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -507,6 +511,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 Reach {
                     tls: tls.as_ref(),
                     cluster_ip: r.cluster_ip,
+                    http2: r.http2,
                 },
                 &|| format!("{}.services", r.field),
                 &subject,

@@ -38,8 +38,11 @@ pub(super) struct Nginx {
     pub sticky: Option<Arc<StickyCookie>>,
     /// `upstream-vhost`: the `Host` the backend gets.
     pub host_header: HostHeader,
-    /// `backend-protocol: HTTPS` (with `proxy-ssl-*`): TLS to the endpoints, with its label.
+    /// `backend-protocol: HTTPS` or `GRPCS` (with `proxy-ssl-*`): TLS to the endpoints, with
+    /// its label.
     pub backend_tls: Option<(String, Arc<BackendTls>)>,
+    /// `backend-protocol: GRPC` or `GRPCS`: HTTP/2 to the endpoints.
+    pub http2: bool,
     /// Its paths are case-insensitive regular expressions anchored at the start, as nginx's
     /// `location ~*` (`use-regex`, or `rewrite-target`, which implies it).
     pub regex_paths: bool,
@@ -244,17 +247,24 @@ impl<'a> Reading<'a> {
         });
     }
 
-    /// `backend-protocol: HTTPS` with `proxy-ssl-secret` (CA and client certificate),
-    /// `proxy-ssl-verify` (off by default, as in nginx) and `proxy-ssl-name`.
+    /// `backend-protocol: GRPC` (HTTP/2 with prior knowledge), and `HTTPS` or `GRPCS` with
+    /// `proxy-ssl-secret` (CA and client certificate), `proxy-ssl-verify` (off by default, as
+    /// in nginx) and `proxy-ssl-name`.
     fn backend_protocol(&mut self) {
-        let https = self
+        let protocol = self
             .ours
             .get("backend-protocol")
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("HTTPS"));
+            .map(|p| p.trim().to_ascii_uppercase());
+        let https = match protocol.as_deref() {
+            Some("GRPC") => false,
+            Some("HTTPS") | Some("GRPCS") => true,
+            _ => return,
+        };
+        self.get("backend-protocol");
+        self.out.http2 = protocol.as_deref() != Some("HTTPS");
         if !https {
             return;
         }
-        self.get("backend-protocol");
         let verify = match self.get("proxy-ssl-verify") {
             None | Some("off") => false,
             Some("on") => true,
@@ -968,6 +978,9 @@ fn verdict(name: &str, value: &str) -> Verdict {
         (n, _) if n.starts_with("session-cookie-") || n.starts_with("affinity-") => {
             Verdict::Ignored("it is read only with affinity: cookie".into())
         }
+        (n, _) if n.starts_with("proxy-ssl-") => {
+            Verdict::Ignored("it is read only with backend-protocol HTTPS or GRPCS".into())
+        }
         // fjord streams responses and request bodies as they come: nginx's buffering "off".
         ("ssl-redirect", "true") | ("proxy-buffering" | "proxy-request-buffering", "off") => {
             Verdict::Honoured
@@ -976,7 +989,7 @@ fn verdict(name: &str, value: &str) -> Verdict {
             "fjord streams bodies as they come (nginx's \"off\"); a backend that needs a slow client's whole request first should use a buffering Middleware's maxRequestBodyBytes".into(),
         ),
         ("backend-protocol", _) => Verdict::Ignored(
-            "fjord speaks HTTP/1.1 to backends; a backend expecting HTTPS or gRPC will fail".into(),
+            "fjord speaks HTTP, HTTPS, GRPC and GRPCS to backends; a backend expecting another protocol will fail".into(),
         ),
         _ => Verdict::Ignored("fjord has no equivalent yet".into()),
     }

@@ -5,6 +5,7 @@
 pub(crate) mod apiserver;
 pub(crate) mod auth;
 pub(crate) mod echo;
+pub(crate) mod grpc;
 pub(crate) mod pebble;
 pub(crate) mod redis;
 pub(crate) mod suite;

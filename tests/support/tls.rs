@@ -237,12 +237,21 @@ pub(crate) async fn https_get(
 
 /// A TLS acceptor serving `cert` and `key` (PEM), for test servers.
 pub(crate) fn acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    acceptor_with_alpn(cert, key, &[])
+}
+
+/// Like [`acceptor`], agreeing to the first of `alpn` the client offers.
+pub(crate) fn acceptor_with_alpn(
+    cert: &str,
+    key: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject as _;
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -250,5 +259,6 @@ pub(crate) fn acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
