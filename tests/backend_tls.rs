@@ -9,13 +9,6 @@ mod support;
 use support::tls::Ca;
 use support::{Echo, Fjord, Manifests, get, service};
 
-fn ca_secret(name: &str, ca: &Ca) -> String {
-    let indented: String = ca.pem.lines().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\nstringData:\n  ca.crt: |\n{indented}"
-    )
-}
-
 fn route(name: &str, host: &str, service: &str) -> String {
     format!(
         "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  routes:\n  - match: Host(`{host}`)\n    services: [{service}]\n"
@@ -41,7 +34,7 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
     let m = Manifests::new();
     m.write("svc.yaml", &service("app", backend.addr));
     m.write("plain.yaml", &service("plainapp", plain.addr));
-    m.write("ca.yaml", &ca_secret("app-ca", &ca));
+    m.write("ca.yaml", &ca.ca_secret("app-ca"));
     m.write(
         "good.yaml",
         &transport(
@@ -122,7 +115,7 @@ async fn ingress_nginx_backend_protocol_https_is_honoured() {
         .unwrap();
     let m = Manifests::new();
     m.write("svc.yaml", &service("app", backend.addr));
-    m.write("ca.yaml", &ca_secret("app-ca", &ca));
+    m.write("ca.yaml", &ca.ca_secret("app-ca"));
     let annotated = |name: &str, host: &str, annotations: &str| {
         support::ingress(name, &[(host, "Prefix", "/", "app")]).replacen(
             "namespace: default}",

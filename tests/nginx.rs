@@ -10,6 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use md5::Digest as _;
 use support::{
     Echo, Fjord, LOOPBACK_CONFIG, Manifests, check, client, get, ingress, send, service,
 };
@@ -799,6 +800,62 @@ async fn auth_url_asks_as_nginx_does_and_answers_as_nginx_does() {
     assert_eq!(auth.asked().last().unwrap().method, "POST", "auth-method");
 }
 
+/// The oauth2-proxy pattern ingress-nginx's documentation gives: `auth-url` at `$host`,
+/// `auth-signin` with `$host` and `$escaped_request_uri`. fjord asks the Ingress's own host,
+/// and refuses `$host` where a client could choose it.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_url_at_host_asks_the_ingresses_own_host() {
+    let auth = support::auth::AuthServer::start().await;
+    let (m, _backend) = setup().await;
+    let port = auth.addr.port();
+    let url = format!("http://$host:{port}/oauth2/auth");
+    let signin = "https://$host/oauth2/start?rd=$escaped_request_uri";
+    // `localhost` stands for the Ingress's host: it resolves to the auth server here.
+    m.write(
+        "dash.yaml",
+        &annotated(
+            "dash",
+            "localhost",
+            &[("auth-url", &url), ("auth-signin", signin)],
+        ),
+    );
+    m.write(
+        "wild.yaml",
+        &annotated("wild", "*.wild.test", &[("auth-url", &url)]),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let ok = request(
+        &fjord,
+        "GET",
+        "localhost",
+        "/a",
+        &[("authorization", "Bearer good")],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.backend().as_deref(), Some("app"), "{ok:?}");
+    assert_eq!(auth.asked()[0].uri, "/oauth2/auth");
+    assert_eq!(auth.asked()[0].headers["host"], format!("localhost:{port}"));
+    let out = request(
+        &fjord,
+        "GET",
+        "localhost",
+        "/p?q=1",
+        &[("authorization", "Basic x")],
+        b"",
+    )
+    .await;
+    assert_eq!(out.status, 302);
+    assert_eq!(
+        out.headers["location"],
+        "https://localhost/oauth2/start?rd=%2Fp%3Fq%3D1"
+    );
+    // A wildcard host would let a client name the server fjord asks: refused, and not served.
+    let line = fjord.wait_for_log("Ingress default/wild");
+    assert!(line.contains("wildcard host"), "{line}");
+    assert_eq!(get(fjord.web, "a.wild.test", "/").await.status, 404);
+}
+
 /// A listener whose accept queue is full: a connection to it is never made.
 fn unanswering_listener() -> (socket2::Socket, Vec<std::net::TcpStream>) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -961,4 +1018,144 @@ async fn service_upstream_goes_to_the_cluster_ip() {
     assert_eq!(get(fjord.web, "none.test", "/").await.status, 503);
     let line = fjord.wait_for_log("Ingress default/none");
     assert!(line.contains("no cluster IP"), "{line}");
+}
+
+/// Annotations fjord honours: `fjord check` need not name them.
+const HONOURED: &[&str] = &[
+    "affinity",
+    "session-cookie-name",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-secure",
+    "session-cookie-samesite",
+    "auth-type",
+    "auth-secret",
+    "auth-realm",
+    "auth-url",
+    "auth-method",
+    "auth-response-headers",
+    "auth-signin",
+    "canary",
+    "canary-weight",
+    "canary-by-cookie",
+    "canary-by-header",
+    "canary-by-header-pattern",
+    "canary-by-header-value",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "backend-protocol",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "rewrite-target",
+    "use-regex",
+    "app-root",
+    "enable-cors",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-max-age",
+    "cors-allow-credentials",
+    "cors-allow-origin",
+    "whitelist-source-range",
+    "limit-rps",
+    "limit-burst-multiplier",
+    "limit-whitelist",
+    "limit-connections",
+    "permanent-redirect",
+    "temporal-redirect",
+    "from-to-www-redirect",
+    "x-forwarded-prefix",
+    "upstream-vhost",
+    "custom-http-errors",
+    "default-backend",
+    "service-upstream",
+];
+
+/// The Ingresses of ingress-nginx's documentation (tests/data/ingress-nginx-docs): `fjord check`
+/// honours or names every annotation on them, and honours those it claims to.
+#[test]
+fn check_honours_or_names_every_annotation_of_ingress_nginxs_documented_examples() {
+    let docs =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ingress-nginx-docs");
+    let m = Manifests::new();
+    let mut ingresses = Vec::new();
+    for file in ["examples.yaml", "user-guide.yaml"] {
+        let text = std::fs::read_to_string(docs.join(file)).unwrap();
+        for doc in fjord::provider::manifests::parse_documents(&text).unwrap() {
+            if doc["kind"] == "Ingress" {
+                let annotations = doc["metadata"]["annotations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                ingresses.push((
+                    doc["metadata"]["name"].as_str().unwrap().to_owned(),
+                    annotations,
+                ));
+            }
+        }
+        m.write(file, &text);
+    }
+    // Most examples name no class: fjord's is the default, as a migrated cluster would set it.
+    m.write(
+        "class.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: fjord, annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}}\nspec: {controller: fjord.dev/ingress-controller}\n",
+    );
+    m.write(
+        "http-svc.yaml",
+        &service("http-svc", "127.0.0.1:1".parse().unwrap()),
+    );
+    m.write(
+        "canary.yaml",
+        &service("canary", "127.0.0.1:2".parse().unwrap()),
+    );
+    let ca = support::tls::Ca::new();
+    m.write("backend-ca.yaml", &ca.ca_secret("backend-ca"));
+    let hash: String = md5::Md5::digest(b"foo:Authentication Required:bar")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let digest = format!("foo:Authentication Required:{hash}\n");
+    m.write(
+        "digest.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: digest-auth, namespace: default}}\ndata: {{auth: {}}}\n",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        ),
+    );
+    let config = m.write(
+        "../fjord.yaml",
+        "providers:\n  kubernetesIngress:\n    alsoServeClasses: [nginx]\n",
+    );
+    let (_, out) = check(m.path(), Some(&config));
+    let mut unnamed = Vec::new();
+    for (name, annotations) in &ingresses {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&format!("Ingress default/{name}:")))
+            .collect();
+        for key in annotations.keys() {
+            let Some(short) = key.strip_prefix("nginx.ingress.kubernetes.io/") else {
+                continue;
+            };
+            let named = lines.iter().any(|l| l.contains(key.as_str()));
+            if HONOURED.contains(&short) {
+                let against = lines.iter().find(|l| {
+                    l.contains(&format!("{key} is not honoured"))
+                        || l.contains(&format!("{key} is refused"))
+                });
+                assert!(
+                    against.is_none(),
+                    "{name}: {short} is claimed honoured: {against:?}"
+                );
+            } else if !named {
+                unnamed.push(format!("{name}: {short}"));
+            }
+        }
+    }
+    assert!(unnamed.is_empty(), "unnamed: {unnamed:#?}\n{out}");
 }

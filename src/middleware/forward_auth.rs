@@ -190,9 +190,14 @@ impl ForwardAuth {
             );
             set(&X_REAL_IP, HeaderValue::from_str(&peer).ok());
         }
+        let address = if spec.host_from_request {
+            with_host(&spec.address, ctx.host)?
+        } else {
+            spec.address.clone()
+        };
         let mut ask = Request::builder()
             .method(method)
-            .uri(spec.address.clone())
+            .uri(address)
             .body(Empty::new())?;
         *ask.headers_mut() = headers;
         Ok(ask)
@@ -303,15 +308,46 @@ fn nginx_refusal<B>(
     }
 }
 
-/// ingress-nginx's redirect to `auth-signin`, with the original URL in `param`.
+/// `address` with the request's `host` for the placeholder translation put in `$host`'s
+/// place, its port kept.
+fn with_host(address: &http::Uri, host: &str) -> Result<http::Uri, http::Error> {
+    let mut parts = address.clone().into_parts();
+    if let Some(authority) = &parts.authority {
+        let port = authority
+            .port()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        parts.authority = Some(format!("{host}{port}").parse()?);
+    }
+    Ok(http::Uri::from_parts(parts)?)
+}
+
+/// ingress-nginx's redirect to `auth-signin`, its `$host`, `$request_uri` and
+/// `$escaped_request_uri` the request's, with the original URL in `param` unless the page's
+/// query already sets it (as nginx's `buildAuthSignURL` leaves it).
 fn sign_in<B>(signin: &str, param: &str, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
     let scheme = if ctx.tls { "https" } else { "http" };
     let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let original = format!("{scheme}://{}{uri}", ctx.host);
-    let rd: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
-    let separator = if signin.contains('?') { '&' } else { '?' };
+    let escaped: String = form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+    let page = signin
+        .replace("$escaped_request_uri", &escaped)
+        .replace("$request_uri", uri)
+        .replace("$host", ctx.host);
+    let query = page.split_once('?').map(|(_, q)| q);
+    let has_param = query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == param)
+    });
+    let location = if has_param {
+        page
+    } else {
+        let original = format!("{scheme}://{}{uri}", ctx.host);
+        let rd: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
+        let separator = if query.is_some() { '&' } else { '?' };
+        format!("{page}{separator}{param}={rd}")
+    };
     let mut reply = body::empty(StatusCode::FOUND);
-    if let Ok(location) = HeaderValue::from_str(&format!("{signin}{separator}{param}={rd}")) {
+    if let Ok(location) = HeaderValue::from_str(&location) {
         reply.headers_mut().insert(header::LOCATION, location);
     }
     reply

@@ -317,6 +317,9 @@ impl ErrorPages {
 pub struct ForwardAuthSpec {
     /// The authentication server: an absolute `http` or `https` URL.
     pub address: http::Uri,
+    /// ingress-nginx's `$host` in `auth-url`: the address's host is the request's (an
+    /// Ingress's own exact host, never one a client chose).
+    pub host_from_request: bool,
     /// Whether a trusted peer's `X-Forwarded-*` headers are passed on as they are.
     pub trust_forward_header: bool,
     /// Request headers sent to the server; all (but hop-by-hop ones) when empty.

@@ -290,6 +290,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 allow_cross_namespace: allow,
                 service: first.as_ref().map(|(s, _)| s.clone()),
                 port: first.map(|(_, p)| p),
+                hosts_exact: hosts_exact(ing),
             };
             match (rules(ing), nginx::read(&owner, annotations)) {
                 (Ok(rules), Ok(nginx)) => {
@@ -573,6 +574,22 @@ fn canary_shares(
         }
     }
     shares
+}
+
+/// Whether every request `ing` serves names one of its hosts exactly: no wildcard, no rule
+/// or default backend for any host.
+fn hosts_exact(ing: &Ingress) -> bool {
+    let Some(spec) = &ing.spec else {
+        return false;
+    };
+    let rules = spec.rules.as_deref().unwrap_or_default();
+    spec.default_backend.is_none()
+        && !rules.is_empty()
+        && rules.iter().all(|r| {
+            r.host
+                .as_deref()
+                .is_some_and(|h| !h.is_empty() && !h.contains('*'))
+        })
 }
 
 fn key(ing: &Ingress) -> ObjectKey {

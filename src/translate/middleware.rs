@@ -535,6 +535,7 @@ pub(super) fn forward_auth(
             .collect::<Result<Vec<_>, _>>()
     };
     Ok(ForwardAuthSpec {
+        host_from_request: false,
         request_headers: names(&f.auth_request_headers, "authRequestHeaders")?,
         response_headers: names(&f.auth_response_headers, "authResponseHeaders")?,
         response_headers_regex: f

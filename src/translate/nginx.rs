@@ -97,6 +97,9 @@ pub(super) struct Owner<'a> {
     /// `X-Service-Port`.
     pub service: Option<String>,
     pub port: Option<String>,
+    /// Whether every request it serves names one of its hosts exactly, so that `$host` can
+    /// only be one of them.
+    pub hosts_exact: bool,
 }
 
 /// Reads the nginx annotations among `annotations`; `Err` with every reason the Ingress cannot
@@ -416,10 +419,11 @@ impl<'a> Reading<'a> {
         let path = self.get("session-cookie-path").unwrap_or("/").to_owned();
         let domain = self.get("session-cookie-domain").map(str::to_owned);
         // nginx sends both; Max-Age wins in browsers, so one is enough.
-        let max_age = self
-            .number("session-cookie-max-age")
-            .or_else(|| self.number("session-cookie-expires"))
-            .and_then(|a| i64::try_from(a).ok());
+        let (max_age, expires) = (
+            self.number("session-cookie-max-age"),
+            self.number("session-cookie-expires"),
+        );
+        let max_age = max_age.or(expires).and_then(|a| i64::try_from(a).ok());
         let secure = self.flag("session-cookie-secure").unwrap_or(false);
         let same_site = self.get("session-cookie-samesite").map(str::to_owned);
         let same_site = match same_site.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -595,12 +599,9 @@ impl<'a> Reading<'a> {
         let Some(url) = self.get("auth-url") else {
             return;
         };
-        if url.contains('$') {
-            self.errors.push(format!(
-                "annotation {PREFIX}auth-url {url:?} uses nginx variables, which fjord does not expand (nothing from an annotation is interpreted as nginx configuration); give a fixed URL"
-            ));
+        let Some((url, host_from_request)) = self.host_variable("auth-url", url) else {
             return;
-        }
+        };
         let method = self.get("auth-method").map(str::to_owned);
         let method = match method.as_deref().map(str::parse::<http::Method>) {
             None => None,
@@ -618,6 +619,13 @@ impl<'a> Reading<'a> {
             .map(list)
             .unwrap_or_default();
         let signin = self.get("auth-signin").map(str::to_owned);
+        if let Some(signin) = &signin
+            && let Err(why) = signin_variables(signin, self.owner.hosts_exact)
+        {
+            return self
+                .errors
+                .push(format!("annotation {PREFIX}auth-signin {signin:?}: {why}"));
+        }
         let param = self
             .get("auth-signin-redirect-param")
             .unwrap_or("rd")
@@ -640,7 +648,7 @@ impl<'a> Reading<'a> {
             }
         }
         let spec = crd::ForwardAuth {
-            address: url.to_owned(),
+            address: url,
             auth_response_headers: headers,
             ..Default::default()
         };
@@ -654,6 +662,7 @@ impl<'a> Reading<'a> {
                 return;
             }
         };
+        auth.host_from_request = host_from_request;
         auth.nginx = Some(NginxAuth {
             method,
             signin,
@@ -663,6 +672,23 @@ impl<'a> Reading<'a> {
             name: format!("{}/{}@auth-url", owner.namespace, owner.name).into(),
             kind: Kind::ForwardAuth(Box::new(auth)),
         }));
+    }
+
+    /// `url` with nginx's `$host` as a placeholder host the request's replaces, and whether it
+    /// had one; `None` (with the error) for any other variable, or for `$host` where a client
+    /// could choose it (a wildcard or no host: it would make fjord ask any server it names).
+    fn host_variable(&mut self, name: &'static str, url: &str) -> Option<(String, bool)> {
+        let fixed = url.replace("$host", HOST_PLACEHOLDER);
+        let why = if fixed.contains('$') {
+            "uses nginx variables other than $host, which fjord does not expand (nothing from an annotation is interpreted as nginx configuration); give a fixed URL"
+        } else if fixed != url && !self.owner.hosts_exact {
+            "uses $host, but a rule of the Ingress has a wildcard host or none, so a client could make fjord ask any server it names; give a fixed URL"
+        } else {
+            return Some((fixed.clone(), fixed != url));
+        };
+        self.errors
+            .push(format!("annotation {PREFIX}{name} {url:?} {why}"));
+        None
     }
 
     /// `limit-rps`, `limit-rpm` (with `limit-burst-multiplier`) and `limit-connections`.
@@ -922,6 +948,24 @@ impl<'a> Reading<'a> {
     }
 }
 
+/// The host `$host` stands for in a URL until a request gives its own.
+pub(crate) const HOST_PLACEHOLDER: &str = "host.fjord.invalid";
+
+/// Checks `auth-signin`'s nginx variables: `$host` (where only the Ingress's own hosts can be
+/// it), `$request_uri` and `$escaped_request_uri`, expanded on each redirect.
+fn signin_variables(signin: &str, hosts_exact: bool) -> Result<(), String> {
+    let rest = signin
+        .replace("$escaped_request_uri", "")
+        .replace("$request_uri", "");
+    if rest.replace("$host", "").contains('$') {
+        return Err("uses nginx variables other than $host, $request_uri and $escaped_request_uri, which fjord does not expand".into());
+    }
+    if rest.contains("$host") && !hosts_exact {
+        return Err("uses $host, but a rule of the Ingress has a wildcard host or none".into());
+    }
+    Ok(())
+}
+
 /// Whether `name` is an HTTP token, as cookie names are.
 fn is_token(name: &str) -> bool {
     !name.is_empty()
@@ -955,14 +999,22 @@ fn verdict(name: &str, value: &str) -> Verdict {
                 .into(),
         );
     }
+    // ModSecurity is a web application firewall: on, it refuses requests.
+    let firewall = matches!(name, "enable-modsecurity" | "enable-owasp-core-rules")
+        && value.trim() == "true"
+        || name == "modsecurity-transaction-id";
     let restricts = name.starts_with("auth-")
         || name.starts_with("limit-")
         || name == "satisfy"
-        || name.starts_with("global-rate-limit");
+        || name.starts_with("global-rate-limit")
+        || firewall;
     if restricts {
         let instead = match name {
             "auth-signin" | "auth-method" | "auth-response-headers" => {
                 "it is read only with auth-url"
+            }
+            _ if firewall => {
+                "fjord has no web application firewall; put one behind fjord, or drop the annotation knowingly"
             }
             _ => "fjord cannot enforce it",
         };
@@ -1244,6 +1296,7 @@ mod tests {
             allow_cross_namespace: false,
             service: None,
             port: None,
+            hosts_exact: true,
         };
         let annotations = pairs
             .iter()
@@ -1276,7 +1329,7 @@ mod tests {
 
         for (name, value) in [
             ("configuration-snippet", "more_set_headers \"X: y\";"),
-            ("auth-url", "http://$host/verify"),
+            ("auth-url", "http://$remote_addr/verify"),
             ("auth-signin", "https://login.example/"),
             ("auth-type", "ntlm"),
             ("denylist-source-range", "not-a-cidr"),

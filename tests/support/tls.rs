@@ -56,6 +56,14 @@ impl Ca {
     }
 
     /// A `kubernetes.io/tls` Secret (base64 `data`, as the API server stores it) for `names`.
+    /// A Secret `name` with this CA as `ca.crt`, for backend TLS.
+    pub(crate) fn ca_secret(&self, name: &str) -> String {
+        let indented: String = self.pem.lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\nstringData:\n  ca.crt: |\n{indented}"
+        )
+    }
+
     pub(crate) fn secret(&self, name: &str, names: &[&str]) -> String {
         let (crt, key) = self.leaf(names);
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
