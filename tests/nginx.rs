@@ -428,6 +428,9 @@ async fn what_fjord_cannot_honour_is_refused_or_named_and_a_good_version_keeps_s
         ("limit-rate", "100"),
         ("auth-type", "ntlm"),
         ("satisfy", "any"),
+        ("auth-tls-verify-client", "on"),
+        ("global-rate-limit", "100"),
+        ("enable-modsecurity", "true"),
     ] {
         m.write(
             "shop.yaml",
