@@ -43,6 +43,20 @@ pub struct Route {
     pub middlewares: Vec<MiddlewareRef>,
     #[serde(default)]
     pub services: Vec<RouteService>,
+    /// What is recorded of the route's requests.
+    pub observability: Option<Observability>,
+}
+
+/// A route's access logs and metrics switched off (both on by default). fjord has no tracing:
+/// `tracing` and `traceVerbosity` are read and switch nothing.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Observability {
+    pub access_logs: Option<bool>,
+    pub metrics: Option<bool>,
+    pub tracing: Option<bool>,
+    /// `minimal` or `detailed`.
+    pub trace_verbosity: Option<String>,
 }
 
 /// A Middleware by name, in the route's namespace unless `namespace` says otherwise.
@@ -78,6 +92,17 @@ pub struct RouteService {
     /// to its endpoints (default false).
     #[serde(rename = "nativeLB")]
     pub native_lb: Option<bool>,
+    /// `wrr` (or `RoundRobin`): smooth weighted round robin, fjord's only strategy.
+    pub strategy: Option<String>,
+    /// How responses are passed on: fjord sends each chunk as it comes, whatever the
+    /// `flushInterval`.
+    pub response_forwarding: Option<ResponseForwarding>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResponseForwarding {
+    pub flush_interval: Option<IntOrString>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

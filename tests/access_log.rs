@@ -88,3 +88,58 @@ async fn json_access_log_lines_and_request_ids() {
         (Some("tester/1.0"), Some("client-id-1"))
     );
 }
+
+/// An IngressRoute route's `observability` keeps its requests out of the access log and of the
+/// service's series; the entry point still counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_routes_observability_switches_its_log_lines_and_series_off() {
+    let m = Manifests::new();
+    let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let quiet = Echo::start("quiet", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write("app.yaml", &service("app", app.addr));
+    m.write("quiet.yaml", &service("quiet", quiet.addr));
+    m.write(
+        "routes.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: r, namespace: default}\nspec:\n  routes:\n  - match: Host(`health.test`)\n    services: [{name: quiet, port: 80}]\n    observability: {accessLogs: false, metrics: false, tracing: false}\n  - match: Host(`app.test`)\n    services: [{name: app, port: 80}]\n    observability: {tracing: false, traceVerbosity: minimal}\n",
+    );
+    let config = format!("{}accessLog: {{enabled: true}}\n", support::LOOPBACK_CONFIG);
+    let fjord = Fjord::start(m.path(), &config);
+    for _ in 0..3 {
+        assert_eq!(
+            get(fjord.web, "health.test", "/")
+                .await
+                .backend()
+                .as_deref(),
+            Some("quiet")
+        );
+    }
+    assert_eq!(
+        get(fjord.web, "app.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
+    // The app.test line comes last: once it is there, any health.test line would be too.
+    fjord.wait_for_stdout(1);
+    let lines = fjord.stdout();
+    assert_eq!(
+        lines.len(),
+        1,
+        "only app.test's request is logged: {lines:#?}"
+    );
+    assert!(lines[0].contains("app.test"), "{}", lines[0]);
+    let metrics = get(fjord.admin, "localhost", "/metrics").await.body;
+    assert!(
+        !metrics.contains("default/quiet"),
+        "quiet's service has no series:\n{metrics}"
+    );
+    assert!(metrics.contains("service=\"default/app:80\""), "{metrics}");
+    let entry: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("fjord_entrypoint_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(entry, 4.0, "the entry point counts every request");
+}

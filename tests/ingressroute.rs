@@ -792,7 +792,31 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         "weighted.yaml",
         &route("weighted", "  - match: Host(`w.test`)\n    services: [{kind: TraefikService, name: canary-split}]\n"),
     );
+    m.write(
+        "forwarding.yaml",
+        &route("forwarding", "  - match: Host(`flush.test`)\n    services: [{name: app, port: 80, strategy: wrr, responseForwarding: {flushInterval: 100ms}}]\n"),
+    );
+    m.write(
+        "p2c.yaml",
+        &route(
+            "p2c",
+            "  - match: Host(`p2c.test`)\n    services: [{name: app, port: 80, strategy: p2c}]\n",
+        ),
+    );
+    m.write(
+        "inner-https.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: inner-https}\nspec:\n  weighted:\n    services: [{name: app, port: 80, scheme: https}]\n",
+    );
+    m.write(
+        "inner.yaml",
+        &route("inner", "  - match: Host(`inner.test`)\n    services: [{kind: TraefikService, name: inner-https}]\n"),
+    );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // fjord passes each chunk on as it comes: any flushInterval is what it does already.
+    assert_eq!(
+        get(fjord.web, "flush.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
     let login = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("alice:secret")
@@ -831,6 +855,14 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         (
             "IngressRoute default/weighted",
             "TraefikService default/canary-split not found; the route answers 503",
+        ),
+        (
+            "IngressRoute default/p2c",
+            "strategy \\\"p2c\\\": fjord balances by smooth weighted round robin (wrr) only",
+        ),
+        (
+            "IngressRoute default/inner",
+            "spec.weighted.services[0].scheme is read on an IngressRoute's services only",
         ),
     ] {
         let line = fjord.wait_for_log(object);

@@ -95,6 +95,27 @@ pub struct Target {
     pub mirror_body: bool,
     /// Its own limits on the exchange with the backend, where it has them.
     pub timeouts: Timeouts,
+    /// Whether its requests are logged and counted (an IngressRoute route's `observability`).
+    pub observed: Observed,
+}
+
+/// What is recorded of a route's requests; both by default. The entry point's own series
+/// count every request whatever its route says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Access log lines.
+    pub access_logs: bool,
+    /// The service's and the router's series.
+    pub metrics: bool,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Self {
+            access_logs: true,
+            metrics: true,
+        }
+    }
 }
 
 /// A route's own limits on the exchange with its backend (ingress-nginx's

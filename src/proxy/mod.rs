@@ -159,12 +159,16 @@ impl Proxy {
                     h.record(took);
                     h
                 };
+                // A route may keep its requests out of the service's and its own series.
+                let counted = target.filter(|t| t.observed.metrics);
                 [
                     Some(record(&entry.series)),
-                    target.map(|t| record(&t.backend.series)),
-                    target.and_then(|t| t.series.as_ref()).map(record),
+                    counted.map(|t| record(&t.backend.series)),
+                    counted.and_then(|t| t.series.as_ref()).map(record),
                 ]
             };
+            let logged = target.is_none_or(|t| t.observed.access_logs);
+            let seen = seen.filter(|_| logged);
             let log = self.access_log.clone().zip(seen).map(|(log, mut record)| {
                 record.target = outcome.target.clone();
                 record.endpoint = outcome.sent.endpoint.take();

@@ -56,6 +56,8 @@ pub struct Target {
     pub errors: Box<[(Arc<Middleware>, Arc<Backend>)]>,
     /// Its own limits on the exchange with the backend.
     pub timeouts: model::Timeouts,
+    /// Whether its requests are logged and counted.
+    pub observed: model::Observed,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -149,6 +151,7 @@ impl Snapshot {
                     .collect(),
                 mirror_body: t.mirror_body,
                 timeouts: t.timeouts,
+                observed: t.observed,
                 errors,
             })
         };
@@ -327,6 +330,7 @@ mod tests {
                     mirrors: Vec::new(),
                     mirror_body: false,
                     timeouts: model::Timeouts::default(),
+                    observed: model::Observed::default(),
                 },
             }],
             default_backend: None,

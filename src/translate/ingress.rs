@@ -395,6 +395,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 mirrors: Vec::new(),
                 mirror_body: false,
                 timeouts: nginx.timeouts,
+                observed: crate::model::Observed::default(),
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {

@@ -48,6 +48,8 @@ pub(super) struct RuleRoute {
     pub cluster_ip: bool,
     /// `scheme: h2c` on its services: HTTP/2 with prior knowledge (gRPC).
     pub http2: bool,
+    /// `observability`: whether its requests are logged and counted.
+    pub observed: model::Observed,
 }
 
 pub(super) fn routes(
@@ -65,6 +67,16 @@ pub(super) fn routes(
         if let Some(syntax) = r.syntax.as_deref().filter(|s| *s != "v3") {
             errors.push(format!(
                 "{field}.syntax {syntax:?}: fjord reads Traefik v3's rule language only; rewrite the rule for v3 (HostRegexp and PathRegexp take regular expressions, Headers is Header) and drop the field"
+            ));
+        }
+        if let Some(v) = r
+            .observability
+            .as_ref()
+            .and_then(|o| o.trace_verbosity.as_deref())
+            .filter(|v| !matches!(*v, "minimal" | "detailed"))
+        {
+            errors.push(format!(
+                "{field}.observability.traceVerbosity {v:?} is not minimal or detailed"
             ));
         }
         let parsed = match rule::parse(&r.rule) {
@@ -129,6 +141,7 @@ pub(super) fn routes(
         }
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
+            errors.extend(forwarding(s, &sfield));
             match s
                 .sticky
                 .as_ref()
@@ -188,6 +201,7 @@ pub(super) fn routes(
                 https,
                 cluster_ip: native.first() == Some(&true),
                 http2: scheme.0 == Some("h2c"),
+                observed: observed(r.observability.as_ref()),
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -305,6 +319,42 @@ fn servers_transport(
         client,
     };
     Ok((format!("https:{name}"), Arc::new(tls)))
+}
+
+/// A service's `strategy` and `responseForwarding`: what fjord does anyway, or why not.
+pub(super) fn forwarding(s: &crd::RouteService, field: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    match s.strategy.as_deref() {
+        None | Some("wrr" | "RoundRobin") => {}
+        Some(other) => errors.push(format!(
+            "{field}.strategy {other:?}: fjord balances by smooth weighted round robin (wrr) only"
+        )),
+    }
+    let interval = s
+        .response_forwarding
+        .as_ref()
+        .and_then(|f| f.flush_interval.as_ref());
+    // Negative is Traefik's "flush at once", which fjord always does.
+    let negative = matches!(interval, Some(IntOrString::Int(n)) if *n < 0)
+        || matches!(interval, Some(IntOrString::String(t)) if t.starts_with('-'));
+    if let Some(v) = interval.filter(|_| !negative)
+        && let Err(e) = super::middleware::duration(v)
+    {
+        errors.push(format!("{field}.responseForwarding.flushInterval {e}"));
+    }
+    errors
+}
+
+/// What a route's `observability` keeps recording: all of it unless switched off. fjord has
+/// no tracing, so `tracing` and `traceVerbosity` switch nothing.
+fn observed(o: Option<&crd::Observability>) -> model::Observed {
+    let Some(o) = o else {
+        return model::Observed::default();
+    };
+    model::Observed {
+        access_logs: o.access_logs.unwrap_or(true),
+        metrics: o.metrics.unwrap_or(true),
+    }
 }
 
 /// A Service and its port, as a route or a TraefikService names them under `field`.
@@ -546,6 +596,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                     mirrors,
                     mirror_body: expanded.mirror_body,
                     timeouts: model::Timeouts::default(),
+                    observed: r.observed,
                 },
             });
         }

@@ -158,6 +158,7 @@ impl Cx<'_> {
             let field = format!("TraefikService {id}: spec.weighted.services[{i}]");
             let child_share = share * f64::from(child.weight.unwrap_or(1)) / total as f64;
             let child_ns = self.namespace(ns, child.namespace.as_ref(), &field)?;
+            unhonoured_options(child, &field)?;
             match child.kind.as_deref() {
                 None | Some("Service") => {
                     let service = service_ref(&child.name, child.port.as_ref(), &field)?;
@@ -241,5 +242,32 @@ impl Cx<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Refuses what a weighted TraefikService's service sets that fjord reads only on a route's
+/// services (its endpoints are one set, reached one way): rather than drop it unseen.
+fn unhonoured_options(child: &crd::RouteService, field: &str) -> Result<(), String> {
+    let set = [
+        (
+            "scheme",
+            child.scheme.as_deref().is_some_and(|s| s != "http"),
+        ),
+        ("serversTransport", child.servers_transport.is_some()),
+        ("passHostHeader", child.pass_host_header == Some(false)),
+        ("sticky", child.sticky.is_some()),
+        ("nativeLB", child.native_lb == Some(true)),
+    ];
+    if let Some((option, _)) = set.iter().find(|(_, on)| *on) {
+        return Err(format!(
+            "{field}.{option} is read on an IngressRoute's services only (a route's endpoints are reached one way); set it there (sticky: on spec.weighted.sticky)"
+        ));
+    }
+    match super::ingressroute::forwarding(child, field)
+        .into_iter()
+        .next()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

@@ -144,6 +144,11 @@ impl Fjord {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The lines fjord has printed on stdout so far.
+    pub(crate) fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Waits (up to 10 s) until fjord has printed `n` lines on stdout, and returns them.
     pub(crate) fn wait_for_stdout(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
