@@ -135,6 +135,8 @@ pub struct RouteTls {
     pub cert_resolver: Option<String>,
     #[serde(default)]
     pub domains: Vec<Domain>,
+    /// The TLSOption its hosts are served with.
+    pub options: Option<TlsOptionRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -178,6 +180,62 @@ pub struct ServersTransportSpec {
     #[serde(rename = "peerCertURI")]
     pub peer_cert_uri: Option<String>,
     pub spiffe: Option<serde_json::Value>,
+}
+
+/// How TLS is spoken with clients of the hosts that name it: versions, cipher suites, groups,
+/// client certificates, ALPN. A TLSOption named `default` applies to every host that names
+/// none.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "TLSOption",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsOptionSpec {
+    /// `VersionTLS12` (the default) or `VersionTLS13`.
+    pub min_version: Option<String>,
+    /// `VersionTLS12` or `VersionTLS13` (the default).
+    pub max_version: Option<String>,
+    /// IANA names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, `TLS_AES_256_GCM_SHA384`), in
+    /// order of preference; TLS 1.3's are always on when TLS 1.3 is.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// `X25519`, `CurveP256`, `CurveP384`, `X25519MLKEM768`, in order of preference.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+    pub client_auth: Option<ClientAuth>,
+    /// Refuse a handshake whose name no certificate has, rather than answer with the default
+    /// certificate.
+    pub sni_strict: Option<bool>,
+    /// Protocols offered in ALPN, most preferred first (default `h2`, `http/1.1`).
+    #[serde(default)]
+    pub alpn_protocols: Vec<String>,
+    /// Deprecated in Traefik; fjord always prefers its own order.
+    pub prefer_server_cipher_suites: Option<bool>,
+    pub disable_session_tickets: Option<bool>,
+}
+
+/// Client certificates: checked against the CAs of the named Secrets (`tls.ca`, `ca.crt` or
+/// `ca`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAuth {
+    #[serde(default)]
+    pub secret_names: Vec<String>,
+    /// `NoClientCert` (the default), `VerifyClientCertIfGiven` or
+    /// `RequireAndVerifyClientCert`; the types that take a certificate unchecked are refused.
+    pub client_auth_type: Option<String>,
+}
+
+/// A TLSOption by name, in the route's namespace unless `namespace` says otherwise.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsOptionRef {
+    pub name: String,
+    pub namespace: Option<String>,
 }
 
 /// A CA to trust: a Secret (a ConfigMap is refused).
@@ -617,6 +675,7 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("middlewares.yaml", Middleware::crd()),
         ("traefikservices.yaml", TraefikService::crd()),
         ("serverstransports.yaml", ServersTransport::crd()),
+        ("tlsoptions.yaml", TLSOption::crd()),
     ]
         .into_iter()
         .map(|(file, crd)| {

@@ -18,6 +18,10 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("no route matches")]
     NoRoute,
+    /// The request's host is served with other TLS settings (a TLSOption) than the name its
+    /// connection's handshake was for: it could otherwise skip a client certificate check.
+    #[error("host {host} is served with other TLS settings than the connection's")]
+    Misdirected { host: Box<str> },
     /// The routes are not known yet (the first sync with the API server is under way): a 404
     /// now could be wrong.
     #[error("not ready: the configuration has not loaded yet")]
@@ -79,6 +83,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::MalformedBody => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Misconfigured { .. }
             | ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,6 +114,7 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::MalformedBody
             | ProxyError::NoRoute
+            | ProxyError::Misdirected { .. }
             | ProxyError::NotReady
             | ProxyError::ClientBodyTimeout
             | ProxyError::BodyTooLarge { .. }
@@ -132,6 +138,7 @@ impl ProxyError {
         let text: &'static str = match status {
             StatusCode::BAD_REQUEST => "400 bad request\n",
             StatusCode::NOT_FOUND => "404 page not found\n",
+            StatusCode::MISDIRECTED_REQUEST => "421 misdirected request\n",
             StatusCode::SERVICE_UNAVAILABLE => "503 no available server\n",
             StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
             StatusCode::PAYLOAD_TOO_LARGE => "413 request entity too large\n",

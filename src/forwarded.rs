@@ -33,6 +33,9 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 pub struct Client {
     peer_ip: std::net::IpAddr,
     tls: bool,
+    /// The TLSOption its handshake was served with (`namespace/name`); `None` for fjord's own
+    /// TLS settings or plain HTTP.
+    tls_policy: Option<Box<str>>,
     /// Whether this peer's `X-Forwarded-*` headers are kept and appended to.
     trusted: bool,
     ip: HeaderValue,
@@ -53,6 +56,7 @@ impl Client {
         Self {
             peer_ip: ip,
             tls,
+            tls_policy: None,
             trusted: trust_all || trusted_ips.iter().any(|net| net.contains(&ip)),
             ip: header_value(&ip.to_string()),
             port: header_value(&local_port.to_string()),
@@ -75,6 +79,17 @@ impl Client {
     /// Whether this peer's `X-Forwarded-*` headers are trusted.
     pub fn is_trusted(&self) -> bool {
         self.trusted
+    }
+
+    /// The TLSOption its handshake was served with, if one.
+    pub fn tls_policy(&self) -> Option<&str> {
+        self.tls_policy.as_deref()
+    }
+
+    /// The client of a handshake served with TLSOption `name`.
+    pub fn with_tls_policy(mut self, name: Option<Box<str>>) -> Self {
+        self.tls_policy = name;
+        self
     }
 }
 

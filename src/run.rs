@@ -71,8 +71,13 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     ));
     let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
         let default = tls::default_certificate(&config.tls)?;
-        let resolver = tls::Resolver::new(Arc::clone(&live), Arc::clone(&challenges), default);
-        Some(tls::server_config(Arc::new(resolver))?)
+        let resolver = Arc::new(tls::Resolver::new(
+            Arc::clone(&live),
+            Arc::clone(&challenges),
+            default,
+        ));
+        let policies = Arc::new(tls::Policies::new(Arc::clone(&live), Arc::clone(&resolver)));
+        Some((tls::server_config(resolver)?, policies))
     } else {
         None
     };
@@ -104,8 +109,9 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             continue;
         };
         let tls = match (&ep.http.tls, &tls_config) {
-            (Some(t), Some(server_config)) => Some(server::Tls {
-                acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(server_config)),
+            (Some(t), Some((server_config, policies))) => Some(server::Tls {
+                config: Arc::clone(server_config),
+                policies: Arc::clone(policies),
                 handshake_timeout: t.handshake_timeout,
             }),
             _ => None,

@@ -36,6 +36,35 @@ pub struct Config {
     pub acme_requested_by: BTreeMap<AcmeRequest, BTreeSet<String>>,
     /// Hosts named in any `spec.tls`: plain-HTTP requests for them may be redirected.
     pub tls_hosts: BTreeSet<String>,
+    /// The TLSOption each host is served with (`*.example.com` for a wildcard).
+    pub tls_policies: BTreeMap<String, Arc<TlsPolicy>>,
+    /// The TLSOption named `default`: every other host's.
+    pub default_tls_policy: Option<Arc<TlsPolicy>>,
+}
+
+/// How TLS is spoken with the clients of some hosts: a TLSOption, checked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsPolicy {
+    /// `namespace/name` of the TLSOption.
+    pub name: String,
+    /// Whether TLS 1.2 is spoken (TLS 1.3 always is).
+    pub tls12: bool,
+    /// Whether TLS 1.3 is spoken.
+    pub tls13: bool,
+    /// Cipher suites by IANA name, most preferred first; fjord's own when empty.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups by Traefik's names, most preferred first; fjord's when empty.
+    pub curves: Vec<String>,
+    /// Client certificates are asked for and must chain to these CAs (DER); none: not asked.
+    pub client_cas: Vec<Vec<u8>>,
+    /// A client without a certificate is refused.
+    pub client_cert_required: bool,
+    /// A handshake for a name no certificate has is refused, not answered with the default.
+    pub sni_strict: bool,
+    /// ALPN protocols offered, most preferred first; fjord's (`h2`, `http/1.1`) when empty.
+    pub alpn: Vec<String>,
+    /// Whether sessions are resumed by tickets (the session cache is kept either way).
+    pub session_tickets: bool,
 }
 
 /// Certificates an ACME resolver must keep valid, for one set of names.

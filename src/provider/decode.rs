@@ -15,6 +15,9 @@ pub enum Decoded {
     Object(Object),
     /// A kind fjord does not read (a Deployment next to the Ingress, say).
     Ignored,
+    /// A kind fjord does not read but its reader may expect it to: Traefik's, or one of
+    /// `fjord.dev`'s that does not exist. Named, never passed over in silence.
+    Unread(Diagnostic),
     /// A kind fjord reads, but the document is not a valid one. `key` is known when the
     /// document at least names itself, so a provider can keep that object's last good version.
     Invalid {
@@ -55,6 +58,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("fjord.dev/v1alpha1", "Middleware") => ("Middleware", true),
         ("fjord.dev/v1alpha1", "TraefikService") => ("TraefikService", true),
         ("fjord.dev/v1alpha1", "ServersTransport") => ("ServersTransport", true),
+        ("fjord.dev/v1alpha1", "TLSOption") => ("TLSOption", true),
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             out.push(invalid(format!(
                 "{kind} apiVersion {api_version:?} is not served; use {}",
@@ -63,6 +67,24 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
                 } else {
                     "networking.k8s.io/v1"
                 }
+            )));
+            return;
+        }
+        ("fjord.dev/v1alpha1", _) => {
+            out.push(Decoded::Unread(Diagnostic::warning(
+                origin,
+                format!(
+                    "fjord.dev/v1alpha1 {kind} is not a kind fjord reads (IngressRoute, Middleware, TraefikService, ServersTransport, TLSOption); ignored"
+                ),
+            )));
+            return;
+        }
+        (traefik @ ("traefik.io/v1alpha1" | "traefik.containo.us/v1alpha1"), _) => {
+            out.push(Decoded::Unread(Diagnostic::warning(
+                origin,
+                format!(
+                    "{traefik} {kind} is Traefik's; fjord reads its IngressRoute, Middleware, TraefikService, ServersTransport and TLSOption as apiVersion fjord.dev/v1alpha1; ignored"
+                ),
             )));
             return;
         }
@@ -132,6 +154,7 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "Middleware" => typed(&doc).map(Object::Middleware),
         "TraefikService" => typed(&doc).map(Object::TraefikService),
         "ServersTransport" => typed(&doc).map(Object::ServersTransport),
+        "TLSOption" => typed(&doc).map(Object::TlsOption),
         _ => {
             unwrap_base64(&mut doc);
             typed(&doc).map(Object::Secret)
@@ -265,6 +288,25 @@ mod tests {
             m.starts_with("error: Ingress prod/shop: spec.rules[0].http.paths[0].backend.service.port.number: invalid type"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn traefiks_kinds_and_unknown_fjord_kinds_are_named() {
+        for (doc, words) in [
+            (
+                "apiVersion: fjord.dev/v1alpha1\nkind: TLSStore\nmetadata: {name: default}\n",
+                "fjord.dev/v1alpha1 TLSStore is not a kind fjord reads",
+            ),
+            (
+                "apiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: x}\n",
+                "traefik.io/v1alpha1 Middleware is Traefik's",
+            ),
+        ] {
+            let Decoded::Unread(d) = one(doc) else {
+                panic!("{doc}")
+            };
+            assert!(d.to_string().contains(words), "{d}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Loaded, Object, ObjectKey, Store};
-use crate::crd::{IngressRoute, Middleware, ServersTransport, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TraefikService};
 use crate::metrics::{self, METRICS};
 
 /// What to watch, from the command line.
@@ -69,6 +69,7 @@ enum Kind {
     Middleware,
     TraefikService,
     ServersTransport,
+    TlsOption,
     /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
     /// while referenced.
     NamedSecret,
@@ -87,6 +88,7 @@ impl Kind {
             Kind::Middleware => "middlewares",
             Kind::TraefikService => "traefikservices",
             Kind::ServersTransport => "serverstransports",
+            Kind::TlsOption => "tlsoptions",
             Kind::NamedSecret => "secrets-by-name",
         }
     }
@@ -213,6 +215,7 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
             ns,
             all(),
         ));
+        tasks.push(spawn::<TLSOption>(&c, &shared, Kind::TlsOption, ns, all()));
         // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
         let tls = all().fields("type=kubernetes.io/tls");
         tasks.push(spawn::<Secret>(&c, &shared, Kind::TlsSecret, ns, tls));
@@ -372,9 +375,19 @@ fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
             .map(move |name| (ns.clone(), name))
             .collect::<Vec<_>>()
     });
+    let of_tls_options = store.tls_options().flat_map(|t| {
+        let ns = t.metadata.namespace.clone().unwrap_or_default();
+        t.spec
+            .client_auth
+            .iter()
+            .flat_map(|a| a.secret_names.clone())
+            .map(move |name| (ns.clone(), name))
+            .collect::<Vec<_>>()
+    });
     of_middlewares
         .chain(of_ingresses)
         .chain(of_transports)
+        .chain(of_tls_options)
         .filter(|(ns, name)| {
             store
                 .secret(ns, name)

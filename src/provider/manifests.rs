@@ -130,6 +130,10 @@ fn read_file(
         match d {
             Decoded::Object(o) => read.objects.push(o),
             Decoded::Ignored => {}
+            Decoded::Unread(mut diagnostic) => {
+                diagnostic.message = format!("{} ({shown})", diagnostic.message);
+                diagnostics.push(diagnostic);
+            }
             Decoded::Invalid {
                 key,
                 mut diagnostic,

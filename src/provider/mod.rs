@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::{IngressRoute, Middleware, ServersTransport, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TraefikService};
 
 /// What one read of a provider produced: the objects, and what was wrong with the input they
 /// came from (a file that does not parse; the API server's objects come already parsed).
@@ -56,6 +56,8 @@ pub enum Object {
     TraefikService(TraefikService),
     /// fjord's ServersTransport.
     ServersTransport(ServersTransport),
+    /// fjord's TLSOption.
+    TlsOption(TLSOption),
 }
 
 impl Object {
@@ -71,6 +73,7 @@ impl Object {
             Object::Middleware(_) => "Middleware",
             Object::TraefikService(_) => "TraefikService",
             Object::ServersTransport(_) => "ServersTransport",
+            Object::TlsOption(_) => "TLSOption",
         }
     }
 
@@ -85,6 +88,7 @@ impl Object {
             Object::Middleware(o) => &o.metadata,
             Object::TraefikService(o) => &o.metadata,
             Object::ServersTransport(o) => &o.metadata,
+            Object::TlsOption(o) => &o.metadata,
         }
     }
 
@@ -99,6 +103,7 @@ impl Object {
             Object::Middleware(o) => &mut o.metadata,
             Object::TraefikService(o) => &mut o.metadata,
             Object::ServersTransport(o) => &mut o.metadata,
+            Object::TlsOption(o) => &mut o.metadata,
         }
     }
 
@@ -122,6 +127,12 @@ macro_rules! object_from {
         }
     )*};
 }
+impl From<TLSOption> for Object {
+    fn from(o: TLSOption) -> Self {
+        Object::TlsOption(o)
+    }
+}
+
 object_from!(
     Ingress,
     IngressClass,
@@ -308,6 +319,22 @@ impl Store {
     pub fn servers_transport(&self, namespace: &str, name: &str) -> Option<&ServersTransport> {
         match self.lookup("ServersTransport", namespace, name) {
             Some(Object::ServersTransport(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The TLSOptions.
+    pub fn tls_options(&self) -> impl Iterator<Item = &TLSOption> {
+        self.of_kind("TLSOption").filter_map(|o| match o {
+            Object::TlsOption(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The TLSOption `namespace/name`.
+    pub fn tls_option(&self, namespace: &str, name: &str) -> Option<&TLSOption> {
+        match self.lookup("TLSOption", namespace, name) {
+            Some(Object::TlsOption(t)) => Some(t),
             _ => None,
         }
     }

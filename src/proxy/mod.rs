@@ -273,6 +273,15 @@ impl Proxy {
             client_ip: client.ip(),
         };
         let snapshot = self.live.load();
+        // A TLS connection carries requests only for hosts served with the TLS settings its
+        // handshake had: a host that asks for client certificates is not reached through a
+        // connection made for a name that does not.
+        if client.is_tls()
+            && snapshot.has_tls_policies()
+            && snapshot.tls_policy(&host).map(|p| p.name.as_str()) != client.tls_policy()
+        {
+            return Err(ProxyError::Misdirected { host: host.into() });
+        }
         snapshot
             .route_request(&view, &entry.name)
             .cloned()

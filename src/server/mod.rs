@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 
 pub(crate) use self::draining::Draining;
@@ -36,6 +37,7 @@ use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::proxy::{EntryPoint, Proxy, Redirect, ResponseBody};
 use crate::tcp::Tcp;
+use crate::tls;
 use crate::upload::Pace;
 
 /// A response as hyper gets it: counted for the metrics and the access log, and watched for a
@@ -61,8 +63,33 @@ pub(crate) struct Server {
 
 /// TLS on an entry point.
 pub(crate) struct Tls {
-    pub acceptor: TlsAcceptor,
+    /// fjord's own TLS settings.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Those of the TLSOptions hosts are served with.
+    pub policies: Arc<tls::Policies>,
     pub handshake_timeout: Duration,
+}
+
+impl Tls {
+    /// The handshake, with the TLS settings of the name the client asks for when some host
+    /// has a TLSOption (the client's hello is read first), else with fjord's own; and the
+    /// TLSOption's name.
+    async fn accept(&self, stream: Tcp) -> anyhow::Result<(TlsStream<Tcp>, Option<Box<str>>)> {
+        if !self.policies.any() {
+            let stream = TlsAcceptor::from(Arc::clone(&self.config))
+                .accept(stream)
+                .await?;
+            return Ok((stream, None));
+        }
+        let acceptor = rustls::server::Acceptor::default();
+        let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+        let name = start.client_hello().server_name().map(str::to_owned);
+        let (config, policy) = match self.policies.for_name(name.as_deref())? {
+            Some((policy, config)) => (config, Some(policy.name.as_str().into())),
+            None => (Arc::clone(&self.config), None),
+        };
+        Ok((start.into_stream(config).await?, policy))
+    }
 }
 
 /// How a connection's HTTP ended.
@@ -147,7 +174,7 @@ impl Server {
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
         let stream = Tcp::new(stream);
         if self.tls.is_none() {
-            let conn = Connection::new(slot, peer, local_port, false);
+            let conn = Connection::new(slot, peer, local_port, false, None);
             Either::Left(Either::Left(Self::serve_http(conn, stream, None, shutdown)))
         } else {
             // Boxed: the TLS state is some 4 KB, which would otherwise be part of every plain
@@ -168,9 +195,9 @@ impl Server {
         let this = &*slot;
         let Some(tls) = &this.tls else { return };
         // A client that never finishes the handshake holds nothing past the timeout.
-        let stream =
-            match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
+        let (stream, policy) =
+            match tokio::time::timeout(tls.handshake_timeout, tls.accept(stream)).await {
+                Ok(Ok(accepted)) => accepted,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     this.handshake("unknown", "error");
@@ -195,7 +222,7 @@ impl Server {
             Some(b"http/1.1") => Some(false),
             _ => None,
         };
-        let conn = Connection::new(slot, peer, local_port, true);
+        let conn = Connection::new(slot, peer, local_port, true, policy);
         Self::serve_http(conn, stream, h2, shutdown).await;
     }
 
@@ -545,7 +572,14 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(slot: Slot, peer: SocketAddr, local_port: u16, tls: bool) -> Arc<Self> {
+    /// A connection from `peer`; `policy` names the TLSOption its handshake was served with.
+    fn new(
+        slot: Slot,
+        peer: SocketAddr,
+        local_port: u16,
+        tls: bool,
+        policy: Option<Box<str>>,
+    ) -> Arc<Self> {
         let server = &*slot;
         Arc::new(Self {
             client: forwarded::Client::new(
@@ -554,7 +588,8 @@ impl Connection {
                 tls,
                 &server.trusted_ips,
                 server.trust_all,
-            ),
+            )
+            .with_tls_policy(policy),
             server: slot,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),

@@ -79,6 +79,10 @@ pub struct Snapshot {
     /// Hosts with TLS, for plain-HTTP redirects: exact names, and wildcards by their suffix.
     tls_hosts: std::collections::HashSet<Box<str>>,
     tls_wildcards: std::collections::HashSet<Box<str>>,
+    /// TLSOptions by host, wildcards by their suffix, and the default one.
+    tls_policies: HashMap<Box<str>, Arc<model::TlsPolicy>>,
+    tls_policy_wildcards: HashMap<Box<str>, Arc<model::TlsPolicy>>,
+    default_tls_policy: Option<Arc<model::TlsPolicy>>,
 }
 
 impl Snapshot {
@@ -183,7 +187,36 @@ impl Snapshot {
                 .filter_map(|h| h.strip_prefix("*."))
                 .map(Into::into)
                 .collect(),
+            tls_policies: config
+                .tls_policies
+                .iter()
+                .filter(|(h, _)| !h.starts_with("*."))
+                .map(|(h, p)| (h.as_str().into(), Arc::clone(p)))
+                .collect(),
+            tls_policy_wildcards: config
+                .tls_policies
+                .iter()
+                .filter_map(|(h, p)| Some((h.strip_prefix("*.")?.into(), Arc::clone(p))))
+                .collect(),
+            default_tls_policy: config.default_tls_policy.clone(),
         }
+    }
+
+    /// Whether some host is served with a TLSOption of its own (or a default one).
+    pub fn has_tls_policies(&self) -> bool {
+        self.default_tls_policy.is_some() || !self.tls_policies.is_empty()
+    }
+
+    /// The TLSOption `name` (an SNI name or a Host header's host, lowercase) is served with:
+    /// its own, a wildcard's, or the default; `None` is fjord's built-in TLS.
+    pub fn tls_policy(&self, name: &str) -> Option<&Arc<model::TlsPolicy>> {
+        self.tls_policies
+            .get(name)
+            .or_else(|| {
+                let (_, rest) = name.split_once('.')?;
+                self.tls_policy_wildcards.get(rest)
+            })
+            .or(self.default_tls_policy.as_ref())
     }
 
     /// The certificates from Secrets, by SNI name.

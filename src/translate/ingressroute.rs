@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::backend::{Reach, backend_for, error_backends};
 use super::ingress::TlsRule;
 use super::tls::tls_of;
+use super::tls_option;
 use super::traefik_service;
 use super::{Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
@@ -24,6 +25,8 @@ pub(super) struct Routes {
     pub entry_points: Vec<String>,
     pub routes: Vec<RuleRoute>,
     pub tls: Option<(TlsRule, Option<String>)>,
+    /// `spec.tls.options`: the TLSOption (namespace, name) its TLS hosts are served with.
+    pub tls_options: Option<(String, String)>,
 }
 
 /// One `spec.routes[i]`.
@@ -233,11 +236,31 @@ pub(super) fn routes(
         };
         (rule, t.cert_resolver.clone())
     });
+    let tls_options = ir
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.options.as_ref())
+        .map(|o| {
+            (
+                o.namespace.clone().unwrap_or_else(|| ns.to_owned()),
+                o.name.clone(),
+            )
+        });
+    if let Some((other, _)) = tls_options
+        .as_ref()
+        .filter(|(o, _)| o != ns && !allow_cross_namespace)
+    {
+        errors.push(format!(
+            "spec.tls.options.namespace {other:?}: cross-namespace references are off (providers.kubernetesCRD.allowCrossNamespace)"
+        ));
+    }
     if errors.is_empty() {
         Ok(Routes {
             entry_points: ir.spec.entry_points.clone(),
             routes,
             tls,
+            tls_options,
         })
     } else {
         Err(errors)
@@ -444,6 +467,51 @@ pub(super) fn sticky_cookie(
     })
 }
 
+/// Serves `hosts` with the TLSOption `named`; `Err` (and a diagnostic) when it cannot be, so
+/// the routes answer 503 rather than be served without it (it may ask for client
+/// certificates). A host another IngressRoute gave another TLSOption keeps the first.
+fn assign_policy(
+    cx: &mut Cx<'_>,
+    subject: &str,
+    policies: &tls_option::Policies,
+    (ns, name): &(String, String),
+    hosts: &[String],
+) -> Result<(), String> {
+    let policy = match policies.get(&(ns.clone(), name.clone())) {
+        Some(Ok(policy)) => policy,
+        found => {
+            let why = match found {
+                Some(_) => format!("TLSOption {ns}/{name} is invalid"),
+                None => format!("TLSOption {ns}/{name} not found"),
+            };
+            cx.out.diagnostics.push(Diagnostic::error(
+                subject,
+                format!("spec.tls.options: {why}; the routes answer 503"),
+            ));
+            return Err(why);
+        }
+    };
+    for host in hosts {
+        match cx.out.config.tls_policies.get(host) {
+            Some(first) if first.name != policy.name => cx.out.diagnostics.push(Diagnostic::warning(
+                subject,
+                format!(
+                    "spec.tls.options: host {host} is served with TLSOption {}, which an older IngressRoute gave it",
+                    first.name
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                cx.out
+                    .config
+                    .tls_policies
+                    .insert(host.clone(), Arc::clone(policy));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An error for each of `named` that no entry point of the static configuration has: its
 /// routes would never be reached there, and would answer 404 without a word.
 fn unknown_entry_points(cx: &mut Cx<'_>, subject: &str, named: &[String]) {
@@ -463,7 +531,7 @@ fn unknown_entry_points(cx: &mut Cx<'_>, subject: &str, named: &[String]) {
 
 /// The IngressRoutes, oldest first: rule routes with their middleware chains and weighted
 /// services, highest priority first.
-pub(super) fn translate_all(cx: &mut Cx<'_>) {
+pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
     let allow = cx.options.allow_cross_namespace;
     let mut objects = Vec::new();
     for ir in cx.store.ingress_routes() {
@@ -504,6 +572,10 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 true,
             );
         }
+        let tls_broken = parsed.tls_options.as_ref().and_then(|named| {
+            let hosts = parsed.tls.as_ref().map(|(rule, _)| rule.hosts.as_slice());
+            assign_policy(cx, &subject, policies, named, hosts.unwrap_or_default()).err()
+        });
         for r in parsed.routes {
             let (chain, broken) = match cx.middlewares.chain(ns, &r.middlewares) {
                 Ok(c) => (c, None),
@@ -516,7 +588,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 }
             };
             error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
-            let mut broken = broken;
+            let mut broken = broken.or_else(|| tls_broken.clone());
             let mut expanded = traefik_service::Expanded::default();
             if !r.traefik_services.is_empty() {
                 match traefik_service::expand(

@@ -12,6 +12,7 @@ mod keep;
 pub mod middleware;
 mod nginx;
 pub mod tls;
+mod tls_option;
 mod traefik_service;
 
 use std::collections::BTreeSet;
@@ -108,8 +109,9 @@ pub fn translate(store: &Store, options: &Options, last: &LastGood) -> Translati
         out: Translation::default(),
     };
     cx.middlewares.check_all(&mut cx.out.diagnostics);
+    let policies = tls_option::compile_all(&mut cx);
     ingress::translate_all(&mut cx);
-    ingressroute::translate_all(&mut cx);
+    ingressroute::translate_all(&mut cx, &policies);
     let mut out = cx.out;
     out.config.acme.sort();
     out.config.acme.dedup();

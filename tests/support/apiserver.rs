@@ -403,6 +403,7 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
         "Middleware" => ("middlewares", true),
         "TraefikService" => ("traefikservices", true),
         "ServersTransport" => ("serverstransports", true),
+        "TLSOption" => ("tlsoptions", true),
         "Lease" => ("leases", true),
         "Event" => ("events", true),
         other => panic!("the test API server does not know kind {other}"),

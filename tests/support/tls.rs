@@ -179,6 +179,17 @@ pub(crate) async fn https_get(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<Seen, String> {
+    https_get_host(addr, sni, sni, config, path).await
+}
+
+/// Like [`https_get`], the request for `host` whatever the handshake's name.
+pub(crate) async fn https_get_host(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<Seen, String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -215,7 +226,7 @@ pub(crate) async fn https_get(
         .unwrap_or_default();
     let serial = cert.raw_serial().to_vec();
     let io = TokioIo::new(tls);
-    let req = Request::get(format!("https://{sni}{path}"))
+    let req = Request::get(format!("https://{host}{path}"))
         .body(Full::<Bytes>::default())
         .unwrap();
     let response = if alpn.as_deref() == Some(b"h2") {
@@ -230,7 +241,7 @@ pub(crate) async fn https_get(
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let mut req = req;
-        req.headers_mut().insert("host", sni.parse().unwrap());
+        req.headers_mut().insert("host", host.parse().unwrap());
         send.send_request(req).await.map_err(|e| e.to_string())?
     };
     Ok(Seen {
