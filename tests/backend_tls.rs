@@ -186,7 +186,7 @@ fn bad_transports_are_refused_naming_the_field() {
                 "c.test",
                 "{name: app, port: 80, scheme: https, serversTransport: missing}",
             ),
-            route("d", "d.test", "{name: app, port: 80, scheme: h2c}"),
+            route("d", "d.test", "{name: app, port: 80, scheme: wss}"),
         ]
         .join("---\n"),
     );
@@ -196,7 +196,7 @@ fn bad_transports_are_refused_naming_the_field() {
         ("a", "rootCAs[0]: give a secret (a configMap is not read"),
         ("b", "forwardingTimeouts is not honoured per transport"),
         ("c", "ServersTransport default/missing not found"),
-        ("d", "scheme \"h2c\" is not http or https"),
+        ("d", "scheme \"wss\" is not http, https or h2c"),
     ] {
         support::assert_diagnostic(&out, &format!("IngressRoute default/{route}"), why);
     }

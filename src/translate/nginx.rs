@@ -1016,6 +1016,9 @@ fn verdict(name: &str, value: &str) -> Verdict {
             _ if firewall => {
                 "fjord has no web application firewall; put one behind fjord, or drop the annotation knowingly"
             }
+            _ if name.starts_with("auth-tls-") => {
+                "fjord checks client certificates with a TLSOption's clientAuth, which an IngressRoute's tls.options names: serve the host from one"
+            }
             _ => "fjord cannot enforce it",
         };
         return Verdict::Refused(format!(
