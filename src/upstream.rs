@@ -1,5 +1,6 @@
-//! The upstream client: HTTP/1.1 (HTTP/2 for gRPC backends) to endpoints over keep-alive
-//! connections pooled per worker and endpoint address, so the pool outlives every snapshot and a connection is used only by
+//! The upstream client: HTTP/1.1 to endpoints over keep-alive connections pooled per worker
+//! and endpoint address (HTTP/2, for gRPC backends, over one multiplexed connection per
+//! endpoint), so the pool outlives every snapshot and a connection is used only by
 //! the worker whose runtime drives it. A connection goes back to its pool once its
 //! response has been read to the end, if it is ready for another request then; the most
 //! recently used one is taken first.
@@ -25,13 +26,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either as EitherFuture;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -133,6 +133,8 @@ struct Pool {
     idle_timeout: Duration,
     /// Idle connections kept per endpoint by each worker.
     max_idle: usize,
+    /// One HTTP/2 connection per endpoint, shared by every worker: it carries requests at once.
+    multiplexed: Mutex<HashMap<Key, http2::SendRequest<RequestBody>, foldhash::fast::RandomState>>,
     reaper: AtomicBool,
 }
 
@@ -146,44 +148,8 @@ struct Idle {
 /// the wait for each response's head.
 #[derive(Debug)]
 struct Conn {
-    sender: Sender,
+    sender: http1::SendRequest<RequestBody>,
     timer: Pin<Box<Sleep>>,
-}
-
-/// A connection's handle for requests. An HTTP/2 connection carries one request at a time
-/// too: it is pooled as an HTTP/1.1 one is, its timer bounding that request's head.
-#[derive(Debug)]
-enum Sender {
-    Http1(http1::SendRequest<RequestBody>),
-    Http2(http2::SendRequest<RequestBody>),
-}
-
-impl Sender {
-    fn is_ready(&self) -> bool {
-        match self {
-            Self::Http1(s) => s.is_ready(),
-            Self::Http2(s) => s.is_ready(),
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Self::Http1(s) => s.is_closed(),
-            Self::Http2(s) => s.is_closed(),
-        }
-    }
-
-    /// Sends `request`; a request that never left comes back in the error.
-    fn try_send_request(
-        &mut self,
-        request: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + use<>
-    {
-        match self {
-            Self::Http1(s) => EitherFuture::Left(s.try_send_request(request)),
-            Self::Http2(s) => EitherFuture::Right(s.try_send_request(request)),
-        }
-    }
 }
 
 /// Why an exchange with an endpoint failed, before it is tied to the endpoint's name.
@@ -206,6 +172,7 @@ impl Upstream {
                 // The limit is the process's, shared evenly: an endpoint should not see more
                 // idle connections from a node with more cores.
                 max_idle: transport.max_idle_conns_per_host.div_ceil(workers),
+                multiplexed: Mutex::default(),
                 reaper: AtomicBool::new(false),
             }),
             response_header_timeout: timeouts.response_header_timeout,
@@ -241,7 +208,8 @@ impl Upstream {
                 request.headers_mut().insert(header::HOST, host);
             }
             if to.http2 {
-                as_http2(&mut request, endpoint, to.tls.is_some());
+                // Boxed: the HTTP/1.1 exchanges that are most requests need no room for it.
+                return Box::pin(self.send_http2(request, to)).await;
             }
             let started = Instant::from_std(to.started);
             let head = to.timeouts.read.unwrap_or(self.response_header_timeout);
@@ -312,6 +280,50 @@ impl Upstream {
                     Some(Err(e)) => return Err(fail(Failure::Http(e.into_error())).into()),
                 }
             }
+        }
+    }
+
+    /// [`Self::send`] to an endpoint spoken to in HTTP/2 (gRPC): over its one multiplexed
+    /// connection, made when there is none, its response head bounded as an HTTP/1.1 one's.
+    async fn send_http2(
+        &self,
+        mut request: Request<RequestBody>,
+        to: Outgoing<'_>,
+    ) -> Result<Response<Body>, Failed> {
+        let endpoint = to.endpoint;
+        as_http2(&mut request, endpoint, to.tls.is_some());
+        let head = to.timeouts.read.unwrap_or(self.response_header_timeout);
+        let send = to.timeouts.send.unwrap_or(head);
+        let deadline = Instant::from_std(to.started) + head.min(send);
+        let fail = |failure| Self::error(failure, endpoint, to.body_limit, head);
+        let pool = &self.pool;
+        let mut sender = match pool.multiplexed(to.key) {
+            Some(sender) => sender,
+            None => match pool.connect_http2(endpoint, &to, deadline).await {
+                Ok(sender) => sender,
+                Err(failure) => {
+                    return Err(Failed {
+                        error: fail(failure),
+                        unsent: Some(Box::new(request)),
+                    });
+                }
+            },
+        };
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+        let mut sent = pin!(sender.try_send_request(request));
+        let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
+            Poll::Ready(sent) => Poll::Ready(Some(sent)),
+            Poll::Pending => {
+                Self::poll_head_due(&mut timer, to.progress, (head, send), cx).map(|()| None)
+            }
+        });
+        match sent.await {
+            None => Err(fail(Failure::Timeout).into()),
+            Some(Ok(response)) => Ok(response.map(|inner| Body { inner, back: None })),
+            Some(Err(mut e)) => Err(Failed {
+                unsent: e.take_message().map(Box::new),
+                error: fail(Failure::Http(e.into_error())),
+            }),
         }
     }
 
@@ -411,7 +423,31 @@ impl Pool {
         to: &Outgoing<'_>,
         deadline: Instant,
     ) -> Result<Conn, Failure> {
-        let dial_timeout = to.timeouts.connect.unwrap_or(self.dial_timeout);
+        let stream = self.dial(endpoint, to.timeouts, deadline).await?;
+        let sender = match to.tls {
+            None => handshake(Tcp::new(stream)).await?,
+            // Boxed: a TLS handshake's state is large, and every request's future would
+            // otherwise make room for it.
+            Some(tls) => {
+                let stream = Box::pin(tls_stream(tls, endpoint, stream, deadline, false)).await?;
+                handshake(stream).await?
+            }
+        };
+        Ok(Conn {
+            sender,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+        })
+    }
+
+    /// A TCP connection to `endpoint`, made within the route's connect timeout (else the
+    /// transport's) and before `deadline`.
+    async fn dial(
+        &self,
+        endpoint: &Authority,
+        timeouts: &Timeouts,
+        deadline: Instant,
+    ) -> Result<TcpStream, Failure> {
+        let dial_timeout = timeouts.connect.unwrap_or(self.dial_timeout);
         let dial = tokio::time::timeout(dial_timeout, TcpStream::connect(endpoint.as_str()));
         let stream = tokio::time::timeout_at(deadline, dial)
             .await
@@ -427,16 +463,44 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    /// The HTTP/2 connection to `to.key`, if one is open.
+    fn multiplexed(&self, key: &Authority) -> Option<http2::SendRequest<RequestBody>> {
+        let mut conns = self
+            .multiplexed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match conns.get(key.as_str()) {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                conns.remove(key.as_str());
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// A new HTTP/2 connection to `endpoint`, kept for the requests after this one.
+    async fn connect_http2(
+        &self,
+        endpoint: &Authority,
+        to: &Outgoing<'_>,
+        deadline: Instant,
+    ) -> Result<http2::SendRequest<RequestBody>, Failure> {
+        let stream = self.dial(endpoint, to.timeouts, deadline).await?;
         let sender = match to.tls {
-            None => handshake(Tcp::new(stream), to.http2).await?,
-            // Boxed: a TLS handshake's state is large, and every request's future would
-            // otherwise make room for it.
-            Some(tls) => Box::pin(tls_handshake(tls, endpoint, stream, deadline, to.http2)).await?,
+            None => handshake_http2(Tcp::new(stream)).await?,
+            Some(tls) => {
+                handshake_http2(tls_stream(tls, endpoint, stream, deadline, true).await?).await?
+            }
         };
-        Ok(Conn {
-            sender,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
-        })
+        self.multiplexed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(Key(to.key.clone()), sender.clone());
+        Ok(sender)
     }
 
     fn put(self: Arc<Self>, endpoint: Authority, conn: Conn) {
@@ -469,15 +533,16 @@ impl Pool {
 /// between requests of a busy connection.
 const MAY_BE_CLOSED_AFTER: Duration = Duration::from_secs(1);
 
-/// A connection over TLS on `stream`. A handshake that fails (a wrong name, an unknown CA) is
-/// a failed connect: the endpoint backs off and the request may go to another.
-async fn tls_handshake(
+/// TLS on `stream` (offering only `h2` in ALPN with `http2`). A handshake that fails (a wrong
+/// name, an unknown CA, no HTTP/2 where it was asked for) is a failed connect: the endpoint
+/// backs off and the request may go to another.
+async fn tls_stream(
     tls: &Tls,
     endpoint: &Authority,
     stream: TcpStream,
     deadline: Instant,
     http2: bool,
-) -> Result<Sender, Failure> {
+) -> Result<tokio_rustls::client::TlsStream<Tcp>, Failure> {
     let refused = |why: String| Failure::Connect(io::Error::other(why));
     let connector = tls.connector.as_ref().map_err(|e| refused(e.clone()))?;
     let name = tls
@@ -493,27 +558,14 @@ async fn tls_handshake(
             "{endpoint} did not agree to HTTP/2 in the TLS handshake (ALPN h2)"
         )));
     }
-    handshake(stream, http2).await
+    Ok(stream)
 }
 
-/// An HTTP/1.1 (or HTTP/2) connection over `io`, driven by a task of its own.
-async fn handshake<I>(io: I, http2: bool) -> Result<Sender, Failure>
+/// An HTTP/1.1 connection over `io`, driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<http1::SendRequest<RequestBody>, Failure>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    if http2 {
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(Failure::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
-            }
-        });
-        return Ok(Sender::Http2(sender));
-    }
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -523,7 +575,25 @@ where
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(Sender::Http1(sender))
+    Ok(sender)
+}
+
+/// An HTTP/2 connection over `io`, driven by a task of its own.
+async fn handshake_http2<I>(io: I) -> Result<http2::SendRequest<RequestBody>, Failure>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(Failure::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// `request` as HTTP/2 sends it: its `Host` becomes the URI's authority (`:authority`), with

@@ -68,4 +68,22 @@ async fn grpc_calls_reach_http2_backends_and_their_trailers_come_back() {
     let plain_get = get(fjord.web, "grpc.test", "/").await;
     assert_eq!(plain_get.status, 200);
     assert_eq!(plain_get.headers["x-seen-version"], "HTTP/2.0");
+    // Calls at once share the route's one multiplexed connection to the backend.
+    let before = plain.connections();
+    let calls = (0..8).map(|i| {
+        call(
+            fjord.web,
+            "grpc.test",
+            "/fjord.Echo/Say",
+            format!("{i}").into_bytes().leak(),
+        )
+    });
+    for got in futures_util::future::join_all(calls).await {
+        assert_eq!(got.trailers["grpc-status"], "0");
+    }
+    assert_eq!(
+        plain.connections(),
+        before,
+        "no new connection for calls at once"
+    );
 }

@@ -5,6 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -18,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// A running gRPC backend; it stops when dropped.
 pub(crate) struct Grpc {
     pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,8 +39,11 @@ impl Grpc {
     pub(crate) async fn start(name: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Grpc {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(name, req));
@@ -56,7 +62,16 @@ impl Grpc {
                 });
             }
         });
-        Grpc { addr, task }
+        Grpc {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 
