@@ -1030,16 +1030,7 @@ async fn ipv6_subnet_makes_an_ipv6_client_its_subnet() {
 #[tokio::test(flavor = "multi_thread")]
 async fn native_lb_goes_to_the_cluster_ip() {
     let m = Manifests::new();
-    let cluster = Echo::start("cluster-ip", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let pod = Echo::start("pod", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    m.write(
-        "kube.yaml",
-        &support::service_with_cluster_ip("kube", cluster.addr, pod.addr),
-    );
+    let (_cluster, _pod) = support::cluster_ip_service(&m, "kube").await;
     m.write(
         "routes.yaml",
         &route(

@@ -987,16 +987,7 @@ async fn post_to_unreading(web: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn service_upstream_goes_to_the_cluster_ip() {
     let (m, _backend) = setup().await;
-    let cluster = Echo::start("cluster-ip", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let pod = Echo::start("pod", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    m.write(
-        "kube.yaml",
-        &support::service_with_cluster_ip("kube", cluster.addr, pod.addr),
-    );
+    let (_cluster, pod) = support::cluster_ip_service(&m, "kube").await;
     m.write("headless.yaml", &service("headless", pod.addr));
     let to = |name: &str, host: &str, service: &str, annotations: &[(&str, &str)]| {
         annotated(name, host, annotations).replace("name: app,", &format!("name: {service},"))

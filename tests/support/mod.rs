@@ -371,6 +371,22 @@ endpoints:
     )
 }
 
+/// Service `name` in `m` reached two ways: its cluster IP is echo backend `cluster-ip`'s
+/// address, its one endpoint echo backend `pod`'s. Both backends are returned, to keep.
+pub(crate) async fn cluster_ip_service(m: &Manifests, name: &str) -> (Echo, Echo) {
+    let cluster = Echo::start("cluster-ip", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let pod = Echo::start("pod", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write(
+        &format!("{name}.yaml"),
+        &service_with_cluster_ip(name, cluster.addr, pod.addr),
+    );
+    (cluster, pod)
+}
+
 /// Service `name` whose cluster IP and port are `cluster`'s, and whose one endpoint is `pod`.
 pub(crate) fn service_with_cluster_ip(
     name: &str,
