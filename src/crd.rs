@@ -632,6 +632,18 @@ pub struct Buffering {
 pub struct Retry {
     pub attempts: u32,
     pub initial_interval: Option<IntOrString>,
+    /// No retry starts past this long after the request began.
+    pub timeout: Option<IntOrString>,
+    /// Response statuses (`503`, `500-599`) retried as a failure is.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Requests with a body are not retried (fjord streams bodies rather than keep a copy):
+    /// read, and warned about when set.
+    pub max_request_body_bytes: Option<i64>,
+    /// Only `status` is retried, not a broken connection or a late response.
+    pub disable_retry_on_network_error: Option<bool>,
+    /// Methods that are not idempotent (a POST without a body) are retried too.
+    pub retry_non_idempotent_method: Option<bool>,
 }
 
 /// Error pages: a response whose status is listed is answered with a page from a service.

@@ -483,6 +483,51 @@ async fn retry_resends_idempotent_bodyless_requests_before_a_response_started() 
     );
 }
 
+/// Traefik v3.7's retry fields: listed statuses retried, network errors not when switched off,
+/// a bodyless POST when asked for; a request with a body still never twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_on_listed_statuses_and_methods_as_asked() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "on-status.yaml",
+        &middleware(
+            "on-status",
+            "retry: {attempts: 2, initialInterval: 1ms, status: [\"502-504\"], disableRetryOnNetworkError: true, retryNonIdempotentMethod: true, timeout: 30s, maxRequestBodyBytes: 1024}",
+        ),
+    );
+    m.write(
+        "routes.yaml",
+        &route("app", &through("status.test", "on-status")),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    // A 503 is retried, and the client gets the second answer.
+    let r = get(web, "status.test", "/unavailable-once/a").await;
+    assert_eq!(
+        (r.status.as_u16(), r.backend().as_deref()),
+        (200, Some("app"))
+    );
+    // A status not listed is passed on.
+    assert_eq!(get(web, "status.test", "/status/500").await.status, 500);
+    // Network errors are not retried when switched off.
+    assert_eq!(get(web, "status.test", "/reset-once/b").await.status, 502);
+    // retryNonIdempotentMethod: a POST without a body is retried.
+    let post = Request::post(format!("http://{web}/unavailable-once/c"))
+        .header("host", "status.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&client(), post).await.status, 200);
+    // maxRequestBodyBytes is read, and said not to buffer bodies.
+    let line = fjord.wait_for_log("Middleware default/on-status");
+    assert!(line.contains("maxRequestBodyBytes"), "{line}");
+    let with_body = Request::post(format!("http://{web}/unavailable-once/d"))
+        .header("host", "status.test")
+        .body(Full::new(Bytes::from_static(b"order")))
+        .unwrap();
+    assert_eq!(send(&client(), with_body).await.status, 503);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn compress_by_accept_encoding_above_a_size_except_excluded_types() {
     use tokio::io::AsyncReadExt as _;

@@ -125,7 +125,7 @@ pub struct Pass<'c> {
     /// Largest request body in bytes; 0 is unlimited.
     pub body_limit: u64,
     /// How to retry a failed request, when a retry middleware says.
-    pub retry: Option<Retry>,
+    pub retry: Option<&'c Retry>,
     held: Vec<InFlightGuard>,
     /// The request's `Origin`, for CORS.
     origin: Option<HeaderValue>,
@@ -217,7 +217,9 @@ impl Chain {
                         limit => limit.min(*l),
                     };
                 }
-                Kind::Retry(r) => pass.retry = pass.retry.or(Some(*r)),
+                Kind::Retry(r) => {
+                    pass.retry.get_or_insert(r);
+                }
                 _ => {}
             }
         }

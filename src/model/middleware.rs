@@ -173,7 +173,7 @@ impl Kind {
                 strategy: strategy.clone(),
             },
             Kind::Buffering(limit) => Kind::Buffering(*limit),
-            Kind::Retry(r) => Kind::Retry(*r),
+            Kind::Retry(r) => Kind::Retry(r.clone()),
             Kind::Errors(e) => Kind::Errors(e.clone()),
             Kind::Compress(c) => Kind::Compress(c.clone()),
         }
@@ -420,12 +420,28 @@ pub struct Cors {
 }
 
 /// How a failed request is sent again.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
     /// Tries in all, the first included.
     pub attempts: u32,
     /// Wait before the first retry; doubles for each further one.
     pub interval: Duration,
+    /// Response statuses (inclusive ranges) retried as a failure is.
+    pub statuses: Box<[(u16, u16)]>,
+    /// Whether a broken connection or a late response head is retried.
+    pub network: bool,
+    /// Whether methods that are not idempotent (a POST without a body) are retried too.
+    pub non_idempotent: bool,
+    /// No retry starts past this long after the request began.
+    pub timeout: Option<Duration>,
+}
+
+impl Retry {
+    /// Whether a response with `status` is retried.
+    pub fn retries_status(&self, status: http::StatusCode) -> bool {
+        let s = status.as_u16();
+        self.statuses.iter().any(|(a, b)| (*a..=*b).contains(&s))
+    }
 }
 
 /// The compress middleware's settings.

@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::Pass;
+use crate::model::middleware::Retry;
 use crate::model::{HostHeader, Timeouts};
 use crate::snapshot::Target;
 use crate::upload::{Pace, Progress, Received};
@@ -110,7 +111,7 @@ pub(super) fn exchange<'a>(
         }
         let retry = pass
             .retry
-            .filter(|_| bodyless && upstream::idempotent(request.method()));
+            .filter(|r| bodyless && (r.non_idempotent || upstream::idempotent(request.method())));
         let backend = &target.backend;
         let endpoints = &backend.endpoints;
         let attempts = match retry {
@@ -155,7 +156,10 @@ pub(super) fn exchange<'a>(
         report(target, first, &result);
         let mut last = first;
         for attempt in 1..attempts {
-            if !retryable(&result, retry.is_some()) {
+            let late = retry
+                .and_then(|r| r.timeout)
+                .is_some_and(|t| started.elapsed() >= t);
+            if late || !retryable(&result, retry) {
                 break;
             }
             let now = Instant::now();
@@ -216,8 +220,9 @@ pub(super) fn exchange<'a>(
 }
 
 /// Whether a failed attempt may be sent again: a refused connection always (the request never
-/// left), a failure before a response started only under a retry middleware.
-fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: bool) -> bool {
+/// left), a failure before a response started only under a retry middleware that retries
+/// those, and a response only when its status is one the retry middleware lists.
+fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: Option<&Retry>) -> bool {
     match result {
         Err(Failed {
             error: ProxyError::Connect { .. },
@@ -226,7 +231,8 @@ fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: bool) -> 
         Err(Failed {
             error: ProxyError::Upstream { .. } | ProxyError::Timeout { .. },
             ..
-        }) => retry,
+        }) => retry.is_some_and(|r| r.network),
+        Ok(response) => retry.is_some_and(|r| r.retries_status(response.status())),
         _ => false,
     }
 }

@@ -442,17 +442,7 @@ fn compile(
             default_encoding: c.default_encoding.clone(),
         })
     } else if let Some(r) = &spec.retry {
-        if r.attempts == 0 {
-            return Err("spec.retry.attempts must be at least 1".into());
-        }
-        let interval = match &r.initial_interval {
-            None => Duration::from_millis(100),
-            Some(i) => duration(i).map_err(|e| format!("spec.retry.initialInterval {e}"))?,
-        };
-        Kind::Retry(Retry {
-            attempts: r.attempts,
-            interval,
-        })
+        Kind::Retry(retry(r)?)
     } else if let Some(b) = &spec.buffering {
         Kind::Buffering(b.max_request_body_bytes.unwrap_or(0))
     } else if let Some(c) = &spec.chain {
@@ -729,23 +719,64 @@ pub(super) fn client_tls(
     })
 }
 
+/// A `retry` middleware, Traefik v3.7's fields included.
+fn retry(r: &crd::Retry) -> Result<Retry, String> {
+    if r.attempts == 0 {
+        return Err("spec.retry.attempts must be at least 1".into());
+    }
+    let interval = match &r.initial_interval {
+        None => Duration::from_millis(100),
+        Some(i) => duration(i).map_err(|e| format!("spec.retry.initialInterval {e}"))?,
+    };
+    let timeout = r
+        .timeout
+        .as_ref()
+        .map(|t| duration(t).map_err(|e| format!("spec.retry.timeout {e}")))
+        .transpose()?
+        .filter(|t| !t.is_zero());
+    let statuses = r
+        .status
+        .iter()
+        .enumerate()
+        .map(|(i, s)| status_range(s, &format!("spec.retry.status[{i}]")))
+        .collect::<Result<Box<[_]>, _>>()?;
+    let network = !r.disable_retry_on_network_error.unwrap_or(false);
+    if !network && statuses.is_empty() {
+        return Err(
+            "spec.retry.disableRetryOnNetworkError with no spec.retry.status would retry nothing"
+                .into(),
+        );
+    }
+    Ok(Retry {
+        attempts: r.attempts,
+        interval,
+        statuses,
+        network,
+        non_idempotent: r.retry_non_idempotent_method.unwrap_or(false),
+        timeout,
+    })
+}
+
+/// A status (`404`) or a range of statuses (`500-599`) as Traefik writes them, at `field`.
+fn status_range(text: &str, field: &str) -> Result<(u16, u16), String> {
+    let (from, to) = text.split_once('-').unwrap_or((text, text));
+    let parse = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+    };
+    match (parse(from), parse(to)) {
+        (Some(a), Some(b)) if a <= b => Ok((a, b)),
+        _ => Err(format!(
+            "{field} {text:?} is not a status or a range of statuses (500-599)"
+        )),
+    }
+}
+
 /// An `errors` middleware: its statuses and rewrites as ranges, its service's backend.
 fn error_pages(e: &crd::Errors, ns: &str) -> Result<ErrorPages, String> {
-    let range = |text: &str, field: &str| -> Result<(u16, u16), String> {
-        let (from, to) = text.split_once('-').unwrap_or((text, text));
-        let parse = |t: &str| {
-            t.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|s| (100..=599).contains(s))
-        };
-        match (parse(from), parse(to)) {
-            (Some(a), Some(b)) if a <= b => Ok((a, b)),
-            _ => Err(format!(
-                "{field} {text:?} is not a status or a range of statuses (500-599)"
-            )),
-        }
-    };
+    let range = status_range;
     if e.status.is_empty() {
         return Err("spec.errors.status is empty: no response would get a page".into());
     }
@@ -881,6 +912,13 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         .is_some_and(|s| s.force_slash.is_some())
     {
         out.push("spec.stripPrefix.forceSlash is deprecated and does nothing (as in Traefik v3); remove it");
+    }
+    if spec
+        .retry
+        .as_ref()
+        .is_some_and(|r| r.max_request_body_bytes.is_some_and(|b| b != 0))
+    {
+        out.push("spec.retry.maxRequestBodyBytes: fjord streams request bodies rather than keep a copy, so a request with a body is not retried");
     }
     out
 }

@@ -4,6 +4,7 @@
 //!
 //! Paths with a meaning: `/status/N` answers status N; `/delay/MS` waits MS milliseconds first;
 //! `/reset-once/KEY` drops the connection without an answer the first time KEY is asked for;
+//! `/unavailable-once/KEY` answers 503 the first time;
 //! `/bytes/N` answers N bytes; `/cookie/NAME` sets cookie NAME (value `backend`).
 
 use std::convert::Infallible;
@@ -107,14 +108,23 @@ impl Echo {
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let first = req
-                            .uri()
-                            .path()
-                            .strip_prefix("/reset-once/")
-                            .is_some_and(|key| reset.lock().unwrap().insert(key.to_owned()));
+                        let path = req.uri().path();
+                        let first = |prefix: &str| {
+                            path.strip_prefix(prefix).is_some_and(|key| {
+                                reset.lock().unwrap().insert(format!("{prefix}{key}"))
+                            })
+                        };
+                        let (reset_once, unavailable_once) =
+                            (first("/reset-once/"), first("/unavailable-once/"));
                         async move {
-                            if first {
+                            if reset_once {
                                 return Err(std::io::Error::other("reset once"));
+                            }
+                            if unavailable_once {
+                                let mut busy =
+                                    Response::new(Full::new(Bytes::from_static(b"busy")));
+                                *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                return Ok(busy);
                             }
                             answer(name, req).await.map_err(|e| match e {})
                         }
