@@ -625,6 +625,12 @@ pub struct Compress {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Buffering {
     pub max_request_body_bytes: Option<u64>,
+    /// fjord streams bodies rather than hold them: the fields below are read, each with a
+    /// warning saying what fjord does instead.
+    pub mem_request_body_bytes: Option<i64>,
+    pub max_response_body_bytes: Option<i64>,
+    pub mem_response_body_bytes: Option<i64>,
+    pub retry_expression: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

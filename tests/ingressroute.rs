@@ -842,6 +842,13 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         &route("forwarding", "  - match: Host(`flush.test`)\n    services: [{name: app, port: 80, strategy: wrr, responseForwarding: {flushInterval: 100ms}}]\n"),
     );
     m.write(
+        "held.yaml",
+        &middleware(
+            "held",
+            "buffering: {maxRequestBodyBytes: 10, memRequestBodyBytes: 1000, maxResponseBodyBytes: 100, retryExpression: \"IsNetworkError() && Attempts() < 2\"}",
+        ),
+    );
+    m.write(
         "p2c.yaml",
         &route(
             "p2c",
@@ -901,6 +908,12 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
             "IngressRoute default/weighted",
             "TraefikService default/canary-split not found; the route answers 503",
         ),
+        ("Middleware default/held", "memResponseBodyBytes do nothing"),
+        (
+            "Middleware default/held",
+            "maxResponseBodyBytes is not honoured",
+        ),
+        ("Middleware default/held", "retryExpression is not honoured"),
         (
             "IngressRoute default/p2c",
             "strategy \\\"p2c\\\": fjord balances by smooth weighted round robin (wrr) only",
@@ -910,8 +923,8 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
             "spec.weighted.services[0].scheme is read on an IngressRoute's services only",
         ),
     ] {
-        let line = fjord.wait_for_log(object);
-        assert!(line.contains(words), "{line}");
+        let line = fjord.wait_for_log(words);
+        assert!(line.contains(object), "{line}");
     }
 }
 

@@ -913,6 +913,21 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
     {
         out.push("spec.stripPrefix.forceSlash is deprecated and does nothing (as in Traefik v3); remove it");
     }
+    if let Some(b) = &spec.buffering {
+        let held = [
+            ("memRequestBodyBytes", b.mem_request_body_bytes.is_some()),
+            ("memResponseBodyBytes", b.mem_response_body_bytes.is_some()),
+        ];
+        if held.iter().any(|(_, set)| *set) {
+            out.push("spec.buffering.memRequestBodyBytes and memResponseBodyBytes do nothing: fjord streams bodies, holding none in memory or on disk");
+        }
+        if b.max_response_body_bytes.is_some_and(|m| m > 0) {
+            out.push("spec.buffering.maxResponseBodyBytes is not honoured: fjord streams responses as they come and does not hold one to measure it");
+        }
+        if b.retry_expression.is_some() {
+            out.push("spec.buffering.retryExpression is not honoured: retry with a retry middleware (attempts, status)");
+        }
+    }
     if spec
         .retry
         .as_ref()

@@ -727,6 +727,7 @@ impl<'a> Reading<'a> {
                     let spec = crd::MiddlewareSpec {
                         buffering: Some(crd::Buffering {
                             max_request_body_bytes: Some(bytes),
+                            ..Default::default()
                         }),
                         ..Default::default()
                     };
