@@ -5,17 +5,11 @@
 mod support;
 
 use support::grpc::{Grpc, call};
-use support::{Fjord, LOOPBACK_CONFIG, Manifests, get, ingress, service};
+use support::{Fjord, LOOPBACK_CONFIG, Manifests, get, service};
 
 /// An Ingress for `host` to Service `service`, with `backend-protocol: protocol`.
 fn with_protocol(name: &str, host: &str, service: &str, protocol: &str) -> String {
-    ingress(name, &[(host, "Prefix", "/", service)]).replacen(
-        "namespace: default}",
-        &format!(
-            "namespace: default, annotations: {{nginx.ingress.kubernetes.io/backend-protocol: {protocol}}}}}"
-        ),
-        1,
-    )
+    support::nginx_ingress(name, host, service, &[("backend-protocol", protocol)])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -643,13 +643,12 @@ async fn an_endpoint_change_keeps_how_each_backend_was_made() {
     api.apply_yaml(
         "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: split, namespace: default}\nspec:\n  routes:\n  - match: Host(`split.test`)\n    services: [{name: a, port: 80}, {name: b, port: 80}]\n",
     );
-    api.apply_yaml(
-        &ingress("secure", &[("secure.test", "Prefix", "/", "secure")]).replacen(
-            "namespace: default}",
-            "namespace: default, annotations: {nginx.ingress.kubernetes.io/backend-protocol: HTTPS}}",
-            1,
-        ),
-    );
+    api.apply_yaml(&support::nginx_ingress(
+        "secure",
+        "secure.test",
+        "secure",
+        &[("backend-protocol", "HTTPS")],
+    ));
     let fjord = launch(&api, LOOPBACK_CONFIG, &[]);
     fjord.wait_ready();
     let answered = |host: &'static str| {

@@ -11,29 +11,11 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use md5::Digest as _;
-use support::{
-    Echo, Fjord, LOOPBACK_CONFIG, Manifests, check, client, get, ingress, send, service,
-};
+use support::{Echo, Fjord, LOOPBACK_CONFIG, Manifests, check, client, get, send, service};
 
 /// An Ingress routing `host` to Service `app`, with `nginx.ingress.kubernetes.io/` annotations.
 fn annotated(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
-    let pairs: Vec<String> = annotations
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "nginx.ingress.kubernetes.io/{k}: {}",
-                serde_json::to_string(v).unwrap()
-            )
-        })
-        .collect();
-    ingress(name, &[(host, "Prefix", "/", "app")]).replacen(
-        "namespace: default}",
-        &format!(
-            "namespace: default, annotations: {{{}}}}}",
-            pairs.join(", ")
-        ),
-        1,
-    )
+    support::nginx_ingress(name, host, "app", annotations)
 }
 
 async fn setup() -> (Manifests, Echo) {

@@ -684,7 +684,8 @@ impl<'a> Reading<'a> {
         } else if fixed != url && !self.owner.hosts_exact {
             "uses $host, but a rule of the Ingress has a wildcard host or none, so a client could make fjord ask any server it names; give a fixed URL"
         } else {
-            return Some((fixed.clone(), fixed != url));
+            let had = fixed != url;
+            return Some((fixed, had));
         };
         self.errors
             .push(format!("annotation {PREFIX}{name} {url:?} {why}"));

@@ -402,6 +402,33 @@ pub(crate) fn service_with_cluster_ip(
     )
 }
 
+/// An Ingress routing `host` to Service `service`, with `nginx.ingress.kubernetes.io/`
+/// annotations (name without the prefix, value).
+pub(crate) fn nginx_ingress(
+    name: &str,
+    host: &str,
+    service: &str,
+    annotations: &[(&str, &str)],
+) -> String {
+    let pairs: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "nginx.ingress.kubernetes.io/{k}: {}",
+                serde_json::to_string(v).unwrap()
+            )
+        })
+        .collect();
+    ingress(name, &[(host, "Prefix", "/", service)]).replacen(
+        "namespace: default}",
+        &format!(
+            "namespace: default, annotations: {{{}}}}}",
+            pairs.join(", ")
+        ),
+        1,
+    )
+}
+
 /// A Service whose endpoints are `backends`, one EndpointSlice each (slices may carry
 /// different port numbers for the same Service port, as during a rollout).
 pub(crate) fn service_over(name: &str, backends: &[SocketAddr]) -> String {
