@@ -69,6 +69,32 @@ pub(crate) struct Outgoing<'a> {
     pub http2: bool,
 }
 
+/// A request body on its way to an HTTP/2 endpoint. A type of its own, though it only passes
+/// [`RequestBody`] through, so that hyper's request channel is built twice: shared by the
+/// HTTP/1.1 and HTTP/2 sends, LLVM stopped inlining its sends and receives into the HTTP/1.1
+/// path most requests take, which then copied each request a few more times.
+struct Multiplexed(RequestBody);
+
+impl http_body::Body for Multiplexed {
+    type Data = Bytes;
+    type Error = <RequestBody as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// An exchange that failed, with its request if that never left: when no connection to the
 /// endpoint could be made, the request can go to another endpoint as it is, body and all,
 /// with no copy made in advance.
@@ -134,7 +160,7 @@ struct Pool {
     /// Idle connections kept per endpoint by each worker.
     max_idle: usize,
     /// One HTTP/2 connection per endpoint, shared by every worker: it carries requests at once.
-    multiplexed: Mutex<HashMap<Key, http2::SendRequest<RequestBody>, foldhash::fast::RandomState>>,
+    multiplexed: Mutex<HashMap<Key, http2::SendRequest<Multiplexed>, foldhash::fast::RandomState>>,
     reaper: AtomicBool,
 }
 
@@ -310,7 +336,7 @@ impl Upstream {
             },
         };
         let mut timer = Box::pin(tokio::time::sleep_until(deadline));
-        let mut sent = pin!(sender.try_send_request(request));
+        let mut sent = pin!(sender.try_send_request(request.map(Multiplexed)));
         let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
             Poll::Ready(sent) => Poll::Ready(Some(sent)),
             Poll::Pending => {
@@ -321,7 +347,9 @@ impl Upstream {
             None => Err(fail(Failure::Timeout).into()),
             Some(Ok(response)) => Ok(response.map(|inner| Body { inner, back: None })),
             Some(Err(mut e)) => Err(Failed {
-                unsent: e.take_message().map(Box::new),
+                unsent: e
+                    .take_message()
+                    .map(|unsent| Box::new(unsent.map(|body| body.0))),
                 error: fail(Failure::Http(e.into_error())),
             }),
         }
@@ -467,7 +495,7 @@ impl Pool {
     }
 
     /// The HTTP/2 connection to `to.key`, if one is open.
-    fn multiplexed(&self, key: &Authority) -> Option<http2::SendRequest<RequestBody>> {
+    fn multiplexed(&self, key: &Authority) -> Option<http2::SendRequest<Multiplexed>> {
         let mut conns = self
             .multiplexed
             .lock()
@@ -488,7 +516,7 @@ impl Pool {
         endpoint: &Authority,
         to: &Outgoing<'_>,
         deadline: Instant,
-    ) -> Result<http2::SendRequest<RequestBody>, Failure> {
+    ) -> Result<http2::SendRequest<Multiplexed>, Failure> {
         let stream = self.dial(endpoint, to.timeouts, deadline).await?;
         let sender = match to.tls {
             None => handshake_http2(Tcp::new(stream)).await?,
@@ -579,7 +607,7 @@ where
 }
 
 /// An HTTP/2 connection over `io`, driven by a task of its own.
-async fn handshake_http2<I>(io: I) -> Result<http2::SendRequest<RequestBody>, Failure>
+async fn handshake_http2<I>(io: I) -> Result<http2::SendRequest<Multiplexed>, Failure>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
