@@ -343,6 +343,50 @@ pub struct MiddlewareSpec {
     pub retry: Option<Retry>,
     pub errors: Option<Errors>,
     pub chain: Option<Chain>,
+    pub encoded_characters: Option<EncodedCharacters>,
+    pub redirect_trailing_slash: Option<RedirectTrailingSlash>,
+    pub query_parameters: Option<QueryParameters>,
+}
+
+/// Percent-encoded characters a request path may hold; each left out (or false) is refused
+/// with a 400.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncodedCharacters {
+    /// `%2F`.
+    pub allow_encoded_slash: Option<bool>,
+    /// `%5C`.
+    pub allow_encoded_back_slash: Option<bool>,
+    /// `%00`.
+    pub allow_encoded_null_character: Option<bool>,
+    /// `%3B`.
+    pub allow_encoded_semicolon: Option<bool>,
+    /// `%25`.
+    pub allow_encoded_percent: Option<bool>,
+    /// `%3F`.
+    pub allow_encoded_question_mark: Option<bool>,
+    /// `%23`.
+    pub allow_encoded_hash: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedirectTrailingSlash {
+    /// `add` or `remove`.
+    pub mode: String,
+    pub permanent: Option<bool>,
+}
+
+/// Query parameters deleted, then set, then added, before the request is forwarded.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryParameters {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub delete: Vec<String>,
 }
 
 /// Token bucket: `average` requests per `period` on average, bursts of up to `burst`.

@@ -1109,3 +1109,78 @@ async fn native_lb_goes_to_the_cluster_ip() {
         Some("pod")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_characters_trailing_slash_redirects_and_query_parameters() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "enc.yaml",
+        &middleware("enc", "encodedCharacters: {allowEncodedSlash: true}"),
+    );
+    m.write(
+        "slash.yaml",
+        &middleware(
+            "slash",
+            "redirectTrailingSlash: {mode: add, permanent: true}",
+        ),
+    );
+    m.write(
+        "query.yaml",
+        &middleware(
+            "query",
+            "queryParameters: {set: {c: \"6\"}, add: {d: \"4\"}, delete: [fbclid]}",
+        ),
+    );
+    let r = through;
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[
+                r("enc.test", "enc"),
+                r("slash.test", "slash"),
+                r("query.test", "query"),
+            ]
+            .concat(),
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+
+    // Allowed: an encoded slash reaches the backend as sent. Refused: the rest Traefik lists.
+    let seen = get(web, "enc.test", "/files/a%2Fb").await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.json()["path"], "/files/a%2Fb");
+    for path in ["/a%5Cb", "/a%3bb", "/a%00", "/a%25", "/a%3F", "/a%23"] {
+        let refused = get(web, "enc.test", path).await;
+        assert_eq!((path, refused.status.as_u16()), (path, 400));
+        assert_eq!(refused.body, "400 bad request\n");
+    }
+    assert_eq!(get(web, "enc.test", "/a%20b").await.status, 200);
+
+    let moved = get(web, "slash.test", "/about?q=1").await;
+    assert_eq!(
+        (
+            moved.status.as_u16(),
+            moved.headers["location"].to_str().unwrap()
+        ),
+        (301, "http://slash.test/about/?q=1")
+    );
+    let post = Request::post(format!("http://{web}/form"))
+        .header("host", "slash.test")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(send(&client(), post).await.status, 308);
+    for path in ["/", "/about/"] {
+        let seen = get(web, "slash.test", path).await;
+        assert_eq!((path, seen.json()["path"].as_str()), (path, Some(path)));
+    }
+
+    let seen = get(web, "query.test", "/foo?a=1&c=3&fbclid=abc")
+        .await
+        .json();
+    assert_eq!(seen["path"], "/foo?a=1&c=6&d=4");
+    let seen = get(web, "query.test", "/foo").await.json();
+    assert_eq!(seen["path"], "/foo?c=6&d=4");
+}

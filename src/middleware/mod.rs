@@ -9,6 +9,7 @@ mod digest;
 pub mod forward_auth;
 pub mod headers;
 pub mod rate_limit;
+mod uri;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -532,6 +533,27 @@ impl Middleware {
                     .into());
                 }
             }
+            Kind::EncodedCharacters(denied) => {
+                if uri::encoded_refused(req.uri().path(), denied) {
+                    return Err(ProxyError::BadRequest(
+                        "the path holds a percent-encoded character its route refuses",
+                    )
+                    .into());
+                }
+            }
+            Kind::RedirectTrailingSlash { add, permanent } => {
+                if let Some(path) = uri::trailing_slash(req.uri().path(), *add) {
+                    let scheme = if ctx.tls { "https" } else { "http" };
+                    let query = req.uri().query().map(|q| format!("?{q}"));
+                    let to = format!("{scheme}://{}{path}{}", ctx.host, query.unwrap_or_default());
+                    return Err(redirect(&to, *permanent, req.method()));
+                }
+            }
+            Kind::QueryParameters(q) => {
+                let query = uri::rewrite_query(req.uri().query().unwrap_or_default(), q);
+                let path = req.uri().path().to_owned();
+                set_path_and_query(req, &path, (!query.is_empty()).then_some(&query));
+            }
             // Settings of the exchange, gathered by the chain into its `Pass` (or by the
             // snapshot into its target, for error pages).
             Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) | Kind::Errors(_) => {}
@@ -558,7 +580,12 @@ fn strip<B>(req: &mut Request<B>, len: usize) {
 }
 
 fn set_path<B>(req: &mut Request<B>, path: &str) {
-    let pq = match req.uri().query() {
+    let query = req.uri().query().map(str::to_owned);
+    set_path_and_query(req, path, query.as_ref());
+}
+
+fn set_path_and_query<B>(req: &mut Request<B>, path: &str, query: Option<&String>) {
+    let pq = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
     };

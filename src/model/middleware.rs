@@ -105,6 +105,28 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     Errors(Box<ErrorPages>),
     /// `compress`: gzip or brotli responses.
     Compress(CompressSpec),
+    /// `encodedCharacters`: a path holding one of these bytes percent-encoded is refused (400).
+    EncodedCharacters(Box<[u8]>),
+    /// `redirectTrailingSlash`: a path other than `/` redirected to end in a slash, or not.
+    RedirectTrailingSlash {
+        /// Add the slash (`add`), rather than remove it (`remove`).
+        add: bool,
+        /// 301/308 rather than 302/307.
+        permanent: bool,
+    },
+    /// `queryParameters`: the query's parameters deleted, set and added, in that order.
+    QueryParameters(Box<QueryParameters>),
+}
+
+/// What `queryParameters` does to a request's query.
+#[derive(Clone, Debug, Default)]
+pub struct QueryParameters {
+    /// Names whose every value is removed (matched decoded).
+    pub delete: Vec<String>,
+    /// Each replaces every value of its name, where the first was; appended when absent.
+    pub set: Vec<(String, String)>,
+    /// Appended, whatever is there already.
+    pub add: Vec<(String, String)>,
 }
 
 impl Kind {
@@ -176,6 +198,12 @@ impl Kind {
             Kind::Retry(r) => Kind::Retry(r.clone()),
             Kind::Errors(e) => Kind::Errors(e.clone()),
             Kind::Compress(c) => Kind::Compress(c.clone()),
+            Kind::EncodedCharacters(denied) => Kind::EncodedCharacters(denied.clone()),
+            Kind::RedirectTrailingSlash { add, permanent } => Kind::RedirectTrailingSlash {
+                add: *add,
+                permanent: *permanent,
+            },
+            Kind::QueryParameters(q) => Kind::QueryParameters(q.clone()),
         }
     }
 }

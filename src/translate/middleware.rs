@@ -16,8 +16,8 @@ use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{
     ClientTls, CompressSpec, Cors, Distribution, ErrorPages, ForwardAuthSpec, HeadersSpec,
-    InFlightSpec, IpStrategy, Kind, Middleware, OnError, RateLimitSpec, Redacted, RedisSpec, Retry,
-    Source, media_type,
+    InFlightSpec, IpStrategy, Kind, Middleware, OnError, QueryParameters, RateLimitSpec, Redacted,
+    RedisSpec, Retry, Source, media_type,
 };
 use crate::provider::Store;
 
@@ -237,6 +237,12 @@ fn compile(
         ("retry", spec.retry.is_some()),
         ("errors", spec.errors.is_some()),
         ("chain", spec.chain.is_some()),
+        ("encodedCharacters", spec.encoded_characters.is_some()),
+        (
+            "redirectTrailingSlash",
+            spec.redirect_trailing_slash.is_some(),
+        ),
+        ("queryParameters", spec.query_parameters.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -447,6 +453,24 @@ fn compile(
         Kind::Buffering(b.max_request_body_bytes.unwrap_or(0))
     } else if let Some(c) = &spec.chain {
         return Ok(Compiled::Chain(c.middlewares.clone()));
+    } else if let Some(e) = &spec.encoded_characters {
+        Kind::EncodedCharacters(encoded_denied(e))
+    } else if let Some(r) = &spec.redirect_trailing_slash {
+        let add = match r.mode.as_str() {
+            "add" => true,
+            "remove" => false,
+            other => {
+                return Err(format!(
+                    "spec.redirectTrailingSlash.mode {other:?} is not add or remove"
+                ));
+            }
+        };
+        Kind::RedirectTrailingSlash {
+            add,
+            permanent: r.permanent.unwrap_or(false),
+        }
+    } else if let Some(q) = &spec.query_parameters {
+        Kind::QueryParameters(Box::new(query_parameters(q)?))
     } else {
         let which = set.first().copied().unwrap_or_default();
         return Err(format!("{which} is not supported by this version of fjord"));
@@ -455,6 +479,53 @@ fn compile(
         name: id.into(),
         kind,
     })))
+}
+
+/// The bytes `encodedCharacters` refuses percent-encoded in a path: all it does not allow.
+fn encoded_denied(e: &crd::EncodedCharacters) -> Box<[u8]> {
+    [
+        (e.allow_encoded_slash, b'/'),
+        (e.allow_encoded_back_slash, b'\\'),
+        (e.allow_encoded_null_character, 0),
+        (e.allow_encoded_semicolon, b';'),
+        (e.allow_encoded_percent, b'%'),
+        (e.allow_encoded_question_mark, b'?'),
+        (e.allow_encoded_hash, b'#'),
+    ]
+    .into_iter()
+    .filter(|(allowed, _)| !allowed.unwrap_or(false))
+    .map(|(_, byte)| byte)
+    .collect()
+}
+
+/// `queryParameters`, checked as Traefik checks it: no empty name, and no name both deleted
+/// and set or added (which would be a contradiction, not an order).
+fn query_parameters(q: &crd::QueryParameters) -> Result<QueryParameters, String> {
+    for (i, name) in q.delete.iter().enumerate() {
+        if name.is_empty() {
+            return Err(format!("spec.queryParameters.delete[{i}] is empty"));
+        }
+    }
+    for (field, params) in [("set", &q.set), ("add", &q.add)] {
+        for name in params.keys() {
+            if name.is_empty() {
+                return Err(format!("spec.queryParameters.{field} has an empty name"));
+            }
+            if q.delete.contains(name) {
+                return Err(format!(
+                    "spec.queryParameters: {name:?} is both in {field} and in delete"
+                ));
+            }
+        }
+    }
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    Ok(QueryParameters {
+        delete: q.delete.clone(),
+        set: pairs(&q.set),
+        add: pairs(&q.add),
+    })
 }
 
 /// basicAuth's users: the Secret's `users` lines, then those inline; at least one of the two.
