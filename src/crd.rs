@@ -346,6 +346,55 @@ pub struct MiddlewareSpec {
     pub encoded_characters: Option<EncodedCharacters>,
     pub redirect_trailing_slash: Option<RedirectTrailingSlash>,
     pub query_parameters: Option<QueryParameters>,
+    #[serde(rename = "passTLSClientCert")]
+    pub pass_tls_client_cert: Option<PassTlsClientCert>,
+}
+
+/// The client's certificates (from a TLSOption's `clientAuth`) passed to the backend in
+/// headers.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PassTlsClientCert {
+    /// Each certificate, base64 DER, in `X-Forwarded-Tls-Client-Cert`.
+    pub pem: Option<bool>,
+    /// Chosen fields in `X-Forwarded-Tls-Client-Cert-Info`.
+    pub info: Option<TlsClientCertInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsClientCertInfo {
+    pub not_after: Option<bool>,
+    pub not_before: Option<bool>,
+    pub sans: Option<bool>,
+    pub serial_number: Option<bool>,
+    pub subject: Option<TlsClientCertSubject>,
+    pub issuer: Option<TlsClientCertIssuer>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsClientCertSubject {
+    pub country: Option<bool>,
+    pub province: Option<bool>,
+    pub locality: Option<bool>,
+    pub organization: Option<bool>,
+    pub organizational_unit: Option<bool>,
+    pub common_name: Option<bool>,
+    pub serial_number: Option<bool>,
+    pub domain_component: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsClientCertIssuer {
+    pub country: Option<bool>,
+    pub province: Option<bool>,
+    pub locality: Option<bool>,
+    pub organization: Option<bool>,
+    pub common_name: Option<bool>,
+    pub serial_number: Option<bool>,
+    pub domain_component: Option<bool>,
 }
 
 /// Percent-encoded characters a request path may hold; each left out (or false) is refused

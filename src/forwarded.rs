@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use rustls::pki_types::CertificateDer;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -36,6 +37,9 @@ pub struct Client {
     /// The TLSOption its handshake was served with (`namespace/name`); `None` for fjord's own
     /// TLS settings or plain HTTP.
     tls_policy: Option<Box<str>>,
+    /// The certificates the client presented in its handshake (a TLSOption's `clientAuth`),
+    /// its own first; empty when it presented none.
+    certificates: Box<[CertificateDer<'static>]>,
     /// Whether this peer's `X-Forwarded-*` headers are kept and appended to.
     trusted: bool,
     ip: HeaderValue,
@@ -57,6 +61,7 @@ impl Client {
             peer_ip: ip,
             tls,
             tls_policy: None,
+            certificates: Box::default(),
             trusted: trust_all || trusted_ips.iter().any(|net| net.contains(&ip)),
             ip: header_value(&ip.to_string()),
             port: header_value(&local_port.to_string()),
@@ -86,9 +91,20 @@ impl Client {
         self.tls_policy.as_deref()
     }
 
-    /// The client of a handshake served with TLSOption `name`.
-    pub fn with_tls_policy(mut self, name: Option<Box<str>>) -> Self {
+    /// The certificates the client presented, its own first.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.certificates
+    }
+
+    /// The client of a handshake served with TLSOption `name`, in which it presented
+    /// `certificates`.
+    pub fn with_handshake(
+        mut self,
+        name: Option<Box<str>>,
+        certificates: Box<[CertificateDer<'static>]>,
+    ) -> Self {
         self.tls_policy = name;
+        self.certificates = certificates;
         self
     }
 }

@@ -7,6 +7,8 @@ mod support;
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::tls::{Ca, https_get, https_get_host};
@@ -223,4 +225,97 @@ fn check_names_what_a_tls_option_cannot_be() {
     ] {
         support::assert_diagnostic(&out, subject, words);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pass_tls_client_cert_gives_the_backend_the_clients_certificate_and_never_a_forged_one() {
+    let m = Manifests::new();
+    let app = Echo::start("app", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    m.write("app.yaml", &service("app", app.addr));
+    let ca = Ca::new();
+    m.write("cert.yaml", &ca.secret("cert", &["mtls.test"]));
+    let clients = Ca::new();
+    m.write("clients.yaml", &clients.ca_secret("client-ca"));
+    m.write(
+        "mtls.yaml",
+        &option(
+            "mtls",
+            "{clientAuth: {secretNames: [client-ca], clientAuthType: VerifyClientCertIfGiven}}",
+        ),
+    );
+    m.write(
+        "pass.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: pass, namespace: default}\nspec:\n  passTLSClientCert:\n    pem: true\n    info:\n      notAfter: true\n      sans: true\n      serialNumber: true\n      subject: {commonName: true, country: true}\n      issuer: {commonName: true}\n",
+    );
+    m.write(
+        "route.yaml",
+        &route("mtls", "mtls.test", "{name: mtls}").replace(
+            "    services:",
+            "    middlewares: [{name: pass}]\n    services:",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), CONFIG);
+    let web = fjord.addrs["websecure"];
+    let any: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let forged = [
+        ("x-forwarded-tls-client-cert", "Zm9yZ2Vk"),
+        (
+            "x-forwarded-tls-client-cert-info",
+            "Subject%3D%22CN%3Dadmin%22",
+        ),
+    ];
+
+    // With a certificate: its DER in base64, and the chosen fields, URL-escaped.
+    let member = clients.leaf(&["client.test"]);
+    let seen = support::tls::https_get_with(
+        web,
+        ("mtls.test", "mtls.test"),
+        client(&ca, any, Some(&member), &[]),
+        "/",
+        &forged,
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.reply.status, 200);
+    let headers = &seen.reply.json()["headers"];
+    let der = CertificateDer::from_pem_slice(member.0.as_bytes()).unwrap();
+    assert_eq!(
+        headers["x-forwarded-tls-client-cert"],
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let info = format!(
+        "Subject=\"CN=rcgen self signed cert\";Issuer=\"CN=fjord test CA\";SerialNumber=\"{}\";NA=\"{}\";SAN=\"client.test\"",
+        cert.serial,
+        cert.validity().not_after.timestamp()
+    );
+    let escaped: String = form_urlencoded::byte_serialize(info.as_bytes()).collect();
+    assert_eq!(
+        headers["x-forwarded-tls-client-cert-info"],
+        escaped.as_str()
+    );
+
+    // Without one, a client's own headers do not reach the backend.
+    let seen = support::tls::https_get_with(
+        web,
+        ("mtls.test", "mtls.test"),
+        client(&ca, any, None, &[]),
+        "/",
+        &forged,
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.reply.status, 200);
+    let headers = &seen.reply.json()["headers"];
+    assert!(
+        headers.get("x-forwarded-tls-client-cert").is_none(),
+        "{headers}"
+    );
+    assert!(
+        headers.get("x-forwarded-tls-client-cert-info").is_none(),
+        "{headers}"
+    );
 }

@@ -4,6 +4,7 @@
 //! A chain is a slice of enum values, not a stack of boxed services: a route without middleware
 //! pays nothing, and one with middleware allocates nothing to run it.
 
+mod client_cert;
 pub mod compress;
 mod digest;
 pub mod forward_auth;
@@ -82,6 +83,8 @@ pub struct Ctx<'a> {
     pub tls: bool,
     /// The Host header or authority, as sent.
     pub host: &'a str,
+    /// The certificates the client presented in its TLS handshake, its own first.
+    pub certificates: &'a [rustls::pki_types::CertificateDer<'static>],
 }
 
 /// Why the chain stopped: an error, or an answer of its own (a redirect, a CORS preflight).
@@ -548,6 +551,9 @@ impl Middleware {
                     let to = format!("{scheme}://{}{path}{}", ctx.host, query.unwrap_or_default());
                     return Err(redirect(&to, *permanent, req.method()));
                 }
+            }
+            Kind::PassTlsClientCert(spec) => {
+                client_cert::pass(spec, ctx.certificates, req.headers_mut());
             }
             Kind::QueryParameters(q) => {
                 let query = uri::rewrite_query(req.uri().query().unwrap_or_default(), q);

@@ -116,6 +116,59 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     },
     /// `queryParameters`: the query's parameters deleted, set and added, in that order.
     QueryParameters(Box<QueryParameters>),
+    /// `passTLSClientCert`: the client's certificates, or what they say, in headers.
+    PassTlsClientCert(Box<PassTlsClientCert>),
+}
+
+/// What `passTLSClientCert` passes of a client's certificates.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassTlsClientCert {
+    /// Each certificate's DER in base64, in `X-Forwarded-Tls-Client-Cert`.
+    pub pem: bool,
+    /// The fields chosen, in `X-Forwarded-Tls-Client-Cert-Info`.
+    pub info: Option<CertInfo>,
+}
+
+/// The fields of a certificate `passTLSClientCert`'s `info` chooses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CertInfo {
+    /// `NA`: the end of its validity, in Unix seconds.
+    pub not_after: bool,
+    /// `NB`: the start of its validity, in Unix seconds.
+    pub not_before: bool,
+    /// `SAN`: its subject alternative names.
+    pub sans: bool,
+    /// `SerialNumber`: the certificate's, in decimal.
+    pub serial_number: bool,
+    /// `Subject`: these parts of its subject.
+    pub subject: Option<DnInfo>,
+    /// `Issuer`: these parts of its issuer.
+    pub issuer: Option<DnInfo>,
+}
+
+/// The parts of a distinguished name chosen (an issuer has no `organizationalUnit`).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one switch per part, as the CRD has them"
+)]
+pub struct DnInfo {
+    /// `C`.
+    pub country: bool,
+    /// `ST`.
+    pub province: bool,
+    /// `L`.
+    pub locality: bool,
+    /// `O`.
+    pub organization: bool,
+    /// `OU`.
+    pub organizational_unit: bool,
+    /// `CN`.
+    pub common_name: bool,
+    /// `SN`.
+    pub serial_number: bool,
+    /// `DC`.
+    pub domain_component: bool,
 }
 
 /// What `queryParameters` does to a request's query.
@@ -204,6 +257,7 @@ impl Kind {
                 permanent: *permanent,
             },
             Kind::QueryParameters(q) => Kind::QueryParameters(q.clone()),
+            Kind::PassTlsClientCert(p) => Kind::PassTlsClientCert(p.clone()),
         }
     }
 }

@@ -216,6 +216,7 @@ impl Proxy {
                     trusted: client.is_trusted(),
                     tls: client.is_tls(),
                     host: host_str,
+                    certificates: client.certificates(),
                 };
                 match chain.on_request(&mut req, &ctx, entry.max_body) {
                     Ok(Progress::Done(pass)) => pass,

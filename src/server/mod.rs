@@ -22,6 +22,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo as Io;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -174,7 +175,7 @@ impl Server {
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
         let stream = Tcp::new(stream);
         if self.tls.is_none() {
-            let conn = Connection::new(slot, peer, local_port, false, None);
+            let conn = Connection::new(slot, peer, local_port, false, (None, Box::default()));
             Either::Left(Either::Left(Self::serve_http(conn, stream, None, shutdown)))
         } else {
             // Boxed: the TLS state is some 4 KB, which would otherwise be part of every plain
@@ -222,7 +223,14 @@ impl Server {
             Some(b"http/1.1") => Some(false),
             _ => None,
         };
-        let conn = Connection::new(slot, peer, local_port, true, policy);
+        // Owned only when there are some: most connections present no certificate.
+        let certificates = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let conn = Connection::new(slot, peer, local_port, true, (policy, certificates));
         Self::serve_http(conn, stream, h2, shutdown).await;
     }
 
@@ -572,13 +580,14 @@ struct Connection {
 }
 
 impl Connection {
-    /// A connection from `peer`; `policy` names the TLSOption its handshake was served with.
+    /// A connection from `peer`; `policy` names the TLSOption its handshake was served with,
+    /// `certificates` are those the client presented in it.
     fn new(
         slot: Slot,
         peer: SocketAddr,
         local_port: u16,
         tls: bool,
-        policy: Option<Box<str>>,
+        (policy, certificates): (Option<Box<str>>, Box<[CertificateDer<'static>]>),
     ) -> Arc<Self> {
         let server = &*slot;
         Arc::new(Self {
@@ -589,7 +598,7 @@ impl Connection {
                 &server.trusted_ips,
                 server.trust_all,
             )
-            .with_tls_policy(policy),
+            .with_handshake(policy, certificates),
             server: slot,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),

@@ -15,9 +15,9 @@ use crate::diagnostics::Diagnostic;
 use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{
-    ClientTls, CompressSpec, Cors, Distribution, ErrorPages, ForwardAuthSpec, HeadersSpec,
-    InFlightSpec, IpStrategy, Kind, Middleware, OnError, QueryParameters, RateLimitSpec, Redacted,
-    RedisSpec, Retry, Source, media_type,
+    CertInfo, ClientTls, CompressSpec, Cors, Distribution, DnInfo, ErrorPages, ForwardAuthSpec,
+    HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware, OnError, PassTlsClientCert,
+    QueryParameters, RateLimitSpec, Redacted, RedisSpec, Retry, Source, media_type,
 };
 use crate::provider::Store;
 
@@ -243,6 +243,7 @@ fn compile(
             spec.redirect_trailing_slash.is_some(),
         ),
         ("queryParameters", spec.query_parameters.is_some()),
+        ("passTLSClientCert", spec.pass_tls_client_cert.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -471,6 +472,8 @@ fn compile(
         }
     } else if let Some(q) = &spec.query_parameters {
         Kind::QueryParameters(Box::new(query_parameters(q)?))
+    } else if let Some(p) = &spec.pass_tls_client_cert {
+        Kind::PassTlsClientCert(Box::new(pass_tls_client_cert(p)))
     } else {
         let which = set.first().copied().unwrap_or_default();
         return Err(format!("{which} is not supported by this version of fjord"));
@@ -526,6 +529,39 @@ fn query_parameters(q: &crd::QueryParameters) -> Result<QueryParameters, String>
         set: pairs(&q.set),
         add: pairs(&q.add),
     })
+}
+
+fn pass_tls_client_cert(p: &crd::PassTlsClientCert) -> PassTlsClientCert {
+    let on = |b: Option<bool>| b.unwrap_or(false);
+    PassTlsClientCert {
+        pem: on(p.pem),
+        info: p.info.as_ref().map(|i| CertInfo {
+            not_after: on(i.not_after),
+            not_before: on(i.not_before),
+            sans: on(i.sans),
+            serial_number: on(i.serial_number),
+            subject: i.subject.as_ref().map(|d| DnInfo {
+                country: on(d.country),
+                province: on(d.province),
+                locality: on(d.locality),
+                organization: on(d.organization),
+                organizational_unit: on(d.organizational_unit),
+                common_name: on(d.common_name),
+                serial_number: on(d.serial_number),
+                domain_component: on(d.domain_component),
+            }),
+            issuer: i.issuer.as_ref().map(|d| DnInfo {
+                country: on(d.country),
+                province: on(d.province),
+                locality: on(d.locality),
+                organization: on(d.organization),
+                organizational_unit: false,
+                common_name: on(d.common_name),
+                serial_number: on(d.serial_number),
+                domain_component: on(d.domain_component),
+            }),
+        }),
+    }
 }
 
 /// basicAuth's users: the Secret's `users` lines, then those inline; at least one of the two.

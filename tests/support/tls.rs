@@ -190,6 +190,17 @@ pub(crate) async fn https_get_host(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<Seen, String> {
+    https_get_with(addr, (sni, host), config, path, &[]).await
+}
+
+/// Like [`https_get_host`] (`names` are the handshake's and the request's), with `headers`.
+pub(crate) async fn https_get_with(
+    addr: SocketAddr,
+    (sni, host): (&str, &str),
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Seen, String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -226,9 +237,11 @@ pub(crate) async fn https_get_host(
         .unwrap_or_default();
     let serial = cert.raw_serial().to_vec();
     let io = TokioIo::new(tls);
-    let req = Request::get(format!("https://{host}{path}"))
-        .body(Full::<Bytes>::default())
-        .unwrap();
+    let mut req = Request::get(format!("https://{host}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::<Bytes>::default()).unwrap();
     let response = if alpn.as_deref() == Some(b"h2") {
         let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
