@@ -348,6 +348,24 @@ pub struct MiddlewareSpec {
     pub query_parameters: Option<QueryParameters>,
     #[serde(rename = "passTLSClientCert")]
     pub pass_tls_client_cert: Option<PassTlsClientCert>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// Requests answered by fjord while the responses of the last ten seconds meet `expression`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// `NetworkErrorRatio() > 0.3`, `ResponseCodeRatio(500, 600, 0, 600) > 0.25`,
+    /// `LatencyAtQuantileMS(50.0) > 100`, combined with `&&` and `||`.
+    pub expression: String,
+    /// Default 100ms.
+    pub check_period: Option<IntOrString>,
+    /// Default 10s.
+    pub fallback_duration: Option<IntOrString>,
+    /// Default 10s.
+    pub recovery_duration: Option<IntOrString>,
+    /// Default 503.
+    pub response_code: Option<u16>,
 }
 
 /// The client's certificates (from a TLSOption's `clientAuth`) passed to the backend in

@@ -76,6 +76,9 @@ pub enum ProxyError {
     /// through.
     #[error("middleware {middleware}: the authentication server failed: {why}")]
     AuthServer { middleware: Box<str>, why: Box<str> },
+    /// A circuit breaker answers for a service that is failing.
+    #[error("circuit breaker {middleware} is open")]
+    CircuitOpen { middleware: Box<str>, status: u16 },
 }
 
 impl ProxyError {
@@ -103,6 +106,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::AuthServer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::CircuitOpen { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
         }
     }
 
@@ -121,7 +127,8 @@ impl ProxyError {
             | ProxyError::RateLimited { .. }
             | ProxyError::TooManyInFlight { .. }
             | ProxyError::Unauthorized { .. }
-            | ProxyError::Forbidden { .. } => true,
+            | ProxyError::Forbidden { .. }
+            | ProxyError::CircuitOpen { .. } => true,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Misconfigured { .. }
             | ProxyError::Connect { .. }
@@ -147,9 +154,17 @@ impl ProxyError {
             StatusCode::UNAUTHORIZED => "401 unauthorized\n",
             StatusCode::FORBIDDEN => "403 forbidden\n",
             StatusCode::INTERNAL_SERVER_ERROR => "500 internal server error\n",
-            _ => "502 bad gateway\n",
+            StatusCode::BAD_GATEWAY => "502 bad gateway\n",
+            // A circuit breaker's own status.
+            _ => "",
         };
-        let mut response = body::text(status, Bytes::from_static(text.as_bytes()));
+        let text = if text.is_empty() {
+            let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+            Bytes::from(format!("{} {reason}\n", status.as_u16()))
+        } else {
+            Bytes::from_static(text.as_bytes())
+        };
+        let mut response = body::text(status, text);
         let headers = response.headers_mut();
         match self {
             ProxyError::RateLimited {

@@ -19,8 +19,9 @@
 //! ```
 //!
 //! Beside the path: `model` is the plain data translation produces and the hot path reads;
-//! `body` the response bodies; `client_tls` fjord's TLS as a client; `clock` the hot path's
-//! clock; `replicas` how many fjord replicas share a divided limit; `throttle` keeps warnings
+//! `body` the response bodies; `breaker` a circuit breaker's condition, window and states;
+//! `client_tls` fjord's TLS as a client; `clock` the hot path's clock; `replicas` how many
+//! fjord replicas share a divided limit; `throttle` keeps warnings
 //! from flooding the log; `error` the one place a failed request becomes a response; `admin`
 //! serves metrics, health and the ACME state; `cluster` writes Ingress status and Events;
 //! `config` is the static configuration; `run` wires it together and `cli` is the command line.
@@ -31,6 +32,7 @@ mod acme;
 mod admin;
 mod balance;
 mod body;
+pub mod breaker;
 pub mod cli;
 mod client_tls;
 mod clock;

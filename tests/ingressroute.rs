@@ -1184,3 +1184,101 @@ async fn encoded_characters_trailing_slash_redirects_and_query_parameters() {
     let seen = get(web, "query.test", "/foo").await.json();
     assert_eq!(seen["path"], "/foo?c=6&d=4");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circuit_breakers_open_on_their_condition_answer_for_the_service_and_close_again() {
+    let m = Manifests::new();
+    let _app = echo("app", &m).await;
+    let _other = echo("other", &m).await;
+    m.write(
+        "dead.yaml",
+        &service("dead", "127.0.0.1:1".parse().unwrap()),
+    );
+    m.write(
+        "errors.yaml",
+        &middleware(
+            "errors",
+            "circuitBreaker: {expression: \"ResponseCodeRatio(500, 600, 0, 600) > 0.5\", fallbackDuration: 2s, recoveryDuration: 1ms}",
+        ),
+    );
+    m.write(
+        "network.yaml",
+        &middleware(
+            "network",
+            "circuitBreaker: {expression: \"NetworkErrorRatio() > 0.5\", responseCode: 418, fallbackDuration: 1m}",
+        ),
+    );
+    let to = |host: &str, mw: &str, svc: &str| {
+        format!(
+            "  - match: Host(`{host}`)\n    middlewares: [{{name: {mw}}}]\n    services: [{{name: {svc}, port: 80}}]\n"
+        )
+    };
+    m.write("app.yaml", &route("app", &to("app.test", "errors", "app")));
+    m.write(
+        "other.yaml",
+        &route("other", &to("other.test", "errors", "other")),
+    );
+    m.write(
+        "dead-route.yaml",
+        &route("dead", &to("dead.test", "network", "dead")),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+
+    // One 500 trips it: the next request is answered by fjord, and the backend never sees it.
+    assert_eq!(get(web, "app.test", "/status/500").await.status, 500);
+    let open = get(web, "app.test", "/").await;
+    assert_eq!(
+        (open.status.as_u16(), open.body.as_str()),
+        (503, "503 no available server\n")
+    );
+    assert_eq!(open.backend(), None);
+    // Another route with the same middleware has its own breaker.
+    assert_eq!(
+        get(web, "other.test", "/").await.backend().as_deref(),
+        Some("other")
+    );
+
+    // After the fallback duration (and a recovery of 1 ms) the service is asked again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(web, "app.test", "/").await;
+        if reply.backend().as_deref() == Some("app") {
+            break;
+        }
+        assert_eq!(reply.status, 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the breaker never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A backend that cannot be reached: one 502, then the breaker's own status.
+    assert_eq!(get(web, "dead.test", "/").await.status, 502);
+    let open = get(web, "dead.test", "/").await;
+    assert_eq!(
+        (open.status.as_u16(), open.body.as_str()),
+        (418, "418 i'm a teapot\n")
+    );
+    let metrics = support::tls_free_get(fjord.admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"fjord_middleware_rejections_total{middleware="default/network",reason="circuit_open"} 1"#),
+        "{metrics}"
+    );
+
+    // An expression fjord cannot read is named where it fails.
+    let bad = Manifests::new();
+    bad.write(
+        "bad.yaml",
+        &middleware(
+            "bad",
+            "circuitBreaker: {expression: \"NetworkErrorRatio() > 0.5 && Latency(50) > 3\"}",
+        ),
+    );
+    let (_, out) = support::check(bad.path(), None);
+    assert!(
+        out.contains("Middleware default/bad: spec.circuitBreaker.expression \"NetworkErrorRatio() > 0.5 && Latency(50) > 3\" does not parse: at byte 29"),
+        "{out}"
+    );
+}

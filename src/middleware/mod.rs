@@ -13,7 +13,8 @@ pub mod rate_limit;
 mod uri;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -22,6 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::body::{self, ResponseBody};
+use crate::breaker::Breaker;
 use crate::error::ProxyError;
 use crate::htpasswd;
 use crate::metrics::METRICS;
@@ -43,8 +45,8 @@ pub struct Middleware {
 }
 
 /// What a running middleware does; a limit holds its buckets or counters, a forward auth its
-/// client.
-pub type Kind = model::Kind<Arc<RateLimiter>, Arc<InFlight>, Arc<ForwardAuth>>;
+/// client, a circuit breaker its window.
+pub type Kind = model::Kind<Arc<RateLimiter>, Arc<InFlight>, Arc<ForwardAuth>, Mutex<Breaker>>;
 
 impl Middleware {
     /// A running instance of `described`, with fresh state.
@@ -55,6 +57,7 @@ impl Middleware {
                 |spec| RateLimiter::new(spec.clone(), &described.name),
                 |spec| InFlight::new(spec.clone()),
                 |spec| ForwardAuth::new(spec.clone()),
+                |settings| Mutex::new(Breaker::new(settings.clone(), Instant::now())),
             ),
         }
     }
@@ -67,6 +70,9 @@ impl Middleware {
             && match (&self.kind, &described.kind) {
                 (Kind::RateLimit(running), model::Kind::RateLimit(spec)) => running.spec == *spec,
                 (Kind::InFlight(running), model::Kind::InFlight(spec)) => running.spec == *spec,
+                (Kind::CircuitBreaker(running), model::Kind::CircuitBreaker(settings)) => {
+                    lock(running).settings() == &**settings
+                }
                 _ => false,
             }
     }
@@ -93,6 +99,16 @@ pub enum Stop {
     Error(ProxyError),
     /// A response of the middleware's own.
     Reply(Box<Response<Full<Bytes>>>),
+}
+
+impl Stop {
+    /// The status the client gets.
+    fn status(&self) -> StatusCode {
+        match self {
+            Stop::Error(e) => e.status(),
+            Stop::Reply(reply) => reply.status(),
+        }
+    }
 }
 
 impl From<ProxyError> for Stop {
@@ -130,13 +146,40 @@ pub struct Pass<'c> {
     pub body_limit: u64,
     /// How to retry a failed request, when a retry middleware says.
     pub retry: Option<&'c Retry>,
-    held: Vec<InFlightGuard>,
+    held: Vec<Held<'c>>,
     /// The request's `Origin`, for CORS.
     origin: Option<HeaderValue>,
     /// Compression to apply, and whether the request was a HEAD.
     compression: Option<(&'c CompressSpec, Encoding, bool)>,
     /// Cookies forward auths set on the response, each with the names it replaces.
     auth_cookies: Vec<(&'c [String], Vec<HeaderValue>)>,
+}
+
+/// What a request holds until its response head: an in-flight slot, or a circuit breaker's
+/// watch on what comes back.
+#[derive(Debug)]
+enum Held<'c> {
+    Slot(#[expect(dead_code, reason = "held for its drop, which frees the slot")] InFlightGuard),
+    /// The breaker, and when the request went through it.
+    Watch(&'c Mutex<Breaker>, Instant),
+}
+
+impl Pass<'_> {
+    /// Tells the circuit breakers the request went through what came back: `status`, from the
+    /// backend or whatever answered after them.
+    pub fn outcome(&self, status: StatusCode) {
+        for held in &self.held {
+            if let Held::Watch(breaker, since) = held {
+                let now = Instant::now();
+                lock(breaker).record(now, status.as_u16(), now.saturating_duration_since(*since));
+            }
+        }
+    }
+}
+
+/// A breaker's lock: its state stays consistent whatever panicked while holding it.
+fn lock(breaker: &Mutex<Breaker>) -> MutexGuard<'_, Breaker> {
+    breaker.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl FromIterator<Arc<Middleware>> for Chain {
@@ -190,6 +233,7 @@ impl Chain {
     ) -> Result<Pass<'c>, Stop> {
         while let Some(m) = self.0.get(at) {
             if let Err(stop) = m.wait(req, ctx, &mut pass).await {
+                pass.outcome(stop.status());
                 return Err(refused(m, stop));
             }
             match self.run(req, ctx, pass, at + 1)? {
@@ -212,7 +256,10 @@ impl Chain {
             match m.on_request(req, ctx, &mut pass) {
                 Ok(Step::Done) => {}
                 Ok(Step::Wait) => return Ok(Progress::Waits(pass, i)),
-                Err(stop) => return Err(refused(m, stop)),
+                Err(stop) => {
+                    pass.outcome(stop.status());
+                    return Err(refused(m, stop));
+                }
             }
             match &m.kind {
                 Kind::Buffering(l) if *l > 0 => {
@@ -250,6 +297,7 @@ impl Chain {
         U: http_body::Body<Data = Bytes> + Send + 'static,
         U::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        pass.outcome(response.status());
         for m in self.0.iter().rev() {
             if let Kind::Headers(spec) = &m.kind {
                 spec.on_response(response.headers_mut(), pass.origin.as_ref());
@@ -335,6 +383,7 @@ fn rejection(e: &ProxyError) -> &'static str {
         ProxyError::TooManyInFlight { .. } => "in_flight",
         ProxyError::Unauthorized { .. } => "unauthorized",
         ProxyError::AuthServer { .. } => "auth_server",
+        ProxyError::CircuitOpen { .. } => "circuit_open",
         _ => "forbidden",
     }
 }
@@ -408,7 +457,7 @@ impl Middleware {
                     .source
                     .key(ctx.peer, ctx.trusted, ctx.host, req.headers());
                 match limiter.acquire(key) {
-                    Some(guard) => pass.held.push(guard),
+                    Some(guard) => pass.held.push(Held::Slot(guard)),
                     None => {
                         return Err(ProxyError::TooManyInFlight {
                             middleware: self.name.clone(),
@@ -551,6 +600,19 @@ impl Middleware {
                     let to = format!("{scheme}://{}{path}{}", ctx.host, query.unwrap_or_default());
                     return Err(redirect(&to, *permanent, req.method()));
                 }
+            }
+            Kind::CircuitBreaker(breaker) => {
+                let now = Instant::now();
+                let mut breaker_state = lock(breaker);
+                if !breaker_state.admit(now) {
+                    return Err(ProxyError::CircuitOpen {
+                        middleware: self.name.clone(),
+                        status: breaker_state.settings().response_code,
+                    }
+                    .into());
+                }
+                drop(breaker_state);
+                pass.held.push(Held::Watch(breaker, now));
             }
             Kind::PassTlsClientCert(spec) => {
                 client_cert::pass(spec, ctx.certificates, req.headers_mut());

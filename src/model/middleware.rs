@@ -9,6 +9,7 @@ use http::header::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use regex::Regex;
 
+use crate::breaker;
 use crate::htdigest::Digest;
 use crate::htpasswd::User;
 
@@ -21,11 +22,16 @@ pub struct Middleware {
     pub kind: Kind,
 }
 
-/// What a middleware does. `R`, `F` and `A` are what a rate limit, an in-flight limit and a
-/// forward auth hold: their settings here, their running state (buckets, counters, a client)
-/// in a snapshot's chain.
+/// What a middleware does. `R`, `F`, `A` and `C` are what a rate limit, an in-flight limit, a
+/// forward auth and a circuit breaker hold: their settings here, their running state (buckets,
+/// counters, a client, a window) in a snapshot's chain.
 #[derive(Clone, Debug)]
-pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
+pub enum Kind<
+    R = RateLimitSpec,
+    F = InFlightSpec,
+    A = Box<ForwardAuthSpec>,
+    C = Box<breaker::Settings>,
+> {
     /// `rateLimit`: requests per period per source.
     RateLimit(R),
     /// `inFlightReq`: requests at once per source.
@@ -118,6 +124,9 @@ pub enum Kind<R = RateLimitSpec, F = InFlightSpec, A = Box<ForwardAuthSpec>> {
     QueryParameters(Box<QueryParameters>),
     /// `passTLSClientCert`: the client's certificates, or what they say, in headers.
     PassTlsClientCert(Box<PassTlsClientCert>),
+    /// `circuitBreaker`: requests answered by fjord while what comes back says the service
+    /// is failing.
+    CircuitBreaker(C),
 }
 
 /// What `passTLSClientCert` passes of a client's certificates.
@@ -183,15 +192,17 @@ pub struct QueryParameters {
 }
 
 impl Kind {
-    /// The same middleware with its state: `rate`, `flight` and `auth` make it from the
-    /// settings.
-    pub fn with_state<R, F, A>(
+    /// The same middleware with its state: `rate`, `flight`, `auth` and `breaker` make it
+    /// from the settings.
+    pub fn with_state<R, F, A, C>(
         &self,
         rate: impl FnOnce(&RateLimitSpec) -> R,
         flight: impl FnOnce(&InFlightSpec) -> F,
         auth: impl FnOnce(&ForwardAuthSpec) -> A,
-    ) -> Kind<R, F, A> {
+        breaker: impl FnOnce(&breaker::Settings) -> C,
+    ) -> Kind<R, F, A, C> {
         match self {
+            Kind::CircuitBreaker(settings) => Kind::CircuitBreaker(breaker(settings)),
             Kind::RateLimit(spec) => Kind::RateLimit(rate(spec)),
             Kind::InFlight(spec) => Kind::InFlight(flight(spec)),
             Kind::ForwardAuth(spec) => Kind::ForwardAuth(auth(spec)),

@@ -240,7 +240,14 @@ impl Proxy {
             // An `errors` middleware asks for its page as the request asked for its answer.
             // Boxed, so the request's future holds a pointer, not a request, across the exchange.
             let asked = (!target.errors.is_empty()).then(|| Box::new(upstream::head_copy(&req)));
-            let mut response = exchange::exchange(leg, req, host, &mut outcome.sent).await?;
+            let mut response = match exchange::exchange(leg, req, host, &mut outcome.sent).await {
+                Ok(response) => response,
+                Err(e) => {
+                    // A circuit breaker counts the failure the client gets.
+                    pass.outcome(e.status());
+                    return Err(e);
+                }
+            };
             if let Some(asked) = asked {
                 // Boxed: rare, and its state would otherwise widen every request's future.
                 let page = exchange::error_page(&self.upstream, &target, asked, response, started);

@@ -98,8 +98,9 @@ impl Snapshot {
                 (id.clone(), backend(id, spec, old))
             })
             .collect();
-        // One running instance per middleware, shared by the routes that use it; a stateful
-        // one whose spec did not change is the previous snapshot's, buckets and counters kept.
+        // One running instance per middleware, shared by the routes that use it (but a circuit
+        // breaker, one per route, as Traefik has it); a stateful one whose spec did not change
+        // is the previous snapshot's, buckets, counters and windows kept.
         let mut middlewares: HashMap<Box<str>, Arc<Middleware>> = HashMap::new();
         let targets = config
             .routes
@@ -107,9 +108,10 @@ impl Snapshot {
             .map(|r| &r.target)
             .chain(config.rule_routes.iter().map(|r| &r.target))
             .chain(config.default_backend.iter());
-        for m in targets.flat_map(|t| &t.middlewares) {
-            middlewares.entry(m.name.clone()).or_insert_with(|| {
-                match previous.and_then(|p| p.middlewares.get(&m.name)) {
+        for (t, m) in targets.flat_map(|t| t.middlewares.iter().map(move |m| (t, m))) {
+            let key = instance(m, t);
+            middlewares.entry(key.clone()).or_insert_with(|| {
+                match previous.and_then(|p| p.middlewares.get(&key)) {
                     Some(old) if old.keeps(m) => Arc::clone(old),
                     _ => Arc::new(Middleware::new(m)),
                 }
@@ -127,7 +129,7 @@ impl Snapshot {
             let chain: Chain = t
                 .middlewares
                 .iter()
-                .filter_map(|m| middlewares.get(&m.name).cloned())
+                .filter_map(|m| middlewares.get(&instance(m, t)).cloned())
                 .collect();
             let errors = chain
                 .iter()
@@ -249,6 +251,18 @@ impl Snapshot {
     /// How many host and path routes there are.
     pub fn routes(&self) -> usize {
         self.routes
+    }
+}
+
+/// The key of `m`'s running instance for target `t`: its name, and for a circuit breaker the
+/// object and the backend of the route too, so that one failing service does not open the
+/// circuit of another (Traefik has one per router).
+fn instance(m: &model::middleware::Middleware, t: &model::Target) -> Box<str> {
+    match m.kind {
+        model::middleware::Kind::CircuitBreaker(_) => {
+            format!("{}\0{}\0{}", m.name, t.source, t.backend).into()
+        }
+        _ => m.name.clone(),
     }
 }
 

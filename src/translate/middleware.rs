@@ -10,6 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::breaker;
 use crate::crd::{self, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
 use crate::htdigest;
@@ -244,6 +245,7 @@ fn compile(
         ),
         ("queryParameters", spec.query_parameters.is_some()),
         ("passTLSClientCert", spec.pass_tls_client_cert.is_some()),
+        ("circuitBreaker", spec.circuit_breaker.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -472,6 +474,8 @@ fn compile(
         }
     } else if let Some(q) = &spec.query_parameters {
         Kind::QueryParameters(Box::new(query_parameters(q)?))
+    } else if let Some(c) = &spec.circuit_breaker {
+        Kind::CircuitBreaker(Box::new(circuit_breaker(c)?))
     } else if let Some(p) = &spec.pass_tls_client_cert {
         Kind::PassTlsClientCert(Box::new(pass_tls_client_cert(p)))
     } else {
@@ -528,6 +532,40 @@ fn query_parameters(q: &crd::QueryParameters) -> Result<QueryParameters, String>
         delete: q.delete.clone(),
         set: pairs(&q.set),
         add: pairs(&q.add),
+    })
+}
+
+fn circuit_breaker(c: &crd::CircuitBreaker) -> Result<breaker::Settings, String> {
+    let expression = breaker::Expression::parse(&c.expression).map_err(|e| {
+        format!(
+            "spec.circuitBreaker.expression {:?} does not parse: {e}",
+            c.expression
+        )
+    })?;
+    let period = |value: &Option<IntOrString>, field: &str, default: Duration| match value {
+        None => Ok(default),
+        Some(v) => duration(v).map_err(|e| format!("spec.circuitBreaker.{field} {e}")),
+    };
+    let response_code = c.response_code.unwrap_or(503);
+    if !(200..600).contains(&response_code) {
+        return Err(format!(
+            "spec.circuitBreaker.responseCode {response_code} is not a status between 200 and 599"
+        ));
+    }
+    Ok(breaker::Settings {
+        expression,
+        check_period: period(&c.check_period, "checkPeriod", Duration::from_millis(100))?,
+        fallback: period(
+            &c.fallback_duration,
+            "fallbackDuration",
+            Duration::from_secs(10),
+        )?,
+        recovery: period(
+            &c.recovery_duration,
+            "recoveryDuration",
+            Duration::from_secs(10),
+        )?,
+        response_code,
     })
 }
 
