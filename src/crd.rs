@@ -349,6 +349,15 @@ pub struct MiddlewareSpec {
     #[serde(rename = "passTLSClientCert")]
     pub pass_tls_client_cert: Option<PassTlsClientCert>,
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Read with a warning: fjord does not guess a response's type.
+    pub content_type: Option<ContentType>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContentType {
+    /// Deprecated in Traefik v3.
+    pub auto_detect: Option<bool>,
 }
 
 /// Requests answered by fjord while the responses of the last ten seconds meet `expression`.

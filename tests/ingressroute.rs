@@ -863,7 +863,17 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         "inner.yaml",
         &route("inner", "  - match: Host(`inner.test`)\n    services: [{kind: TraefikService, name: inner-https}]\n"),
     );
+    m.write(
+        "autodetect.yaml",
+        &middleware("autodetect", "contentType: {}"),
+    );
+    m.write("ct.yaml", &route("ct", &through("ct.test", "autodetect")));
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // contentType is read, warned of, and leaves the route served.
+    assert_eq!(
+        get(fjord.web, "ct.test", "/").await.backend().as_deref(),
+        Some("app")
+    );
     // fjord passes each chunk on as it comes: any flushInterval is what it does already.
     assert_eq!(
         get(fjord.web, "flush.test", "/").await.backend().as_deref(),
@@ -914,6 +924,10 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
             "maxResponseBodyBytes is not honoured",
         ),
         ("Middleware default/held", "retryExpression is not honoured"),
+        (
+            "Middleware default/autodetect",
+            "spec.contentType is not honoured: fjord does not guess a response's type",
+        ),
         (
             "IngressRoute default/p2c",
             "strategy \\\"p2c\\\": fjord balances by smooth weighted round robin (wrr) only",

@@ -246,6 +246,7 @@ fn compile(
         ("queryParameters", spec.query_parameters.is_some()),
         ("passTLSClientCert", spec.pass_tls_client_cert.is_some()),
         ("circuitBreaker", spec.circuit_breaker.is_some()),
+        ("contentType", spec.content_type.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -474,6 +475,9 @@ fn compile(
         }
     } else if let Some(q) = &spec.query_parameters {
         Kind::QueryParameters(Box::new(query_parameters(q)?))
+    } else if spec.content_type.is_some() {
+        // Warned of in `deprecated`: nothing to run.
+        return Ok(Compiled::Nothing);
     } else if let Some(c) = &spec.circuit_breaker {
         Kind::CircuitBreaker(Box::new(circuit_breaker(c)?))
     } else if let Some(p) = &spec.pass_tls_client_cert {
@@ -1072,6 +1076,11 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         if b.retry_expression.is_some() {
             out.push("spec.buffering.retryExpression is not honoured: retry with a retry middleware (attempts, status)");
         }
+    }
+    match spec.content_type.as_ref().map(|c| c.auto_detect) {
+        Some(Some(false)) => out.push("spec.contentType.autoDetect is deprecated; fjord never guesses a response's type, so this middleware does nothing: remove it"),
+        Some(_) => out.push("spec.contentType is not honoured: fjord does not guess a response's type from its body; a response without Content-Type reaches the client without one (set it in the backend, or with headers.customResponseHeaders)"),
+        None => {}
     }
     if spec
         .retry
