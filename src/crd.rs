@@ -25,6 +25,10 @@ pub struct IngressRouteSpec {
     pub entry_points: Vec<String>,
     pub routes: Vec<Route>,
     pub tls: Option<RouteTls>,
+    /// Traefik's multi-layer routing: read to be refused by name.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub parent_refs: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -512,6 +516,8 @@ pub struct RateLimitRedis {
     /// When Redis cannot answer in time: `local` (the default: this replica's own buckets,
     /// with the limit divided by the live replicas), `allow` or `deny`.
     pub on_error: Option<String>,
+    /// Traefik's: `true` is `onError: deny`, `false` is `onError: allow`.
+    pub deny_on_error: Option<bool>,
 }
 
 /// What counts as one client; default the client IP.
@@ -751,6 +757,9 @@ pub struct Buffering {
     pub max_response_body_bytes: Option<i64>,
     pub mem_response_body_bytes: Option<i64>,
     pub retry_expression: Option<String>,
+    /// What fjord always does (it streams request and response bodies): accepted.
+    pub disable_request_buffer: Option<bool>,
+    pub disable_response_buffer: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -785,7 +794,8 @@ pub struct Errors {
     pub query: Option<String>,
     /// Status → the status the client gets instead (`"418": 404`, or a range `"500-599"`).
     #[serde(default)]
-    pub status_rewrites: BTreeMap<String, u16>,
+    /// Each to a status, written as a number or a string.
+    pub status_rewrites: BTreeMap<String, IntOrString>,
 }
 
 /// The service error pages come from.

@@ -27,6 +27,8 @@ pub(super) struct Routes {
     pub tls: Option<(TlsRule, Option<String>)>,
     /// `spec.tls.options`: the TLSOption (namespace, name) its TLS hosts are served with.
     pub tls_options: Option<(String, String)>,
+    /// What is read but does nothing, each said once.
+    pub warnings: Vec<String>,
 }
 
 /// One `spec.routes[i]`.
@@ -61,7 +63,11 @@ pub(super) fn routes(
     allow_cross_namespace: bool,
 ) -> Result<Routes, Vec<String>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut routes = Vec::new();
+    if !ir.spec.parent_refs.is_empty() {
+        errors.push("spec.parentRefs: multi-layer routing (a route under another IngressRoute's routers) is not supported; give this IngressRoute's routes the full rule and middlewares instead".to_owned());
+    }
     for (i, r) in ir.spec.routes.iter().enumerate() {
         let field = format!("spec.routes[{i}]");
         if let Some(kind) = r.kind.as_deref().filter(|k| *k != "Rule") {
@@ -114,8 +120,9 @@ pub(super) fn routes(
         let https = match scheme {
             (None | Some("http" | "h2c"), None) => None,
             (None | Some("http" | "h2c"), Some(t)) => {
-                errors.push(format!(
-                    "{field}.services[0].serversTransport {t:?} is for scheme: https; set it"
+                // As in Traefik: a transport's TLS settings apply to HTTPS only.
+                warnings.push(format!(
+                    "{field}.services[0].serversTransport {t:?} does nothing: its settings are for HTTPS, and the service is spoken to in plain HTTP (set scheme: https to use them)"
                 ));
                 None
             }
@@ -261,6 +268,7 @@ pub(super) fn routes(
             routes,
             tls,
             tls_options,
+            warnings,
         })
     } else {
         Err(errors)
@@ -561,6 +569,11 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
         let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
         let name = ir.metadata.name.as_deref().unwrap_or_default();
         let subject = format!("IngressRoute {ns}/{name}");
+        for warning in &parsed.warnings {
+            cx.out
+                .diagnostics
+                .push(Diagnostic::warning(&subject, warning.clone()));
+        }
         unknown_entry_points(cx, &subject, &parsed.entry_points);
         if let Some((rule, cert_resolver)) = &parsed.tls {
             tls_of(

@@ -363,7 +363,7 @@ fn compile(
     } else if let Some(b) = &spec.basic_auth {
         Kind::BasicAuth {
             users: basic_auth_users(b, ns, store)?,
-            realm: b.realm.clone().unwrap_or_else(|| "fjord".into()),
+            realm: b.realm.clone().unwrap_or_else(|| "traefik".into()),
             remove_header: b.remove_header.unwrap_or(false),
             header_field: b
                 .header_field
@@ -378,7 +378,7 @@ fn compile(
     } else if let Some(e) = &spec.errors {
         Kind::Errors(Box::new(error_pages(e, ns)?))
     } else if let Some(d) = &spec.digest_auth {
-        let realm = d.realm.clone().unwrap_or_else(|| "fjord".into());
+        let realm = d.realm.clone().unwrap_or_else(|| "traefik".into());
         let users = digest_users(d, ns, store)?;
         if !users.iter().any(|u| u.realm == realm) {
             return Err(format!(
@@ -753,7 +753,17 @@ fn redis_spec(r: &crd::RateLimitRedis, ns: &str, store: &Store) -> Result<RedisS
             Err(e) => Err(format!("spec.rateLimit.redis.{field} {e}")),
         },
     };
-    let on_error = match r.on_error.as_deref() {
+    let deny = r
+        .deny_on_error
+        .map(|deny| if deny { "deny" } else { "allow" });
+    if let (Some(on_error), Some(deny)) = (&r.on_error, deny)
+        && on_error != deny
+    {
+        return Err(format!(
+            "spec.rateLimit.redis.onError {on_error:?} and denyOnError (Traefik's name for onError: {deny}) disagree"
+        ));
+    }
+    let on_error = match r.on_error.as_deref().or(deny) {
         None | Some("local") => OnError::Local,
         Some("allow") => OnError::Allow,
         Some("deny") => OnError::Deny,
@@ -938,12 +948,17 @@ fn error_pages(e: &crd::Errors, ns: &str) -> Result<ErrorPages, String> {
     let mut rewrites = Vec::new();
     for (from, to) in &e.status_rewrites {
         let (a, b) = range(from, "spec.errors.statusRewrites key")?;
-        if !(100..=599).contains(to) {
-            return Err(format!(
-                "spec.errors.statusRewrites {from:?}: {to} is not a status"
-            ));
+        let status = match to {
+            IntOrString::Int(n) => u16::try_from(*n).ok(),
+            IntOrString::String(s) => s.trim().parse().ok(),
         }
-        rewrites.push((a, b, *to));
+        .filter(|n| (100..=599).contains(n));
+        let Some(status) = status else {
+            return Err(format!(
+                "spec.errors.statusRewrites {from:?}: {to:?} is not a status"
+            ));
+        };
+        rewrites.push((a, b, status));
     }
     let Some(service) = &e.service else {
         return Err("spec.errors.service is required".into());

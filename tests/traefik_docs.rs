@@ -1,0 +1,164 @@
+//! Traefik's documented Kubernetes examples (tests/data/traefik-docs), with only `apiVersion`
+//! changed, through `fjord check`: each object is accepted, or refused for the reason this
+//! test names. What fjord accepts but does differently is a warning, never silence.
+
+mod support;
+
+use base64::Engine as _;
+use md5::Digest as _;
+use support::{Manifests, check, service};
+
+/// Objects the documentation's examples refuse, each with the words of its refusal: what
+/// fjord does not do (yet), or what Traefik's own CRD would refuse too.
+const REFUSED: &[(&str, &str)] = &[
+    // Traefik's CRD types maxBodySize as an integer: the API server refuses "1M" too.
+    (
+        "TraefikService default/mirror1",
+        "spec.mirroring.maxBodySize: invalid type: string \"1M\"",
+    ),
+    (
+        "IngressRoute default/ingressroutebar-2",
+        "TraefikService default/mirror1 not found",
+    ),
+    (
+        "IngressRoute apps/test-name",
+        "spec.parentRefs: multi-layer routing",
+    ),
+    (
+        "IngressRoute apps/test-name-2",
+        "a mirroring is honoured as a route's only service, not inside a weighted split",
+    ),
+    (
+        "TraefikService apps/hrw1",
+        "unknown field `highestRandomWeight`",
+    ),
+    (
+        "IngressRoute apps/test-hrw",
+        "TraefikService apps/hrw1 not found",
+    ),
+    ("Middleware default/test-grpcweb", "unknown field `grpcWeb`"),
+    (
+        "Middleware default/test-ratelimit",
+        "Redis Cluster and Sentinel are not supported",
+    ),
+];
+
+/// The Services and Secrets the examples name, in the namespaces they name them.
+fn supporting(m: &Manifests) {
+    for (ns, name) in [
+        ("default", "whoami"),
+        ("default", "error-handler-service"),
+        ("default", "svc1"),
+        ("default", "svc2"),
+        ("apps", "foo"),
+        ("apps", "svc1"),
+        ("apps", "svc2"),
+        ("apps", "svc3"),
+    ] {
+        let svc = service(name, "127.0.0.1:1".parse().unwrap())
+            .replace("namespace: default", &format!("namespace: {ns}"));
+        m.write(&format!("svc-{ns}-{name}.yaml"), &svc);
+    }
+    let ca = support::tls::Ca::new();
+    m.write(
+        "supersecret.yaml",
+        &ca.secret("supersecret", &["example.com", "example.net"])
+            .replace("namespace: default", "namespace: apps"),
+    );
+    m.write(
+        "users.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: secretName, namespace: default}\nstringData: {users: \"test:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/\"}\n",
+    );
+    let hash: String = md5::Md5::digest(b"test:traefik:test")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    m.write(
+        "digest.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: userssecret, namespace: default}}\ndata: {{users: {}}}\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("test:traefik:{hash}\n"))
+        ),
+    );
+    m.write(
+        "opt.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TLSOption\nmetadata: {name: opt, namespace: apps}\nspec: {minVersion: VersionTLS12}\n",
+    );
+    m.write(
+        "middleware1.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: middleware1, namespace: apps}\nspec: {compress: {}}\n",
+    );
+}
+
+#[test]
+fn traefiks_documented_examples_are_accepted_or_refused_by_name() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/traefik-docs");
+    let m = Manifests::new();
+    let mut objects = Vec::new();
+    for file in ["middlewares.yaml", "crds.yaml"] {
+        let text = std::fs::read_to_string(docs.join(file)).unwrap();
+        for doc in fjord::provider::manifests::parse_documents(&text).unwrap() {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            objects.push(format!(
+                "{} {ns}/{}",
+                doc["kind"].as_str().unwrap(),
+                doc["metadata"]["name"].as_str().unwrap()
+            ));
+        }
+        m.write(file, &text);
+    }
+    supporting(&m);
+    // The middleware.md example references a Middleware in another namespace, which the
+    // documentation says needs allowCrossNamespace.
+    let config = m.write(
+        "../fjord.yaml",
+        "providers:\n  kubernetesCRD:\n    allowCrossNamespace: true\n  kubernetesIngress: {}\n",
+    );
+    let (_, out) = check(m.path(), Some(&config));
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
+    for object in &objects {
+        let mine: Vec<&&str> = errors
+            .iter()
+            .filter(|l| l.starts_with(&format!("error: {object}:")))
+            .collect();
+        match REFUSED.iter().find(|(o, _)| o == object) {
+            None => assert!(mine.is_empty(), "{object} is refused:\n{mine:#?}"),
+            Some((_, why)) => assert!(
+                mine.iter().any(|l| l.contains(why)),
+                "{object} is not refused for {why:?}:\n{mine:#?}\n{out}"
+            ),
+        }
+    }
+    // Nothing else is refused: no supporting object, no object this test did not list.
+    for line in &errors {
+        assert!(
+            REFUSED
+                .iter()
+                .any(|(o, _)| line.starts_with(&format!("error: {o}:"))),
+            "{line}"
+        );
+    }
+    // What fjord reads but does differently is named.
+    for (object, words) in [
+        (
+            "Middleware default/autodetect",
+            "contentType is not honoured",
+        ),
+        (
+            "Middleware default/test-retry",
+            "maxRequestBodyBytes: fjord streams request bodies",
+        ),
+        (
+            "IngressRoute default/testroute",
+            "serversTransport \"mytransport\" does nothing",
+        ),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("warning: {object}:")) && l.contains(words)),
+            "{object}: {words}\n{out}"
+        );
+    }
+    let accepted = objects.len() - REFUSED.len();
+    assert!(accepted >= 37, "{accepted} of {} accepted", objects.len());
+}
