@@ -372,10 +372,16 @@ async fn allow_lists_redirects_rewrites_in_flight_and_broken_references() {
         "/new/a/b"
     );
 
-    // One request in flight per client: a second concurrent one is refused.
+    // One request in flight per host (Traefik's default source for inFlightReq): a second
+    // concurrent one is refused, though it comes from another client.
     let slow = tokio::spawn(async move { get(web, "one.test", "/delay/800").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(get(web, "one.test", "/").await.status, 429);
+    let other = Request::get(format!("http://{web}/"))
+        .header("host", "one.test")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let from = support::client_from("127.0.0.2".parse().unwrap());
+    assert_eq!(send(&from, other).await.status, 429);
     assert_eq!(slow.await.unwrap().status, 200);
     assert_eq!(
         get(web, "one.test", "/").await.status,

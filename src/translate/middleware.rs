@@ -276,6 +276,7 @@ fn compile(
         let source = source(
             r.source_criterion.as_ref(),
             "spec.rateLimit.sourceCriterion",
+            Source::ClientIp(IpStrategy::default()),
         )?;
         Kind::RateLimit(RateLimitSpec {
             average: r.average,
@@ -294,6 +295,7 @@ fn compile(
             source: source(
                 f.source_criterion.as_ref(),
                 "spec.inFlightReq.sourceCriterion",
+                Source::RequestHost,
             )?,
             exempt: Vec::new(),
         })
@@ -1248,15 +1250,22 @@ fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {
     })
 }
 
-fn source(c: Option<&crd::SourceCriterion>, field: &str) -> Result<Source, String> {
+/// What a limit counts as one client; `unset` when `sourceCriterion` sets nothing (Traefik's
+/// defaults: the client IP for rateLimit, the request's host for inFlightReq).
+fn source(
+    c: Option<&crd::SourceCriterion>,
+    field: &str,
+    unset: Source,
+) -> Result<Source, String> {
     let Some(c) = c else {
-        return Ok(Source::ClientIp(IpStrategy::default()));
+        return Ok(unset);
     };
     match (
         &c.ip_strategy,
         &c.request_header_name,
         c.request_host == Some(true),
     ) {
+        (None, None, false) => Ok(unset),
         (s, None, false) => Ok(Source::ClientIp(ip_strategy(
             s.as_ref(),
             &format!("{field}.ipStrategy"),

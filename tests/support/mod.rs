@@ -308,6 +308,14 @@ pub(crate) fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A client whose connections come from `ip` (a loopback address standing in for another
+/// machine).
+pub(crate) fn client_from(ip: std::net::IpAddr) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(ip));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 pub(crate) async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
     req: Request<Full<Bytes>>,
