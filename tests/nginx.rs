@@ -167,7 +167,24 @@ async fn limits_and_body_size_are_honoured() {
         "small.yaml",
         &annotated("small", "small.test", &[("proxy-body-size", "1k")]),
     );
+    m.write(
+        "conns.yaml",
+        &annotated("conns", "conns.test", &[("limit-connections", "1")]),
+    );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // limit-connections counts per client address, as nginx's limit_conn does: another
+    // client is served while this one has its one request in flight.
+    let web = fjord.web;
+    let slow = tokio::spawn(async move { get(web, "conns.test", "/delay/800").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = Request::get(format!("http://{web}/"))
+        .header("host", "conns.test")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let from = support::client_from("127.0.0.2".parse().unwrap());
+    assert_eq!(send(&from, other).await.status, 200);
+    assert_eq!(get(web, "conns.test", "/").await.status, 429);
+    assert_eq!(slow.await.unwrap().status, 200);
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(get(fjord.web, "limited.test", "/").await.status.as_u16());

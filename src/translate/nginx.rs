@@ -715,7 +715,11 @@ impl<'a> Reading<'a> {
             let spec = crd::MiddlewareSpec {
                 in_flight_req: Some(crd::InFlightReq {
                     amount,
-                    source_criterion: None,
+                    // Per client address, as nginx's limit_conn on $binary_remote_addr.
+                    source_criterion: Some(crd::SourceCriterion {
+                        ip_strategy: Some(crd::IpStrategy::default()),
+                        ..Default::default()
+                    }),
                 }),
                 ..Default::default()
             };
