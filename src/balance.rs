@@ -5,6 +5,7 @@
 //! health check per candidate, with no lock. Each attempt's outcome is reported back here,
 //! where the endpoint's health and its `fjord_service_server_up` series are kept.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Endpoint {
     /// What a sticky-session cookie holds to name it: a hash of its address, the same on
     /// every replica (and no address given away to the client).
     pub sticky: Box<str>,
+    /// Its share in a highestRandomWeight ranking.
+    weight: u32,
     health: Arc<Health>,
 }
 
@@ -175,6 +178,7 @@ impl EndpointSet {
             endpoints.push(Endpoint {
                 pool_key,
                 sticky: sticky_value(authority.as_str()),
+                weight: s.weight.max(1),
                 addr: s.addr.clone(),
                 authority,
                 health,
@@ -233,6 +237,32 @@ impl EndpointSet {
             fallback.get_or_insert(i);
         }
         fallback
+    }
+
+    /// The endpoint that ranks highest for `client` among those up (weighted rendezvous
+    /// hashing: each endpoint scores `weight / -ln(u)`, `u` a hash of the client and the
+    /// endpoint in (0, 1)). The same client gets the same endpoint on every replica, and when
+    /// an endpoint goes, only its clients move.
+    pub fn rendezvous(&self, client: IpAddr, now: u64) -> Option<usize> {
+        let client = client.to_canonical().to_string();
+        let mut best: Option<(usize, f64)> = None;
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if !e.health.is_up(now) {
+                continue;
+            }
+            let hash = mix(fnv1a(&[
+                client.as_bytes(),
+                b"|",
+                e.authority.as_str().as_bytes(),
+            ]));
+            // The top 53 bits, as a float in (0, 1).
+            let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let score = f64::from(e.weight) / -u.ln();
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// The endpoint a sticky-session cookie's `value` names, if it is here and not backing
@@ -294,10 +324,24 @@ fn connect_error_kind(e: &std::io::Error) -> &'static str {
 
 /// FNV-1a (64 bits) of an endpoint's address, in hex: stable across processes and versions.
 fn sticky_value(address: &str) -> Box<str> {
-    let hash = address.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{hash:016x}").into()
+    format!("{:016x}", fnv1a(&[address.as_bytes()])).into()
+}
+
+/// SplitMix64's finalizer: FNV-1a leaves its high bits weakly mixed.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a over `parts`: a hash every replica computes alike, whatever its build's seeds.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 /// Smooth weighted round robin (as nginx does it): with weights 5, 1, 1 the order is
@@ -354,6 +398,46 @@ mod tests {
         let s = set(&[1, 1, 1]);
         let picks: Vec<_> = (0..6).map(|_| s.pick(0, None).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn rendezvous_keeps_each_client_shares_by_weight_and_moves_only_a_gone_endpoints_clients() {
+        let s = set(&[1, 3]);
+        let clients: Vec<IpAddr> = (0..4000u32)
+            .map(|i| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+            .collect();
+        let picks: Vec<usize> = clients
+            .iter()
+            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .collect();
+        let again: Vec<usize> = clients
+            .iter()
+            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .collect();
+        assert_eq!(picks, again, "a client keeps its endpoint");
+        let heavy = picks.iter().filter(|p| **p == 1).count();
+        assert!(
+            (2800..3200).contains(&heavy),
+            "weight 3 of 4: {heavy} of 4000"
+        );
+        // Of three, endpoint 0 backs off: its clients spread over the others, whose own
+        // clients stay where they were.
+        let s = set(&[1, 1, 1]);
+        let picks: Vec<usize> = clients
+            .iter()
+            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .collect();
+        s.endpoints[0].failed(0);
+        let mut moved = [0; 3];
+        for (c, before) in clients.iter().zip(&picks) {
+            let now = s.rendezvous(*c, 1).unwrap();
+            if *before == 0 {
+                moved[now] += 1;
+            } else {
+                assert_eq!(now, *before, "{c} moved though its endpoint is up");
+            }
+        }
+        assert!(moved[1] > 400 && moved[2] > 400, "{moved:?}");
     }
 
     #[test]

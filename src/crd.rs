@@ -265,6 +265,15 @@ pub struct TraefikServiceSpec {
     pub weighted: Option<Weighted>,
     pub mirroring: Option<Mirroring>,
     pub failover: Option<Failover>,
+    pub highest_random_weight: Option<HighestRandomWeight>,
+}
+
+/// Each client address kept to one of the services, chosen by weighted rendezvous hashing.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HighestRandomWeight {
+    #[serde(default)]
+    pub services: Vec<RouteService>,
 }
 
 /// Requests split among services by weight.

@@ -26,15 +26,7 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "IngressRoute apps/test-name-2",
-        "a mirroring is honoured as a route's only service, not inside a weighted split",
-    ),
-    (
-        "TraefikService apps/hrw1",
-        "unknown field `highestRandomWeight`",
-    ),
-    (
-        "IngressRoute apps/test-hrw",
-        "TraefikService apps/hrw1 not found",
+        "a mirroring or highestRandomWeight is honoured as a route's only service, not inside a weighted split",
     ),
     ("Middleware default/test-grpcweb", "unknown field `grpcWeb`"),
     (
@@ -63,7 +55,10 @@ fn supporting(m: &Manifests) {
     m.write(
         "supersecret.yaml",
         &ca.secret("supersecret", &["example.com", "example.net"])
-            .replace("namespace: default", "namespace: apps"),
+            .replace(
+                "{name: supersecret}",
+                "{name: supersecret, namespace: apps}",
+            ),
     );
     m.write(
         "users.yaml",

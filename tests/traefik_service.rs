@@ -1,5 +1,6 @@
-//! TraefikService: a weighted split (nested splits multiplied out) and a mirroring whose
-//! copies are checked on the mirror's side; what is not supported is refused by name.
+//! TraefikService: a weighted split (nested splits multiplied out), a mirroring whose copies
+//! are checked on the mirror's side, a highestRandomWeight that keeps each client to one
+//! service on every replica; what is not supported is refused by name.
 
 mod support;
 
@@ -26,6 +27,44 @@ fn traefik_service(name: &str, spec: &str) -> String {
 
 async fn echo(name: &'static str, m: &Manifests) -> Echo {
     support::echo_service(name, m).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highest_random_weight_keeps_each_client_to_one_service_on_every_replica() {
+    let m = Manifests::new();
+    let _a = echo("a", &m).await;
+    let _b = echo("b", &m).await;
+    m.write(
+        "hrw.yaml",
+        &traefik_service(
+            "hrw",
+            "  highestRandomWeight:\n    services:\n    - {name: a, port: 80, weight: 1}\n    - {name: b, port: 80, weight: 1}",
+        ),
+    );
+    m.write(
+        "route.yaml",
+        &route("web", "hrw.test", "[{name: hrw, kind: TraefikService}]"),
+    );
+    // Two replicas on the same manifests, as two nodes of the DaemonSet.
+    let one = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let two = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let ask = |web: std::net::SocketAddr, from: u8| async move {
+        let req = Request::get(format!("http://{web}/"))
+            .header("host", "hrw.test")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let client = support::client_from(std::net::IpAddr::from([127, 0, 0, from]));
+        send(&client, req).await.backend().unwrap()
+    };
+    let mut served: BTreeMap<String, u32> = BTreeMap::new();
+    for from in 1..=20 {
+        let first = ask(one.web, from).await;
+        for web in [one.web, two.web, one.web] {
+            assert_eq!(ask(web, from).await, first, "client 127.0.0.{from}");
+        }
+        *served.entry(first).or_default() += 1;
+    }
+    assert_eq!(served.len(), 2, "both services have clients: {served:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,9 @@ pub struct Target {
     pub broken: Option<String>,
     /// Sticky sessions: a client keeps the endpoint its cookie names.
     pub sticky: Option<Arc<StickyCookie>>,
+    /// A highestRandomWeight TraefikService's: each client address keeps to the endpoint
+    /// that ranks highest for it (weighted rendezvous hashing), the same on every replica.
+    pub by_client_ip: bool,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
     /// Backends a share of requests is copied to (a mirroring TraefikService), with the

@@ -124,6 +124,12 @@ pub(super) fn exchange<'a>(
         let (first, endpoint) = stuck
             .as_deref()
             .and_then(|value| endpoints.stuck(value, now))
+            .or_else(|| {
+                target
+                    .by_client_ip
+                    .then(|| endpoints.rendezvous(client.ip(), now))
+                    .flatten()
+            })
             .or_else(|| endpoints.pick(now, None))
             .and_then(|i| Some((i, endpoints.get(i)?)))
             .ok_or_else(|| no_endpoint(target))?;

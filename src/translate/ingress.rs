@@ -391,6 +391,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 middlewares: chain.clone(),
                 broken: broken.clone(),
                 sticky: nginx.sticky.clone(),
+                by_client_ip: false,
                 host_header: nginx.host_header.clone(),
                 mirrors: Vec::new(),
                 mirror_body: false,

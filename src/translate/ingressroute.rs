@@ -677,6 +677,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     middlewares: chain,
                     broken,
                     sticky: r.sticky.or(expanded.sticky.map(Arc::new)),
+                    by_client_ip: expanded.by_client_ip,
                     host_header: r.host_header,
                     mirrors,
                     mirror_body: expanded.mirror_body,

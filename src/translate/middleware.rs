@@ -1252,11 +1252,7 @@ fn headers(h: &crd::Headers) -> Result<HeadersSpec, String> {
 
 /// What a limit counts as one client; `unset` when `sourceCriterion` sets nothing (Traefik's
 /// defaults: the client IP for rateLimit, the request's host for inFlightReq).
-fn source(
-    c: Option<&crd::SourceCriterion>,
-    field: &str,
-    unset: Source,
-) -> Result<Source, String> {
+fn source(c: Option<&crd::SourceCriterion>, field: &str, unset: Source) -> Result<Source, String> {
     let Some(c) = c else {
         return Ok(unset);
     };

@@ -21,6 +21,8 @@ pub(super) struct Expanded {
     pub mirror_body: bool,
     /// A weighted split's sticky cookie.
     pub sticky: Option<StickyCookie>,
+    /// A highestRandomWeight's: each client address keeps to its highest-ranked endpoint.
+    pub by_client_ip: bool,
 }
 
 /// Expands a route's `services` (plain) and `traefik` (TraefikServices named), each with its
@@ -50,13 +52,22 @@ pub(super) fn expand(
     for (ns, name, weight) in traefik {
         let share = f64::from(*weight) / total as f64;
         let object = cx.get(ns, name, field)?;
+        let alone = services.len() + traefik.len() == 1;
         if let Some(m) = &object.spec.mirroring {
-            if services.len() + traefik.len() > 1 {
+            if !alone {
                 return Err(format!(
                     "{field}: TraefikService {ns}/{name} mirrors; a mirroring is honoured as a route's only service"
                 ));
             }
             cx.mirroring(ns, name, m, &mut out, &mut leaves)?;
+        } else if let Some(h) = &object.spec.highest_random_weight {
+            if !alone {
+                return Err(format!(
+                    "{field}: TraefikService {ns}/{name} is a highestRandomWeight; it is honoured as a route's only service"
+                ));
+            }
+            cx.highest_random_weight(ns, name, h, &mut leaves)?;
+            out.by_client_ip = true;
         } else {
             cx.split(ns, name, share, 0, &mut vec![], &mut out, &mut leaves)?;
         }
@@ -88,10 +99,11 @@ impl Cx<'_> {
         let set = [
             object.spec.weighted.is_some(),
             object.spec.mirroring.is_some(),
+            object.spec.highest_random_weight.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(format!(
-                "TraefikService {ns}/{name}: spec must set exactly one of weighted and mirroring"
+                "TraefikService {ns}/{name}: spec must set exactly one of weighted, mirroring and highestRandomWeight"
             ));
         }
         Ok(object)
@@ -134,7 +146,7 @@ impl Cx<'_> {
         let object = self.get(ns, name, &format!("TraefikService {id}"))?;
         let Some(weighted) = &object.spec.weighted else {
             return Err(format!(
-                "TraefikService {id} mirrors; a mirroring is honoured as a route's only service, not inside a weighted split"
+                "TraefikService {id} is not a weighted split; a mirroring or highestRandomWeight is honoured as a route's only service, not inside a weighted split"
             ));
         };
         if let Some(sticky) = &weighted.sticky {
@@ -183,6 +195,40 @@ impl Cx<'_> {
             }
         }
         visiting.pop();
+        Ok(())
+    }
+
+    /// A highestRandomWeight TraefikService: its Services, each with its weight's share.
+    fn highest_random_weight(
+        &self,
+        ns: &str,
+        name: &str,
+        h: &crd::HighestRandomWeight,
+        leaves: &mut Vec<(String, ServiceRef, f64)>,
+    ) -> Result<(), String> {
+        let field = format!("TraefikService {ns}/{name}: spec.highestRandomWeight");
+        let total: u64 = h
+            .services
+            .iter()
+            .map(|s| u64::from(s.weight.unwrap_or(1)))
+            .sum::<u64>()
+            .max(1);
+        for (i, child) in h.services.iter().enumerate() {
+            let field = format!("{field}.services[{i}]");
+            if child.kind.as_deref().is_some_and(|k| k != "Service") {
+                return Err(format!(
+                    "{field}.kind: fjord ranks the endpoints of Services; a TraefikService here is not supported"
+                ));
+            }
+            unhonoured_options(child, &field)?;
+            let child_ns = self.namespace(ns, child.namespace.as_ref(), &field)?;
+            let share = f64::from(child.weight.unwrap_or(1)) / total as f64;
+            leaves.push((
+                child_ns,
+                service_ref(&child.name, child.port.as_ref(), &field)?,
+                share,
+            ));
+        }
         Ok(())
     }
 
