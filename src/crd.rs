@@ -175,15 +175,29 @@ pub struct ServersTransportSpec {
     /// `kubernetes.io/tls` Secrets with a client certificate (the first is used).
     #[serde(default)]
     pub certificates_secrets: Vec<String>,
-    /// Not honoured per transport (fjord's are `serversTransport` in the static configuration):
-    /// refused when set, so a reader does not believe they apply.
+    /// Not held per transport (the static configuration's applies): a warning.
     pub max_idle_conns_per_host: Option<i64>,
-    pub forwarding_timeouts: Option<serde_json::Value>,
+    pub forwarding_timeouts: Option<TransportTimeouts>,
     #[serde(rename = "disableHTTP2")]
     pub disable_http2: Option<bool>,
     #[serde(rename = "peerCertURI")]
     pub peer_cert_uri: Option<String>,
     pub spiffe: Option<serde_json::Value>,
+}
+
+/// A transport's limits on the exchange with its endpoints. `dialTimeout`,
+/// `responseHeaderTimeout` and `writeTimeout` are held per route; the others are read with a
+/// warning saying where fjord holds them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportTimeouts {
+    pub dial_timeout: Option<IntOrString>,
+    pub response_header_timeout: Option<IntOrString>,
+    pub write_timeout: Option<IntOrString>,
+    pub read_timeout: Option<IntOrString>,
+    pub idle_conn_timeout: Option<IntOrString>,
+    pub read_idle_timeout: Option<IntOrString>,
+    pub ping_timeout: Option<IntOrString>,
 }
 
 /// How TLS is spoken with clients of the hosts that name it: versions, cipher suites, groups,

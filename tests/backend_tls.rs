@@ -166,7 +166,7 @@ fn bad_transports_are_refused_naming_the_field() {
     m.write("t1.yaml", &transport("cm", "{rootCAs: [{configMap: cas}]}"));
     m.write(
         "t2.yaml",
-        &transport("timeouts", "{forwardingTimeouts: {dialTimeout: 1s}}"),
+        &transport("spiffe", "{spiffe: {ids: [\"spiffe://cluster/ns/app\"]}}"),
     );
     m.write(
         "routes.yaml",
@@ -179,7 +179,7 @@ fn bad_transports_are_refused_naming_the_field() {
             route(
                 "b",
                 "b.test",
-                "{name: app, port: 80, scheme: https, serversTransport: timeouts}",
+                "{name: app, port: 80, scheme: https, serversTransport: spiffe}",
             ),
             route(
                 "c",
@@ -194,7 +194,7 @@ fn bad_transports_are_refused_naming_the_field() {
     assert_ne!(code, 0, "{out}");
     for (route, why) in [
         ("a", "rootCAs[0]: give a secret (a configMap is not read"),
-        ("b", "forwardingTimeouts is not honoured per transport"),
+        ("b", "spec.spiffe: fjord does not check backends' certificates this way"),
         ("c", "ServersTransport default/missing not found"),
         ("d", "scheme \"wss\" is not http, https or h2c"),
     ] {

@@ -1302,3 +1302,37 @@ async fn circuit_breakers_open_on_their_condition_answer_for_the_service_and_clo
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_servers_transports_timeouts_bound_its_routes_and_the_rest_are_named() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "transport.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: ServersTransport\nmetadata: {name: quick, namespace: default}\nspec:\n  forwardingTimeouts: {dialTimeout: 1s, responseHeaderTimeout: 300ms, idleConnTimeout: 10s}\n  maxIdleConnsPerHost: 4\n",
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`quick.test`)\n    services: [{name: app, port: 80, serversTransport: quick}]\n  - match: Host(`patient.test`)\n    services: [{name: app, port: 80}]\n",
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    // The transport's responseHeaderTimeout: a backend slower than it is a 504.
+    let late = get(fjord.web, "quick.test", "/delay/1500").await;
+    assert_eq!((late.status.as_u16(), late.backend()), (504, None));
+    assert_eq!(get(fjord.web, "quick.test", "/delay/10").await.status, 200);
+    // A route without the transport waits as the static configuration says (60 s).
+    assert_eq!(
+        get(fjord.web, "patient.test", "/delay/1500").await.status,
+        200
+    );
+    for words in [
+        "forwardingTimeouts.idleConnTimeout is not held per transport",
+        "maxIdleConnsPerHost is not held per transport",
+    ] {
+        let line = fjord.wait_for_log(words);
+        assert!(line.contains("IngressRoute default/app"), "{line}");
+    }
+}

@@ -145,7 +145,7 @@ fn traefiks_documented_examples_are_accepted_or_refused_by_name() {
         ),
         (
             "IngressRoute default/testroute",
-            "serversTransport \"mytransport\" does nothing",
+            "ServersTransport default/mytransport: spec: its TLS settings do nothing",
         ),
     ] {
         assert!(

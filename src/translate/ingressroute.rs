@@ -2,6 +2,7 @@
 //! for an Ingress; the errors name the route and, for rules, the column.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -27,8 +28,6 @@ pub(super) struct Routes {
     pub tls: Option<(TlsRule, Option<String>)>,
     /// `spec.tls.options`: the TLSOption (namespace, name) its TLS hosts are served with.
     pub tls_options: Option<(String, String)>,
-    /// What is read but does nothing, each said once.
-    pub warnings: Vec<String>,
 }
 
 /// One `spec.routes[i]`.
@@ -46,9 +45,11 @@ pub(super) struct RuleRoute {
     pub sticky: Option<Arc<StickyCookie>>,
     /// `passHostHeader: false` on its services: the endpoint's address.
     pub host_header: HostHeader,
-    /// `scheme: https` on its services: TLS to the endpoints, checked as the named
+    /// `scheme: https` on its services: TLS to the endpoints, checked as the
     /// ServersTransport says (the system's roots and the endpoint's address when none).
-    pub https: Option<Option<String>>,
+    pub https: bool,
+    /// The ServersTransport its services name: TLS settings (for HTTPS) and timeouts.
+    pub transport: Option<String>,
     /// `nativeLB: true` on its services: their cluster IPs rather than their endpoints.
     pub cluster_ip: bool,
     /// `scheme: h2c` on its services: HTTP/2 with prior knowledge (gRPC).
@@ -63,7 +64,6 @@ pub(super) fn routes(
     allow_cross_namespace: bool,
 ) -> Result<Routes, Vec<String>> {
     let mut errors = Vec::new();
-    let mut warnings = Vec::new();
     let mut routes = Vec::new();
     if !ir.spec.parent_refs.is_empty() {
         errors.push("spec.parentRefs: multi-layer routing (a route under another IngressRoute's routers) is not supported; give this IngressRoute's routes the full rule and middlewares instead".to_owned());
@@ -117,21 +117,15 @@ pub(super) fn routes(
             ));
         }
         let scheme = schemes.first().copied().unwrap_or_default();
+        let transport = scheme.1.map(str::to_owned);
         let https = match scheme {
-            (None | Some("http" | "h2c"), None) => None,
-            (None | Some("http" | "h2c"), Some(t)) => {
-                // As in Traefik: a transport's TLS settings apply to HTTPS only.
-                warnings.push(format!(
-                    "{field}.services[0].serversTransport {t:?} does nothing: its settings are for HTTPS, and the service is spoken to in plain HTTP (set scheme: https to use them)"
-                ));
-                None
-            }
-            (Some("https"), transport) => Some(transport.map(str::to_owned)),
+            (None | Some("http" | "h2c"), _) => false,
+            (Some("https"), _) => true,
             (Some(other), _) => {
                 errors.push(format!(
                     "{field}.services[0].scheme {other:?} is not http, https or h2c"
                 ));
-                None
+                false
             }
         };
         if pass_host.iter().any(|p| *p != pass_host[0]) {
@@ -209,6 +203,7 @@ pub(super) fn routes(
                 traefik_services,
                 sticky: sticky.map(Arc::new),
                 https,
+                transport,
                 cluster_ip: native.first() == Some(&true),
                 http2: scheme.0 == Some("h2c"),
                 observed: observed(r.observability.as_ref()),
@@ -268,21 +263,26 @@ pub(super) fn routes(
             routes,
             tls,
             tls_options,
-            warnings,
         })
     } else {
         Err(errors)
     }
 }
 
-/// TLS to a route's endpoints: the ServersTransport `name` in `ns` (its label `https:NAME`),
-/// or the system's roots and the endpoint's address (`https`).
-fn servers_transport(
-    store: &Store,
-    ns: &str,
-    name: Option<&str>,
-) -> Result<(String, Arc<BackendTls>), String> {
-    let Some(name) = name else {
+/// What a route's ServersTransport gives it.
+struct Transport {
+    /// TLS to its endpoints (an HTTPS route's), with its label (`https`, or `https:NAME`).
+    tls: Option<(String, Arc<BackendTls>)>,
+    /// Its `forwardingTimeouts` that fjord holds per route.
+    timeouts: model::Timeouts,
+    /// What it sets that does nothing here.
+    warnings: Vec<String>,
+}
+
+/// Route `r`'s transport: for HTTPS, TLS as the ServersTransport it names in `ns` says (or
+/// the system's roots and the endpoint's address, `https`); for any scheme, its timeouts.
+fn servers_transport(store: &Store, ns: &str, r: &RuleRoute) -> Result<Transport, String> {
+    let Some(name) = r.transport.as_deref() else {
         let tls = BackendTls {
             server_name: None,
             client: ClientTls {
@@ -291,26 +291,47 @@ fn servers_transport(
                 insecure_skip_verify: false,
             },
         };
-        return Ok(("https".into(), Arc::new(tls)));
+        return Ok(Transport {
+            tls: r.https.then(|| ("https".into(), Arc::new(tls))),
+            timeouts: model::Timeouts::default(),
+            warnings: Vec::new(),
+        });
     };
     let t = store
         .servers_transport(ns, name)
         .ok_or_else(|| format!("ServersTransport {ns}/{name} not found"))?;
     let at = format!("ServersTransport {ns}/{name}: spec");
-    let ignored = [
-        (
-            "maxIdleConnsPerHost",
-            t.spec.max_idle_conns_per_host.is_some(),
-        ),
-        ("forwardingTimeouts", t.spec.forwarding_timeouts.is_some()),
-        ("disableHTTP2", t.spec.disable_http2.is_some()),
+    let refused = [
         ("peerCertURI", t.spec.peer_cert_uri.is_some()),
         ("spiffe", t.spec.spiffe.is_some()),
     ];
-    if let Some((field, _)) = ignored.iter().find(|(_, set)| *set) {
+    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(format!(
-            "{at}.{field} is not honoured per transport (fjord's connection settings are serversTransport in the static configuration); remove it"
+            "{at}.{field}: fjord does not check backends' certificates this way; remove it"
         ));
+    }
+    let (timeouts, mut warnings) = transport_timeouts(t, &at)?;
+    if t.spec.disable_http2 == Some(false) {
+        warnings.push(format!("{at}.disableHTTP2: false does nothing: fjord speaks HTTP/1.1 to HTTPS backends (scheme: h2c for HTTP/2 without TLS)"));
+    }
+    if t.spec.max_idle_conns_per_host.is_some() {
+        warnings.push(format!("{at}.maxIdleConnsPerHost is not held per transport: the static configuration's serversTransport.maxIdleConnsPerHost applies"));
+    }
+    let tls_set = t.spec.server_name.is_some()
+        || t.spec.insecure_skip_verify.is_some()
+        || !t.spec.root_cas.is_empty()
+        || !t.spec.root_cas_secrets.is_empty()
+        || !t.spec.certificates_secrets.is_empty();
+    if !r.https {
+        if tls_set {
+            // As in Traefik: a transport's TLS settings apply to HTTPS only.
+            warnings.push(format!("{at}: its TLS settings do nothing, as the service is spoken to in plain HTTP (set scheme: https to use them)"));
+        }
+        return Ok(Transport {
+            tls: None,
+            timeouts,
+            warnings,
+        });
     }
     let mut cas: Vec<&str> = t.spec.root_cas_secrets.iter().map(String::as_str).collect();
     for (i, ca) in t.spec.root_cas.iter().enumerate() {
@@ -349,8 +370,64 @@ fn servers_transport(
         server_name: t.spec.server_name.clone(),
         client,
     };
-    Ok((format!("https:{name}"), Arc::new(tls)))
+    Ok(Transport {
+        tls: Some((format!("https:{name}"), Arc::new(tls))),
+        timeouts,
+        warnings,
+    })
 }
+
+/// A transport's `forwardingTimeouts`: those fjord holds per route, and a warning for each it
+/// holds elsewhere. Traefik's 0 (no timeout) waits up to a day: fjord always bounds a wait.
+fn transport_timeouts(
+    t: &crd::ServersTransport,
+    at: &str,
+) -> Result<(model::Timeouts, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let Some(f) = &t.spec.forwarding_timeouts else {
+        return Ok((model::Timeouts::default(), warnings));
+    };
+    let read = |v: &Option<IntOrString>, field: &str| -> Result<Option<Duration>, String> {
+        v.as_ref()
+            .map(|v| {
+                super::middleware::duration(v)
+                    .map(|d| if d.is_zero() { NO_TIMEOUT } else { d })
+                    .map_err(|e| format!("{at}.forwardingTimeouts.{field} {e}"))
+            })
+            .transpose()
+    };
+    let timeouts = model::Timeouts {
+        connect: read(&f.dial_timeout, "dialTimeout")?,
+        read: read(&f.response_header_timeout, "responseHeaderTimeout")?,
+        send: read(&f.write_timeout, "writeTimeout")?,
+    };
+    let pings = "fjord sends no HTTP/2 pings to backends";
+    let elsewhere = [
+        (
+            &f.idle_conn_timeout,
+            "idleConnTimeout",
+            "the static configuration's serversTransport.forwardingTimeouts.idleConnTimeout applies",
+        ),
+        (
+            &f.read_timeout,
+            "readTimeout",
+            "fjord bounds the wait for the response head (responseHeaderTimeout), not the pauses within its body",
+        ),
+        (&f.read_idle_timeout, "readIdleTimeout", pings),
+        (&f.ping_timeout, "pingTimeout", pings),
+    ];
+    for (value, field, why) in elsewhere {
+        if read(value, field)?.is_some() {
+            warnings.push(format!(
+                "{at}.forwardingTimeouts.{field} is not held per transport: {why}"
+            ));
+        }
+    }
+    Ok((timeouts, warnings))
+}
+
+/// What Traefik's "no timeout" (0) becomes.
+const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A service's `strategy` and `responseForwarding`: what fjord does anyway, or why not.
 pub(super) fn forwarding(s: &crd::RouteService, field: &str) -> Vec<String> {
@@ -569,11 +646,6 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
         let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
         let name = ir.metadata.name.as_deref().unwrap_or_default();
         let subject = format!("IngressRoute {ns}/{name}");
-        for warning in &parsed.warnings {
-            cx.out
-                .diagnostics
-                .push(Diagnostic::warning(&subject, warning.clone()));
-        }
         unknown_entry_points(cx, &subject, &parsed.entry_points);
         if let Some((rule, cert_resolver)) = &parsed.tls {
             tls_of(
@@ -626,19 +698,28 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
             } else {
                 &expanded.services
             };
-            let tls = match &r.https {
-                None => None,
-                Some(transport) => match servers_transport(cx.store, ns, transport.as_deref()) {
-                    Ok(tls) => Some(tls),
-                    Err(why) => {
-                        cx.out.diagnostics.push(Diagnostic::error(
+            let (tls, timeouts) = match servers_transport(cx.store, ns, &r) {
+                Ok(Transport {
+                    tls,
+                    timeouts,
+                    warnings,
+                }) => {
+                    for why in warnings {
+                        cx.out.diagnostics.push(Diagnostic::warning(
                             &subject,
-                            format!("{}.services: {why}; the route answers 503", r.field),
+                            format!("{}.services: {why}", r.field),
                         ));
-                        broken = broken.or(Some(why));
-                        None
                     }
-                },
+                    (tls, timeouts)
+                }
+                Err(why) => {
+                    cx.out.diagnostics.push(Diagnostic::error(
+                        &subject,
+                        format!("{}.services: {why}; the route answers 503", r.field),
+                    ));
+                    broken = broken.or(Some(why));
+                    (None, model::Timeouts::default())
+                }
             };
             let backend = backend_for(
                 &cx.resolver,
@@ -681,7 +762,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     host_header: r.host_header,
                     mirrors,
                     mirror_body: expanded.mirror_body,
-                    timeouts: model::Timeouts::default(),
+                    timeouts,
                     observed: r.observed,
                 },
             });
