@@ -200,6 +200,34 @@ pub struct TransportTimeouts {
     pub ping_timeout: Option<IntOrString>,
 }
 
+/// The certificates served when no route's names the handshake's: the one named `default`
+/// (in any namespace) is read, as in Traefik.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "fjord.dev",
+    version = "v1alpha1",
+    kind = "TLSStore",
+    namespaced,
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsStoreSpec {
+    /// The certificate for a handshake whose name no other certificate has.
+    pub default_certificate: Option<StoreCertificate>,
+    /// More certificates, served by the names they hold.
+    #[serde(default)]
+    pub certificates: Vec<StoreCertificate>,
+    /// Traefik's ACME-generated default: read to be refused by name.
+    pub default_generated_cert: Option<serde_json::Value>,
+}
+
+/// A `kubernetes.io/tls` Secret in the TLSStore's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreCertificate {
+    pub secret_name: String,
+}
+
 /// How TLS is spoken with clients of the hosts that name it: versions, cipher suites, groups,
 /// client certificates, ALPN. A TLSOption named `default` applies to every host that names
 /// none.
@@ -847,6 +875,7 @@ pub fn manifests() -> Vec<(&'static str, String)> {
         ("traefikservices.yaml", TraefikService::crd()),
         ("serverstransports.yaml", ServersTransport::crd()),
         ("tlsoptions.yaml", TLSOption::crd()),
+        ("tlsstores.yaml", TLSStore::crd()),
     ]
         .into_iter()
         .map(|(file, crd)| {

@@ -1,7 +1,7 @@
 //! TLS termination: the rustls server configuration (TLS 1.2 and 1.3, Mozilla "intermediate"
 //! suites, session resumption, ALPN `h2`/`http/1.1`), the one a TLSOption asks for, and the
 //! SNI resolver: exact name, then a certificate obtained through ACME, then wildcard, then the
-//! default certificate (none with `sniStrict`).
+//! default certificate: the TLSStore's, else the static configuration's (none with `sniStrict`).
 
 use std::sync::Arc;
 
@@ -55,11 +55,16 @@ impl Resolver {
             // Only the validation certificate answers a TLS-ALPN-01 probe; without one, fail.
             return self.acme.tls_alpn01(name?);
         }
-        let default = || (!strict).then(|| Arc::clone(&self.default));
+        let snapshot = self.live.load();
+        let default = || {
+            (!strict).then(|| {
+                let store = snapshot.default_certificate();
+                Arc::clone(store.unwrap_or(&self.default))
+            })
+        };
         let Some(name) = name else {
             return default();
         };
-        let snapshot = self.live.load();
         let certs = snapshot.certificates();
         certs
             .exact(name)

@@ -194,7 +194,10 @@ fn bad_transports_are_refused_naming_the_field() {
     assert_ne!(code, 0, "{out}");
     for (route, why) in [
         ("a", "rootCAs[0]: give a secret (a configMap is not read"),
-        ("b", "spec.spiffe: fjord does not check backends' certificates this way"),
+        (
+            "b",
+            "spec.spiffe: fjord does not check backends' certificates this way",
+        ),
         ("c", "ServersTransport default/missing not found"),
         ("d", "scheme \"wss\" is not http, https or h2c"),
     ] {

@@ -330,3 +330,59 @@ async fn an_ingress_route_serves_its_tls_secret() {
         format!("https://api.test:{}/x", websecure.port())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_tls_stores_certificate_answers_unknown_names_and_others_are_refused() {
+    let s = setup().await;
+    let websecure = s.fjord.addrs["websecure"];
+    let store = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: fjord.dev/v1alpha1\nkind: TLSStore\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+        )
+    };
+    s.m.write(
+        "fallback-cert.yaml",
+        &s.ca.secret("fallback-cert", &["fallback.test"]),
+    );
+    s.m.write(
+        "extra-cert.yaml",
+        &s.ca.secret("extra-cert", &["extra.test"]),
+    );
+    s.m.write(
+        "store.yaml",
+        &store(
+            "default",
+            "{defaultCertificate: {secretName: fallback-cert}, certificates: [{secretName: extra-cert}]}",
+        ),
+    );
+    s.m.write(
+        "other-store.yaml",
+        &store("other", "{defaultCertificate: {secretName: extra-cert}}"),
+    );
+    let names = |sni: &'static str| async move {
+        https_get(websecure, sni, insecure_client_config(&[]), "/")
+            .await
+            .unwrap()
+            .names
+    };
+    // The reload is picked up: poll until the store's certificate answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while names("nothing.test").await != ["fallback.test"] {
+        assert!(Instant::now() < deadline, "the TLSStore never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its certificates are served by their names; a route's own still wins its name.
+    assert_eq!(names("extra.test").await, ["extra.test"]);
+    assert_eq!(names("shop.test").await, ["shop.test"]);
+    let line = s.fjord.wait_for_log("TLSStore default/other");
+    assert!(
+        line.contains("only the TLSStore named default is read"),
+        "{line}"
+    );
+    // Without the store, the static configuration's default again.
+    s.m.remove("store.yaml");
+    while names("nothing.test").await != ["default.fjord.invalid"] {
+        assert!(Instant::now() < deadline, "the default never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -29,6 +29,9 @@ pub struct Config {
     pub backends: BTreeMap<BackendId, BackendSpec>,
     /// Certificates from Secrets, oldest Ingress first.
     pub certificates: Vec<TlsCert>,
+    /// The TLSStore's default certificate: for a handshake whose name no certificate has,
+    /// over the static configuration's.
+    pub default_certificate: Option<TlsCert>,
     /// Names to obtain certificates for through ACME.
     pub acme: Vec<AcmeRequest>,
     /// The objects (`Ingress NAMESPACE/NAME`, `IngressRoute NAMESPACE/NAME`) asking for each

@@ -59,6 +59,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("fjord.dev/v1alpha1", "TraefikService") => ("TraefikService", true),
         ("fjord.dev/v1alpha1", "ServersTransport") => ("ServersTransport", true),
         ("fjord.dev/v1alpha1", "TLSOption") => ("TLSOption", true),
+        ("fjord.dev/v1alpha1", "TLSStore") => ("TLSStore", true),
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             out.push(invalid(format!(
                 "{kind} apiVersion {api_version:?} is not served; use {}",
@@ -74,7 +75,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
             out.push(Decoded::Unread(Diagnostic::warning(
                 origin,
                 format!(
-                    "fjord.dev/v1alpha1 {kind} is not a kind fjord reads (IngressRoute, Middleware, TraefikService, ServersTransport, TLSOption); ignored"
+                    "fjord.dev/v1alpha1 {kind} is not a kind fjord reads (IngressRoute, Middleware, TraefikService, ServersTransport, TLSOption, TLSStore); ignored"
                 ),
             )));
             return;
@@ -83,7 +84,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
             out.push(Decoded::Unread(Diagnostic::warning(
                 origin,
                 format!(
-                    "{traefik} {kind} is Traefik's; fjord reads its IngressRoute, Middleware, TraefikService, ServersTransport and TLSOption as apiVersion fjord.dev/v1alpha1; ignored"
+                    "{traefik} {kind} is Traefik's; fjord reads its IngressRoute, Middleware, TraefikService, ServersTransport, TLSOption and TLSStore as apiVersion fjord.dev/v1alpha1; ignored"
                 ),
             )));
             return;
@@ -155,6 +156,7 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "TraefikService" => typed(&doc).map(Object::TraefikService),
         "ServersTransport" => typed(&doc).map(Object::ServersTransport),
         "TLSOption" => typed(&doc).map(Object::TlsOption),
+        "TLSStore" => typed(&doc).map(Object::TlsStore),
         _ => {
             unwrap_base64(&mut doc);
             typed(&doc).map(Object::Secret)
@@ -294,8 +296,8 @@ mod tests {
     fn traefiks_kinds_and_unknown_fjord_kinds_are_named() {
         for (doc, words) in [
             (
-                "apiVersion: fjord.dev/v1alpha1\nkind: TLSStore\nmetadata: {name: default}\n",
-                "fjord.dev/v1alpha1 TLSStore is not a kind fjord reads",
+                "apiVersion: fjord.dev/v1alpha1\nkind: IngressRouteTCP\nmetadata: {name: default}\n",
+                "fjord.dev/v1alpha1 IngressRouteTCP is not a kind fjord reads",
             ),
             (
                 "apiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: x}\n",

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Loaded, Object, ObjectKey, Store};
-use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TLSStore, TraefikService};
 use crate::metrics::{self, METRICS};
 
 /// What to watch, from the command line.
@@ -70,6 +70,7 @@ enum Kind {
     TraefikService,
     ServersTransport,
     TlsOption,
+    TlsStore,
     /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
     /// while referenced.
     NamedSecret,
@@ -89,6 +90,7 @@ impl Kind {
             Kind::TraefikService => "traefikservices",
             Kind::ServersTransport => "serverstransports",
             Kind::TlsOption => "tlsoptions",
+            Kind::TlsStore => "tlsstores",
             Kind::NamedSecret => "secrets-by-name",
         }
     }
@@ -216,6 +218,7 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
             all(),
         ));
         tasks.push(spawn::<TLSOption>(&c, &shared, Kind::TlsOption, ns, all()));
+        tasks.push(spawn::<TLSStore>(&c, &shared, Kind::TlsStore, ns, all()));
         // Only TLS Secrets: a cluster's Helm release Secrets would otherwise fill memory.
         let tls = all().fields("type=kubernetes.io/tls");
         tasks.push(spawn::<Secret>(&c, &shared, Kind::TlsSecret, ns, tls));

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TraefikService};
+use crate::crd::{IngressRoute, Middleware, ServersTransport, TLSOption, TLSStore, TraefikService};
 
 /// What one read of a provider produced: the objects, and what was wrong with the input they
 /// came from (a file that does not parse; the API server's objects come already parsed).
@@ -58,6 +58,8 @@ pub enum Object {
     ServersTransport(ServersTransport),
     /// fjord's TLSOption.
     TlsOption(TLSOption),
+    /// fjord's TLSStore.
+    TlsStore(TLSStore),
 }
 
 impl Object {
@@ -74,6 +76,7 @@ impl Object {
             Object::TraefikService(_) => "TraefikService",
             Object::ServersTransport(_) => "ServersTransport",
             Object::TlsOption(_) => "TLSOption",
+            Object::TlsStore(_) => "TLSStore",
         }
     }
 
@@ -89,6 +92,7 @@ impl Object {
             Object::TraefikService(o) => &o.metadata,
             Object::ServersTransport(o) => &o.metadata,
             Object::TlsOption(o) => &o.metadata,
+            Object::TlsStore(o) => &o.metadata,
         }
     }
 
@@ -104,6 +108,7 @@ impl Object {
             Object::TraefikService(o) => &mut o.metadata,
             Object::ServersTransport(o) => &mut o.metadata,
             Object::TlsOption(o) => &mut o.metadata,
+            Object::TlsStore(o) => &mut o.metadata,
         }
     }
 
@@ -130,6 +135,12 @@ macro_rules! object_from {
 impl From<TLSOption> for Object {
     fn from(o: TLSOption) -> Self {
         Object::TlsOption(o)
+    }
+}
+
+impl From<TLSStore> for Object {
+    fn from(o: TLSStore) -> Self {
+        Object::TlsStore(o)
     }
 }
 
@@ -321,6 +332,14 @@ impl Store {
             Some(Object::ServersTransport(t)) => Some(t),
             _ => None,
         }
+    }
+
+    /// The TLSStores.
+    pub fn tls_stores(&self) -> impl Iterator<Item = &TLSStore> {
+        self.of_kind("TLSStore").filter_map(|o| match o {
+            Object::TlsStore(t) => Some(t),
+            _ => None,
+        })
     }
 
     /// The TLSOptions.

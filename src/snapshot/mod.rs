@@ -78,6 +78,8 @@ pub struct Snapshot {
     middlewares: HashMap<Box<str>, Arc<Middleware>>,
     routes: usize,
     certificates: CertTable,
+    /// The TLSStore's default certificate.
+    default_certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     /// Hosts with TLS, for plain-HTTP redirects: exact names, and wildcards by their suffix.
     tls_hosts: std::collections::HashSet<Box<str>>,
     tls_wildcards: std::collections::HashSet<Box<str>>,
@@ -180,6 +182,10 @@ impl Snapshot {
             backends,
             routes: config.routes.len(),
             certificates: CertTable::new(&config.certificates),
+            default_certificate: config
+                .default_certificate
+                .as_ref()
+                .map(|c| Arc::clone(&c.key)),
             tls_hosts: config
                 .tls_hosts
                 .iter()
@@ -227,6 +233,11 @@ impl Snapshot {
     /// The certificates from Secrets, by SNI name.
     pub fn certificates(&self) -> &CertTable {
         &self.certificates
+    }
+
+    /// The TLSStore's default certificate, if one is given.
+    pub fn default_certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
+        self.default_certificate.as_ref()
     }
 
     /// Whether `host` (a Host header: any case, port allowed) is named in some Ingress's TLS.

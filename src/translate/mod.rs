@@ -13,6 +13,7 @@ pub mod middleware;
 mod nginx;
 pub mod tls;
 mod tls_option;
+mod tls_store;
 mod traefik_service;
 
 use std::collections::BTreeSet;
@@ -112,6 +113,8 @@ pub fn translate(store: &Store, options: &Options, last: &LastGood) -> Translati
     let policies = tls_option::compile_all(&mut cx);
     ingress::translate_all(&mut cx);
     ingressroute::translate_all(&mut cx, &policies);
+    // After the routes': their certificates win a name over the store's.
+    tls_store::translate_all(&mut cx);
     let mut out = cx.out;
     out.config.acme.sort();
     out.config.acme.dedup();

@@ -112,49 +112,56 @@ pub(super) fn tls_of(
             }
             continue;
         };
-        let id = format!("{ns}/{secret_name}");
-        let parsed = match cx.store.secret(ns, secret_name) {
-            None => Err(format!("Secret {id} not found")),
-            Some(secret) => parse_secret(secret).map_err(|e| format!("Secret {id}: {e}")),
+        let field = format!("{}.secretName", rule.field);
+        let Some(mut cert) = certificate(cx, subject, ns, secret_name, &field) else {
+            continue;
         };
-        let parsed = match parsed {
-            Ok(p) => p,
-            Err(why) => {
-                let kept = cx
-                    .last
-                    .secret(ns, secret_name)
-                    .and_then(|old| parse_secret(old).ok());
-                let key = ObjectKey {
-                    kind: "Secret",
-                    namespace: Some(ns.to_owned()),
-                    name: secret_name.clone(),
-                };
-                let suffix = match kept {
-                    Some(_) => "; still serving its last good certificate",
-                    None => "",
-                };
-                cx.reject(
-                    subject,
-                    key,
-                    vec![format!("{}.secretName: {why}", rule.field)],
-                    suffix,
-                );
-                match kept {
-                    Some(p) => p,
-                    None => continue,
-                }
-            }
-        };
-        let names = if rule.hosts.is_empty() {
-            parsed.dns_names
-        } else {
-            rule.hosts.clone()
-        };
-        cx.out.config.certificates.push(TlsCert {
-            secret: id,
-            names,
-            key: parsed.key,
-            not_after: parsed.not_after,
-        });
+        if !rule.hosts.is_empty() {
+            cert.names.clone_from(&rule.hosts);
+        }
+        cx.out.config.certificates.push(cert);
     }
+}
+
+/// The certificate in TLS Secret `ns/name`, named by its DNS names, that `subject`'s `field`
+/// names. One that is missing or does not parse is an error on `subject`, and its last good
+/// version is served, when there is one.
+pub(super) fn certificate(
+    cx: &mut Cx<'_>,
+    subject: &str,
+    ns: &str,
+    name: &str,
+    field: &str,
+) -> Option<TlsCert> {
+    let id = format!("{ns}/{name}");
+    let parsed = match cx.store.secret(ns, name) {
+        None => Err(format!("Secret {id} not found")),
+        Some(secret) => parse_secret(secret).map_err(|e| format!("Secret {id}: {e}")),
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(why) => {
+            let kept = cx
+                .last
+                .secret(ns, name)
+                .and_then(|old| parse_secret(old).ok());
+            let key = ObjectKey {
+                kind: "Secret",
+                namespace: Some(ns.to_owned()),
+                name: name.to_owned(),
+            };
+            let suffix = match kept {
+                Some(_) => "; still serving its last good certificate",
+                None => "",
+            };
+            cx.reject(subject, key, vec![format!("{field}: {why}")], suffix);
+            kept?
+        }
+    };
+    Some(TlsCert {
+        secret: id,
+        names: parsed.dns_names,
+        key: parsed.key,
+        not_after: parsed.not_after,
+    })
 }

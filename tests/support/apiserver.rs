@@ -404,6 +404,7 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
         "TraefikService" => ("traefikservices", true),
         "ServersTransport" => ("serverstransports", true),
         "TLSOption" => ("tlsoptions", true),
+        "TLSStore" => ("tlsstores", true),
         "Lease" => ("leases", true),
         "Event" => ("events", true),
         other => panic!("the test API server does not know kind {other}"),
