@@ -376,12 +376,8 @@ async fn allow_lists_redirects_rewrites_in_flight_and_broken_references() {
     // concurrent one is refused, though it comes from another client.
     let slow = tokio::spawn(async move { get(web, "one.test", "/delay/800").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let other = Request::get(format!("http://{web}/"))
-        .header("host", "one.test")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let from = support::client_from("127.0.0.2".parse().unwrap());
-    assert_eq!(send(&from, other).await.status, 429);
+    let other = support::get_from(web, "one.test", "/", "127.0.0.2".parse().unwrap()).await;
+    assert_eq!(other.status, 429);
     assert_eq!(slow.await.unwrap().status, 200);
     assert_eq!(
         get(web, "one.test", "/").await.status,

@@ -177,12 +177,8 @@ async fn limits_and_body_size_are_honoured() {
     let web = fjord.web;
     let slow = tokio::spawn(async move { get(web, "conns.test", "/delay/800").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let other = Request::get(format!("http://{web}/"))
-        .header("host", "conns.test")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let from = support::client_from("127.0.0.2".parse().unwrap());
-    assert_eq!(send(&from, other).await.status, 200);
+    let other = support::get_from(web, "conns.test", "/", "127.0.0.2".parse().unwrap()).await;
+    assert_eq!(other.status, 200);
     assert_eq!(get(web, "conns.test", "/").await.status, 429);
     assert_eq!(slow.await.unwrap().status, 200);
     let mut statuses = Vec::new();

@@ -49,12 +49,11 @@ async fn highest_random_weight_keeps_each_client_to_one_service_on_every_replica
     let one = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
     let two = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
     let ask = |web: std::net::SocketAddr, from: u8| async move {
-        let req = Request::get(format!("http://{web}/"))
-            .header("host", "hrw.test")
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        let client = support::client_from(std::net::IpAddr::from([127, 0, 0, from]));
-        send(&client, req).await.backend().unwrap()
+        let ip = std::net::IpAddr::from([127, 0, 0, from]);
+        support::get_from(web, "hrw.test", "/", ip)
+            .await
+            .backend()
+            .unwrap()
     };
     let mut served: BTreeMap<String, u32> = BTreeMap::new();
     for from in 1..=20 {

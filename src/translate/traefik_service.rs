@@ -159,12 +159,7 @@ impl Cx<'_> {
             }
             out.sticky = Some(cookie);
         }
-        let total: u64 = weighted
-            .services
-            .iter()
-            .map(|s| u64::from(s.weight.unwrap_or(1)))
-            .sum::<u64>()
-            .max(1);
+        let total = total_weight(&weighted.services);
         visiting.push(id.clone());
         for (i, child) in weighted.services.iter().enumerate() {
             let field = format!("TraefikService {id}: spec.weighted.services[{i}]");
@@ -207,12 +202,7 @@ impl Cx<'_> {
         leaves: &mut Vec<(String, ServiceRef, f64)>,
     ) -> Result<(), String> {
         let field = format!("TraefikService {ns}/{name}: spec.highestRandomWeight");
-        let total: u64 = h
-            .services
-            .iter()
-            .map(|s| u64::from(s.weight.unwrap_or(1)))
-            .sum::<u64>()
-            .max(1);
+        let total = total_weight(&h.services);
         for (i, child) in h.services.iter().enumerate() {
             let field = format!("{field}.services[{i}]");
             if child.kind.as_deref().is_some_and(|k| k != "Service") {
@@ -289,6 +279,15 @@ impl Cx<'_> {
         }
         Ok(())
     }
+}
+
+/// The sum of `services`' weights (1 each by default), at least 1.
+fn total_weight(services: &[crd::RouteService]) -> u64 {
+    services
+        .iter()
+        .map(|s| u64::from(s.weight.unwrap_or(1)))
+        .sum::<u64>()
+        .max(1)
 }
 
 /// Refuses what a weighted TraefikService's service sets that fjord reads only on a route's

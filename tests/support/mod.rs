@@ -308,12 +308,22 @@ pub(crate) fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// A client whose connections come from `ip` (a loopback address standing in for another
-/// machine).
-pub(crate) fn client_from(ip: std::net::IpAddr) -> Client<HttpConnector, Full<Bytes>> {
+/// `GET http://{addr}{path}` with `Host: host`, from `ip` (a loopback address standing in
+/// for another machine).
+pub(crate) async fn get_from(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    ip: std::net::IpAddr,
+) -> Reply {
     let mut connector = HttpConnector::new();
     connector.set_local_address(Some(ip));
-    Client::builder(TokioExecutor::new()).build(connector)
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let req = Request::get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    send(&client, req).await
 }
 
 pub(crate) async fn send(
