@@ -406,6 +406,16 @@ pub struct MiddlewareSpec {
     pub circuit_breaker: Option<CircuitBreaker>,
     /// Read with a warning: fjord does not guess a response's type.
     pub content_type: Option<ContentType>,
+    pub grpc_web: Option<GrpcWeb>,
+}
+
+/// gRPC-Web calls from browsers, as gRPC to an HTTP/2 backend.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcWeb {
+    /// Origins whose pages may call (`*`: any).
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -41,7 +41,7 @@ use crate::config::ServersTransport;
 use crate::error::ProxyError;
 use crate::model::Timeouts;
 use crate::tcp::Tcp;
-use crate::upload::{ClientBodyError, Progress, Received};
+use crate::upload::{Base64Body, Base64Decoded, ClientBodyError, Progress, Received};
 use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
@@ -73,7 +73,30 @@ pub(crate) struct Outgoing<'a> {
 /// [`RequestBody`] through, so that hyper's request channel is built twice: shared by the
 /// HTTP/1.1 and HTTP/2 sends, LLVM stopped inlining its sends and receives into the HTTP/1.1
 /// path most requests take, which then copied each request a few more times.
-struct Multiplexed(RequestBody);
+/// A gRPC-Web `-text` call's body is decoded from base64 on the way.
+enum Multiplexed {
+    Plain(RequestBody),
+    Base64(Base64Decoded<RequestBody>),
+}
+
+impl Multiplexed {
+    /// `request`'s body, decoded if the middleware marked it base64.
+    fn of(request: Request<RequestBody>) -> Request<Self> {
+        let base64 = request.extensions().get::<Base64Body>().is_some();
+        request.map(|body| match base64 {
+            false => Multiplexed::Plain(body),
+            true => Multiplexed::Base64(Base64Decoded::new(body)),
+        })
+    }
+
+    /// The body as it came, for a request that never left.
+    fn into_inner(self) -> RequestBody {
+        match self {
+            Multiplexed::Plain(body) => body,
+            Multiplexed::Base64(body) => body.into_inner(),
+        }
+    }
+}
 
 impl http_body::Body for Multiplexed {
     type Data = Bytes;
@@ -83,15 +106,24 @@ impl http_body::Body for Multiplexed {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().0).poll_frame(cx)
+        match self.get_mut() {
+            Multiplexed::Plain(body) => Pin::new(body).poll_frame(cx),
+            Multiplexed::Base64(body) => Pin::new(body).poll_frame(cx),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        match self {
+            Multiplexed::Plain(body) => body.is_end_stream(),
+            Multiplexed::Base64(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
+        match self {
+            Multiplexed::Plain(body) => body.size_hint(),
+            Multiplexed::Base64(_) => SizeHint::default(),
+        }
     }
 }
 
@@ -336,7 +368,7 @@ impl Upstream {
             },
         };
         let mut timer = Box::pin(tokio::time::sleep_until(deadline));
-        let mut sent = pin!(sender.try_send_request(request.map(Multiplexed)));
+        let mut sent = pin!(sender.try_send_request(Multiplexed::of(request)));
         let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
             Poll::Ready(sent) => Poll::Ready(Some(sent)),
             Poll::Pending => {
@@ -349,7 +381,7 @@ impl Upstream {
             Some(Err(mut e)) => Err(Failed {
                 unsent: e
                     .take_message()
-                    .map(|unsent| Box::new(unsent.map(|body| body.0))),
+                    .map(|unsent| Box::new(unsent.map(Multiplexed::into_inner))),
                 error: fail(Failure::Http(e.into_error())),
             }),
         }

@@ -1,11 +1,16 @@
 //! gRPC backends: ingress-nginx's `backend-protocol: GRPC` and `GRPCS` and an IngressRoute's
 //! `scheme: h2c` speak HTTP/2 to the backend; a gRPC client's call goes through with its
-//! message, and its trailers (`grpc-status`) come back.
+//! message, and its trailers (`grpc-status`) come back. A browser's gRPC-Web call, binary or
+//! text, goes through the grpcWeb middleware.
 
 mod support;
 
-use support::grpc::{Grpc, call};
-use support::{Fjord, LOOPBACK_CONFIG, Manifests, get, service};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::grpc::{Grpc, call, frame};
+use support::{Fjord, LOOPBACK_CONFIG, Manifests, client, get, send, service};
 
 /// An Ingress for `host` to Service `service`, with `backend-protocol: protocol`.
 fn with_protocol(name: &str, host: &str, service: &str, protocol: &str) -> String {
@@ -79,5 +84,122 @@ async fn grpc_calls_reach_http2_backends_and_their_trailers_come_back() {
         plain.connections(),
         before,
         "no new connection for calls at once"
+    );
+}
+
+/// gRPC-Web's last message for these trailers.
+fn trailer_frame(lines: &str) -> Vec<u8> {
+    let mut out = vec![0x80];
+    out.extend_from_slice(&u32::try_from(lines.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(lines.as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_calls_binary_and_text_reach_a_grpc_backend_and_preflights_are_answered() {
+    let backend = Grpc::start("app", None).await;
+    let m = Manifests::new();
+    m.write("app.yaml", &service("app", backend.addr));
+    m.write(
+        "web.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: Middleware\nmetadata: {name: web, namespace: default}\nspec:\n  grpcWeb: {allowOrigins: [\"https://app.test\"]}\n",
+    );
+    m.write(
+        "route.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: web, namespace: default}\nspec:\n  routes:\n  - match: Host(`web.test`)\n    middlewares: [{name: web}]\n    services: [{name: app, port: 80, scheme: h2c}]\n",
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let call_web = |content_type: &str, origin: &str, body: Bytes| {
+        Request::post(format!("http://{}/echo.Echo/Say", fjord.web))
+            .header("host", "web.test")
+            .header("content-type", content_type)
+            .header("origin", origin)
+            .header("x-grpc-web", "1")
+            .body(Full::new(body))
+            .unwrap()
+    };
+    let mut expected = frame(b"app: hi").to_vec();
+    expected.extend(trailer_frame("grpc-status: 0\r\ngrpc-message: done\r\n"));
+
+    // Binary: the backend gets gRPC over HTTP/2; the page gets the message and the trailers.
+    let reply = send(
+        &client(),
+        call_web(
+            "application/grpc-web+proto",
+            "https://app.test",
+            frame(b"hi"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.headers["x-seen-content-type"],
+        "application/grpc+proto"
+    );
+    assert_eq!(reply.headers["x-seen-version"], "HTTP/2.0");
+    // The backend answers `application/grpc`: the page gets its gRPC-Web form.
+    assert_eq!(reply.headers["content-type"], "application/grpc-web");
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.test"
+    );
+    // (The test's reply holds text: the 0x80 flag is compared as the text it reads as; the
+    // text call below checks every byte.)
+    assert_eq!(reply.body, String::from_utf8_lossy(&expected));
+
+    // Text: base64 both ways, each message of the answer encoded on its own.
+    let reply = send(
+        &client(),
+        call_web(
+            "application/grpc-web-text",
+            "https://app.test",
+            Bytes::from(b64.encode(frame(b"hi"))),
+        ),
+    )
+    .await;
+    assert_eq!(reply.headers["x-seen-content-type"], "application/grpc");
+    assert_eq!(reply.headers["content-type"], "application/grpc-web-text");
+    let decoded: Vec<u8> = reply
+        .body
+        .as_bytes()
+        .chunks(4)
+        .flat_map(|group| b64.decode(group).unwrap())
+        .collect();
+    assert_eq!(decoded, expected);
+
+    // A page from another origin is refused, call and preflight alike.
+    let refused = send(
+        &client(),
+        call_web(
+            "application/grpc-web+proto",
+            "https://evil.test",
+            frame(b"hi"),
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let preflight = |origin: &str| {
+        Request::options(format!("http://{}/echo.Echo/Say", fjord.web))
+            .header("host", "web.test")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-grpc-web")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let ok = send(&client(), preflight("https://app.test")).await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.headers["access-control-allow-origin"],
+        "https://app.test"
+    );
+    assert_eq!(
+        ok.headers["access-control-allow-headers"],
+        "content-type,x-grpc-web"
+    );
+    assert_eq!(
+        send(&client(), preflight("https://evil.test")).await.status,
+        403
     );
 }

@@ -28,7 +28,6 @@ const REFUSED: &[(&str, &str)] = &[
         "IngressRoute apps/test-name-2",
         "a mirroring or highestRandomWeight is honoured as a route's only service, not inside a weighted split",
     ),
-    ("Middleware default/test-grpcweb", "unknown field `grpcWeb`"),
     (
         "Middleware default/test-ratelimit",
         "Redis Cluster and Sentinel are not supported",

@@ -8,6 +8,7 @@ mod client_cert;
 pub mod compress;
 mod digest;
 pub mod forward_auth;
+mod grpc_web;
 pub mod headers;
 pub mod rate_limit;
 mod uri;
@@ -151,6 +152,8 @@ pub struct Pass<'c> {
     origin: Option<HeaderValue>,
     /// Compression to apply, and whether the request was a HEAD.
     compression: Option<(&'c CompressSpec, Encoding, bool)>,
+    /// A gRPC-Web call's answer is written back as gRPC-Web.
+    grpc_web: Option<grpc_web::Mode>,
     /// Cookies forward auths set on the response, each with the names it replaces.
     auth_cookies: Vec<(&'c [String], Vec<HeaderValue>)>,
 }
@@ -215,6 +218,7 @@ impl Chain {
             held: Vec::new(),
             origin: None,
             compression: None,
+            grpc_web: None,
             auth_cookies: Vec::new(),
         };
         if self.0.is_empty() {
@@ -305,6 +309,9 @@ impl Chain {
         }
         for (names, cookies) in pass.auth_cookies {
             set_cookies(response.headers_mut(), names, cookies);
+        }
+        if let Some(mode) = pass.grpc_web {
+            response = grpc_web::on_response(mode, pass.origin.as_ref(), response);
         }
         drop(pass.held);
         match pass.compression {
@@ -613,6 +620,10 @@ impl Middleware {
                 }
                 drop(breaker_state);
                 pass.held.push(Held::Watch(breaker, now));
+            }
+            Kind::GrpcWeb(spec) => {
+                let mode = grpc_web::on_request(spec, &self.name, req)?;
+                pass.grpc_web = pass.grpc_web.or(mode);
             }
             Kind::PassTlsClientCert(spec) => {
                 client_cert::pass(spec, ctx.certificates, req.headers_mut());

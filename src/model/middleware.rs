@@ -127,6 +127,24 @@ pub enum Kind<
     /// `circuitBreaker`: requests answered by fjord while what comes back says the service
     /// is failing.
     CircuitBreaker(C),
+    /// `grpcWeb`: gRPC-Web calls to gRPC and their answers back.
+    GrpcWeb(Box<GrpcWebSpec>),
+}
+
+/// Where `grpcWeb` takes calls from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GrpcWebSpec {
+    /// Origins allowed (`*`: any); a call or preflight from another is refused (403).
+    pub allow_origins: Vec<String>,
+}
+
+impl GrpcWebSpec {
+    /// Whether a page from `origin` may call.
+    pub fn allows(&self, origin: &HeaderValue) -> bool {
+        self.allow_origins
+            .iter()
+            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+    }
 }
 
 /// What `passTLSClientCert` passes of a client's certificates.
@@ -269,6 +287,7 @@ impl Kind {
             },
             Kind::QueryParameters(q) => Kind::QueryParameters(q.clone()),
             Kind::PassTlsClientCert(p) => Kind::PassTlsClientCert(p.clone()),
+            Kind::GrpcWeb(g) => Kind::GrpcWeb(g.clone()),
         }
     }
 }

@@ -17,8 +17,9 @@ use crate::htdigest;
 use crate::htpasswd;
 use crate::model::middleware::{
     CertInfo, ClientTls, CompressSpec, Cors, Distribution, DnInfo, ErrorPages, ForwardAuthSpec,
-    HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware, OnError, PassTlsClientCert,
-    QueryParameters, RateLimitSpec, Redacted, RedisSpec, Retry, Source, media_type,
+    GrpcWebSpec, HeadersSpec, InFlightSpec, IpStrategy, Kind, Middleware, OnError,
+    PassTlsClientCert, QueryParameters, RateLimitSpec, Redacted, RedisSpec, Retry, Source,
+    media_type,
 };
 use crate::provider::Store;
 
@@ -247,6 +248,7 @@ fn compile(
         ("passTLSClientCert", spec.pass_tls_client_cert.is_some()),
         ("circuitBreaker", spec.circuit_breaker.is_some()),
         ("contentType", spec.content_type.is_some()),
+        ("grpcWeb", spec.grpc_web.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -477,6 +479,10 @@ fn compile(
         }
     } else if let Some(q) = &spec.query_parameters {
         Kind::QueryParameters(Box::new(query_parameters(q)?))
+    } else if let Some(g) = &spec.grpc_web {
+        Kind::GrpcWeb(Box::new(GrpcWebSpec {
+            allow_origins: g.allow_origins.clone(),
+        }))
     } else if spec.content_type.is_some() {
         // Warned of in `deprecated`: nothing to run.
         return Ok(Compiled::Nothing);

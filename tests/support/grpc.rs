@@ -1,7 +1,7 @@
 //! A gRPC backend speaking HTTP/2 only, with prior knowledge (h2c) or over TLS (ALPN `h2`):
 //! it answers every call with one message, `NAME: ` and the request's message, and the
 //! trailers `grpc-status: 0`; headers say what it received (`x-backend`, `x-seen-version`,
-//! `x-seen-te`, `x-seen-authority`). A client for the calls is here too.
+//! `x-seen-te`, `x-seen-authority`, `x-seen-content-type`). A client for the calls is here too.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -97,6 +97,7 @@ pub(crate) fn unframe(mut body: Bytes) -> Bytes {
 async fn answer(name: &'static str, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let version = format!("{:?}", req.version());
     let te = header(req.headers(), "te");
+    let content_type = header(req.headers(), "content-type");
     let authority = req
         .uri()
         .authority()
@@ -123,6 +124,7 @@ async fn answer(name: &'static str, req: Request<Incoming>) -> Result<Reply, Inf
         .header("x-backend", name)
         .header("x-seen-version", version)
         .header("x-seen-te", te)
+        .header("x-seen-content-type", content_type)
         .header("x-seen-authority", authority)
         .body(StreamBody::new(futures_util::stream::iter(frames)))
         .unwrap())
