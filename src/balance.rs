@@ -244,17 +244,17 @@ impl EndpointSet {
     /// endpoint in (0, 1)). The same client gets the same endpoint on every replica, and when
     /// an endpoint goes, only its clients move.
     pub fn rendezvous(&self, client: IpAddr, now: u64) -> Option<usize> {
-        let client = client.to_canonical().to_string();
+        // One form for both families, with no allocation: IPv4 as IPv4-mapped IPv6.
+        let client = match client {
+            IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
+            IpAddr::V6(ip) => ip.octets(),
+        };
         let mut best: Option<(usize, f64)> = None;
         for (i, e) in self.endpoints.iter().enumerate() {
             if !e.health.is_up(now) {
                 continue;
             }
-            let hash = mix(fnv1a(&[
-                client.as_bytes(),
-                b"|",
-                e.authority.as_str().as_bytes(),
-            ]));
+            let hash = mix(fnv1a(&[&client, b"|", e.authority.as_str().as_bytes()]));
             // The top 53 bits, as a float in (0, 1).
             let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             let score = f64::from(e.weight) / -u.ln();

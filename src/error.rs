@@ -142,27 +142,28 @@ impl ProxyError {
     /// The response a client gets for this error.
     pub fn response(&self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let text: &'static str = match status {
-            StatusCode::BAD_REQUEST => "400 bad request\n",
-            StatusCode::NOT_FOUND => "404 page not found\n",
-            StatusCode::MISDIRECTED_REQUEST => "421 misdirected request\n",
-            StatusCode::SERVICE_UNAVAILABLE => "503 no available server\n",
-            StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
-            StatusCode::PAYLOAD_TOO_LARGE => "413 request entity too large\n",
-            StatusCode::REQUEST_TIMEOUT => "408 request timeout\n",
-            StatusCode::TOO_MANY_REQUESTS => "429 too many requests\n",
-            StatusCode::UNAUTHORIZED => "401 unauthorized\n",
-            StatusCode::FORBIDDEN => "403 forbidden\n",
-            StatusCode::INTERNAL_SERVER_ERROR => "500 internal server error\n",
-            StatusCode::BAD_GATEWAY => "502 bad gateway\n",
+        let text: Option<&'static str> = match status {
+            StatusCode::BAD_REQUEST => Some("400 bad request\n"),
+            StatusCode::NOT_FOUND => Some("404 page not found\n"),
+            StatusCode::MISDIRECTED_REQUEST => Some("421 misdirected request\n"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("503 no available server\n"),
+            StatusCode::GATEWAY_TIMEOUT => Some("504 gateway timeout\n"),
+            StatusCode::PAYLOAD_TOO_LARGE => Some("413 request entity too large\n"),
+            StatusCode::REQUEST_TIMEOUT => Some("408 request timeout\n"),
+            StatusCode::TOO_MANY_REQUESTS => Some("429 too many requests\n"),
+            StatusCode::UNAUTHORIZED => Some("401 unauthorized\n"),
+            StatusCode::FORBIDDEN => Some("403 forbidden\n"),
+            StatusCode::INTERNAL_SERVER_ERROR => Some("500 internal server error\n"),
+            StatusCode::BAD_GATEWAY => Some("502 bad gateway\n"),
             // A circuit breaker's own status.
-            _ => "",
+            _ => None,
         };
-        let text = if text.is_empty() {
-            let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
-            Bytes::from(format!("{} {reason}\n", status.as_u16()))
-        } else {
-            Bytes::from_static(text.as_bytes())
+        let text = match text {
+            Some(text) => Bytes::from_static(text.as_bytes()),
+            None => {
+                let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+                Bytes::from(format!("{} {reason}\n", status.as_u16()))
+            }
         };
         let mut response = body::text(status, text);
         let headers = response.headers_mut();

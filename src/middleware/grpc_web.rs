@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 
 use crate::body::{self, Encoded, ResponseBody};
 use crate::error::ProxyError;
@@ -217,10 +217,6 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
