@@ -36,25 +36,20 @@ fn build(c: &mut Criterion) {
     let options = Options::from_config(&fjord::config::StaticConfig::default());
     let translation = translate(&store, &options, &LastGood::default());
     assert_eq!(translation.config.routes.len(), 10_000);
+    let config = std::sync::Arc::new(translation.config.clone());
     let mut group = c.benchmark_group("10k routes");
     group.sample_size(10);
     group.bench_function("translate", |b| {
         b.iter(|| translate(black_box(&store), &options, &LastGood::default()));
     });
     group.bench_function("snapshot build", |b| {
-        b.iter(|| {
-            Snapshot::build(
-                black_box(&translation.config),
-                None,
-                snapshot::Options::default(),
-            )
-        });
+        b.iter(|| Snapshot::build(black_box(&config), None, snapshot::Options::default()));
     });
-    let previous = Snapshot::build(&translation.config, None, snapshot::Options::default());
+    let previous = Snapshot::build(&config, None, snapshot::Options::default());
     group.bench_function("snapshot rebuild (backends kept)", |b| {
         b.iter(|| {
             Snapshot::build(
-                black_box(&translation.config),
+                black_box(&config),
                 Some(&previous),
                 snapshot::Options::default(),
             )
@@ -66,7 +61,11 @@ fn build(c: &mut Criterion) {
         b.iter(|| {
             let mut config = translation.config.clone();
             refresh_endpoints(black_box(&store), &mut config);
-            Snapshot::build(&config, Some(&previous), snapshot::Options::default())
+            Snapshot::build(
+                &std::sync::Arc::new(config),
+                Some(&previous),
+                snapshot::Options::default(),
+            )
         });
     });
     group.finish();

@@ -43,6 +43,21 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Its weight among its set's endpoints.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Whether it is tried at [`crate::clock::now`] `now`: not backing off after failures.
+    pub fn is_up(&self, now: u64) -> bool {
+        self.health.is_up(now)
+    }
+
+    /// Failed connects in a row.
+    pub fn failures(&self) -> u32 {
+        self.health.failures.load(Ordering::Relaxed)
+    }
+
     /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
     fn failed(&self, now: u64) {
         let failures = self.health.failures.fetch_add(1, Ordering::Relaxed).min(16);

@@ -16,6 +16,7 @@ pub struct StaticConfig {
     /// Where fjord accepts traffic; default `web` on `:8080`.
     pub entry_points: BTreeMap<String, EntryPoint>,
     pub admin: Admin,
+    pub api: Api,
     pub servers_transport: ServersTransport,
     pub providers: Providers,
     pub log: Log,
@@ -44,6 +45,7 @@ impl Default for StaticConfig {
             ]
             .into(),
             admin: Admin::default(),
+            api: Api::default(),
             servers_transport: ServersTransport::default(),
             providers: Providers::default(),
             log: Log::default(),
@@ -224,6 +226,13 @@ pub enum Address {
     Socket(SocketAddr),
 }
 
+impl Address {
+    /// Whether only this machine can connect to it.
+    pub fn is_loopback(&self) -> bool {
+        matches!(self, Self::Socket(a) if a.ip().is_loopback())
+    }
+}
+
 /// Which clients' `X-Forwarded-*` headers are believed.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -335,6 +344,21 @@ impl Default for Admin {
             address: Address::Socket(SocketAddr::from(([127, 0, 0, 1], 9180))),
         }
     }
+}
+
+/// The read-only API and the dashboard, as Traefik's `api` section: off by default, since
+/// they show every route and backend address; on, they never show a secret.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Api {
+    /// Serves them: to IngressRoutes as `api@internal` (or `dashboard@internal`), on the admin
+    /// server when its address is a loopback one, and on `address` when set.
+    pub dashboard: bool,
+    /// Serves them on the admin server whatever its address (the pod network, in `deploy/`).
+    pub insecure: bool,
+    /// A listener of their own, such as `127.0.0.1:9181` for `kubectl port-forward`.
+    #[serde(default, deserialize_with = "optional_address")]
+    pub address: Option<Address>,
 }
 
 /// How fjord talks to backends.
@@ -551,6 +575,10 @@ fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
     s.parse().map(Address::Socket).map_err(|_| {
         serde::de::Error::custom(format!("address {s:?} is not \":PORT\" or \"IP:PORT\""))
     })
+}
+
+fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
+    address(d).map(Some)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -460,6 +460,19 @@ impl Series {
         }
     }
 
+    /// Requests counted so far, and how many of them were answered with a 5xx: read by the
+    /// dashboard, which makes rates of them.
+    pub fn totals(&self) -> (u64, u64) {
+        self.seen
+            .load()
+            .iter()
+            .fold((0, 0), |(all, failed), (key, h)| {
+                let n = h.requests.get();
+                // The key's status code is its bits above the eighth (`Outcome::key`).
+                (all + n, if key >> 8 >= 500 { failed + n } else { failed })
+            })
+    }
+
     /// The handles for `outcome`, resolved on first use.
     pub fn get(&self, outcome: Outcome) -> Arc<Handles> {
         let key = outcome.key();

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::{self, Challenges};
+use crate::admin;
 use crate::cluster::{self, status::Seen};
 use crate::config::StaticConfig;
 use crate::diagnostics::Diagnostic;
@@ -49,12 +50,6 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
     let live = Arc::new(Live::default());
     let challenges = Arc::new(Challenges::default());
     let worker_count = workers::count();
-    let proxy = Arc::new(Proxy::new(
-        Arc::clone(&live),
-        Upstream::new(&config.servers_transport, worker_count),
-        Arc::clone(&challenges),
-        crate::access_log::AccessLog::start(&config.access_log),
-    ));
     // In a cluster, the client comes first: ACME keeps its state in the API server.
     let cluster = match &source {
         Source::Kubernetes(scope, options) => Some(acme::Cluster {
@@ -68,6 +63,21 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         &config,
         Arc::clone(&challenges),
         cluster.as_ref(),
+    ));
+    let shared = admin::Shared {
+        live: Arc::clone(&live),
+        acme: Arc::clone(&acme),
+        replica: replica(&source).into(),
+    };
+    let proxy = Arc::new(Proxy::new(
+        Arc::clone(&live),
+        Upstream::new(&config.servers_transport, worker_count),
+        Arc::clone(&challenges),
+        crate::access_log::AccessLog::start(&config.access_log),
+        config
+            .api
+            .dashboard
+            .then(|| admin::Internal::new(shared.clone())),
     ));
     let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
         let default = tls::default_certificate(&config.tls)?;
@@ -136,20 +146,42 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             l,
         ));
     }
-    let admin = listener::bind(config.admin.address)
+    let api_listener = match (config.api.dashboard, config.api.address) {
+        (true, Some(address)) => {
+            let l = listener::bind(address)
+                .await
+                .with_context(|| format!("api.address: cannot listen on {address:?}"))?;
+            tracing::info!(entrypoint = "api", address = %l.local_addr()?, "listening");
+            Some(l)
+        }
+        _ => None,
+    };
+    // Bound last: once it listens, every other listener does.
+    let admin_listener = listener::bind(config.admin.address)
         .await
         .with_context(|| format!("admin: cannot listen on {:?}", config.admin.address))?;
-    tracing::info!(entrypoint = "admin", address = %admin.local_addr()?, "listening");
+    tracing::info!(entrypoint = "admin", address = %admin_listener.local_addr()?, "listening");
 
     let draining = Draining::default();
     let stopped = CancellationToken::new();
-    tokio::spawn(crate::admin::serve(
-        admin.into_std()?,
-        Arc::clone(&live),
-        Arc::clone(&acme),
-        draining.token().clone(),
+    let mut admin_router = admin::probes(shared.clone(), draining.token().clone());
+    // The API shows every route and backend: on the admin port only where that port is this
+    // machine's alone, or where the operator says so.
+    if config.api.dashboard && (config.admin.address.is_loopback() || config.api.insecure) {
+        admin_router = admin_router.merge(admin::api(shared.clone()));
+    }
+    tokio::spawn(admin::serve(
+        admin_listener.into_std()?,
+        admin::layered(admin_router),
         stopped.clone(),
     ));
+    if let Some(l) = api_listener {
+        tokio::spawn(admin::serve(
+            l.into_std()?,
+            admin::layered(admin::api(shared)),
+            stopped.clone(),
+        ));
+    }
 
     let options = translate::Options::from_config(&config);
     let build = snapshot::Options {
@@ -303,7 +335,7 @@ struct Apply {
     /// In `--kubernetes` mode: Ingress status and Events.
     cluster: Option<cluster::Feedback>,
     /// The config in force, for the endpoints-only path.
-    config: Option<translate::Config>,
+    config: Option<Arc<translate::Config>>,
 }
 
 impl Apply {
@@ -312,7 +344,7 @@ impl Apply {
         if loaded.endpoints_only
             && let Some(config) = &mut self.config
         {
-            translate::refresh_endpoints(&loaded.store, config);
+            translate::refresh_endpoints(&loaded.store, Arc::make_mut(config));
             let snapshot = Snapshot::build(config, Some(&self.live.load()), self.build);
             self.live.store(snapshot);
             METRICS.config_reloads.with_label_values(&["success"]).inc();
@@ -381,13 +413,12 @@ impl Apply {
                     .set(cert.not_after as f64);
             }
         }
-        let snapshot = Snapshot::build(&translation.config, Some(&self.live.load()), self.build);
+        let config = Arc::new(std::mem::take(&mut translation.config));
+        let snapshot = Snapshot::build(&config, Some(&self.live.load()), self.build)
+            .with_diagnostics(diagnostics.iter().cloned().collect());
         let routes = snapshot.routes();
         self.live.store(snapshot);
-        self.acme.apply(
-            &translation.config.acme,
-            &translation.config.acme_requested_by,
-        );
+        self.acme.apply(&config.acme, &config.acme_requested_by);
         tracing::info!(
             objects = store.len(),
             routes,
@@ -398,7 +429,19 @@ impl Apply {
         );
         *reported = diagnostics;
         self.last_good = std::mem::take(&mut self.last_good).next(store, &translation);
-        self.config = Some(translation.config);
+        self.config = Some(config);
+    }
+}
+
+/// This replica's name, for the API: the pod's in a cluster, the machine's otherwise.
+fn replica(source: &Source) -> String {
+    match source {
+        Source::Kubernetes(_, options) => options.identity.clone(),
+        Source::Manifests(_) => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "standalone".into()),
     }
 }
 

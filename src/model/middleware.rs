@@ -210,6 +210,38 @@ pub struct QueryParameters {
 }
 
 impl Kind {
+    /// Its type as the Middleware CRD names it (`rateLimit`, `basicAuth`…); ingress-nginx's
+    /// deny list, which has no CRD field, as `ipDenyList`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::RateLimit(_) => "rateLimit",
+            Kind::InFlight(_) => "inFlightReq",
+            Kind::Headers(_) => "headers",
+            Kind::RedirectScheme { .. } => "redirectScheme",
+            Kind::RedirectRegex { .. } => "redirectRegex",
+            Kind::StripPrefix(_) => "stripPrefix",
+            Kind::StripPrefixRegex(_) => "stripPrefixRegex",
+            Kind::AddPrefix(_) => "addPrefix",
+            Kind::ReplacePath(_) => "replacePath",
+            Kind::ReplacePathRegex(..) => "replacePathRegex",
+            Kind::BasicAuth { .. } => "basicAuth",
+            Kind::DigestAuth { .. } => "digestAuth",
+            Kind::ForwardAuth(_) => "forwardAuth",
+            Kind::IpDenyList { .. } => "ipDenyList",
+            Kind::IpAllowList { .. } => "ipAllowList",
+            Kind::Buffering(_) => "buffering",
+            Kind::Retry(_) => "retry",
+            Kind::Errors(_) => "errors",
+            Kind::Compress(_) => "compress",
+            Kind::EncodedCharacters(_) => "encodedCharacters",
+            Kind::RedirectTrailingSlash { .. } => "redirectTrailingSlash",
+            Kind::QueryParameters(_) => "queryParameters",
+            Kind::PassTlsClientCert(_) => "passTLSClientCert",
+            Kind::CircuitBreaker(_) => "circuitBreaker",
+            Kind::GrpcWeb(_) => "grpcWeb",
+        }
+    }
+
     /// The same middleware with its state: `rate`, `flight`, `auth` and `breaker` make it
     /// from the settings.
     pub fn with_state<R, F, A, C>(

@@ -108,6 +108,8 @@ pub struct RuleRoute {
 pub struct Target {
     /// The object the route came from, as `namespace/name`.
     pub source: String,
+    /// Its kind: `Ingress` or `IngressRoute`.
+    pub kind: &'static str,
     /// The backend requests go to.
     pub backend: BackendId,
     /// Middlewares run in order on the request, in reverse on the response.
@@ -295,8 +297,32 @@ pub struct BackendId {
     pub cluster_ip: bool,
 }
 
+impl BackendId {
+    /// fjord's own API and dashboard (`api@internal`, `dashboard@internal`): served by the
+    /// process, not by endpoints. No Service has an empty namespace, so it names no other.
+    pub fn internal() -> Self {
+        Self {
+            namespace: String::new(),
+            service: ServiceRef {
+                name: "api@internal".into(),
+                port: PortRef::Number(0),
+            },
+            scheme: None,
+            cluster_ip: false,
+        }
+    }
+
+    /// Whether this is [`BackendId::internal`].
+    pub fn is_internal(&self) -> bool {
+        self.namespace.is_empty()
+    }
+}
+
 impl fmt::Display for BackendId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_internal() {
+            return f.write_str(&self.service.name);
+        }
         write!(f, "{}/{}:", self.namespace, self.service.name)?;
         match &self.service.port {
             PortRef::Number(n) => write!(f, "{n}")?,
@@ -313,7 +339,7 @@ impl fmt::Display for BackendId {
 }
 
 /// A backend's endpoints; when there are none, why.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct BackendSpec {
     /// The ready endpoints; empty when none is.
     pub endpoints: Vec<EndpointSpec>,

@@ -9,13 +9,15 @@ mod exchange;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
-use http_body_util::Either;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::access_log::{AccessLog, Record};
 use crate::acme::Challenges;
+use crate::admin::Internal;
 use crate::body;
 use crate::counted::{Sent, Writes};
 use crate::error::ProxyError;
@@ -41,6 +43,8 @@ pub(crate) struct Proxy {
     upstream: Upstream,
     acme: Arc<Challenges>,
     access_log: Option<AccessLog>,
+    /// The API and dashboard, for routes to `api@internal`, when `api.dashboard` is on.
+    internal: Option<Internal>,
 }
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -81,12 +85,14 @@ impl Proxy {
         upstream: Upstream,
         acme: Arc<Challenges>,
         access_log: Option<AccessLog>,
+        internal: Option<Internal>,
     ) -> Self {
         Self {
             live,
             upstream,
             acme,
             access_log,
+            internal,
         }
     }
 
@@ -229,6 +235,11 @@ impl Proxy {
                     Err(stop) => return stopped(stop),
                 }
             };
+            if target.internal {
+                // Boxed: rare, and its state would otherwise widen every request's future.
+                let response = Box::pin(self.answer_internal(req)).await;
+                return Ok(chain.on_response(pass, body::own(response)));
+            }
             let leg = exchange::Leg {
                 upstream: &self.upstream,
                 target: &target,
@@ -260,6 +271,15 @@ impl Proxy {
             } else {
                 chain.on_response(pass, response)
             })
+        }
+    }
+
+    /// fjord's own API and dashboard, for a route to `api@internal`.
+    async fn answer_internal(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match &self.internal {
+            Some(internal) => internal.answer(req).await,
+            // Translation refuses such a route when the API is off; stay total anyway.
+            None => body::empty(http::StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 
@@ -354,7 +374,7 @@ fn servable(target: &Target) -> Result<(), ProxyError> {
         });
     }
     let backend = &target.backend;
-    if backend.endpoints.is_empty() {
+    if backend.endpoints.is_empty() && !target.internal {
         return Err(ProxyError::NoEndpoint {
             backend: backend.name.clone(),
             why: backend.unavailable.clone().unwrap_or_default(),

@@ -56,6 +56,63 @@ pub enum Matcher {
     ClientIp(IpNet),
 }
 
+/// The rule written back in the rule language, for people reading what is served (the API):
+/// `&&` binds tighter than `||`, so only an `||` under an `&&` or a `!` needs parentheses.
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let grouped = |r: &Rule, f: &mut std::fmt::Formatter<'_>| match r {
+            Rule::Or(..) | Rule::And(..) => write!(f, "({r})"),
+            _ => write!(f, "{r}"),
+        };
+        match self {
+            Rule::And(a, b) => {
+                for (i, r) in [a, b].into_iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" && ")?;
+                    }
+                    match **r {
+                        Rule::Or(..) => write!(f, "({r})")?,
+                        _ => write!(f, "{r}")?,
+                    }
+                }
+                Ok(())
+            }
+            Rule::Or(a, b) => write!(f, "{a} || {b}"),
+            Rule::Not(r) => {
+                f.write_str("!")?;
+                grouped(r, f)
+            }
+            Rule::Matcher(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Matcher::Host(hosts) => {
+                f.write_str("Host(")?;
+                for (i, h) in hosts.iter().enumerate() {
+                    let sep = if i > 0 { ", " } else { "" };
+                    write!(f, "{sep}`{h}`")?;
+                }
+                f.write_str(")")
+            }
+            Matcher::HostRegexp(re) => write!(f, "HostRegexp(`{re}`)"),
+            Matcher::Path(p) => write!(f, "Path(`{p}`)"),
+            Matcher::PathPrefix(p) => write!(f, "PathPrefix(`{p}`)"),
+            Matcher::PathRegexp(re) => write!(f, "PathRegexp(`{re}`)"),
+            Matcher::Method(m) => write!(f, "Method(`{m}`)"),
+            Matcher::Header(n, v) => write!(f, "Header(`{n}`, `{v}`)"),
+            Matcher::HeaderRegexp(n, re) => write!(f, "HeaderRegexp(`{n}`, `{re}`)"),
+            Matcher::Query(n, Some(v)) => write!(f, "Query(`{n}`, `{v}`)"),
+            Matcher::Query(n, None) => write!(f, "Query(`{n}`)"),
+            Matcher::QueryRegexp(n, re) => write!(f, "QueryRegexp(`{n}`, `{re}`)"),
+            Matcher::ClientIp(net) => write!(f, "ClientIP(`{net}`)"),
+        }
+    }
+}
+
 /// What a rule looks at in a request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
@@ -241,6 +298,20 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_is_written_back_as_it_parses() {
+        for rule in [
+            "Host(`a.test`, `b.test`) && (PathPrefix(`/api`) || Path(`/x`))",
+            "!(Method(`POST`) || Header(`x-env`, `canary`)) && ClientIP(`10.0.0.0/8`)",
+            "Query(`debug`) || Query(`v`, `2`) || QueryRegexp(`id`, `^[0-9]+$`)",
+            "HeaderRegexp(`x-id`, `^a`) && !PathRegexp(`^/private`)",
+        ] {
+            let written = parse(rule).unwrap().to_string();
+            assert_eq!(written, rule);
+            assert_eq!(parse(&written).unwrap().to_string(), written);
+        }
+    }
 
     fn view<'a>(
         headers: &'a HeaderMap,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::balance::EndpointSet;
+use crate::diagnostics::Diagnostic;
 use crate::metrics::{METRICS, Series};
 use crate::middleware::{self, Chain, Middleware};
 use crate::model::{self, BackendId, BackendSpec, Config, HostHeader, StickyCookie};
@@ -60,6 +61,8 @@ pub struct Target {
     pub timeouts: model::Timeouts,
     /// Whether its requests are logged and counted.
     pub observed: model::Observed,
+    /// fjord's own API and dashboard answer its requests, not a backend.
+    pub internal: bool,
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -72,6 +75,10 @@ pub struct Options {
 /// An immutable, compiled config.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// What it was compiled from, and what was said about the objects: for the API, which
+    /// shows what is served from the snapshot that serves it.
+    config: Arc<Config>,
+    diagnostics: Arc<[Diagnostic]>,
     router: Router<Arc<Target>>,
     backends: HashMap<BackendId, Arc<Backend>>,
     /// By name, so a reload can keep one whose spec did not change (and its state).
@@ -93,7 +100,7 @@ impl Snapshot {
     /// Compiles `config`. Backends whose endpoints did not change are taken from `previous`
     /// as they are, so their round-robin position and endpoint health carry over; the
     /// connection pool is keyed by endpoint address and carries over on its own.
-    pub fn build(config: &Config, previous: Option<&Snapshot>, options: Options) -> Self {
+    pub fn build(config: &Arc<Config>, previous: Option<&Snapshot>, options: Options) -> Self {
         let backends: HashMap<BackendId, Arc<Backend>> = config
             .backends
             .iter()
@@ -163,6 +170,7 @@ impl Snapshot {
                 mirror_body: t.mirror_body,
                 timeouts: t.timeouts,
                 observed: t.observed,
+                internal: t.backend.is_internal(),
                 errors,
             })
         };
@@ -177,6 +185,11 @@ impl Snapshot {
         let router =
             Router::new(routes, config.default_backend.as_ref().map(&target)).with_rules(rules);
         Self {
+            config: Arc::clone(config),
+            diagnostics: previous.map_or_else(
+                || Arc::new([]) as Arc<[Diagnostic]>,
+                |p| Arc::clone(&p.diagnostics),
+            ),
             router,
             middlewares,
             backends,
@@ -211,6 +224,29 @@ impl Snapshot {
                 .collect(),
             default_tls_policy: config.default_tls_policy.clone(),
         }
+    }
+
+    /// The snapshot with `diagnostics`, what translation said of the objects it came from
+    /// (otherwise it keeps its predecessor's: an endpoints-only change says nothing new).
+    #[must_use]
+    pub fn with_diagnostics(mut self, diagnostics: Arc<[Diagnostic]>) -> Self {
+        self.diagnostics = diagnostics;
+        self
+    }
+
+    /// The config it was compiled from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What translation said of the objects, errors first.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// The running backend `id`, with its endpoints' health and its request series.
+    pub fn backend(&self, id: &BackendId) -> Option<&Arc<Backend>> {
+        self.backends.get(id)
     }
 
     /// Whether some host is served with a TLSOption of its own (or a default one).
@@ -320,7 +356,7 @@ impl Default for Live {
     fn default() -> Self {
         Self {
             current: ArcSwap::from_pointee(Snapshot::build(
-                &Config::default(),
+                &Arc::default(),
                 None,
                 Options::default(),
             )),
@@ -383,6 +419,7 @@ mod tests {
                 path: PathMatch::Prefix(String::new()),
                 target: model::Target {
                     source: "default/web".into(),
+                    kind: "Ingress",
                     backend: id.clone(),
                     middlewares: Vec::new(),
                     broken: None,
@@ -407,10 +444,10 @@ mod tests {
 
     #[test]
     fn unchanged_backends_are_kept_across_a_rebuild() {
-        let a = Snapshot::build(&config(&[1, 2]), None, Options::default());
-        let b = Snapshot::build(&config(&[1, 2]), Some(&a), Options::default());
+        let a = Snapshot::build(&Arc::new(config(&[1, 2])), None, Options::default());
+        let b = Snapshot::build(&Arc::new(config(&[1, 2])), Some(&a), Options::default());
         assert!(Arc::ptr_eq(&backend_of(&a), &backend_of(&b)));
-        let c = Snapshot::build(&config(&[1, 3]), Some(&b), Options::default());
+        let c = Snapshot::build(&Arc::new(config(&[1, 3])), Some(&b), Options::default());
         assert!(!Arc::ptr_eq(&backend_of(&b), &backend_of(&c)));
     }
 }

@@ -387,6 +387,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             );
             Target {
                 source: source.clone(),
+                kind: "Ingress",
                 backend,
                 middlewares: chain.clone(),
                 broken: broken.clone(),

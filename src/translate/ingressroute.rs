@@ -56,6 +56,8 @@ pub(super) struct RuleRoute {
     pub http2: bool,
     /// `observability`: whether its requests are logged and counted.
     pub observed: model::Observed,
+    /// Its service is fjord's own API and dashboard (`api@internal`, `dashboard@internal`).
+    pub internal: bool,
 }
 
 pub(super) fn routes(
@@ -100,6 +102,7 @@ pub(super) fn routes(
         }
         let mut services = Vec::new();
         let mut traefik_services = Vec::new();
+        let mut internal_service = false;
         let mut sticky = None;
         let pass_host: Vec<bool> = r
             .services
@@ -171,6 +174,13 @@ pub(super) fn routes(
             }
             match s.kind.as_deref() {
                 None | Some("Service") => {}
+                Some("TraefikService") if s.name.ends_with("@internal") => {
+                    match internal(&s.name, r.services.len(), &sfield) {
+                        Ok(()) => internal_service = true,
+                        Err(e) => errors.push(e),
+                    }
+                    continue;
+                }
                 Some("TraefikService") => {
                     traefik_services.push((svc_ns, s.name.clone(), s.weight.unwrap_or(1)));
                     continue;
@@ -207,6 +217,7 @@ pub(super) fn routes(
                 cluster_ip: native.first() == Some(&true),
                 http2: scheme.0 == Some("h2c"),
                 observed: observed(r.observability.as_ref()),
+                internal: internal_service,
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -267,6 +278,20 @@ pub(super) fn routes(
     } else {
         Err(errors)
     }
+}
+
+/// Checks a route's internal service `name`, one of its `services` at `field`: fjord has
+/// the API and dashboard (Traefik's `api@internal`, named `dashboard@internal` too), alone.
+fn internal(name: &str, services: usize, field: &str) -> Result<(), String> {
+    if !matches!(name, "api@internal" | "dashboard@internal") {
+        return Err(format!(
+            "{field}.name {name:?}: fjord's internal services are api@internal and dashboard@internal"
+        ));
+    }
+    if services > 1 {
+        return Err(format!("{field}: {name} must be the route's only service"));
+    }
+    Ok(())
 }
 
 /// What a route's ServersTransport gives it.
@@ -721,18 +746,34 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     (None, model::Timeouts::default())
                 }
             };
-            let backend = backend_for(
-                &cx.resolver,
-                services,
-                Reach {
-                    tls: tls.as_ref(),
-                    cluster_ip: r.cluster_ip,
-                    http2: r.http2,
-                },
-                &|| format!("{}.services", r.field),
-                &subject,
-                &mut cx.out,
-            );
+            let backend = if r.internal {
+                if !cx.options.api {
+                    let why =
+                        "api@internal is off: the static configuration's api.dashboard is false"
+                            .to_owned();
+                    cx.out.diagnostics.push(Diagnostic::error(
+                        &subject,
+                        format!("{}.services: {why}; the route answers 503", r.field),
+                    ));
+                    broken = broken.or(Some(why));
+                }
+                let id = model::BackendId::internal();
+                cx.out.config.backends.entry(id.clone()).or_default();
+                id
+            } else {
+                backend_for(
+                    &cx.resolver,
+                    services,
+                    Reach {
+                        tls: tls.as_ref(),
+                        cluster_ip: r.cluster_ip,
+                        http2: r.http2,
+                    },
+                    &|| format!("{}.services", r.field),
+                    &subject,
+                    &mut cx.out,
+                )
+            };
             let mirrors = expanded
                 .mirrors
                 .iter()
@@ -754,6 +795,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 entry_points: parsed.entry_points.clone(),
                 target: Target {
                     source: format!("{ns}/{name}"),
+                    kind: "IngressRoute",
                     backend,
                     middlewares: chain,
                     broken,

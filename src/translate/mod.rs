@@ -38,6 +38,8 @@ pub struct Options {
     pub allow_cross_namespace: bool,
     /// The configured entry points, which an IngressRoute's `entryPoints` must name.
     pub entry_points: BTreeSet<String>,
+    /// Whether the API and dashboard are on, so that routes may name `api@internal`.
+    pub api: bool,
 }
 
 impl Options {
@@ -53,6 +55,7 @@ impl Options {
             resolvers: config.certificates_resolvers.keys().cloned().collect(),
             allow_cross_namespace: config.providers.kubernetes_crd.allow_cross_namespace,
             entry_points: config.entry_points.keys().cloned().collect(),
+            api: config.api.dashboard,
         }
     }
 }
@@ -128,6 +131,9 @@ pub fn translate(store: &Store, options: &Options, last: &LastGood) -> Translati
 pub fn refresh_endpoints(store: &Store, config: &mut Config) {
     let resolver = backend::Resolver::new(store);
     for (id, spec) in &mut config.backends {
+        if id.is_internal() {
+            continue;
+        }
         *spec = backend::refresh(&resolver, id, spec);
     }
 }
@@ -172,6 +178,7 @@ mod tests {
             resolvers: ["default".to_owned()].into(),
             allow_cross_namespace: false,
             entry_points: ["web".to_owned(), "websecure".to_owned()].into(),
+            api: false,
         }
     }
 

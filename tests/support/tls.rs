@@ -55,6 +55,32 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A `kubernetes.io/tls` Secret `name` for `names` whose certificate expires in `days`.
+    pub(crate) fn secret_expiring(&self, name: &str, names: &[&str], days: i64) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let end = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24 * days))
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
+        params.not_after = rcgen::date_time_ymd(
+            i32::from(end.year()),
+            u8::try_from(end.month()).unwrap(),
+            u8::try_from(end.day()).unwrap(),
+        );
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&cert.pem()),
+            b64(&key.serialize_pem())
+        )
+    }
+
     /// A `kubernetes.io/tls` Secret (base64 `data`, as the API server stores it) for `names`.
     /// A Secret `name` with this CA as `ca.crt`, for backend TLS.
     pub(crate) fn ca_secret(&self, name: &str) -> String {
