@@ -183,7 +183,10 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         ));
     }
 
-    let options = translate::Options::from_config(&config);
+    let mut options = translate::Options::from_config(&config);
+    if let (Source::Kubernetes(_, cluster), true) = (&source, config.api.dashboard) {
+        options.api = translate::ApiAccess::Namespace(cluster.namespace.clone());
+    }
     let build = snapshot::Options {
         router_metrics: config.metrics.prometheus.add_routers_labels,
     };

@@ -797,3 +797,36 @@ async fn nginx_annotations_fjord_cannot_honour_are_events_on_the_ingress() {
             .contains("proxy-buffering")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_internal_is_served_only_to_fjords_own_namespace() {
+    let api = ApiServer::start().await;
+    let route = |ns: &str, name: &str, host: &str| {
+        format!(
+            "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  routes:\n  - match: Host(`{host}`)\n    services: [{{kind: TraefikService, name: api@internal}}]\n"
+        )
+    };
+    api.apply_yaml(&route("fjord-system", "dashboard", "dash.test"));
+    api.apply_yaml(&route("default", "peek", "peek.test"));
+    let config = format!("{LOOPBACK_CONFIG}api:\n  dashboard: true\n");
+    let fjord = launch(&api, &config, &[]);
+    fjord.wait_ready();
+    let own = get(fjord.web, "dash.test", "/api/overview").await;
+    assert_eq!(own.status, 200, "{own:?}");
+    assert_eq!(own.json()["replica"], "fjord-test");
+    // A tenant cannot publish the cluster's routes and backends.
+    let tenant = get(fjord.web, "peek.test", "/api/overview").await;
+    assert_eq!(tenant.status, 503, "{tenant:?}");
+    let diagnostics = get(fjord.admin, "localhost", "/api/diagnostics")
+        .await
+        .json();
+    assert!(
+        diagnostics.as_array().unwrap().iter().any(|d| d["object"]
+            == "IngressRoute default/peek"
+            && d["message"]
+                .as_str()
+                .unwrap()
+                .contains("api@internal is served only to IngressRoutes in fjord's own namespace \"fjord-system\"")),
+        "{diagnostics:#}"
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Starts the example backend (an echo server on 127.0.0.1:9101) and fjord on the manifests in
 //! `examples/quickstart/manifests/` with the default configuration: traffic on `:8080`, health
-//! on `127.0.0.1:9180`. Edit the manifests while it runs: changes apply within a second.
+//! on `127.0.0.1:9180`. Edit the manifests while it runs: changes apply within a second. The
+//! dashboard is switched on, on that loopback admin address: http://127.0.0.1:9180/dashboard/.
 
 // The tests' echo backend; they use more of it than this example does.
 #[allow(dead_code)]
@@ -21,10 +22,8 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let backend = echo::Echo::start("echo", "127.0.0.1:9101".parse()?).await?;
         tracing::info!(address = %backend.addr, "example backend listening");
-        fjord::run::run(
-            fjord::run::Source::Manifests(manifests),
-            fjord::config::StaticConfig::default(),
-        )
-        .await
+        let mut config = fjord::config::StaticConfig::default();
+        config.api.dashboard = true;
+        fjord::run::run(fjord::run::Source::Manifests(manifests), config).await
     })
 }

@@ -11,7 +11,7 @@ use super::ingress::TlsRule;
 use super::tls::tls_of;
 use super::tls_option;
 use super::traefik_service;
-use super::{Cx, keep, oldest_first};
+use super::{ApiAccess, Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
 use crate::model::middleware::ClientTls;
@@ -747,10 +747,18 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 }
             };
             let backend = if r.internal {
-                if !cx.options.api {
-                    let why =
+                let refused = match &cx.options.api {
+                    ApiAccess::Anywhere => None,
+                    ApiAccess::Namespace(own) if own == ns => None,
+                    ApiAccess::Namespace(own) => Some(format!(
+                        "api@internal is served only to IngressRoutes in fjord's own namespace {own:?}"
+                    )),
+                    ApiAccess::Off => Some(
                         "api@internal is off: the static configuration's api.dashboard is false"
-                            .to_owned();
+                            .to_owned(),
+                    ),
+                };
+                if let Some(why) = refused {
                     cx.out.diagnostics.push(Diagnostic::error(
                         &subject,
                         format!("{}.services: {why}; the route answers 503", r.field),

@@ -38,8 +38,21 @@ pub struct Options {
     pub allow_cross_namespace: bool,
     /// The configured entry points, which an IngressRoute's `entryPoints` must name.
     pub entry_points: BTreeSet<String>,
-    /// Whether the API and dashboard are on, so that routes may name `api@internal`.
-    pub api: bool,
+    /// Which routes may name `api@internal`.
+    pub api: ApiAccess,
+}
+
+/// Which IngressRoutes may route to fjord's own API and dashboard (`api@internal`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ApiAccess {
+    /// None: `api.dashboard` is off.
+    #[default]
+    Off,
+    /// Any (a manifests folder, which one team writes).
+    Anywhere,
+    /// Those in this namespace only: fjord's own, in a cluster, so that a tenant cannot
+    /// publish every route and backend of the cluster.
+    Namespace(String),
 }
 
 impl Options {
@@ -55,7 +68,11 @@ impl Options {
             resolvers: config.certificates_resolvers.keys().cloned().collect(),
             allow_cross_namespace: config.providers.kubernetes_crd.allow_cross_namespace,
             entry_points: config.entry_points.keys().cloned().collect(),
-            api: config.api.dashboard,
+            api: if config.api.dashboard {
+                ApiAccess::Anywhere
+            } else {
+                ApiAccess::Off
+            },
         }
     }
 }
@@ -178,7 +195,7 @@ mod tests {
             resolvers: ["default".to_owned()].into(),
             allow_cross_namespace: false,
             entry_points: ["web".to_owned(), "websecure".to_owned()].into(),
-            api: false,
+            api: ApiAccess::Off,
         }
     }
 
