@@ -154,6 +154,17 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
         assert!(!body.contains("PRIVATE KEY"), "{path}: {body}");
     }
 
+    // Behind tower-http's layers: compressed for a client that takes gzip.
+    let gzipped = request_with(
+        fjord.admin,
+        "GET",
+        "localhost",
+        "/api/http/routers",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(gzipped.headers["content-encoding"], "gzip");
+
     // A reload changes the answer.
     m.write(
         "more.yaml",
