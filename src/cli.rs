@@ -57,8 +57,9 @@ enum Command {
         #[arg(long = "publish-address", value_name = "ADDR", requires = "kubernetes")]
         publish: Vec<String>,
         /// Static configuration (entry points, timeouts, limits); defaults without it.
+        /// Repeatable: a later file's keys override an earlier one's, maps merged.
         #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Log format; overrides `log.format` of the config.
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
@@ -67,17 +68,17 @@ enum Command {
     Check {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
-        /// Static configuration, for the IngressClass name it sets.
+        /// Static configuration, for the IngressClass name it sets (repeatable, as for run).
         #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Create each ACME resolver's storage directory and give it to the user fjord runs as.
     /// Run as root (with CAP_CHOWN only) before `fjord run`: a DaemonSet's init container,
     /// for a hostPath the kubelet created as root's.
     InitStorage {
-        /// Static configuration, for its `certificatesResolvers`.
+        /// Static configuration, for its `certificatesResolvers` (repeatable, as for run).
         #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// The user and group `fjord run` runs as.
         #[arg(long, value_name = "UID:GID", default_value = "65532:65532")]
         owner: Owner,
@@ -146,8 +147,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(source: Source, config: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
-    let config = match StaticConfig::load(config.as_deref()) {
+fn run(source: Source, config: Vec<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+    let config = match StaticConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fjord: {e:#}");
@@ -175,8 +176,8 @@ fn run(source: Source, config: Option<PathBuf>, log_format: Option<LogFormat>) -
     }
 }
 
-fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
-    let config = match StaticConfig::load(config.as_deref()) {
+fn check(dir: PathBuf, config: Vec<PathBuf>) -> ExitCode {
+    let config = match StaticConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fjord: {e:#}");
@@ -216,8 +217,8 @@ fn check(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_storage(config: Option<PathBuf>, owner: Owner) -> ExitCode {
-    let config = match StaticConfig::load(config.as_deref()) {
+fn init_storage(config: Vec<PathBuf>, owner: Owner) -> ExitCode {
+    let config = match StaticConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fjord: {e:#}");

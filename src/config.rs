@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -501,13 +501,26 @@ pub enum LogFormat {
 
 impl StaticConfig {
     /// Reads `path`, or the defaults when there is none.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    /// The configuration in `paths`, in order: a later file's keys override an earlier one's,
+    /// maps merged key by key (so a kustomize component can add one file of ACME resolvers
+    /// beside the base's). Each file is checked alone first, so an unknown key names its file.
+    pub fn load(paths: &[PathBuf]) -> anyhow::Result<Self> {
+        let mut merged = serde_json::Value::Object(serde_json::Map::new());
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            Self::parse(&text).with_context(|| format!("config {}", path.display()))?;
+            if !text.trim().is_empty() {
+                let value: serde_json::Value = serde_saphyr::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+                merge(&mut merged, value);
+            }
+        }
+        let config: Self = serde_json::from_value(merged).map_err(|e| {
+            let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            anyhow::anyhow!("config {}: {e}", files.join(" + "))
+        })?;
+        config.checked()
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
@@ -516,6 +529,12 @@ impl StaticConfig {
         } else {
             serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?
         };
+        config.checked()
+    }
+
+    /// What the keys cannot say alone: entry points exist, redirects name one, limits are sane.
+    fn checked(self) -> anyhow::Result<Self> {
+        let config = self;
         if config.entry_points.is_empty() {
             anyhow::bail!("entryPoints: at least one entry point is needed");
         }
@@ -577,6 +596,23 @@ fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
     })
 }
 
+/// `over` laid over `base`: maps merged key by key, anything else replaced.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
 fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
     address(d).map(Some)
 }
@@ -612,6 +648,39 @@ fn ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_files_override_earlier_ones_maps_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("fjord.yaml");
+        let acme = dir.path().join("acme.yaml");
+        std::fs::write(
+            &base,
+            "entryPoints:\n  web: {address: \":8080\"}\nadmin: {address: \"127.0.0.1:9180\"}\nlog: {format: json}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &acme,
+            "certificatesResolvers:\n  default:\n    acme: {email: ops@example.com, storage: /var/lib/fjord/acme, httpChallenge: {entryPoint: web}}\nlog: {level: debug}\n",
+        )
+        .unwrap();
+        let c = StaticConfig::load(&[base.clone(), acme.clone()]).unwrap();
+        assert!(c.certificates_resolvers.contains_key("default"));
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(
+            c.log.format,
+            LogFormat::Json,
+            "the base's sibling key is kept"
+        );
+        assert_eq!(c.entry_points.len(), 1);
+        std::fs::write(&acme, "certificatesResolver: {}\n").unwrap();
+        let e = format!(
+            "{:#}",
+            StaticConfig::load(&[base, acme.clone()]).unwrap_err()
+        );
+        assert!(e.contains(&acme.display().to_string()), "{e}");
+        assert!(e.contains("certificatesResolver"), "{e}");
+    }
 
     #[test]
     fn a_redirect_names_an_entry_point_or_a_port() {

@@ -521,7 +521,7 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
                     let config = &map.data.unwrap()["fjord.yaml"];
                     let file = tempfile::NamedTempFile::new().unwrap();
                     std::fs::write(file.path(), config).unwrap();
-                    fjord::config::StaticConfig::load(Some(file.path()))
+                    fjord::config::StaticConfig::load(&[file.path().to_owned()])
                         .unwrap_or_else(|e| panic!("the ConfigMap's fjord.yaml: {e:#}"));
                 }
                 "DaemonSet" => {
