@@ -6,7 +6,12 @@ use std::path::Path;
 #[test]
 fn checked_in_crds_match_the_types() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
     for (file, yaml) in fjord::crd::manifests() {
+        assert!(
+            kustomization.contains(&format!("- {file}")),
+            "deploy/crds/{file} is not in deploy/crds/kustomization.yaml"
+        );
         let path = dir.join(file);
         if std::env::var_os("FJORD_UPDATE_CRDS").is_some() {
             std::fs::write(&path, &yaml).unwrap();

@@ -461,8 +461,8 @@ async fn a_rejected_ingress_gets_an_event_and_namespace_and_labels_restrict() {
 #[test]
 fn deploy_manifests_decode_strictly_and_the_config_loads() {
     use k8s_openapi::api::apps::v1::DaemonSet;
-    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-    use k8s_openapi::api::networking::v1::IngressClass;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+    use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use serde_json::Value;
 
@@ -490,20 +490,25 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
     }
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    let kustomization = std::fs::read_to_string(dir.join("kubernetes/kustomization.yaml")).unwrap();
     let mut kinds = Vec::new();
     for entry in std::fs::read_dir(dir.join("kubernetes")).unwrap() {
         let path = entry.unwrap().path();
-        let name = format!("kubernetes/{}", path.file_name().unwrap().to_str().unwrap());
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name == "kustomization.yaml" {
+            continue;
+        }
         assert!(
-            kustomization.contains(&name),
-            "{name} is not in kustomization.yaml"
+            kustomization.contains(&format!("- {name}")),
+            "{name} is not in deploy/kubernetes/kustomization.yaml"
         );
         let text = std::fs::read_to_string(&path).unwrap();
         for doc in fjord::provider::manifests::parse_documents(&text).unwrap() {
             let kind = doc["kind"].as_str().unwrap().to_owned();
             match kind.as_str() {
                 "Namespace" => drop(strict::<Namespace>(&doc)),
+                "Service" => drop(strict::<Service>(&doc)),
+                "NetworkPolicy" => drop(strict::<NetworkPolicy>(&doc)),
                 "ServiceAccount" => drop(strict::<ServiceAccount>(&doc)),
                 "ClusterRole" => drop(strict::<ClusterRole>(&doc)),
                 "ClusterRoleBinding" => drop(strict::<ClusterRoleBinding>(&doc)),
@@ -559,8 +564,12 @@ fn deploy_manifests_decode_strictly_and_the_config_loads() {
             "DaemonSet",
             "IngressClass",
             "Namespace",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
+            "Service",
             "ServiceAccount"
         ]
     );
