@@ -305,7 +305,11 @@ fn requests(s: &Snapshot, id: &BackendId) -> Requests {
 /// Every backend, by name, with the routes that use it.
 pub(crate) fn services(s: &Snapshot) -> Vec<Service> {
     let now = crate::clock::now();
-    let routes = routers(s);
+    // By service, in one pass: a cluster may have thousands of each.
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in routers(s) {
+        users.entry(r.service).or_default().push(r.name);
+    }
     s.config()
         .backends
         .iter()
@@ -324,11 +328,7 @@ pub(crate) fn services(s: &Snapshot) -> Vec<Service> {
             });
             let error = unavailable(s, id);
             Service {
-                used_by: routes
-                    .iter()
-                    .filter(|r| r.service == name)
-                    .map(|r| r.name.clone())
-                    .collect(),
+                used_by: users.remove(&name).unwrap_or_default(),
                 name,
                 status: if error.is_some() { "error" } else { "enabled" },
                 error,
@@ -347,7 +347,12 @@ pub(crate) fn services(s: &Snapshot) -> Vec<Service> {
 
 /// Every middleware some route uses, by name.
 pub(crate) fn middlewares(s: &Snapshot) -> Vec<Middleware> {
-    let routes = routers(s);
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in routers(s) {
+        for m in r.middlewares {
+            users.entry(m).or_default().push(r.name.clone());
+        }
+    }
     let config = s.config();
     let mut all: BTreeMap<&str, &model::middleware::Middleware> = BTreeMap::new();
     let targets = config
@@ -363,11 +368,7 @@ pub(crate) fn middlewares(s: &Snapshot) -> Vec<Middleware> {
         .map(|m| Middleware {
             name: m.name.to_string(),
             r#type: m.kind.type_name(),
-            used_by: routes
-                .iter()
-                .filter(|r| r.middlewares.iter().any(|n| **n == *m.name))
-                .map(|r| r.name.clone())
-                .collect(),
+            used_by: users.remove(&*m.name).unwrap_or_default(),
         })
         .collect()
 }
