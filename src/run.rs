@@ -64,10 +64,29 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
         Arc::clone(&challenges),
         cluster.as_ref(),
     ));
+
+    // The certificate a handshake for an unknown name gets, when some entry point speaks TLS.
+    let default_certificate = match config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
+        true => Some(Arc::new(tls::default_certificate(&config.tls)?)),
+        false => None,
+    };
+    let tls_config = if let Some(default) = &default_certificate {
+        let resolver = Arc::new(tls::Resolver::new(
+            Arc::clone(&live),
+            Arc::clone(&challenges),
+            Arc::clone(&default.key),
+        ));
+        let policies = Arc::new(tls::Policies::new(Arc::clone(&live), Arc::clone(&resolver)));
+        Some((tls::server_config(resolver)?, policies))
+    } else {
+        None
+    };
+
     let shared = admin::Shared {
         live: Arc::clone(&live),
         acme: Arc::clone(&acme),
         replica: replica(&source).into(),
+        default_certificate,
     };
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&live),
@@ -79,19 +98,6 @@ pub async fn run(source: Source, config: StaticConfig) -> anyhow::Result<()> {
             .dashboard
             .then(|| admin::Internal::new(shared.clone())),
     ));
-    let tls_config = if config.entry_points.values().any(|ep| ep.http.tls.is_some()) {
-        let default = tls::default_certificate(&config.tls)?;
-        let resolver = Arc::new(tls::Resolver::new(
-            Arc::clone(&live),
-            Arc::clone(&challenges),
-            default,
-        ));
-        let policies = Arc::new(tls::Policies::new(Arc::clone(&live), Arc::clone(&resolver)));
-        Some((tls::server_config(resolver)?, policies))
-    } else {
-        None
-    };
-
     // Bind everything before serving, so a taken port fails start-up naming the entry point.
     let mut bound = BTreeMap::new();
     for (name, ep) in &config.entry_points {

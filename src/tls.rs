@@ -290,8 +290,8 @@ pub(crate) fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<Serve
 
 /// The certificate served when no other matches: the configured one, or a self-signed one
 /// made at start.
-pub(crate) fn default_certificate(config: &Tls) -> anyhow::Result<Arc<CertifiedKey>> {
-    if let Some(files) = &config.default_certificate {
+pub(crate) fn default_certificate(config: &Tls) -> anyhow::Result<crate::model::TlsCert> {
+    let (from, parsed) = if let Some(files) = &config.default_certificate {
         let chain = std::fs::read(&files.cert_file).with_context(|| {
             format!(
                 "tls.defaultCertificate.certFile {}",
@@ -306,14 +306,22 @@ pub(crate) fn default_certificate(config: &Tls) -> anyhow::Result<Arc<CertifiedK
         })?;
         let parsed =
             parse_pem(&chain, &key).map_err(|e| anyhow::anyhow!("tls.defaultCertificate: {e}"))?;
-        return Ok(parsed.key);
-    }
-    let generated = rcgen::generate_simple_self_signed(vec!["default.fjord.invalid".to_owned()])
-        .context("generating the default certificate")?;
-    let parsed = parse_pem(
-        generated.cert.pem().as_bytes(),
-        generated.signing_key.serialize_pem().as_bytes(),
-    )
-    .map_err(|e| anyhow::anyhow!("the generated default certificate: {e}"))?;
-    Ok(parsed.key)
+        ("tls.defaultCertificate", parsed)
+    } else {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["default.fjord.invalid".to_owned()])
+                .context("generating the default certificate")?;
+        let parsed = parse_pem(
+            generated.cert.pem().as_bytes(),
+            generated.signing_key.serialize_pem().as_bytes(),
+        )
+        .map_err(|e| anyhow::anyhow!("the generated default certificate: {e}"))?;
+        ("self-signed at start", parsed)
+    };
+    Ok(crate::model::TlsCert {
+        secret: from.into(),
+        names: parsed.dns_names,
+        key: parsed.key,
+        not_after: parsed.not_after,
+    })
 }

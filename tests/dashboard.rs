@@ -16,7 +16,7 @@ use support::{Echo, Fjord, Manifests, get, ingress, request_with, service};
 /// alice:secret, apr1.
 const ALICE: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/";
 
-const API_CONFIG: &str = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\napi:\n  dashboard: true\n";
+const API_CONFIG: &str = "entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n  websecure:\n    address: \"127.0.0.1:0\"\n    http: {tls: {}}\nadmin:\n  address: \"127.0.0.1:0\"\napi:\n  dashboard: true\n";
 
 /// The fixed set: a served Ingress with a certificate five days from expiry, a rejected one,
 /// and the dashboard routed through basicAuth.
@@ -73,6 +73,7 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
     assert!(!overview["replica"].as_str().unwrap().is_empty());
     assert_eq!(overview["ready"], true);
     assert_eq!(overview["routers"]["total"], 2, "{overview:#}");
+    assert_eq!(overview["certificates"]["total"], 2, "{overview:#}");
     assert_eq!(overview["certificates"]["expiringSoon"], 1);
     assert_eq!(overview["diagnostics"]["errors"], 1, "{overview:#}");
 
@@ -124,6 +125,15 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
     assert_eq!(cert["from"], "default/shop-tls");
     assert_eq!(cert["issuer"], "CN=fjord test CA");
     assert_eq!(cert["expiringSoon"], true);
+    // What a handshake for an unknown name gets.
+    let fallback = &certificates[1];
+    assert_eq!(fallback["source"], "default");
+    assert_eq!(fallback["from"], "self-signed at start");
+    assert_eq!(
+        fallback["names"],
+        serde_json::json!(["default.fjord.invalid"])
+    );
+    assert_eq!(fallback["expiringSoon"], false);
 
     // The rejected Ingress, in the words `fjord check` prints.
     let diagnostics = json(&fjord, "/api/diagnostics").await;

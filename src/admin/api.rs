@@ -139,7 +139,8 @@ pub(crate) struct Middleware {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Certificate {
     names: Vec<String>,
-    /// `Secret`, `TLSStore` (the default certificate) or `ACME`.
+    /// `Secret`, `TLSStore` (its default certificate), `ACME`, or `default` (the static
+    /// configuration's, or one made at start).
     source: &'static str,
     /// The Secret (`namespace/name`), TLSStore or ACME resolver it comes from.
     from: String,
@@ -172,10 +173,15 @@ pub(crate) struct DiagnosticView {
     text: String,
 }
 
-pub(crate) fn overview(s: &Snapshot, acme: &[CertStatus], facts: &Facts) -> Overview {
+pub(crate) fn overview(
+    s: &Snapshot,
+    default: Option<&model::TlsCert>,
+    acme: &[CertStatus],
+    facts: &Facts,
+) -> Overview {
     let routes = routers(s);
     let services = services(s);
-    let certificates = certificates(s, acme, facts.now);
+    let certificates = certificates(s, default, acme, facts.now);
     let errors = s.diagnostics().iter().filter(|d| d.is_error()).count();
     Overview {
         version: env!("CARGO_PKG_VERSION"),
@@ -373,8 +379,14 @@ pub(crate) fn middlewares(s: &Snapshot) -> Vec<Middleware> {
         .collect()
 }
 
-/// Every certificate fjord serves: from Secrets, the TLSStore's default, and ACME's.
-pub(crate) fn certificates(s: &Snapshot, acme: &[CertStatus], now: i64) -> Vec<Certificate> {
+/// Every certificate fjord serves: from Secrets, the TLSStore's default, ACME's, and the
+/// static default (for a handshake no other certificate matches).
+pub(crate) fn certificates(
+    s: &Snapshot,
+    default: Option<&model::TlsCert>,
+    acme: &[CertStatus],
+    now: i64,
+) -> Vec<Certificate> {
     let config = s.config();
     let stored = |c: &model::TlsCert, source: &'static str| Certificate {
         names: c.names.clone(),
@@ -389,10 +401,11 @@ pub(crate) fn certificates(s: &Snapshot, acme: &[CertStatus], now: i64) -> Vec<C
         next_attempt: None,
     };
     let from_secrets = config.certificates.iter().map(|c| stored(c, "Secret"));
-    let default = config
+    let store = config
         .default_certificate
         .iter()
         .map(|c| stored(c, "TLSStore"));
+    let fallback = default.into_iter().map(|c| stored(c, "default"));
     let from_acme = acme.iter().map(|a| Certificate {
         names: a.names.clone(),
         source: "ACME",
@@ -405,7 +418,11 @@ pub(crate) fn certificates(s: &Snapshot, acme: &[CertStatus], now: i64) -> Vec<C
         last_error: a.last_error.clone(),
         next_attempt: a.next_attempt.and_then(rfc3339),
     });
-    from_secrets.chain(default).chain(from_acme).collect()
+    from_secrets
+        .chain(store)
+        .chain(from_acme)
+        .chain(fallback)
+        .collect()
 }
 
 /// Every diagnostic, errors first, as `fjord check` prints them.

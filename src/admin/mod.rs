@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     pub live: Arc<Live>,
     pub acme: Arc<Manager>,
     pub replica: Arc<str>,
+    /// The static configuration's default certificate (or the one made at start), when an
+    /// entry point speaks TLS.
+    pub default_certificate: Option<Arc<crate::model::TlsCert>>,
 }
 
 impl Shared {
@@ -82,7 +85,13 @@ pub(crate) fn api(shared: Shared) -> Router {
         .route(
             "/api/overview",
             get(|State(s): State<Shared>| async move {
-                pretty(&api::overview(&s.live.load(), &s.acme.status(), &s.facts()))
+                let default = s.default_certificate.as_deref();
+                pretty(&api::overview(
+                    &s.live.load(),
+                    default,
+                    &s.acme.status(),
+                    &s.facts(),
+                ))
             }),
         )
         .route(
@@ -140,7 +149,13 @@ pub(crate) fn api(shared: Shared) -> Router {
             "/api/certificates",
             get(|State(s): State<Shared>| async move {
                 let now = jiff::Timestamp::now().as_second();
-                pretty(&api::certificates(&s.live.load(), &s.acme.status(), now))
+                let default = s.default_certificate.as_deref();
+                pretty(&api::certificates(
+                    &s.live.load(),
+                    default,
+                    &s.acme.status(),
+                    now,
+                ))
             }),
         )
         .route(
