@@ -108,6 +108,27 @@ async fn grpc_web_calls_binary_and_text_reach_a_grpc_backend_and_preflights_are_
         "route.yaml",
         "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: web, namespace: default}\nspec:\n  routes:\n  - match: Host(`web.test`)\n    middlewares: [{name: web}]\n    services: [{name: app, port: 80, scheme: h2c}]\n",
     );
+    // The same route to an HTTP/1.1 service would fail every call: fjord check says so.
+    let (_, printed) = support::check(m.path(), None);
+    assert!(!printed.contains("needs an HTTP/2 backend"), "{printed}");
+    let plain = Manifests::new();
+    plain.write("app.yaml", &service("app", backend.addr));
+    plain.write(
+        "web.yaml",
+        &std::fs::read_to_string(m.path().join("web.yaml")).unwrap(),
+    );
+    plain.write(
+        "route.yaml",
+        &std::fs::read_to_string(m.path().join("route.yaml"))
+            .unwrap()
+            .replace(", scheme: h2c", ""),
+    );
+    let (_, printed) = support::check(plain.path(), None);
+    support::assert_diagnostic(
+        &printed,
+        "IngressRoute default/web",
+        "spec.routes[0].middlewares: middleware default/web (grpcWeb) turns calls into gRPC, which needs an HTTP/2 backend",
+    );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     let b64 = base64::engine::general_purpose::STANDARD;
     let call_web = |content_type: &str, origin: &str, body: Bytes| {

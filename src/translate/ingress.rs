@@ -370,6 +370,9 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
             }
         };
         error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
+        if let Some(why) = middleware::grpc_web_needs_http2(&chain, nginx.http2) {
+            cx.out.diagnostics.push(Diagnostic::warning(&subject, why));
+        }
         let use_backends = |field: &dyn Fn() -> String,
                             services: &[(String, ServiceRef, u32)],
                             cx: &mut Cx<'_>| {

@@ -698,6 +698,12 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 }
             };
             error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
+            if let Some(why) = super::middleware::grpc_web_needs_http2(&chain, r.http2) {
+                cx.out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("{}.middlewares: {why}", r.field),
+                ));
+            }
             let mut broken = broken.or_else(|| tls_broken.clone());
             let mut expanded = traefik_service::Expanded::default();
             if !r.traefik_services.is_empty() {

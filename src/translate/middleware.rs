@@ -1332,3 +1332,16 @@ pub fn duration(v: &IntOrString) -> Result<Duration, String> {
         IntOrString::String(s) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}")),
     }
 }
+
+/// A warning when `chain` has a grpcWeb middleware but its backend is spoken to in HTTP/1.1:
+/// gRPC needs HTTP/2, so every call would fail at the backend.
+pub(super) fn grpc_web_needs_http2(chain: &[Arc<Middleware>], http2: bool) -> Option<String> {
+    let m = chain
+        .iter()
+        .find(|m| matches!(m.kind, Kind::GrpcWeb(_)))
+        .filter(|_| !http2)?;
+    Some(format!(
+        "middleware {} (grpcWeb) turns calls into gRPC, which needs an HTTP/2 backend: set scheme: h2c on the service (IngressRoute) or backend-protocol GRPC (Ingress); over HTTP/1.1 every call fails",
+        m.name
+    ))
+}
