@@ -356,12 +356,26 @@ pub struct Mirror {
     pub percent: Option<u32>,
 }
 
-/// A main service, and another for when it has no endpoint up.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+/// A main service, and a fallback for when it has no ready endpoint or answers with one of
+/// `errors.status` (Traefik v3.7's shape).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Failover {
-    pub service: String,
-    pub fallback: String,
+    pub service: RouteService,
+    pub fallback: RouteService,
+    pub errors: Option<FailoverErrors>,
+}
+
+/// Which answers of the main service send the request to the fallback.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailoverErrors {
+    /// Statuses (`503`) and ranges (`500-504`).
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Traefik buffers request bodies up to this to send them again; fjord sends only
+    /// requests without a body to the fallback.
+    pub max_request_body_bytes: Option<i64>,
 }
 
 /// One middleware: exactly one of the fields is set.

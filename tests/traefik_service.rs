@@ -1,6 +1,7 @@
 //! TraefikService: a weighted split (nested splits multiplied out), a mirroring whose copies
 //! are checked on the mirror's side, a highestRandomWeight that keeps each client to one
-//! service on every replica; what is not supported is refused by name.
+//! service on every replica, a failover whose fallback takes what the main Service cannot
+//! serve; what is not supported is refused by name.
 
 mod support;
 
@@ -252,13 +253,123 @@ async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer()
     );
 }
 
+/// A backend that answers 503 to everything but `/ok`, which it answers 200 `main`.
+async fn failing_main() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let status = if req.uri().path() == "/ok" { 200 } else { 503 };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .header("x-backend", "main")
+                            .body(Full::new(Bytes::from_static(b"main")))
+                            .unwrap(),
+                    )
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_sends_what_the_main_service_cannot_serve_to_its_fallback() {
+    let m = Manifests::new();
+    let (main, _task) = failing_main().await;
+    m.write("main.yaml", &service("main", main));
+    let _backup = echo("backup", &m).await;
+    // A Service whose one endpoint is not ready.
+    m.write(
+        "down.yaml",
+        &service("down", "127.0.0.1:9".parse().unwrap()).replace("ready: true", "ready: false"),
+    );
+    let failover = |name: &str, main: &str, status: &str| {
+        traefik_service(
+            name,
+            &format!(
+                "  failover:\n    service: {{name: {main}, port: 80}}\n    fallback: {{name: backup, port: 80}}\n    errors: {{status: [{status}]}}"
+            ),
+        )
+    };
+    m.write("fo.yaml", &failover("fo", "main", "\"500-503\""));
+    m.write("narrow.yaml", &failover("narrow", "main", "\"500\""));
+    m.write("gone.yaml", &failover("gone", "down", "\"500-599\""));
+    for (name, host) in [
+        ("fo", "fo.test"),
+        ("narrow", "narrow.test"),
+        ("gone", "gone.test"),
+    ] {
+        m.write(
+            &format!("r-{name}.yaml"),
+            &route(
+                name,
+                host,
+                &format!("[{{name: {name}, kind: TraefikService}}]"),
+            ),
+        );
+    }
+    let (code, out) = support::check(m.path(), None);
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+
+    // The main Service answers what it can.
+    let ok = get(fjord.web, "fo.test", "/ok").await;
+    assert_eq!((ok.status.as_u16(), ok.body.as_str()), (200, "main"));
+    // A listed error status: the request goes to the fallback, which answers.
+    let failed_over = get(fjord.web, "fo.test", "/cart").await;
+    assert_eq!(failed_over.status, 200, "{failed_over:?}");
+    assert_eq!(failed_over.backend().as_deref(), Some("backup"));
+    assert_eq!(failed_over.json()["path"], "/cart");
+    // A request with a body is not sent twice: the main's answer stands.
+    let posted = send(
+        &client(),
+        Request::post(format!("http://{}/cart", fjord.web))
+            .header("host", "fo.test")
+            .body(Full::new(Bytes::from_static(b"order")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (posted.status.as_u16(), posted.body.as_str()),
+        (503, "main")
+    );
+    // A status the failover does not list stands too.
+    let unlisted = get(fjord.web, "narrow.test", "/cart").await;
+    assert_eq!(
+        (unlisted.status.as_u16(), unlisted.body.as_str()),
+        (503, "main")
+    );
+    // No ready endpoint in the main Service: the fallback serves every request.
+    let gone = get(fjord.web, "gone.test", "/x").await;
+    assert_eq!(gone.status, 200, "{gone:?}");
+    assert_eq!(gone.backend().as_deref(), Some("backup"));
+    // The metrics say which service answered.
+    let metrics = get(fjord.admin, "localhost", "/metrics").await.body;
+    assert!(
+        metrics.contains("fjord_service_requests_total{code=\"200\",method=\"GET\",service=\"default/backup:80\"}"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn what_is_not_supported_is_refused_by_name() {
     let m = Manifests::new();
     m.write("app.yaml", &service("app", "127.0.0.1:9".parse().unwrap()));
     m.write(
         "fo.yaml",
-        &traefik_service("fo", "  failover: {service: a, fallback: b}"),
+        &traefik_service(
+            "fo",
+            "  failover: {service: {name: app, port: 80}, fallback: {name: la, kind: TraefikService}}",
+        ),
     );
     m.write(
         "loop-a.yaml",
@@ -289,7 +400,10 @@ fn what_is_not_supported_is_refused_by_name() {
     let (code, out) = support::check(m.path(), None);
     assert_ne!(code, 0, "{out}");
     for (route, why) in [
-        ("r1", "spec.failover is not supported yet"),
+        (
+            "r1",
+            "spec.failover.fallback.kind: fjord fails over between Services; a TraefikService here is not supported",
+        ),
         (
             "r2",
             "nest in a cycle or too deep: default/la -> default/lb -> default/la",

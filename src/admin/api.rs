@@ -85,6 +85,9 @@ pub(crate) struct Router {
     tls: bool,
     middlewares: Vec<String>,
     service: String,
+    /// A failover's fallback service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
     /// `enabled`, or `error` when it answers 503 (`error` says why).
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,7 +265,12 @@ pub(crate) fn routers(s: &Snapshot) -> Vec<Router> {
 }
 
 fn router(s: &Snapshot, name: String, t: &Target, tls: bool) -> Router {
-    let error = t.broken.clone().or_else(|| unavailable(s, &t.backend));
+    // A failover's route is served while either of its services has an endpoint.
+    let no_endpoint = match &t.fallback {
+        Some(f) => unavailable(s, &t.backend).and(unavailable(s, &f.backend)),
+        None => unavailable(s, &t.backend),
+    };
+    let error = t.broken.clone().or(no_endpoint);
     Router {
         name,
         source: format!("{} {}", t.kind, t.source),
@@ -275,6 +283,7 @@ fn router(s: &Snapshot, name: String, t: &Target, tls: bool) -> Router {
         tls,
         middlewares: t.middlewares.iter().map(|m| m.name.to_string()).collect(),
         service: t.backend.to_string(),
+        fallback: t.fallback.as_ref().map(|f| f.backend.to_string()),
         status: if error.is_some() { "error" } else { "enabled" },
         error,
         requests: requests(s, &t.backend),
@@ -314,6 +323,9 @@ pub(crate) fn services(s: &Snapshot) -> Vec<Service> {
     // By service, in one pass: a cluster may have thousands of each.
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in routers(s) {
+        if let Some(fallback) = r.fallback {
+            users.entry(fallback).or_default().push(r.name.clone());
+        }
         users.entry(r.service).or_default().push(r.name);
     }
     s.config()

@@ -134,6 +134,19 @@ pub struct Target {
     pub timeouts: Timeouts,
     /// Whether its requests are logged and counted (an IngressRoute route's `observability`).
     pub observed: Observed,
+    /// A failover TraefikService's fallback: where requests go when the backend has no ready
+    /// endpoint, or answers with one of its statuses.
+    pub fallback: Option<Fallback>,
+}
+
+/// The fallback of a failover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    /// The fallback Service's backend.
+    pub backend: BackendId,
+    /// Answers of the main backend (inclusive ranges) that send a request without a body to
+    /// the fallback.
+    pub statuses: Vec<(u16, u16)>,
 }
 
 /// What is recorded of a route's requests; both by default. The entry point's own series

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Limited};
@@ -23,7 +23,7 @@ use crate::metrics::METRICS;
 use crate::middleware::Pass;
 use crate::model::middleware::Retry;
 use crate::model::{HostHeader, Timeouts};
-use crate::snapshot::Target;
+use crate::snapshot::{Fallback, Target};
 use crate::upload::{Pace, Progress, Received};
 use crate::upstream::{self, Failed, Outgoing, RequestBody, Upstream};
 
@@ -145,8 +145,14 @@ pub(super) fn exchange<'a>(
         // its head is made before it leaves (it has no body). A request that never left needs
         // none, since the upstream client gives it back. Boxed: the rare copy would otherwise
         // widen every request's future by a request.
-        let spare =
-            (retry.is_some() && attempts > 1).then(|| Box::new(upstream::head_copy(&request)));
+        // A failover sends a request without a body to its fallback after an error status.
+        let spare = ((retry.is_some() && attempts > 1)
+            || (bodyless
+                && target
+                    .fallback
+                    .as_ref()
+                    .is_some_and(|f| !f.statuses.is_empty())))
+        .then(|| Box::new(upstream::head_copy(&request)));
         // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
         let progress = sent.received.as_deref();
@@ -204,6 +210,21 @@ pub(super) fn exchange<'a>(
         }
         sent.endpoint = endpoints.get(last).map(|e| e.authority.clone());
         let mut response = result.map_err(|failed| failed.error)?;
+        let mut fell_back = false;
+        if let Some(spare) = &spare
+            && let Some(fallback) = target.fallback.as_deref()
+            && fallback.takes(response.status())
+            && upgrade.is_none()
+        {
+            let again = upstream::head_copy(spare);
+            if let Some((answer, endpoint)) =
+                Box::pin(failover(upstream, fallback, again, started)).await
+            {
+                response = answer;
+                sent.endpoint = Some(endpoint);
+                fell_back = true;
+            }
+        }
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             let Some(client_upgrade) = upgrade else {
@@ -215,6 +236,7 @@ pub(super) fn exchange<'a>(
         }
         forwarded::response(response.headers_mut(), switching);
         if let Some(sticky) = &target.sticky
+            && !fell_back
             && let Some(answered) = endpoints.get(last)
             && stuck.as_deref() != Some(&*answered.sticky)
             && let Ok(cookie) = HeaderValue::from_str(&sticky.set_cookie(&answered.sticky))
@@ -435,6 +457,41 @@ pub(super) async fn error_page(
         Err(failed) => {
             tracing::debug!(backend = &*backend.name, error = %failed.error, "error page not had; the original answer stands");
             response
+        }
+    }
+}
+
+/// A failover's fallback asked for what the main backend answered with an error status
+/// (`request`: a copy of the request's head, as it went there): its answer and endpoint, or
+/// `None` when it has no endpoint or fails, and the main's answer stands.
+async fn failover(
+    upstream: &Upstream,
+    fallback: &Fallback,
+    mut request: Request<RequestBody>,
+    started: Instant,
+) -> Option<(Response<upstream::Body>, Authority)> {
+    let target = &fallback.target;
+    let endpoints = &target.backend.endpoints;
+    let index = endpoints.pick(clock::at(started), None)?;
+    let endpoint = endpoints.get(index)?;
+    if target.host_header == HostHeader::Endpoint {
+        endpoint_host(&mut request, endpoint);
+    }
+    let to = outgoing_to(
+        endpoint,
+        endpoints,
+        Instant::now(),
+        None,
+        0,
+        &target.timeouts,
+    );
+    let sent = Box::pin(upstream.send(request, to, &|| {})).await;
+    report(target, index, &sent);
+    match sent {
+        Ok(answer) => Some((answer, endpoint.authority.clone())),
+        Err(failed) => {
+            tracing::debug!(backend = &*target.backend.name, error = %failed.error, "failover: the fallback failed too; the main answer stands");
+            None
         }
     }
 }

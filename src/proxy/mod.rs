@@ -212,7 +212,15 @@ impl Proxy {
             let host_str = host.as_str();
             let target = self.route(&req, host_str, client, entry)?;
             outcome.target = Some(Arc::clone(&target));
-            servable(&target)?;
+            let target = match servable(&target) {
+                Ok(()) => target,
+                // A failover's main backend with no ready endpoint: its fallback serves.
+                Err(e) => {
+                    let fallback = fallback_for(&target, e)?;
+                    outcome.target = Some(Arc::clone(&fallback));
+                    fallback
+                }
+            };
             let chain = &target.middlewares;
             // In a block of its own, so that what only the chain needs is not kept across the
             // exchange.
@@ -381,6 +389,17 @@ fn servable(target: &Target) -> Result<(), ProxyError> {
         });
     }
     Ok(())
+}
+
+/// The fallback that serves `target`'s request when its backend has none (`e`), or `e`.
+fn fallback_for(target: &Target, e: ProxyError) -> Result<Arc<Target>, ProxyError> {
+    match (&e, &target.fallback) {
+        (ProxyError::NoEndpoint { .. }, Some(fallback)) => {
+            servable(&fallback.target)?;
+            Ok(Arc::clone(&fallback.target))
+        }
+        _ => Err(e),
+    }
 }
 
 /// A request id: a per-process random prefix and a counter, 32 hex digits.

@@ -63,6 +63,27 @@ pub struct Target {
     pub observed: model::Observed,
     /// fjord's own API and dashboard answer its requests, not a backend.
     pub internal: bool,
+    /// A failover's fallback, when the route has one.
+    pub fallback: Option<Box<Fallback>>,
+}
+
+/// Where a failover sends what its main backend cannot serve.
+#[derive(Debug)]
+pub struct Fallback {
+    /// The route's target, with the fallback's backend.
+    pub target: Arc<Target>,
+    /// The main backend's answers that send a request without a body here.
+    pub statuses: Box<[(u16, u16)]>,
+}
+
+impl Fallback {
+    /// Whether the main backend's answer `status` sends the request here.
+    pub fn takes(&self, status: http::StatusCode) -> bool {
+        let s = status.as_u16();
+        self.statuses
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&s))
+    }
 }
 
 /// How a snapshot is built, from the static configuration.
@@ -128,11 +149,12 @@ impl Snapshot {
                 }
             });
         }
-        let target = |t: &model::Target| {
-            let backend = backends.get(&t.backend).cloned().unwrap_or_else(|| {
+        // `t` sending to backend `id` (its own, or its failover's fallback).
+        let target_to = |t: &model::Target, id: &BackendId| {
+            let backend = backends.get(id).cloned().unwrap_or_else(|| {
                 // Translation always lists the backends its routes use; stay total anyway.
                 backend(
-                    &t.backend,
+                    id,
                     &BackendSpec::unavailable("backend missing from the config".into()),
                     None,
                 )
@@ -151,7 +173,7 @@ impl Snapshot {
                     _ => None,
                 })
                 .collect();
-            Arc::new(Target {
+            Target {
                 source: t.source.as_str().into(),
                 series: options
                     .router_metrics
@@ -170,9 +192,20 @@ impl Snapshot {
                 mirror_body: t.mirror_body,
                 timeouts: t.timeouts,
                 observed: t.observed,
-                internal: t.backend.is_internal(),
+                internal: id.is_internal(),
                 errors,
-            })
+                fallback: None,
+            }
+        };
+        let target = |t: &model::Target| {
+            let mut main = target_to(t, &t.backend);
+            main.fallback = t.fallback.as_ref().map(|f| {
+                Box::new(Fallback {
+                    target: Arc::new(target_to(t, &f.backend)),
+                    statuses: f.statuses.iter().copied().collect(),
+                })
+            });
+            Arc::new(main)
         };
         let routes = config
             .routes
@@ -430,6 +463,7 @@ mod tests {
                     mirror_body: false,
                     timeouts: model::Timeouts::default(),
                     observed: model::Observed::default(),
+                    fallback: None,
                 },
             }],
             default_backend: None,

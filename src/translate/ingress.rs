@@ -401,6 +401,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 mirror_body: false,
                 timeouts: nginx.timeouts,
                 observed: crate::model::Observed::default(),
+                fallback: None,
             }
         };
         let use_backend = |field: &dyn Fn() -> String, service: &ServiceRef, cx: &mut Cx<'_>| {

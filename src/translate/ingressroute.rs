@@ -803,6 +803,30 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     (id, *percent)
                 })
                 .collect();
+            for why in &expanded.warnings {
+                cx.out.diagnostics.push(Diagnostic::warning(
+                    &subject,
+                    format!("{}.services: {why}", r.field),
+                ));
+            }
+            let fallback = expanded.fallback.as_ref().map(|f| {
+                let backend = backend_for(
+                    &cx.resolver,
+                    &[(f.namespace.clone(), f.service.clone(), 1)],
+                    Reach {
+                        tls: tls.as_ref(),
+                        cluster_ip: r.cluster_ip,
+                        http2: r.http2,
+                    },
+                    &|| format!("{}.services (the failover's fallback)", r.field),
+                    &subject,
+                    &mut cx.out,
+                );
+                model::Fallback {
+                    backend,
+                    statuses: f.statuses.clone(),
+                }
+            });
             rule_routes.push(model::RuleRoute {
                 rule: r.rule,
                 priority: r.priority,
@@ -820,6 +844,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     mirror_body: expanded.mirror_body,
                     timeouts,
                     observed: r.observed,
+                    fallback,
                 },
             });
         }

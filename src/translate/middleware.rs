@@ -925,7 +925,7 @@ fn retry(r: &crd::Retry) -> Result<Retry, String> {
 }
 
 /// A status (`404`) or a range of statuses (`500-599`) as Traefik writes them, at `field`.
-fn status_range(text: &str, field: &str) -> Result<(u16, u16), String> {
+pub(super) fn status_range(text: &str, field: &str) -> Result<(u16, u16), String> {
     let (from, to) = text.split_once('-').unwrap_or((text, text));
     let parse = |t: &str| {
         t.trim()

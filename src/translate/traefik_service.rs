@@ -23,6 +23,19 @@ pub(super) struct Expanded {
     pub sticky: Option<StickyCookie>,
     /// A highestRandomWeight's: each client address keeps to its highest-ranked endpoint.
     pub by_client_ip: bool,
+    /// A failover's fallback.
+    pub fallback: Option<FallbackService>,
+    /// What a TraefikService sets that fjord reads but cannot honour.
+    pub warnings: Vec<String>,
+}
+
+/// A failover's fallback Service (namespace, Service) and the main's answers (status ranges)
+/// that send a request to it.
+#[derive(Debug)]
+pub(super) struct FallbackService {
+    pub namespace: String,
+    pub service: ServiceRef,
+    pub statuses: Vec<(u16, u16)>,
 }
 
 /// Expands a route's `services` (plain) and `traefik` (TraefikServices named), each with its
@@ -60,6 +73,13 @@ pub(super) fn expand(
                 ));
             }
             cx.mirroring(ns, name, m, &mut out, &mut leaves)?;
+        } else if let Some(f) = &object.spec.failover {
+            if !alone {
+                return Err(format!(
+                    "{field}: TraefikService {ns}/{name} is a failover; it is honoured as a route's only service"
+                ));
+            }
+            cx.failover(ns, name, f, &mut out, &mut leaves)?;
         } else if let Some(h) = &object.spec.highest_random_weight {
             if !alone {
                 return Err(format!(
@@ -91,19 +111,15 @@ impl Cx<'_> {
             .store
             .traefik_service(ns, name)
             .ok_or_else(|| format!("{field}: TraefikService {ns}/{name} not found"))?;
-        if object.spec.failover.is_some() {
-            return Err(format!(
-                "TraefikService {ns}/{name}: spec.failover is not supported yet; list the services under weighted, or keep one"
-            ));
-        }
         let set = [
             object.spec.weighted.is_some(),
             object.spec.mirroring.is_some(),
             object.spec.highest_random_weight.is_some(),
+            object.spec.failover.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(format!(
-                "TraefikService {ns}/{name}: spec must set exactly one of weighted, mirroring and highestRandomWeight"
+                "TraefikService {ns}/{name}: spec must set exactly one of weighted, mirroring, highestRandomWeight and failover"
             ));
         }
         Ok(object)
@@ -277,6 +293,56 @@ impl Cx<'_> {
                 percent,
             ));
         }
+        Ok(())
+    }
+}
+
+impl Cx<'_> {
+    /// A failover TraefikService: its main Service takes the route's requests; its fallback
+    /// those the main has no ready endpoint for (Kubernetes' readiness stands in for
+    /// Traefik's health check) and, without a body, those it answers with `errors.status`.
+    fn failover(
+        &self,
+        ns: &str,
+        name: &str,
+        f: &crd::Failover,
+        out: &mut Expanded,
+        leaves: &mut Vec<(String, ServiceRef, f64)>,
+    ) -> Result<(), String> {
+        let field = format!("TraefikService {ns}/{name}: spec.failover");
+        let one = |s: &crd::RouteService, at: &str| -> Result<(String, ServiceRef), String> {
+            let at = format!("{field}.{at}");
+            if s.kind.as_deref().is_some_and(|k| k != "Service") {
+                return Err(format!(
+                    "{at}.kind: fjord fails over between Services; a TraefikService here is not supported"
+                ));
+            }
+            unhonoured_options(s, &at)?;
+            let service_ns = self.namespace(ns, s.namespace.as_ref(), &at)?;
+            Ok((service_ns, service_ref(&s.name, s.port.as_ref(), &at)?))
+        };
+        let (main_ns, main) = one(&f.service, "service")?;
+        let (fallback_ns, fallback) = one(&f.fallback, "fallback")?;
+        let mut statuses = Vec::new();
+        if let Some(errors) = &f.errors {
+            for (i, status) in errors.status.iter().enumerate() {
+                statuses.push(super::middleware::status_range(
+                    status,
+                    &format!("{field}.errors.status[{i}]"),
+                )?);
+            }
+            if errors.max_request_body_bytes.is_some() {
+                out.warnings.push(format!(
+                    "{field}.errors.maxRequestBodyBytes: fjord does not hold request bodies to send them again; only requests without a body go to the fallback after an error status"
+                ));
+            }
+        }
+        leaves.push((main_ns, main, 1.0));
+        out.fallback = Some(FallbackService {
+            namespace: fallback_ns,
+            service: fallback,
+            statuses,
+        });
         Ok(())
     }
 }

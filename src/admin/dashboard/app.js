@@ -99,7 +99,7 @@ function showRouters(routers, rate) {
       el("td", {}, el("div", {}, r.name), el("div", { class: "muted small" }, r.source)),
       el("td", {}, el("code", {}, match), extra ? el("div", { class: "muted small" }, extra) : null),
       el("td", {}, ...r.middlewares.map((m) => el("span", { class: "chip" }, m))),
-      el("td", {}, r.service),
+      el("td", {}, r.service, r.fallback ? el("div", { class: "muted small" }, `fallback ${r.fallback}`) : null),
       ...rateCells(rate.get(r.service)),
       el("td", {}, status(r.status, r.error), r.error ? el("div", { class: "small bad" }, r.error) : null));
   }));
