@@ -371,15 +371,8 @@ pub(crate) fn middlewares(s: &Snapshot) -> Vec<Middleware> {
             users.entry(m).or_default().push(r.name.clone());
         }
     }
-    let config = s.config();
     let mut all: BTreeMap<&str, &model::middleware::Middleware> = BTreeMap::new();
-    let targets = config
-        .routes
-        .iter()
-        .map(|r| &r.target)
-        .chain(config.rule_routes.iter().map(|r| &r.target))
-        .chain(config.default_backend.iter());
-    for m in targets.flat_map(|t| t.middlewares.iter()) {
+    for m in s.config().targets().flat_map(|t| t.middlewares.iter()) {
         all.entry(&m.name).or_insert(m);
     }
     all.into_values()

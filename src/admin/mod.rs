@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde::Serialize;
@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::acme::Manager;
-use crate::snapshot::Live;
+use crate::snapshot::{Live, Snapshot};
 
 /// Longest an admin request may take; every answer is made from memory.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,56 +94,20 @@ pub(crate) fn api(shared: Shared) -> Router {
                 ))
             }),
         )
-        .route(
-            "/api/http/routers",
-            get(|State(s): State<Shared>| async move { pretty(&api::routers(&s.live.load())) }),
-        )
+        .route("/api/http/routers", list(api::routers))
         .route(
             "/api/http/routers/{*name}",
-            get(
-                |State(s): State<Shared>, Path(name): Path<String>| async move {
-                    one(
-                        api::routers(&s.live.load()),
-                        |r| r.name == name,
-                        "router",
-                        &name,
-                    )
-                },
-            ),
+            named(api::routers, |r| &r.name, "router"),
         )
-        .route(
-            "/api/http/services",
-            get(|State(s): State<Shared>| async move { pretty(&api::services(&s.live.load())) }),
-        )
+        .route("/api/http/services", list(api::services))
         .route(
             "/api/http/services/{*name}",
-            get(
-                |State(s): State<Shared>, Path(name): Path<String>| async move {
-                    one(
-                        api::services(&s.live.load()),
-                        |x| x.name == name,
-                        "service",
-                        &name,
-                    )
-                },
-            ),
+            named(api::services, |x| &x.name, "service"),
         )
-        .route(
-            "/api/http/middlewares",
-            get(|State(s): State<Shared>| async move { pretty(&api::middlewares(&s.live.load())) }),
-        )
+        .route("/api/http/middlewares", list(api::middlewares))
         .route(
             "/api/http/middlewares/{*name}",
-            get(
-                |State(s): State<Shared>, Path(name): Path<String>| async move {
-                    one(
-                        api::middlewares(&s.live.load()),
-                        |m| m.name == name,
-                        "middleware",
-                        &name,
-                    )
-                },
-            ),
+            named(api::middlewares, |m| &m.name, "middleware"),
         )
         .route(
             "/api/certificates",
@@ -246,6 +210,24 @@ fn pretty<T: Serialize>(value: &T) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// `GET`: every item `view` makes of the snapshot in force.
+fn list<T: Serialize + 'static>(view: fn(&Snapshot) -> Vec<T>) -> MethodRouter<Shared> {
+    get(move |State(s): State<Shared>| async move { pretty(&view(&s.live.load())) })
+}
+
+/// `GET {name}`: the item of `view` whose `name_of` is the path's, or a 404 naming the `what`.
+fn named<T: Serialize + 'static>(
+    view: fn(&Snapshot) -> Vec<T>,
+    name_of: fn(&T) -> &String,
+    what: &'static str,
+) -> MethodRouter<Shared> {
+    get(
+        move |State(s): State<Shared>, Path(name): Path<String>| async move {
+            one(view(&s.live.load()), |x| *name_of(x) == name, what, &name)
+        },
+    )
 }
 
 /// The one item of `all` that `is` picks, or a 404 naming what was asked for.

@@ -45,6 +45,17 @@ pub struct Config {
     pub default_tls_policy: Option<Arc<TlsPolicy>>,
 }
 
+impl Config {
+    /// Every route's target, Ingress routes first, then rule routes, then the default backend.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.routes
+            .iter()
+            .map(|r| &r.target)
+            .chain(self.rule_routes.iter().map(|r| &r.target))
+            .chain(self.default_backend.iter())
+    }
+}
+
 /// How TLS is spoken with the clients of some hosts: a TLSOption, checked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TlsPolicy {

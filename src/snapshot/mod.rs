@@ -134,13 +134,10 @@ impl Snapshot {
         // breaker, one per route, as Traefik has it); a stateful one whose spec did not change
         // is the previous snapshot's, buckets, counters and windows kept.
         let mut middlewares: HashMap<Box<str>, Arc<Middleware>> = HashMap::new();
-        let targets = config
-            .routes
-            .iter()
-            .map(|r| &r.target)
-            .chain(config.rule_routes.iter().map(|r| &r.target))
-            .chain(config.default_backend.iter());
-        for (t, m) in targets.flat_map(|t| t.middlewares.iter().map(move |m| (t, m))) {
+        for (t, m) in config
+            .targets()
+            .flat_map(|t| t.middlewares.iter().map(move |m| (t, m)))
+        {
             let key = instance(m, t);
             middlewares.entry(key.clone()).or_insert_with(|| {
                 match previous.and_then(|p| p.middlewares.get(&key)) {
