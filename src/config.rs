@@ -538,6 +538,11 @@ impl StaticConfig {
         if config.entry_points.is_empty() {
             anyhow::bail!("entryPoints: at least one entry point is needed");
         }
+        if !config.api.dashboard && (config.api.insecure || config.api.address.is_some()) {
+            anyhow::bail!(
+                "api.insecure and api.address say where the API and dashboard are served, but api.dashboard is false: set it to true, or remove them"
+            );
+        }
         for (name, ep) in &config.entry_points {
             if let Some(to) = &ep.http.redirections.entry_point
                 && to.port().is_none()
@@ -648,6 +653,15 @@ fn ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_the_api_is_served_needs_it_switched_on() {
+        let e = StaticConfig::parse("api: {address: \"127.0.0.1:9181\"}\n").unwrap_err();
+        assert!(e.to_string().contains("api.dashboard is false"), "{e}");
+        let c =
+            StaticConfig::parse("api: {dashboard: true, address: \"127.0.0.1:9181\"}\n").unwrap();
+        assert!(c.api.dashboard && c.api.address.is_some());
+    }
 
     #[test]
     fn later_files_override_earlier_ones_maps_merged() {
