@@ -178,7 +178,7 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
     // A reload changes the answer.
     m.write(
         "more.yaml",
-        &ingress("more", &[("more.test", "Exact", "/x", "web")]),
+        &ingress("more", &[("more.test", "Prefix", "/api", "web")]),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -189,8 +189,8 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
             .iter()
             .find(|r| r["name"] == "default-more-0@ingress")
         {
-            assert_eq!(more["pathType"], "Exact");
-            assert_eq!(more["path"], "/x");
+            assert_eq!(more["pathType"], "Prefix");
+            assert_eq!(more["path"], "/api");
             break;
         }
         assert!(

@@ -238,7 +238,9 @@ pub(crate) fn routers(s: &Snapshot) -> Vec<Router> {
         };
         let (path, path_type) = match &r.path {
             PathMatch::Exact(p) => (p.clone(), "Exact"),
-            PathMatch::Prefix(p) => (format!("{p}/").replace("//", "/"), "Prefix"),
+            // Stored without its trailing slash; `/` as the empty string.
+            PathMatch::Prefix(p) if p.is_empty() => ("/".to_owned(), "Prefix"),
+            PathMatch::Prefix(p) => (p.clone(), "Prefix"),
         };
         let tls = host.as_deref().is_some_and(|h| s.has_tls(h));
         let mut router = router(s, name(&r.target), &r.target, tls);
