@@ -73,6 +73,7 @@ async fn every_endpoint_shows_what_is_served_and_why_not() {
     assert!(!overview["replica"].as_str().unwrap().is_empty());
     assert_eq!(overview["ready"], true);
     assert_eq!(overview["routers"]["total"], 2, "{overview:#}");
+    assert_eq!(overview["middlewares"], serde_json::json!({"total": 1}));
     assert_eq!(overview["certificates"]["total"], 2, "{overview:#}");
     assert_eq!(overview["certificates"]["expiringSoon"], 1);
     assert_eq!(overview["diagnostics"]["errors"], 1, "{overview:#}");

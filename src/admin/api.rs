@@ -34,7 +34,7 @@ pub(crate) struct Overview {
     ready: bool,
     routers: Count,
     services: Count,
-    middlewares: Count,
+    middlewares: Total,
     certificates: CertCount,
     diagnostics: DiagCount,
 }
@@ -45,6 +45,12 @@ struct Count {
     total: usize,
     /// Those that answer 503: broken routes, services without endpoints.
     errors: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Total {
+    total: usize,
 }
 
 #[derive(Serialize)]
@@ -198,9 +204,8 @@ pub(crate) fn overview(
             total: services.len(),
             errors: services.iter().filter(|s| s.error.is_some()).count(),
         },
-        middlewares: Count {
+        middlewares: Total {
             total: middlewares(s).len(),
-            errors: 0,
         },
         certificates: CertCount {
             total: certificates.len(),
