@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 use support::apiserver::ApiServer;
-use support::pebble::{Pebble, free_port};
+use support::pebble::{Pebble, free_port_on};
 use support::tls::{Seen, client_config, https_get};
 use support::{Echo, Fjord, ingress, service};
 
@@ -39,7 +39,7 @@ impl Cluster {
 
     /// With certificates valid for `validity` seconds.
     async fn start_with(challenge: &'static str, validity: Option<u64>) -> Cluster {
-        let ports = (free_port(), free_port());
+        let ports = (free_port_on(&REPLICAS), free_port_on(&REPLICAS));
         let pebble = Pebble::start(ports.0, ports.1, validity);
         for (host, ip) in HOSTS.iter().zip(REPLICAS) {
             pebble.resolve(host, ip);

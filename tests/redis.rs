@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::apiserver::ApiServer;
-use support::pebble::free_port;
+use support::pebble::free_port_on;
 use support::redis::Redis;
 use support::tls::Ca;
 use support::{Echo, Fjord, Manifests, Reply, get, send, service, tls_free_get};
@@ -31,7 +31,7 @@ fn auth_secret(password: &str) -> String {
 
 /// Three replicas on the same port of three loopback addresses, serving `manifests`.
 fn nodes(manifests: &Manifests) -> Vec<Fjord> {
-    let port = free_port();
+    let port = free_port_on(&NODES);
     NODES
         .iter()
         .map(|ip| {

@@ -20,6 +20,17 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// A port free on every one of `ips` (replicas on 127.0.0.1, .2 and .3 share their ports):
+/// one free on the first alone may be held on another by a test running beside.
+pub(crate) fn free_port_on(ips: &[&str]) -> u16 {
+    loop {
+        let port = free_port();
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+}
+
 pub(crate) struct Pebble {
     pebble: Child,
     dns: Child,
