@@ -752,6 +752,12 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     (None, model::Timeouts::default())
                 }
             };
+            // The main Service and a failover's fallback are reached the same way.
+            let reach = Reach {
+                tls: tls.as_ref(),
+                cluster_ip: r.cluster_ip,
+                http2: r.http2,
+            };
             let backend = if r.internal {
                 let refused = match &cx.options.api {
                     ApiAccess::Anywhere => None,
@@ -778,11 +784,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 backend_for(
                     &cx.resolver,
                     services,
-                    Reach {
-                        tls: tls.as_ref(),
-                        cluster_ip: r.cluster_ip,
-                        http2: r.http2,
-                    },
+                    reach,
                     &|| format!("{}.services", r.field),
                     &subject,
                     &mut cx.out,
@@ -813,11 +815,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 let backend = backend_for(
                     &cx.resolver,
                     &[(f.namespace.clone(), f.service.clone(), 1)],
-                    Reach {
-                        tls: tls.as_ref(),
-                        cluster_ip: r.cluster_ip,
-                        http2: r.http2,
-                    },
+                    reach,
                     &|| format!("{}.services (the failover's fallback)", r.field),
                     &subject,
                     &mut cx.out,

@@ -295,9 +295,7 @@ impl Cx<'_> {
         }
         Ok(())
     }
-}
 
-impl Cx<'_> {
     /// A failover TraefikService: its main Service takes the route's requests; its fallback
     /// those the main has no ready endpoint for (Kubernetes' readiness stands in for
     /// Traefik's health check) and, without a body, those it answers with `errors.status`.
