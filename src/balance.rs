@@ -1,14 +1,18 @@
-//! The balancer: weighted round robin over a backend's ready endpoints, with passive health (an
-//! endpoint that refuses connections is skipped for a backoff period, then tried again).
+//! The balancer: a route's strategy over a backend's ready endpoints (weighted round robin by
+//! default; the client's address, two random choices or the least time), with passive health
+//! (an endpoint that refuses connections is skipped for a backoff period, then tried again).
 //!
-//! The weighted order is computed once per snapshot; a pick is one atomic increment plus a
-//! health check per candidate, with no lock. Each attempt's outcome is reported back here,
-//! where the endpoint's health and its `fjord_service_server_up` series are kept.
+//! The weighted order is computed once per snapshot; a round-robin pick is one atomic
+//! increment plus a health check per candidate, with no lock. Each attempt's outcome is
+//! reported back here, where the endpoint's health and its `fjord_service_server_up` series
+//! are kept; so are the requests in flight and times to a response head that `p2c` and
+//! `leasttime` read, counted only for routes using them.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
@@ -16,7 +20,7 @@ use crate::client_tls;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::metrics::METRICS;
-use crate::model::{BackendTls, EndpointAddr, EndpointSpec};
+use crate::model::{BackendTls, Balance, EndpointAddr, EndpointSpec};
 use crate::throttle;
 use rustls::pki_types::ServerName;
 
@@ -25,6 +29,8 @@ const BASE_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest weighted schedule; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u64 = 4096;
+/// How many of an endpoint's latest times to a response head `leasttime` averages.
+const HEAD_TIMES: usize = 100;
 
 /// One endpoint, with the authority upstream requests are sent to.
 #[derive(Debug)]
@@ -58,6 +64,23 @@ impl Endpoint {
         self.health.failures.load(Ordering::Relaxed)
     }
 
+    /// Requests in flight to it from routes whose strategy counts them.
+    pub fn in_flight(&self) -> u32 {
+        self.health.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// `leasttime`'s score: the mean time to a response head (0 before any), times one more
+    /// than the requests in flight, over the weight. Lowest wins.
+    fn least_time_score(&self) -> f64 {
+        let mean = self
+            .health
+            .head_times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .mean_micros();
+        mean * f64::from(self.in_flight().saturating_add(1)) / f64::from(self.weight)
+    }
+
     /// Records a failed connect: the endpoint backs off, longer for each failure in a row.
     fn failed(&self, now: u64) {
         let failures = self.health.failures.fetch_add(1, Ordering::Relaxed).min(16);
@@ -78,12 +101,71 @@ impl Endpoint {
     }
 }
 
-/// Passive health, shared by every snapshot in which the endpoint's address appears.
+/// Passive health and load, shared by every snapshot in which the endpoint's address appears.
 #[derive(Debug, Default)]
 struct Health {
     failures: AtomicU32,
     /// [`crate::clock::now`] until which the endpoint is skipped; 0 when healthy.
     down_until: AtomicU64,
+    /// Requests in flight from routes whose strategy reads them: from the choice to the end
+    /// of the response body.
+    in_flight: AtomicU32,
+    /// Its latest times to a response head, for `leasttime`.
+    head_times: Mutex<HeadTimes>,
+}
+
+/// The latest [`HEAD_TIMES`] times to a response head, in microseconds, in a ring.
+#[derive(Debug, Default)]
+struct HeadTimes {
+    samples: Vec<u32>,
+    next: usize,
+    sum: u64,
+}
+
+impl HeadTimes {
+    fn add(&mut self, took: Duration) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        if self.samples.len() < HEAD_TIMES {
+            self.samples.push(micros);
+        } else {
+            self.sum -= u64::from(self.samples[self.next]);
+            self.samples[self.next] = micros;
+        }
+        self.sum += u64::from(micros);
+        self.next = (self.next + 1) % HEAD_TIMES;
+    }
+
+    fn mean_micros(&self) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        self.sum as f64 / self.samples.len() as f64
+    }
+}
+
+/// A request counted in flight to its endpoint while this lives: held by the response body
+/// until its end, for the strategies that read the count.
+#[derive(Debug)]
+pub struct InFlight {
+    health: Arc<Health>,
+    since: Instant,
+}
+
+impl InFlight {
+    /// Records the time from the choice to the response head, which `leasttime` averages.
+    pub fn answered(&self) {
+        self.health
+            .head_times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(self.since.elapsed());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Health {
@@ -252,6 +334,78 @@ impl EndpointSet {
             fallback.get_or_insert(i);
         }
         fallback
+    }
+
+    /// The endpoint `balance` chooses for a request from `client`, other than `avoid`. Every
+    /// strategy fails open as [`EndpointSet::pick`] does when no endpoint is up.
+    pub fn choose(
+        &self,
+        balance: Balance,
+        client: IpAddr,
+        now: u64,
+        avoid: Option<usize>,
+    ) -> Option<usize> {
+        match balance {
+            Balance::RoundRobin => None,
+            Balance::ClientIp => self.rendezvous(client, now).filter(|i| Some(*i) != avoid),
+            Balance::TwoChoices => self.two_choices(now, avoid),
+            Balance::LeastTime => self.least_time(now, avoid),
+        }
+        .or_else(|| self.pick(now, avoid))
+    }
+
+    /// Counts a request in flight to endpoint `index` until the returned guard is dropped.
+    pub fn in_flight(&self, index: usize) -> Option<InFlight> {
+        let health = &self.endpoints.get(index)?.health;
+        health.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight {
+            health: Arc::clone(health),
+            since: Instant::now(),
+        })
+    }
+
+    /// Indexes of the endpoints up at `now`, other than `avoid`.
+    fn up(&self, now: u64, avoid: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+        (0..self.endpoints.len())
+            .filter(move |i| Some(*i) != avoid && self.endpoints[*i].health.is_up(now))
+    }
+
+    /// Of two endpoints up drawn at random, the one with fewer requests in flight (the
+    /// first drawn on a tie). Weights are not read, as in Traefik's `p2c`. None with fewer
+    /// than two up.
+    fn two_choices(&self, now: u64, avoid: Option<usize>) -> Option<usize> {
+        let count = self.up(now, avoid).count();
+        if count < 2 {
+            return None;
+        }
+        let first = fastrand::usize(..count);
+        let mut second = fastrand::usize(..count - 1);
+        if second >= first {
+            second += 1;
+        }
+        let a = self.up(now, avoid).nth(first)?;
+        let b = self.up(now, avoid).nth(second)?;
+        let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
+        Some(if eb.in_flight() < ea.in_flight() {
+            b
+        } else {
+            a
+        })
+    }
+
+    /// The endpoint up with the lowest `leasttime` score; among equals (all untried ones at
+    /// first), the next in weighted round-robin order.
+    fn least_time(&self, now: u64, avoid: Option<usize>) -> Option<usize> {
+        let mut scores = vec![None; self.endpoints.len()];
+        for i in self.up(now, avoid) {
+            scores[i] = Some(self.endpoints[i].least_time_score());
+        }
+        let best = scores.iter().flatten().copied().reduce(f64::min)?;
+        let n = self.schedule.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| self.schedule[(start + k) % n] as usize)
+            .find(|i| scores[*i] == Some(best))
     }
 
     /// The endpoint that ranks highest for `client` among those up (weighted rendezvous
@@ -476,6 +630,41 @@ mod tests {
         assert!(s.pick(1, None).is_some());
         assert_eq!(s.pick(1, Some(0)), Some(1));
         assert_eq!(set(&[1]).pick(0, Some(0)), None);
+    }
+
+    #[test]
+    fn head_times_average_the_latest_hundred() {
+        let mut times = HeadTimes::default();
+        assert_eq!(times.mean_micros(), 0.0, "untried: 0, so it is tried");
+        for _ in 0..HEAD_TIMES {
+            times.add(Duration::from_millis(300));
+        }
+        assert_eq!(times.mean_micros(), 300_000.0);
+        for _ in 0..HEAD_TIMES {
+            times.add(Duration::from_millis(1));
+        }
+        assert_eq!(
+            times.mean_micros(),
+            1_000.0,
+            "the slow ones have left the window"
+        );
+    }
+
+    #[test]
+    fn two_choices_prefers_fewer_in_flight_and_in_flight_ends_with_its_guard() {
+        let s = set(&[1, 1, 1]);
+        let busy: Vec<_> = [0, 0, 1].iter().map(|i| s.in_flight(*i).unwrap()).collect();
+        for _ in 0..50 {
+            let i = s.choose(Balance::TwoChoices, [127, 0, 0, 1].into(), 0, None);
+            assert_ne!(
+                i,
+                Some(0),
+                "endpoint 0 has the most in flight, never the fewer of two"
+            );
+        }
+        assert_eq!(s.endpoints[0].in_flight(), 2);
+        drop(busy);
+        assert!(s.endpoints.iter().all(|e| e.in_flight() == 0));
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub struct RouteService {
     /// to its endpoints (default false).
     #[serde(rename = "nativeLB")]
     pub native_lb: Option<bool>,
-    /// `wrr` (or `RoundRobin`): smooth weighted round robin, fjord's only strategy.
+    /// How an endpoint is chosen: `wrr` (smooth weighted round robin, the default;
+    /// `RoundRobin` is its deprecated name), `p2c` (of two endpoints drawn at random, the one
+    /// with fewer requests in flight), `hrw` (each client address keeps to its
+    /// highest-ranked endpoint) or `leasttime` (the lowest mean time to a response head,
+    /// weighed by requests in flight and weight).
     pub strategy: Option<String>,
     /// How responses are passed on: fjord sends each chunk as it comes, whatever the
     /// `flushInterval`.

@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::balance::Tls;
+use crate::balance::{InFlight, Tls};
 use crate::config::ServersTransport;
 use crate::error::ProxyError;
 use crate::model::Timeouts;
@@ -321,7 +321,11 @@ impl Upstream {
                         {
                             back.release();
                         }
-                        return Ok(response.map(|inner| Body { inner, back }));
+                        return Ok(response.map(|inner| Body {
+                            inner,
+                            back,
+                            counted: None,
+                        }));
                     }
                     // A pooled connection the endpoint closed while it idled: the request never
                     // left, so it goes out on another connection, whatever its method.
@@ -377,7 +381,11 @@ impl Upstream {
         });
         match sent.await {
             None => Err(fail(Failure::Timeout).into()),
-            Some(Ok(response)) => Ok(response.map(|inner| Body { inner, back: None })),
+            Some(Ok(response)) => Ok(response.map(|inner| Body {
+                inner,
+                back: None,
+                counted: None,
+            })),
             Some(Err(mut e)) => Err(Failed {
                 unsent: e
                     .take_message()
@@ -769,6 +777,17 @@ async fn reap(pool: Weak<Pool>) {
 pub(crate) struct Body {
     inner: Incoming,
     back: Option<Back>,
+    /// The request, counted in flight to its endpoint until the body's end.
+    counted: Option<InFlight>,
+}
+
+impl Body {
+    /// Keeps `in_flight` counted until the body's end (not at all for an empty body).
+    pub(crate) fn hold(&mut self, in_flight: InFlight) {
+        if !self.inner.is_end_stream() {
+            self.counted = Some(in_flight);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -796,8 +815,12 @@ impl http_body::Body for Body {
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(_)) if !this.inner.is_end_stream() => {}
-            Some(Err(_)) => this.back = None,
+            Some(Err(_)) => {
+                this.back = None;
+                this.counted = None;
+            }
             _ => {
+                this.counted = None;
                 if let Some(back) = this.back.take() {
                     back.release();
                 }

@@ -851,10 +851,10 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         ),
     );
     m.write(
-        "p2c.yaml",
+        "random.yaml",
         &route(
-            "p2c",
-            "  - match: Host(`p2c.test`)\n    services: [{name: app, port: 80, strategy: p2c}]\n",
+            "random",
+            "  - match: Host(`random.test`)\n    services: [{name: app, port: 80, strategy: random}]\n",
         ),
     );
     m.write(
@@ -931,8 +931,8 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
             "spec.contentType is not honoured: fjord does not guess a response's type",
         ),
         (
-            "IngressRoute default/p2c",
-            "strategy \\\"p2c\\\": fjord balances by smooth weighted round robin (wrr) only",
+            "IngressRoute default/random",
+            "strategy \\\"random\\\" is not wrr, p2c, hrw or leasttime",
         ),
         (
             "IngressRoute default/inner",

@@ -133,6 +133,9 @@ struct EndpointView {
     /// Ready in its EndpointSlice and not backing off after failed connects.
     healthy: bool,
     failures: u32,
+    /// Requests in flight to it from routes balancing by `p2c` or `leasttime` (others are
+    /// not counted).
+    in_flight: u32,
 }
 
 #[derive(Serialize)]
@@ -348,6 +351,7 @@ pub(crate) fn services(s: &Snapshot) -> Vec<Service> {
                         weight: e.weight(),
                         healthy: e.is_up(now),
                         failures: e.failures(),
+                        in_flight: e.in_flight(),
                     })
                     .collect()
             });

@@ -130,9 +130,8 @@ pub struct Target {
     pub broken: Option<String>,
     /// Sticky sessions: a client keeps the endpoint its cookie names.
     pub sticky: Option<Arc<StickyCookie>>,
-    /// A highestRandomWeight TraefikService's: each client address keeps to the endpoint
-    /// that ranks highest for it (weighted rendezvous hashing), the same on every replica.
-    pub by_client_ip: bool,
+    /// How an endpoint is chosen for each request.
+    pub balance: Balance,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
     /// Backends a share of requests is copied to (a mirroring TraefikService), with the
@@ -148,6 +147,29 @@ pub struct Target {
     /// A failover TraefikService's fallback: where requests go when the backend has no ready
     /// endpoint, or answers with one of its statuses.
     pub fallback: Option<Fallback>,
+}
+
+/// How a route's endpoint is chosen for each request (a service's `strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin (`wrr`).
+    #[default]
+    RoundRobin,
+    /// Each client address keeps to the endpoint that ranks highest for it (weighted
+    /// rendezvous hashing), the same on every replica (`hrw`, a highestRandomWeight).
+    ClientIp,
+    /// Of two endpoints drawn at random, the one with fewer requests in flight (`p2c`).
+    TwoChoices,
+    /// The lowest mean time to a response head, times one more than the requests in flight,
+    /// over the weight; ties in weighted round-robin order (`leasttime`).
+    LeastTime,
+}
+
+impl Balance {
+    /// Whether its choice reads the endpoints' requests in flight, which are then counted.
+    pub fn counts_in_flight(self) -> bool {
+        matches!(self, Self::TwoChoices | Self::LeastTime)
+    }
 }
 
 /// The fallback of a failover.

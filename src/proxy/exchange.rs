@@ -16,6 +16,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::admit::Host;
+use crate::balance::InFlight;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -124,13 +125,7 @@ pub(super) fn exchange<'a>(
         let (first, endpoint) = stuck
             .as_deref()
             .and_then(|value| endpoints.stuck(value, now))
-            .or_else(|| {
-                target
-                    .by_client_ip
-                    .then(|| endpoints.rendezvous(client.ip(), now))
-                    .flatten()
-            })
-            .or_else(|| endpoints.pick(now, None))
+            .or_else(|| endpoints.choose(target.balance, client.ip(), now, None))
             .and_then(|i| Some((i, endpoints.get(i)?)))
             .ok_or_else(|| no_endpoint(target))?;
         // A request the upstream client sends again after its pooled connection closed under it
@@ -164,7 +159,10 @@ pub(super) fn exchange<'a>(
         if by_endpoint {
             endpoint_host(&mut request, endpoint);
         }
+        let counted = target.balance.counts_in_flight();
+        let flight = counted.then(|| endpoints.in_flight(first)).flatten();
         let mut result = Box::pin(upstream.send(request, to(endpoint, started), &resent)).await;
+        hold(&mut result, flight);
         report(target, first, &result);
         let mut last = first;
         for attempt in 1..attempts {
@@ -175,12 +173,13 @@ pub(super) fn exchange<'a>(
                 break;
             }
             let now = Instant::now();
-            let next = match endpoints.pick(clock::at(now), Some(last)) {
-                Some(n) => n,
-                // One endpoint: a retry middleware tries it again; a refused connect does not.
-                None if retry.is_some() => last,
-                None => break,
-            };
+            let next =
+                match endpoints.choose(target.balance, client.ip(), clock::at(now), Some(last)) {
+                    Some(n) => n,
+                    // One endpoint: a retry middleware tries it again; a refused connect does not.
+                    None if retry.is_some() => last,
+                    None => break,
+                };
             let Some(endpoint) = endpoints.get(next) else {
                 break;
             };
@@ -204,7 +203,9 @@ pub(super) fn exchange<'a>(
             }
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
             resent();
+            let flight = counted.then(|| endpoints.in_flight(next)).flatten();
             result = Box::pin(upstream.send(again, to(endpoint, now), &resent)).await;
+            hold(&mut result, flight);
             report(target, next, &result);
             last = next;
         }
@@ -521,6 +522,15 @@ fn outgoing_to<'a>(
 fn endpoint_host<B>(request: &mut Request<B>, endpoint: &crate::balance::Endpoint) {
     if let Ok(value) = HeaderValue::from_str(endpoint.authority.as_str()) {
         request.headers_mut().insert(header::HOST, value);
+    }
+}
+
+/// Keeps an answered attempt counted in flight to its endpoint until its body ends, and
+/// records its time to the response head, for the strategies that read them.
+fn hold(result: &mut Result<Response<upstream::Body>, Failed>, flight: Option<InFlight>) {
+    if let (Ok(response), Some(flight)) = (result, flight) {
+        flight.answered();
+        response.body_mut().hold(flight);
     }
 }
 

@@ -47,8 +47,8 @@ pub struct Target {
     pub series: Option<Series>,
     /// Sticky sessions, when the route asks for them.
     pub sticky: Option<Arc<StickyCookie>>,
-    /// Each client address keeps to its highest-ranked endpoint (highestRandomWeight).
-    pub by_client_ip: bool,
+    /// How an endpoint is chosen for each request.
+    pub balance: model::Balance,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
     /// Backends a copy of a share of requests goes to, each with its percent.
@@ -179,7 +179,7 @@ impl Snapshot {
                 middlewares: chain,
                 broken: t.broken.as_deref().map(Into::into),
                 sticky: t.sticky.clone(),
-                by_client_ip: t.by_client_ip,
+                balance: t.balance,
                 host_header: t.host_header.clone(),
                 mirrors: t
                     .mirrors
@@ -454,7 +454,7 @@ mod tests {
                     middlewares: Vec::new(),
                     broken: None,
                     sticky: None,
-                    by_client_ip: false,
+                    balance: model::Balance::RoundRobin,
                     host_header: model::HostHeader::Client,
                     mirrors: Vec::new(),
                     mirror_body: false,

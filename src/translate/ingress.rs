@@ -13,7 +13,7 @@ use super::tls::{ingress_resolver, tls_of};
 use super::{Cx, keep, middleware, nginx, oldest_first};
 use crate::diagnostics::Diagnostic;
 use crate::model::middleware::Middleware;
-use crate::model::{HostMatch, PathMatch, PortRef, Route, RuleRoute, ServiceRef, Target};
+use crate::model::{Balance, HostMatch, PathMatch, PortRef, Route, RuleRoute, ServiceRef, Target};
 use crate::provider::ObjectKey;
 use crate::rule::Rule;
 
@@ -395,7 +395,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 middlewares: chain.clone(),
                 broken: broken.clone(),
                 sticky: nginx.sticky.clone(),
-                by_client_ip: false,
+                balance: Balance::RoundRobin,
                 host_header: nginx.host_header.clone(),
                 mirrors: Vec::new(),
                 mirror_body: false,

@@ -28,6 +28,8 @@ pub(super) struct Routes {
     pub tls: Option<(TlsRule, Option<String>)>,
     /// `spec.tls.options`: the TLSOption (namespace, name) its TLS hosts are served with.
     pub tls_options: Option<(String, String)>,
+    /// What it sets that is deprecated, with what to use instead.
+    pub warnings: Vec<String>,
 }
 
 /// One `spec.routes[i]`.
@@ -58,6 +60,8 @@ pub(super) struct RuleRoute {
     pub observed: model::Observed,
     /// Its service is fjord's own API and dashboard (`api@internal`, `dashboard@internal`).
     pub internal: bool,
+    /// Its services' `strategy`.
+    pub balance: model::Balance,
 }
 
 pub(super) fn routes(
@@ -66,6 +70,7 @@ pub(super) fn routes(
     allow_cross_namespace: bool,
 ) -> Result<Routes, Vec<String>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut routes = Vec::new();
     if !ir.spec.parent_refs.is_empty() {
         errors.push("spec.parentRefs: multi-layer routing (a route under another IngressRoute's routers) is not supported; give this IngressRoute's routes the full rule and middlewares instead".to_owned());
@@ -146,6 +151,7 @@ pub(super) fn routes(
                 "{field}.services disagree on nativeLB; the route has one set of endpoints, so give one value"
             ));
         }
+        let balance = balance(&r.services, &field, &mut errors, &mut warnings);
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
             errors.extend(forwarding(s, &sfield));
@@ -218,6 +224,7 @@ pub(super) fn routes(
                 http2: scheme.0 == Some("h2c"),
                 observed: observed(r.observability.as_ref()),
                 internal: internal_service,
+                balance,
                 host_header: if pass_host.first() == Some(&false) {
                     HostHeader::Endpoint
                 } else {
@@ -274,6 +281,7 @@ pub(super) fn routes(
             routes,
             tls,
             tls_options,
+            warnings,
         })
     } else {
         Err(errors)
@@ -454,15 +462,55 @@ fn transport_timeouts(
 /// What Traefik's "no timeout" (0) becomes.
 const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-/// A service's `strategy` and `responseForwarding`: what fjord does anyway, or why not.
+/// A route's `strategy`, read from its Services (wrr where they give none). They must agree:
+/// the route balances over one set of endpoints.
+fn balance(
+    services: &[crd::RouteService],
+    field: &str,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> model::Balance {
+    use model::Balance;
+    let mut chosen = Vec::new();
+    for (j, s) in services.iter().enumerate() {
+        let at = format!("{field}.services[{j}].strategy");
+        let given = s.strategy.as_deref();
+        if s.kind.as_deref() == Some("TraefikService") {
+            if let Some(given) = given {
+                errors.push(format!(
+                    "{at} {given:?}: a strategy is read on a Kubernetes Service; a TraefikService balances as its spec says"
+                ));
+            }
+            continue;
+        }
+        chosen.push(match given {
+            None | Some("wrr") => Balance::RoundRobin,
+            Some("RoundRobin") => {
+                warnings.push(format!(
+                    "{at} \"RoundRobin\" is deprecated; use wrr, which it is read as"
+                ));
+                Balance::RoundRobin
+            }
+            Some("p2c") => Balance::TwoChoices,
+            Some("hrw") => Balance::ClientIp,
+            Some("leasttime") => Balance::LeastTime,
+            Some(other) => {
+                errors.push(format!("{at} {other:?} is not wrr, p2c, hrw or leasttime"));
+                continue;
+            }
+        });
+    }
+    if chosen.iter().any(|b| *b != chosen[0]) {
+        errors.push(format!(
+            "{field}.services disagree on strategy; the route has one set of endpoints, so give one"
+        ));
+    }
+    chosen.first().copied().unwrap_or_default()
+}
+
+/// A service's `responseForwarding`: what fjord does anyway, or why not.
 pub(super) fn forwarding(s: &crd::RouteService, field: &str) -> Vec<String> {
     let mut errors = Vec::new();
-    match s.strategy.as_deref() {
-        None | Some("wrr" | "RoundRobin") => {}
-        Some(other) => errors.push(format!(
-            "{field}.strategy {other:?}: fjord balances by smooth weighted round robin (wrr) only"
-        )),
-    }
     let interval = s
         .response_forwarding
         .as_ref()
@@ -671,6 +719,11 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
         let ns = ir.metadata.namespace.as_deref().unwrap_or("default");
         let name = ir.metadata.name.as_deref().unwrap_or_default();
         let subject = format!("IngressRoute {ns}/{name}");
+        for why in &parsed.warnings {
+            cx.out
+                .diagnostics
+                .push(Diagnostic::warning(&subject, why.clone()));
+        }
         unknown_entry_points(cx, &subject, &parsed.entry_points);
         if let Some((rule, cert_resolver)) = &parsed.tls {
             tls_of(
@@ -836,7 +889,11 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     middlewares: chain,
                     broken,
                     sticky: r.sticky.or(expanded.sticky.map(Arc::new)),
-                    by_client_ip: expanded.by_client_ip,
+                    balance: if expanded.by_client_ip {
+                        model::Balance::ClientIp
+                    } else {
+                        r.balance
+                    },
                     host_header: r.host_header,
                     mirrors,
                     mirror_body: expanded.mirror_body,

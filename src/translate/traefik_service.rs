@@ -366,6 +366,10 @@ fn unhonoured_options(child: &crd::RouteService, field: &str) -> Result<(), Stri
         ("passHostHeader", child.pass_host_header == Some(false)),
         ("sticky", child.sticky.is_some()),
         ("nativeLB", child.native_lb == Some(true)),
+        (
+            "strategy",
+            !matches!(child.strategy.as_deref(), None | Some("wrr" | "RoundRobin")),
+        ),
     ];
     if let Some((option, _)) = set.iter().find(|(_, on)| *on) {
         return Err(format!(

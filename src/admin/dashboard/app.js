@@ -111,7 +111,7 @@ function showServices(services, rate) {
     el("td", {}, s.protocol),
     el("td", {}, ...s.endpoints.map((e) =>
       el("div", { class: e.healthy ? "" : "bad" },
-        `${e.address} · weight ${e.weight}${e.healthy ? "" : ` · backing off (${e.failures} failures)`}`)),
+        `${e.address} · weight ${e.weight}${e.inFlight ? ` · ${e.inFlight} in flight` : ""}${e.healthy ? "" : ` · backing off (${e.failures} failures)`}`)),
       s.endpoints.length === 0 && s.protocol !== "internal" ? el("span", { class: "bad" }, "none") : null),
     ...rateCells(rate.get(s.name)),
     el("td", {}, status(s.status, s.error), s.error ? el("div", { class: "small bad" }, s.error) : null))));
