@@ -56,6 +56,11 @@ pub enum ProxyError {
     ClientBodyTimeout,
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    /// A buffering middleware's `maxResponseBodyBytes`: the backend's answer is not passed on.
+    #[error(
+        "backend {backend} answered with a body larger than {limit} bytes (buffering.maxResponseBodyBytes)"
+    )]
+    ResponseTooLarge { backend: Box<str>, limit: u64 },
     #[error("rate limit of middleware {middleware} exceeded")]
     RateLimited {
         middleware: Box<str>,
@@ -105,7 +110,9 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::AuthServer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::AuthServer { .. } | ProxyError::ResponseTooLarge { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::CircuitOpen { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }
@@ -135,7 +142,8 @@ impl ProxyError {
             | ProxyError::Upstream { .. }
             | ProxyError::Timeout { .. }
             | ProxyError::UnaskedUpgrade { .. }
-            | ProxyError::AuthServer { .. } => false,
+            | ProxyError::AuthServer { .. }
+            | ProxyError::ResponseTooLarge { .. } => false,
         }
     }
 

@@ -145,6 +145,9 @@ pub struct Chain(Box<[Arc<Middleware>]>);
 pub struct Pass<'c> {
     /// Largest request body in bytes; 0 is unlimited.
     pub body_limit: u64,
+    /// Largest response body in bytes, the response held whole to be measured; 0 is
+    /// unlimited and streamed.
+    pub response_limit: u64,
     /// How to retry a failed request, when a retry middleware says.
     pub retry: Option<&'c Retry>,
     held: Vec<Held<'c>>,
@@ -214,6 +217,7 @@ impl Chain {
     ) -> Result<Progress<'_>, Stop> {
         let pass = Pass {
             body_limit,
+            response_limit: 0,
             retry: None,
             held: Vec::new(),
             origin: None,
@@ -266,11 +270,9 @@ impl Chain {
                 }
             }
             match &m.kind {
-                Kind::Buffering(l) if *l > 0 => {
-                    pass.body_limit = match pass.body_limit {
-                        0 => *l,
-                        limit => limit.min(*l),
-                    };
+                Kind::Buffering { request, response } => {
+                    pass.body_limit = tighter(pass.body_limit, *request);
+                    pass.response_limit = tighter(pass.response_limit, *response);
                 }
                 Kind::Retry(r) => {
                     pass.retry.get_or_insert(r);
@@ -322,6 +324,14 @@ impl Chain {
             }
             _ => response,
         }
+    }
+}
+
+/// The tighter of two limits, 0 being none.
+fn tighter(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, l) | (l, 0) => l,
+        (a, b) => a.min(b),
     }
 }
 
@@ -635,7 +645,7 @@ impl Middleware {
             }
             // Settings of the exchange, gathered by the chain into its `Pass` (or by the
             // snapshot into its target, for error pages).
-            Kind::Buffering(_) | Kind::Retry(_) | Kind::Compress(_) | Kind::Errors(_) => {}
+            Kind::Buffering { .. } | Kind::Retry(_) | Kind::Compress(_) | Kind::Errors(_) => {}
         }
         Ok(Step::Done)
     }

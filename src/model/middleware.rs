@@ -102,8 +102,13 @@ pub enum Kind<
         /// Where the client address is read.
         strategy: IpStrategy,
     },
-    /// Largest request body in bytes (413 past it).
-    Buffering(u64),
+    /// `buffering`: the largest bodies in bytes; 0 is no limit.
+    Buffering {
+        /// The request's (413 past it).
+        request: u64,
+        /// The response's, held whole to be measured (500 past it).
+        response: u64,
+    },
     /// `retry`: how a failed request is sent again.
     Retry(Retry),
     /// `errors`: a response with one of these statuses is answered with a page from a
@@ -229,7 +234,7 @@ impl Kind {
             Kind::ForwardAuth(_) => "forwardAuth",
             Kind::IpDenyList { .. } => "ipDenyList",
             Kind::IpAllowList { .. } => "ipAllowList",
-            Kind::Buffering(_) => "buffering",
+            Kind::Buffering { .. } => "buffering",
             Kind::Retry(_) => "retry",
             Kind::Errors(_) => "errors",
             Kind::Compress(_) => "compress",
@@ -308,7 +313,10 @@ impl Kind {
                 ranges: ranges.clone(),
                 strategy: strategy.clone(),
             },
-            Kind::Buffering(limit) => Kind::Buffering(*limit),
+            Kind::Buffering { request, response } => Kind::Buffering {
+                request: *request,
+                response: *response,
+            },
             Kind::Retry(r) => Kind::Retry(r.clone()),
             Kind::Errors(e) => Kind::Errors(e.clone()),
             Kind::Compress(c) => Kind::Compress(c.clone()),

@@ -248,6 +248,46 @@ pub(super) fn exchange<'a>(
     }
 }
 
+/// The response with its body read whole, for a buffering middleware's `maxResponseBodyBytes`:
+/// an error instead when the body is larger than `limit`, declared or sent. A switched
+/// protocol's connection is passed on as it is. The body's trailers are not kept.
+pub(super) async fn held(
+    response: Response<upstream::Body>,
+    limit: u64,
+    backend: &str,
+) -> Result<Response<super::ResponseBody>, ProxyError> {
+    let too_large = || ProxyError::ResponseTooLarge {
+        backend: backend.into(),
+        limit,
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(response.map(Either::Left));
+    }
+    if response.body().size_hint().lower() > limit {
+        return Err(too_large());
+    }
+    let (mut parts, body) = response.into_parts();
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Err(match e.downcast::<hyper::Error>() {
+                Ok(source) => ProxyError::Upstream {
+                    endpoint: backend.to_owned(),
+                    source: *source,
+                },
+                Err(_) => too_large(),
+            });
+        }
+    };
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let body = Either::Right(Either::Left(http_body_util::Full::new(bytes)));
+    Ok(Response::from_parts(parts, body))
+}
+
 /// Whether a failed attempt may be sent again: a refused connection always (the request never
 /// left), a failure before a response started only under a retry middleware that retries
 /// those, and a response only when its status is one the retry middleware lists.

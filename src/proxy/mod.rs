@@ -272,7 +272,19 @@ impl Proxy {
                 let page = exchange::error_page(&self.upstream, &target, asked, response, started);
                 response = Box::pin(page).await;
             }
-            let response = response.map(Either::Left);
+            let response = match pass.response_limit {
+                0 => response.map(Either::Left),
+                // Boxed: rare, and its state would otherwise widen every request's future.
+                limit => {
+                    match Box::pin(exchange::held(response, limit, &target.backend.name)).await {
+                        Ok(response) => response,
+                        Err(e) => {
+                            pass.outcome(e.status());
+                            return Err(e);
+                        }
+                    }
+                }
+            };
             // Most routes have no middleware: their response is not moved through the chain.
             Ok(if chain.is_empty() {
                 response

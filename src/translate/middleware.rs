@@ -458,7 +458,13 @@ fn compile(
     } else if let Some(r) = &spec.retry {
         Kind::Retry(retry(r)?)
     } else if let Some(b) = &spec.buffering {
-        Kind::Buffering(b.max_request_body_bytes.unwrap_or(0))
+        Kind::Buffering {
+            request: b.max_request_body_bytes.unwrap_or(0),
+            response: u64::try_from(b.max_response_body_bytes.unwrap_or(0)).map_err(|_| {
+                "spec.buffering.maxResponseBodyBytes must not be negative (0 is no limit)"
+                    .to_owned()
+            })?,
+        }
     } else if let Some(c) = &spec.chain {
         return Ok(Compiled::Chain(c.middlewares.clone()));
     } else if let Some(e) = &spec.encoded_characters {
@@ -1091,10 +1097,7 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
             ("memResponseBodyBytes", b.mem_response_body_bytes.is_some()),
         ];
         if held.iter().any(|(_, set)| *set) {
-            out.push("spec.buffering.memRequestBodyBytes and memResponseBodyBytes do nothing: fjord streams bodies, holding none in memory or on disk");
-        }
-        if b.max_response_body_bytes.is_some_and(|m| m > 0) {
-            out.push("spec.buffering.maxResponseBodyBytes is not honoured: fjord streams responses as they come and does not hold one to measure it");
+            out.push("spec.buffering.memRequestBodyBytes and memResponseBodyBytes do nothing: fjord streams request bodies, and holds a response whole in memory (never on disk) only under maxResponseBodyBytes");
         }
         if b.retry_expression.is_some() {
             out.push("spec.buffering.retryExpression is not honoured: retry with a retry middleware (attempts, status)");
