@@ -422,7 +422,7 @@ pub struct MiddlewareSpec {
     #[serde(rename = "passTLSClientCert")]
     pub pass_tls_client_cert: Option<PassTlsClientCert>,
     pub circuit_breaker: Option<CircuitBreaker>,
-    /// Read with a warning: fjord does not guess a response's type.
+    /// A response without `Content-Type` gets one guessed from its first bytes.
     pub content_type: Option<ContentType>,
     pub grpc_web: Option<GrpcWeb>,
 }
@@ -439,7 +439,7 @@ pub struct GrpcWeb {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContentType {
-    /// Deprecated in Traefik v3.
+    /// Deprecated in Traefik v3: `false` turns detection off (the middleware does nothing).
     pub auto_detect: Option<bool>,
 }
 

@@ -325,6 +325,7 @@ impl Upstream {
                             inner,
                             back,
                             counted: None,
+                            ahead: None,
                         }));
                     }
                     // A pooled connection the endpoint closed while it idled: the request never
@@ -385,6 +386,7 @@ impl Upstream {
                 inner,
                 back: None,
                 counted: None,
+                ahead: None,
             })),
             Some(Err(mut e)) => Err(Failed {
                 unsent: e
@@ -779,6 +781,8 @@ pub(crate) struct Body {
     back: Option<Back>,
     /// The request, counted in flight to its endpoint until the body's end.
     counted: Option<InFlight>,
+    /// Its first frame, read ahead ([`Body::peek`]) and sent before the rest.
+    ahead: Option<Result<Frame<Bytes>, hyper::Error>>,
 }
 
 impl Body {
@@ -786,6 +790,26 @@ impl Body {
     pub(crate) fn hold(&mut self, in_flight: InFlight) {
         if !self.inner.is_end_stream() {
             self.counted = Some(in_flight);
+        }
+    }
+
+    /// Reads the first frame ahead, to be sent first still; its data, if it is data. Only the
+    /// first frame: a stream is not held back waiting for more.
+    pub(crate) async fn peek(&mut self) -> Option<&Bytes> {
+        if self.ahead.is_none() {
+            self.ahead = poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+        }
+        match &self.ahead {
+            Some(Ok(frame)) => frame.data_ref(),
+            _ => None,
+        }
+    }
+
+    /// The length of the data read ahead.
+    fn ahead_len(&self) -> u64 {
+        match &self.ahead {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
         }
     }
 }
@@ -812,6 +836,9 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if let Some(ahead) = this.ahead.take() {
+            return Poll::Ready(Some(ahead));
+        }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(_)) if !this.inner.is_end_stream() => {}
@@ -830,11 +857,21 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ahead.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let ahead = self.ahead_len();
+        let inner = self.inner.size_hint();
+        if ahead == 0 {
+            return inner;
+        }
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + ahead);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + ahead);
+        }
+        hint
     }
 }
 

@@ -687,8 +687,8 @@ async fn regex_redirects_regex_prefix_stripping_and_body_buffering_limits() {
     assert_eq!(send(&client(), post(11)).await.status, 413);
 }
 
-/// A backend answering `GET /N` with N bytes of `x` in chunks of 100, no length declared.
-async fn chunked_backend() -> std::net::SocketAddr {
+/// A backend writing `answer(path)` as the whole of its response, then closing.
+async fn raw_backend(answer: fn(&str) -> Vec<u8>) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -704,18 +704,24 @@ async fn chunked_backend() -> std::net::SocketAddr {
                     }
                 }
                 let line = String::from_utf8_lossy(&head);
-                let n: usize = line.split(' ').nth(1).unwrap()[1..].parse().unwrap();
-                let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: chunky\r\nconnection: close\r\n\r\n".to_vec();
-                for start in (0..n).step_by(100) {
-                    let len = (n - start).min(100);
-                    out.extend_from_slice(format!("{len:x}\r\n{}\r\n", "x".repeat(len)).as_bytes());
-                }
-                out.extend_from_slice(b"0\r\n\r\n");
-                let _ = stream.write_all(&out).await;
+                let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let _ = stream.write_all(&answer(&path)).await;
             });
         }
     });
     addr
+}
+
+/// `GET /N`: N bytes of `x` in chunks of 100, no length declared.
+fn chunked(path: &str) -> Vec<u8> {
+    let n: usize = path[1..].parse().unwrap();
+    let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: chunky\r\nconnection: close\r\n\r\n".to_vec();
+    for start in (0..n).step_by(100) {
+        let len = (n - start).min(100);
+        out.extend_from_slice(format!("{len:x}\r\n{}\r\n", "x".repeat(len)).as_bytes());
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -724,7 +730,7 @@ async fn buffering_holds_a_response_up_to_max_response_body_bytes_and_answers_50
     let _e = echo("app", &m).await;
     m.write(
         "svc-chunky.yaml",
-        &service("chunky", chunked_backend().await),
+        &service("chunky", raw_backend(chunked).await),
     );
     m.write(
         "held.yaml",
@@ -762,6 +768,95 @@ async fn buffering_holds_a_response_up_to_max_response_body_bytes_and_answers_50
         past.headers.get("x-backend").is_none(),
         "nothing of the backend's answer reaches the client"
     );
+}
+
+/// Bodies without a `Content-Type` (but `/typed`), by path.
+fn untyped(path: &str) -> Vec<u8> {
+    let (typed, body): (bool, &[u8]) = match path {
+        "/html" => (false, b"\n  <!DOCTYPE html><p>hello</p>"),
+        "/png" => (false, b"\x89PNG\r\n\x1A\n\x00\x00\x00\x0DIHDR"),
+        "/typed" => (true, b"<html><p>styled?</p>"),
+        _ => (false, b""),
+    };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}connection: close\r\n\r\n",
+        body.len(),
+        if typed {
+            "content-type: text/css\r\n"
+        } else {
+            ""
+        }
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_type_guesses_a_missing_type_from_the_first_bytes_as_traefik_does() {
+    let m = Manifests::new();
+    m.write("svc-app.yaml", &service("app", raw_backend(untyped).await));
+    m.write("sniff.yaml", &middleware("sniff", "contentType: {}"));
+    m.write(
+        "off.yaml",
+        &middleware("nodetect", "contentType: {autoDetect: false}"),
+    );
+    m.write(
+        "held.yaml",
+        &middleware("held", "buffering: {maxResponseBodyBytes: 1000}"),
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            &[
+                through("sniff.test", "sniff"),
+                through("off.test", "nodetect"),
+                "  - match: Host(`held.test`)\n    middlewares: [{name: held}, {name: sniff}]\n    services: [{name: app, port: 80}]\n".to_owned(),
+                "  - match: Host(`plain.test`)\n    services: [{name: app, port: 80}]\n".to_owned(),
+            ]
+            .concat(),
+        ),
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let web = fjord.web;
+    let type_of = |host: &'static str, path: &'static str| async move {
+        let reply = get(web, host, path).await;
+        assert_eq!(reply.status, 200, "{host}{path}");
+        reply
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for host in ["sniff.test", "held.test"] {
+        assert_eq!(
+            type_of(host, "/html").await.as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(type_of(host, "/png").await.as_deref(), Some("image/png"));
+        assert_eq!(
+            type_of(host, "/typed").await.as_deref(),
+            Some("text/css"),
+            "a type given stands"
+        );
+        assert_eq!(
+            type_of(host, "/empty").await,
+            None,
+            "no body, nothing to guess from"
+        );
+    }
+    let html = get(web, "sniff.test", "/html").await;
+    assert_eq!(
+        html.body, "\n  <!DOCTYPE html><p>hello</p>",
+        "the bytes read ahead are sent"
+    );
+    assert_eq!(
+        html.headers["content-length"], "30",
+        "the length counts them"
+    );
+    for host in ["off.test", "plain.test"] {
+        assert_eq!(type_of(host, "/html").await, None, "{host}: no guessing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -944,7 +1039,7 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
     );
     m.write(
         "autodetect.yaml",
-        &middleware("autodetect", "contentType: {}"),
+        &middleware("autodetect", "contentType: {autoDetect: true}"),
     );
     m.write("ct.yaml", &route("ct", &through("ct.test", "autodetect")));
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
@@ -1001,7 +1096,7 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         ("Middleware default/held", "retryExpression is not honoured"),
         (
             "Middleware default/autodetect",
-            "spec.contentType is not honoured: fjord does not guess a response's type",
+            "spec.contentType.autoDetect is deprecated; the middleware alone turns detection on",
         ),
         (
             "IngressRoute default/random",

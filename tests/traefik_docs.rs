@@ -135,10 +135,6 @@ fn traefiks_documented_examples_are_accepted_or_refused_by_name() {
     // What fjord reads but does differently is named.
     for (object, words) in [
         (
-            "Middleware default/autodetect",
-            "contentType is not honoured",
-        ),
-        (
             "Middleware default/test-retry",
             "maxRequestBodyBytes: fjord streams request bodies",
         ),

@@ -6,6 +6,7 @@
 
 mod client_cert;
 pub mod compress;
+pub mod content_type;
 mod digest;
 pub mod forward_auth;
 mod grpc_web;
@@ -148,6 +149,8 @@ pub struct Pass<'c> {
     /// Largest response body in bytes, the response held whole to be measured; 0 is
     /// unlimited and streamed.
     pub response_limit: u64,
+    /// A response without a `Content-Type` gets one guessed from its first bytes.
+    pub sniff: bool,
     /// How to retry a failed request, when a retry middleware says.
     pub retry: Option<&'c Retry>,
     held: Vec<Held<'c>>,
@@ -218,6 +221,7 @@ impl Chain {
         let pass = Pass {
             body_limit,
             response_limit: 0,
+            sniff: false,
             retry: None,
             held: Vec::new(),
             origin: None,
@@ -635,6 +639,7 @@ impl Middleware {
                 let mode = grpc_web::on_request(spec, &self.name, req)?;
                 pass.grpc_web = pass.grpc_web.or(mode);
             }
+            Kind::ContentType => pass.sniff = true,
             Kind::PassTlsClientCert(spec) => {
                 client_cert::pass(spec, ctx.certificates, req.headers_mut());
             }

@@ -134,6 +134,9 @@ pub enum Kind<
     CircuitBreaker(C),
     /// `grpcWeb`: gRPC-Web calls to gRPC and their answers back.
     GrpcWeb(Box<GrpcWebSpec>),
+    /// `contentType`: a response without a `Content-Type` gets one guessed from its first
+    /// bytes.
+    ContentType,
 }
 
 /// Where `grpcWeb` takes calls from.
@@ -244,6 +247,7 @@ impl Kind {
             Kind::PassTlsClientCert(_) => "passTLSClientCert",
             Kind::CircuitBreaker(_) => "circuitBreaker",
             Kind::GrpcWeb(_) => "grpcWeb",
+            Kind::ContentType => "contentType",
         }
     }
 
@@ -328,6 +332,7 @@ impl Kind {
             Kind::QueryParameters(q) => Kind::QueryParameters(q.clone()),
             Kind::PassTlsClientCert(p) => Kind::PassTlsClientCert(p.clone()),
             Kind::GrpcWeb(g) => Kind::GrpcWeb(g.clone()),
+            Kind::ContentType => Kind::ContentType,
         }
     }
 }

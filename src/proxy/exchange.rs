@@ -21,7 +21,7 @@ use crate::clock;
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::metrics::METRICS;
-use crate::middleware::Pass;
+use crate::middleware::{Pass, content_type};
 use crate::model::middleware::Retry;
 use crate::model::{HostHeader, Timeouts};
 use crate::snapshot::{Fallback, Target};
@@ -246,6 +246,27 @@ pub(super) fn exchange<'a>(
         }
         Ok(response)
     }
+}
+
+/// A `contentType` middleware's guess: a response without a `Content-Type`, whose status
+/// allows a body, gets the type its first bytes say (its first frame, not waited on past it);
+/// one with an empty body gets none, as from Traefik.
+pub(super) async fn sniff(response: &mut Response<upstream::Body>) {
+    let status = response.status();
+    if response.headers().contains_key(header::CONTENT_TYPE)
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return;
+    }
+    let guessed = match response.body_mut().peek().await {
+        Some(first) if !first.is_empty() => content_type::sniff(first),
+        _ => return,
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(guessed));
 }
 
 /// The response with its body read whole, for a buffering middleware's `maxResponseBodyBytes`:

@@ -272,6 +272,10 @@ impl Proxy {
                 let page = exchange::error_page(&self.upstream, &target, asked, response, started);
                 response = Box::pin(page).await;
             }
+            if pass.sniff {
+                // Boxed: rare, and its state would otherwise widen every request's future.
+                Box::pin(exchange::sniff(&mut response)).await;
+            }
             let response = match pass.response_limit {
                 0 => response.map(Either::Left),
                 // Boxed: rare, and its state would otherwise widen every request's future.

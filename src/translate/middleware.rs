@@ -489,9 +489,12 @@ fn compile(
         Kind::GrpcWeb(Box::new(GrpcWebSpec {
             allow_origins: g.allow_origins.clone(),
         }))
-    } else if spec.content_type.is_some() {
-        // Warned of in `deprecated`: nothing to run.
-        return Ok(Compiled::Nothing);
+    } else if let Some(c) = &spec.content_type {
+        // `autoDetect: false` turns detection off, as Traefik reads it: nothing to run.
+        if c.auto_detect == Some(false) {
+            return Ok(Compiled::Nothing);
+        }
+        Kind::ContentType
     } else if let Some(c) = &spec.circuit_breaker {
         Kind::CircuitBreaker(Box::new(circuit_breaker(c)?))
     } else if let Some(p) = &spec.pass_tls_client_cert {
@@ -1103,9 +1106,9 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
             out.push("spec.buffering.retryExpression is not honoured: retry with a retry middleware (attempts, status)");
         }
     }
-    match spec.content_type.as_ref().map(|c| c.auto_detect) {
-        Some(Some(false)) => out.push("spec.contentType.autoDetect is deprecated; fjord never guesses a response's type, so this middleware does nothing: remove it"),
-        Some(_) => out.push("spec.contentType is not honoured: fjord does not guess a response's type from its body; a response without Content-Type reaches the client without one (set it in the backend, or with headers.customResponseHeaders)"),
+    match spec.content_type.as_ref().and_then(|c| c.auto_detect) {
+        Some(false) => out.push("spec.contentType.autoDetect is deprecated; false turns detection off, so this middleware does nothing (as in Traefik v3): remove it"),
+        Some(true) => out.push("spec.contentType.autoDetect is deprecated; the middleware alone turns detection on: remove the field"),
         None => {}
     }
     if spec
