@@ -377,8 +377,9 @@ pub struct FailoverErrors {
     /// Statuses (`503`) and ranges (`500-504`).
     #[serde(default)]
     pub status: Vec<String>,
-    /// Traefik buffers request bodies up to this to send them again; fjord sends only
-    /// requests without a body to the fallback.
+    /// A request body of a declared length up to this many bytes is held, so that the
+    /// request can go to the fallback after an error status. Unset, 0 or -1: only requests
+    /// without a body do.
     pub max_request_body_bytes: Option<i64>,
 }
 
@@ -851,8 +852,8 @@ pub struct Retry {
     /// Response statuses (`503`, `500-599`) retried as a failure is.
     #[serde(default)]
     pub status: Vec<String>,
-    /// Requests with a body are not retried (fjord streams bodies rather than keep a copy):
-    /// read, and warned about when set.
+    /// A request body of a declared length up to this many bytes is held, so that the
+    /// request can be retried. Unset, 0 or -1: requests with a body are not retried.
     pub max_request_body_bytes: Option<i64>,
     /// Only `status` is retried, not a broken connection or a late response.
     pub disable_retry_on_network_error: Option<bool>,

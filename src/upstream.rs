@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{Either, Empty, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -46,7 +46,9 @@ use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
 /// none (a retry of a bodyless request).
-pub(crate) type RequestBody = Either<Limited<Received<Incoming>>, Empty<Bytes>>;
+/// A request body on its way upstream: the client's as it comes (counted, paced, limited), or
+/// one held whole (none, for a copy of a head).
+pub(crate) type RequestBody = Either<Limited<Received<Incoming>>, Full<Bytes>>;
 
 /// A request on its way upstream: what the wait for its response head needs besides.
 pub(crate) struct Outgoing<'a> {
@@ -726,9 +728,41 @@ fn replayable(request: &Request<RequestBody>) -> Option<Box<Request<RequestBody>
     Some(Box::new(head_copy(request)))
 }
 
+/// A copy of `request` to send again: its head, and its body when it is held whole
+/// ([`hold_body`]); none otherwise.
+pub(crate) fn copy(request: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut again = head_copy(request);
+    if let Either::Right(held) = request.body() {
+        *again.body_mut() = Either::Right(held.clone());
+    }
+    again
+}
+
+/// `request` with its body read whole from the client (limits and pace as it would be sent
+/// with), so that it can be sent again; the errors are the ones sending it would meet.
+pub(crate) async fn hold_body(
+    request: Request<RequestBody>,
+    body_limit: u64,
+) -> Result<Request<RequestBody>, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if cause::<LengthLimitError>(&*e).is_some() => {
+            return Err(ProxyError::BodyTooLarge { limit: body_limit });
+        }
+        Err(e) => {
+            return Err(match cause::<ClientBodyError>(&*e) {
+                Some(ClientBodyError::TooSlow) => ProxyError::ClientBodyTimeout,
+                _ => ProxyError::MalformedBody,
+            });
+        }
+    };
+    Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
+}
+
 /// A request with `request`'s head and no body, to send again.
 pub(crate) fn head_copy<B>(request: &Request<B>) -> Request<RequestBody> {
-    let mut again = Request::new(Either::Right(Empty::new()));
+    let mut again = Request::new(Either::Right(Full::default()));
     *again.method_mut() = request.method().clone();
     *again.uri_mut() = request.uri().clone();
     *again.version_mut() = request.version();

@@ -135,12 +135,12 @@ fn traefiks_documented_examples_are_accepted_or_refused_by_name() {
     // What fjord reads but does differently is named.
     for (object, words) in [
         (
-            "Middleware default/test-retry",
-            "maxRequestBodyBytes: fjord streams request bodies",
-        ),
-        (
             "IngressRoute default/testroute",
             "ServersTransport default/mytransport: spec: its TLS settings do nothing",
+        ),
+        (
+            "Middleware default/test-ratelimit",
+            "spec.rateLimit.redis.minIdleConns does nothing",
         ),
     ] {
         assert!(

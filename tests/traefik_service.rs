@@ -292,21 +292,39 @@ async fn a_failover_sends_what_the_main_service_cannot_serve_to_its_fallback() {
         "down.yaml",
         &service("down", "127.0.0.1:9".parse().unwrap()).replace("ready: true", "ready: false"),
     );
-    let failover = |name: &str, main: &str, status: &str| {
+    let failover = |name: &str, main: &str, errors: &str| {
         traefik_service(
             name,
             &format!(
-                "  failover:\n    service: {{name: {main}, port: 80}}\n    fallback: {{name: backup, port: 80}}\n    errors: {{status: [{status}]}}"
+                "  failover:\n    service: {{name: {main}, port: 80}}\n    fallback: {{name: backup, port: 80}}\n    errors: {errors}"
             ),
         )
     };
-    m.write("fo.yaml", &failover("fo", "main", "\"500-503\""));
-    m.write("narrow.yaml", &failover("narrow", "main", "\"500\""));
-    m.write("gone.yaml", &failover("gone", "down", "\"500-599\""));
+    m.write(
+        "fo.yaml",
+        &failover("fo", "main", "{status: [\"500-503\"]}"),
+    );
+    m.write(
+        "narrow.yaml",
+        &failover("narrow", "main", "{status: [\"500\"]}"),
+    );
+    m.write(
+        "gone.yaml",
+        &failover("gone", "down", "{status: [\"500-599\"]}"),
+    );
+    m.write(
+        "held.yaml",
+        &failover(
+            "held",
+            "main",
+            "{status: [\"503\"], maxRequestBodyBytes: 10}",
+        ),
+    );
     for (name, host) in [
         ("fo", "fo.test"),
         ("narrow", "narrow.test"),
         ("gone", "gone.test"),
+        ("held", "held.test"),
     ] {
         m.write(
             &format!("r-{name}.yaml"),
@@ -341,6 +359,29 @@ async fn a_failover_sends_what_the_main_service_cannot_serve_to_its_fallback() {
     assert_eq!(
         (posted.status.as_u16(), posted.body.as_str()),
         (503, "main")
+    );
+    // Unless the failover holds bodies that long: then it goes over, body and all.
+    let post = |body: &'static [u8]| {
+        Request::post(format!("http://{}/cart", fjord.web))
+            .header("host", "held.test")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap()
+    };
+    let held = send(&client(), post(b"order")).await;
+    assert_eq!(held.status, 200, "{held:?}");
+    assert_eq!(held.backend().as_deref(), Some("backup"));
+    assert_eq!(
+        (
+            held.json()["method"].as_str(),
+            held.json()["body_bytes"].as_u64()
+        ),
+        (Some("POST"), Some(5))
+    );
+    let longer = send(&client(), post(b"eleven byte")).await;
+    assert_eq!(
+        (longer.status.as_u16(), longer.body.as_str()),
+        (503, "main"),
+        "a body longer than the failover holds is sent once"
     );
     // A status the failover does not list stands too.
     let unlisted = get(fjord.web, "narrow.test", "/cart").await;

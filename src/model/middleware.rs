@@ -591,6 +591,9 @@ pub struct Retry {
     pub non_idempotent: bool,
     /// No retry starts past this long after the request began.
     pub timeout: Option<Duration>,
+    /// A request body of a declared length up to this many bytes is held to be sent again;
+    /// 0: bodies are streamed, and requests with one are not retried.
+    pub hold_body: u64,
 }
 
 impl Retry {

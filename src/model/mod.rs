@@ -177,9 +177,12 @@ impl Balance {
 pub struct Fallback {
     /// The fallback Service's backend.
     pub backend: BackendId,
-    /// Answers of the main backend (inclusive ranges) that send a request without a body to
-    /// the fallback.
+    /// Answers of the main backend (inclusive ranges) that send a request to the fallback.
     pub statuses: Vec<(u16, u16)>,
+    /// A request body of a declared length up to this many bytes is held so that the
+    /// request can go to the fallback after such an answer; 0: only requests without a body
+    /// do.
+    pub hold_body: u64,
 }
 
 /// What is recorded of a route's requests; both by default. The entry point's own series

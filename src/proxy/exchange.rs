@@ -110,9 +110,12 @@ pub(super) fn exchange<'a>(
         if !target.mirrors.is_empty() && upgrade.is_none() && (bodyless || !target.mirror_body) {
             mirror(upstream, target, &request, started);
         }
-        let retry = pass
-            .retry
-            .filter(|r| bodyless && (r.non_idempotent || upstream::idempotent(request.method())));
+        let (retry, fails_over) =
+            resends(pass.retry, target.fallback.as_deref(), &request, bodyless);
+        if !bodyless && upgrade.is_none() && (retry.is_some() || fails_over) {
+            // Boxed: rare, and its state would otherwise widen every request's future.
+            request = Box::pin(upstream::hold_body(request, limit)).await?;
+        }
         let backend = &target.backend;
         let endpoints = &backend.endpoints;
         let attempts = match retry {
@@ -136,18 +139,13 @@ pub(super) fn exchange<'a>(
                 .with_label_values(&[&*backend.name])
                 .inc();
         };
-        // The retry middleware may send again a request that reached its endpoint: a copy of
-        // its head is made before it leaves (it has no body). A request that never left needs
-        // none, since the upstream client gives it back. Boxed: the rare copy would otherwise
-        // widen every request's future by a request.
-        // A failover sends a request without a body to its fallback after an error status.
-        let spare = ((retry.is_some() && attempts > 1)
-            || (bodyless
-                && target
-                    .fallback
-                    .as_ref()
-                    .is_some_and(|f| !f.statuses.is_empty())))
-        .then(|| Box::new(upstream::head_copy(&request)));
+        // The retry middleware may send again a request that reached its endpoint, and a
+        // failover send it to its fallback after an error status: a copy is made before it
+        // leaves (its head, and its body when held). A request that never left needs none,
+        // since the upstream client gives it back. Boxed: the rare copy would otherwise widen
+        // every request's future by a request.
+        let spare = ((retry.is_some() && attempts > 1) || fails_over)
+            .then(|| Box::new(upstream::copy(&request)));
         // Boxed, the 1.4 KB exchange is built once on the heap, rather than inside this
         // future and so inside the request's, which are copied whole each time they move.
         let progress = sent.received.as_deref();
@@ -194,7 +192,7 @@ pub(super) fn exchange<'a>(
             {
                 Some(unsent) => *unsent,
                 None => match &spare {
-                    Some(spare) => upstream::head_copy(spare),
+                    Some(spare) => upstream::copy(spare),
                     None => break,
                 },
             };
@@ -217,7 +215,7 @@ pub(super) fn exchange<'a>(
             && fallback.takes(response.status())
             && upgrade.is_none()
         {
-            let again = upstream::head_copy(spare);
+            let again = upstream::copy(spare);
             if let Some((answer, endpoint)) =
                 Box::pin(failover(upstream, fallback, again, started)).await
             {
@@ -307,6 +305,31 @@ pub(super) async fn held(
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let body = Either::Right(Either::Left(http_body_util::Full::new(bytes)));
     Ok(Response::from_parts(parts, body))
+}
+
+/// What may send the request again: the retry middleware, for a method it retries, and
+/// whether a failover's fallback takes it after an error status. One with a body goes again
+/// only when its declared length is within what they hold ([`Retry::hold_body`],
+/// [`Fallback::hold_body`]); the body is then read whole first.
+fn resends<'r>(
+    retry: Option<&'r Retry>,
+    fallback: Option<&Fallback>,
+    request: &Request<RequestBody>,
+    bodyless: bool,
+) -> (Option<&'r Retry>, bool) {
+    let held = |limit: u64| {
+        bodyless
+            || request
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| limit > 0 && n <= limit)
+    };
+    let method = request.method();
+    let retry =
+        retry.filter(|r| (r.non_idempotent || upstream::idempotent(method)) && held(r.hold_body));
+    let fails_over = fallback.is_some_and(|f| !f.statuses.is_empty() && held(f.hold_body));
+    (retry, fails_over)
 }
 
 /// Whether a failed attempt may be sent again: a refused connection always (the request never

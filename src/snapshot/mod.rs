@@ -72,8 +72,10 @@ pub struct Target {
 pub struct Fallback {
     /// The route's target, with the fallback's backend.
     pub target: Arc<Target>,
-    /// The main backend's answers that send a request without a body here.
+    /// The main backend's answers that send a request here.
     pub statuses: Box<[(u16, u16)]>,
+    /// The largest request body held to be sent here after such an answer.
+    pub hold_body: u64,
 }
 
 impl Fallback {
@@ -200,6 +202,7 @@ impl Snapshot {
                 Box::new(Fallback {
                     target: Arc::new(target_to(t, &f.backend)),
                     statuses: f.statuses.iter().copied().collect(),
+                    hold_body: f.hold_body,
                 })
             });
             Arc::new(main)

@@ -876,6 +876,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 model::Fallback {
                     backend,
                     statuses: f.statuses.clone(),
+                    hold_body: f.hold_body,
                 }
             });
             rule_routes.push(model::RuleRoute {

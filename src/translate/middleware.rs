@@ -930,8 +930,23 @@ fn retry(r: &crd::Retry) -> Result<Retry, String> {
         network,
         non_idempotent: r.retry_non_idempotent_method.unwrap_or(false),
         timeout,
+        hold_body: hold_body(r.max_request_body_bytes, "spec.retry.maxRequestBodyBytes")?,
     })
 }
+
+/// A `maxRequestBodyBytes` that lets a request be sent again (a retry's, a failover's):
+/// bodies of a declared length up to it are held in memory; 0 holds none. Traefik's default,
+/// -1, holds bodies of any size; fjord holds none unbounded ([`UNBOUNDED_HOLD`] says so).
+pub(super) fn hold_body(given: Option<i64>, field: &str) -> Result<u64, String> {
+    match given {
+        None | Some(-1) => Ok(0),
+        Some(n) => u64::try_from(n)
+            .map_err(|_| format!("{field} {n} is negative (give a limit in bytes, or -1)")),
+    }
+}
+
+/// The warning for a `maxRequestBodyBytes` of -1, after its field.
+pub(super) const UNBOUNDED_HOLD: &str = "-1: fjord holds no request body of unbounded size, so requests with a body are not sent again; give a limit in bytes";
 
 /// A status (`404`) or a range of statuses (`500-599`) as Traefik writes them, at `field`.
 pub(super) fn status_range(text: &str, field: &str) -> Result<(u16, u16), String> {
@@ -1114,9 +1129,11 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
     if spec
         .retry
         .as_ref()
-        .is_some_and(|r| r.max_request_body_bytes.is_some_and(|b| b != 0))
+        .is_some_and(|r| r.max_request_body_bytes == Some(-1))
     {
-        out.push("spec.retry.maxRequestBodyBytes: fjord streams request bodies rather than keep a copy, so a request with a body is not retried");
+        out.push(
+            "spec.retry.maxRequestBodyBytes -1: fjord holds no request body of unbounded size, so requests with a body are not retried; give a limit in bytes",
+        );
     }
     out
 }

@@ -36,6 +36,8 @@ pub(super) struct FallbackService {
     pub namespace: String,
     pub service: ServiceRef,
     pub statuses: Vec<(u16, u16)>,
+    /// The largest request body held to be sent again (0: none).
+    pub hold_body: u64,
 }
 
 /// Expands a route's `services` (plain) and `traefik` (TraefikServices named), each with its
@@ -322,6 +324,7 @@ impl Cx<'_> {
         let (main_ns, main) = one(&f.service, "service")?;
         let (fallback_ns, fallback) = one(&f.fallback, "fallback")?;
         let mut statuses = Vec::new();
+        let mut hold_body = 0;
         if let Some(errors) = &f.errors {
             for (i, status) in errors.status.iter().enumerate() {
                 statuses.push(super::middleware::status_range(
@@ -329,10 +332,11 @@ impl Cx<'_> {
                     &format!("{field}.errors.status[{i}]"),
                 )?);
             }
-            if errors.max_request_body_bytes.is_some() {
-                out.warnings.push(format!(
-                    "{field}.errors.maxRequestBodyBytes: fjord does not hold request bodies to send them again; only requests without a body go to the fallback after an error status"
-                ));
+            let at = format!("{field}.errors.maxRequestBodyBytes");
+            hold_body = super::middleware::hold_body(errors.max_request_body_bytes, &at)?;
+            if errors.max_request_body_bytes == Some(-1) {
+                out.warnings
+                    .push(format!("{at} {}", super::middleware::UNBOUNDED_HOLD));
             }
         }
         leaves.push((main_ns, main, 1.0));
@@ -340,6 +344,7 @@ impl Cx<'_> {
             namespace: fallback_ns,
             service: fallback,
             statuses,
+            hold_body,
         });
         Ok(())
     }
