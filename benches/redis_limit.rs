@@ -38,7 +38,7 @@ fn main() {
         println!("PING round trip, one at a time:         {}", micros(ping));
         let local = limiter(Distribution::Local);
         let redis = limiter(Distribution::Redis(Box::new(RedisSpec {
-            endpoint: endpoint.clone(),
+            endpoints: vec![endpoint.clone()],
             username: None,
             password: None,
             db: 0,

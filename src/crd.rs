@@ -572,8 +572,8 @@ pub struct RateLimit {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitRedis {
-    /// One `host:port` (a Service in front of the primary). Redis Cluster and Sentinel seed
-    /// lists are refused.
+    /// `host:port`: one server (a Service in front of the primary), or several nodes of a Redis
+    /// Cluster, which tell fjord the rest (as Traefik reads several).
     #[serde(default)]
     pub endpoints: Vec<String>,
     /// A Secret in the Middleware's namespace with `password` (and optionally `username`).

@@ -370,8 +370,8 @@ pub enum Distribution {
 /// A Redis (or Valkey) server holding rate-limit buckets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisSpec {
-    /// `host:port`.
-    pub endpoint: String,
+    /// `host:port`: one server, or (several) the nodes a Redis Cluster is first asked about.
+    pub endpoints: Vec<String>,
     /// From the Middleware's Secret, when it names one.
     pub username: Option<String>,
     /// From the Middleware's Secret, when it names one.

@@ -735,21 +735,22 @@ fn distribution(r: &crd::RateLimit, ns: &str, store: &Store) -> Result<Distribut
     Ok(Distribution::Redis(Box::new(redis_spec(redis, ns, store)?)))
 }
 
-/// A rate limit's Redis: one endpoint, credentials and certificates from Secrets, timeouts.
+/// A rate limit's Redis: one server or a Redis Cluster's nodes (as Traefik reads several
+/// endpoints), credentials and certificates from Secrets, timeouts.
 fn redis_spec(r: &crd::RateLimitRedis, ns: &str, store: &Store) -> Result<RedisSpec, String> {
-    let endpoint = match r.endpoints.as_slice() {
-        [one] => endpoint(one)?,
-        [] => {
-            return Err(
-                "spec.rateLimit.redis.endpoints is empty; give the server's host:port".into(),
-            );
-        }
-        more => {
-            return Err(format!(
-                "spec.rateLimit.redis.endpoints lists {} addresses; fjord speaks to one Redis server (Redis Cluster and Sentinel are not supported): give the host:port of a Service in front of the primary",
-                more.len()
-            ));
-        }
+    if r.endpoints.is_empty() {
+        return Err("spec.rateLimit.redis.endpoints is empty; give the server's host:port".into());
+    }
+    let endpoints = r
+        .endpoints
+        .iter()
+        .map(|e| endpoint(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A Redis Cluster has database 0 only: another is warned of, and not selected.
+    let db = if endpoints.len() > 1 {
+        0
+    } else {
+        r.db.unwrap_or(0)
     };
     let (username, password) = match &r.secret {
         None => (None, None),
@@ -795,10 +796,10 @@ fn redis_spec(r: &crd::RateLimitRedis, ns: &str, store: &Store) -> Result<RedisS
         .unwrap_or(2)
         .min(r.max_active_conns.unwrap_or(u32::MAX));
     Ok(RedisSpec {
-        endpoint,
+        endpoints,
         username,
         password,
-        db: r.db.unwrap_or(0),
+        db,
         tls: r
             .tls
             .as_ref()
@@ -1100,6 +1101,9 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         }
         if redis.min_idle_conns.is_some() {
             out.push("spec.rateLimit.redis.minIdleConns does nothing: fjord's poolSize connections are multiplexed and always open");
+        }
+        if redis.endpoints.len() > 1 && redis.db.is_some_and(|db| db != 0) {
+            out.push("spec.rateLimit.redis.db is not used: several endpoints are a Redis Cluster, which has database 0 only (Traefik ignores it too)");
         }
     }
     if spec

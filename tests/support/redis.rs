@@ -1,6 +1,6 @@
 //! Debian's `redis-server`, started on a loopback port the test chose, with a password and
 //! no persistence (a restart loses every bucket and script, as a real one without AOF does);
-//! optionally TLS-only. `redis-cli` asks it what it saw.
+//! optionally TLS-only, or one of a Redis Cluster's nodes. `redis-cli` asks it what it saw.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -29,6 +29,51 @@ impl Redis {
     /// `cert` and `key` (PEM, also signed by `ca`) as its own and its `redis-cli`'s.
     pub(crate) fn start_tls(password: &str, ca: &str, cert: &str, key: &str) -> Redis {
         Redis::spawn(password, Some((ca, cert, key)))
+    }
+
+    /// A Redis Cluster of `n` primaries requiring `password`, its slots spread over them,
+    /// once every node says the cluster is ok.
+    pub(crate) fn start_cluster(password: &str, n: usize) -> Vec<Redis> {
+        let nodes: Vec<Redis> = (0..n)
+            .map(|_| {
+                let mut node = Redis::spawn(password, None);
+                node.kill();
+                let bus = free_port();
+                node.args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-port",
+                        &bus.to_string(),
+                    ]
+                    .map(str::to_owned),
+                );
+                node.restart();
+                node
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--no-auth-warning", "-a", password, "--cluster", "create"]);
+        create.args(nodes.iter().map(Redis::endpoint));
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster did not become ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        nodes
     }
 
     fn spawn(password: &str, tls: Option<(&str, &str, &str)>) -> Redis {

@@ -81,7 +81,6 @@ impl Ca {
         )
     }
 
-    /// A `kubernetes.io/tls` Secret (base64 `data`, as the API server stores it) for `names`.
     /// A Secret `name` with this CA as `ca.crt`, for backend TLS.
     pub(crate) fn ca_secret(&self, name: &str) -> String {
         let indented: String = self.pem.lines().map(|l| format!("    {l}\n")).collect();
@@ -90,6 +89,7 @@ impl Ca {
         )
     }
 
+    /// A `kubernetes.io/tls` Secret (base64 `data`, as the API server stores it) for `names`.
     pub(crate) fn secret(&self, name: &str, names: &[&str]) -> String {
         let (crt, key) = self.leaf(names);
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);

@@ -8,6 +8,9 @@
 //! for a second after a failure requests go to it at once, without waiting on a Redis that is
 //! down. Connections come back by themselves, and a script Redis lost (a restart) is loaded
 //! again by the first request that finds it missing (`EVALSHA`, then `EVAL`).
+//!
+//! Several endpoints are a Redis Cluster's nodes: each bucket is one key, so the script runs
+//! on the node that holds the key's slot, and the cluster's map is followed as it changes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +19,9 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ClientTlsConfig, ConnectionInfo, IntoConnectionInfo as _};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, ClientTlsConfig, ConnectionInfo, IntoConnectionInfo as _, TlsMode};
 use redis::{RedisConnectionInfo, TlsCertificates};
 use sha1::{Digest as _, Sha1};
 
@@ -53,7 +58,7 @@ pub(super) struct Remote {
     spec: RedisSpec,
     /// `fjord:rl:NAMESPACE/NAME:`: buckets are the middleware's, whichever routes use it.
     prefix: String,
-    conns: OnceLock<Result<Box<[ConnectionManager]>, String>>,
+    conns: OnceLock<Result<Box<[Conn]>, String>>,
     next: AtomicUsize,
     /// Source → [`clock::now`] until which Redis refuses it: asked again only after.
     refused: DashMap<Key, u64>,
@@ -64,7 +69,7 @@ pub(super) struct Remote {
 impl fmt::Debug for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Remote")
-            .field("endpoint", &self.spec.endpoint)
+            .field("endpoints", &self.spec.endpoints)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -154,18 +159,17 @@ impl Remote {
     }
 
     async fn call(&self, bucket: String, interval: u64, tolerance: u64) -> redis::RedisResult<u64> {
-        let mut conn = self.connection()?;
-        SCRIPT
-            .key(bucket)
-            .arg(interval)
-            .arg(tolerance)
-            .invoke_async(&mut conn)
-            .await
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(bucket).arg(interval).arg(tolerance);
+        match self.connection()? {
+            Conn::Server(mut conn) => invocation.invoke_async(&mut conn).await,
+            Conn::Cluster(mut conn) => invocation.invoke_async(&mut conn).await,
+        }
     }
 
     /// The next connection of the pool, made at the first request (in the runtime; a
     /// snapshot can be built outside one, by `fjord check`).
-    fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+    fn connection(&self) -> redis::RedisResult<Conn> {
         let conns = self.conns.get_or_init(|| connect(&self.spec));
         match conns {
             Ok(conns) => {
@@ -227,8 +231,18 @@ impl Remote {
     }
 }
 
+/// A multiplexed connection to one server, or to a Redis Cluster (to each node it needs).
+#[derive(Clone)]
+enum Conn {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// The pool's connections: multiplexed, made lazily, remade by themselves when lost.
-fn connect(spec: &RedisSpec) -> Result<Box<[ConnectionManager]>, String> {
+fn connect(spec: &RedisSpec) -> Result<Box<[Conn]>, String> {
+    if spec.endpoints.len() > 1 {
+        return connect_cluster(spec);
+    }
     let client = client(spec).map_err(|e| e.to_string())?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(spec.dial_timeout))
@@ -239,23 +253,75 @@ fn connect(spec: &RedisSpec) -> Result<Box<[ConnectionManager]>, String> {
     (0..spec.pool_size.max(1))
         .map(|_| {
             ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .map(Conn::Server)
                 .map_err(|e| e.to_string())
         })
         .collect()
 }
 
-/// A client for `spec`: address, credentials, database, TLS.
-fn client(spec: &RedisSpec) -> redis::RedisResult<Client> {
-    let scheme = if spec.tls.is_some() {
+/// A Redis Cluster's connections, its map asked of the endpoints given; each connects to the
+/// nodes in the background, and follows the map as slots move.
+fn connect_cluster(spec: &RedisSpec) -> Result<Box<[Conn]>, String> {
+    let nodes = spec
+        .endpoints
+        .iter()
+        .map(|e| format!("{}://{e}", scheme(spec)));
+    let mut builder = ClusterClient::builder(nodes)
+        .connection_timeout(spec.dial_timeout)
+        .response_timeout(spec.read_timeout)
+        .retries(1);
+    if let Some(user) = &spec.username {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &spec.password {
+        builder = builder.password(&password.0);
+    }
+    if let Some(tls) = &spec.tls {
+        builder = builder
+            .tls(if tls.insecure_skip_verify {
+                TlsMode::Insecure
+            } else {
+                TlsMode::Secure
+            })
+            .certs(certificates(tls));
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    let config = ClusterConfig::new()
+        .set_connection_timeout(spec.dial_timeout)
+        .set_response_timeout(spec.read_timeout);
+    Ok((0..spec.pool_size.max(1))
+        .map(|_| Conn::Cluster(client.get_pending_async_connection_with_config(config.clone())))
+        .collect())
+}
+
+/// The URL scheme: `rediss` over TLS.
+fn scheme(spec: &RedisSpec) -> &'static str {
+    if spec.tls.is_some() {
         "rediss"
     } else {
         "redis"
-    };
+    }
+}
+
+/// The CA and client certificate TLS to Redis is made with.
+fn certificates(tls: &crate::model::middleware::ClientTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.0.clone().into_bytes(),
+        }),
+        root_cert: tls.ca.clone(),
+    }
+}
+
+/// A client for `spec`: address, credentials, database, TLS.
+fn client(spec: &RedisSpec) -> redis::RedisResult<Client> {
     let fragment = match &spec.tls {
         Some(tls) if tls.insecure_skip_verify => "#insecure",
         _ => "",
     };
-    let url = format!("{scheme}://{}/{fragment}", spec.endpoint);
+    let endpoint = spec.endpoints.first().map_or("", String::as_str);
+    let url = format!("{}://{endpoint}/{fragment}", scheme(spec));
     let info: ConnectionInfo = url.as_str().into_connection_info()?;
     let mut redis = RedisConnectionInfo::default().set_db(spec.db);
     if let Some(user) = &spec.username {
@@ -267,15 +333,6 @@ fn client(spec: &RedisSpec) -> redis::RedisResult<Client> {
     let info = info.set_redis_settings(redis);
     match &spec.tls {
         None => Client::open(info),
-        Some(tls) => Client::build_with_tls(
-            info,
-            TlsCertificates {
-                client_tls: tls.client.as_ref().map(|(cert, key)| ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.0.clone().into_bytes(),
-                }),
-                root_cert: tls.ca.clone(),
-            },
-        ),
+        Some(tls) => Client::build_with_tls(info, certificates(tls)),
     }
 }
