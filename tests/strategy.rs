@@ -97,20 +97,24 @@ async fn endpoints(fjord: &Fjord) -> BTreeMap<String, i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p2c_sends_nothing_to_an_endpoint_still_sending_a_response_until_it_is_done() {
-    let (open, opened) = watch::channel(false);
-    let slow = slow_backend(Duration::ZERO, opened).await;
+/// fjord serving `host` by `strategy` over Service `app`: endpoint `slow` and an echo backend
+/// `fast` (returned, with the manifests, to keep).
+async fn slow_and_fast(slow: SocketAddr, host: &str, strategy: &str) -> (Fjord, Echo, Manifests) {
     let fast = Echo::start("fast", "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let m = Manifests::new();
     m.write("app.yaml", &service_over("app", &[slow, fast.addr]));
-    m.write(
-        "route.yaml",
-        &route("app", "p2c.test", "{name: app, port: 80, strategy: p2c}"),
-    );
-    let fjord = Fjord::start(m.path(), API_CONFIG);
+    let service = format!("{{name: app, port: 80, strategy: {strategy}}}");
+    m.write("route.yaml", &route("app", host, &service));
+    (Fjord::start(m.path(), API_CONFIG), fast, m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_sends_nothing_to_an_endpoint_still_sending_a_response_until_it_is_done() {
+    let (open, opened) = watch::channel(false);
+    let slow = slow_backend(Duration::ZERO, opened).await;
+    let (fjord, fast, _m) = slow_and_fast(slow, "p2c.test", "p2c").await;
 
     // Until one lands on `slow`, whose body then stays unsent: it is in flight there.
     let mut held = None;
@@ -157,20 +161,7 @@ async fn p2c_sends_nothing_to_an_endpoint_still_sending_a_response_until_it_is_d
 async fn leasttime_sends_requests_to_the_endpoint_quicker_to_answer() {
     let (_open, opened) = watch::channel(true);
     let slow = slow_backend(Duration::from_millis(300), opened).await;
-    let fast = Echo::start("fast", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let m = Manifests::new();
-    m.write("app.yaml", &service_over("app", &[slow, fast.addr]));
-    m.write(
-        "route.yaml",
-        &route(
-            "app",
-            "lt.test",
-            "{name: app, port: 80, strategy: leasttime}",
-        ),
-    );
-    let fjord = Fjord::start(m.path(), API_CONFIG);
+    let (fjord, _fast, _m) = slow_and_fast(slow, "lt.test", "leasttime").await;
     let mut seen = BTreeMap::<String, u32>::new();
     for _ in 0..30 {
         let (backend, response) = head(&fjord, "lt.test").await;
@@ -244,13 +235,8 @@ fn check_names_a_strategy_it_cannot_honour_and_warns_of_round_robin() {
             "{name: app, port: 80, strategy: p2c}, {name: app, port: 80, strategy: leasttime}",
         ),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("check")
-        .arg(m.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = support::check(m.path(), None);
+    assert_eq!(code, 1, "{stdout}");
     for line in [
         "warning: IngressRoute default/old: spec.routes[0].services[0].strategy \"RoundRobin\" is deprecated; use wrr, which it is read as",
         "error: IngressRoute default/bad: spec.routes[0].services[0].strategy \"random\" is not wrr, p2c, hrw or leasttime",
