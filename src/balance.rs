@@ -144,21 +144,22 @@ impl HeadTimes {
 }
 
 /// A request counted in flight to its endpoint while this lives: held by the response body
-/// until its end, for the strategies that read the count.
+/// until its end, for the strategies that read the count. One pointer, so that the response
+/// body every request carries grows by no more.
 #[derive(Debug)]
 pub struct InFlight {
     health: Arc<Health>,
-    since: Instant,
 }
 
 impl InFlight {
-    /// Records the time from the choice to the response head, which `leasttime` averages.
-    pub fn answered(&self) {
+    /// Records the time from `since` (the choice) to the response head, which `leasttime`
+    /// averages.
+    pub fn answered(&self, since: Instant) {
         self.health
             .head_times
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(self.since.elapsed());
+            .add(since.elapsed());
     }
 }
 
@@ -360,7 +361,6 @@ impl EndpointSet {
         health.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(InFlight {
             health: Arc::clone(health),
-            since: Instant::now(),
         })
     }
 

@@ -815,8 +815,9 @@ pub(crate) struct Body {
     back: Option<Back>,
     /// The request, counted in flight to its endpoint until the body's end.
     counted: Option<InFlight>,
-    /// Its first frame, read ahead ([`Body::peek`]) and sent before the rest.
-    ahead: Option<Result<Frame<Bytes>, hyper::Error>>,
+    /// Its first frame, read ahead ([`Body::peek`]) and sent before the rest. Boxed: a frame
+    /// may be trailers, and every request's body would otherwise carry room for them.
+    ahead: Option<Box<Result<Frame<Bytes>, hyper::Error>>>,
 }
 
 impl Body {
@@ -831,9 +832,11 @@ impl Body {
     /// first frame: a stream is not held back waiting for more.
     pub(crate) async fn peek(&mut self) -> Option<&Bytes> {
         if self.ahead.is_none() {
-            self.ahead = poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+            self.ahead = poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx))
+                .await
+                .map(Box::new);
         }
-        match &self.ahead {
+        match self.ahead.as_deref() {
             Some(Ok(frame)) => frame.data_ref(),
             _ => None,
         }
@@ -841,7 +844,7 @@ impl Body {
 
     /// The length of the data read ahead.
     fn ahead_len(&self) -> u64 {
-        match &self.ahead {
+        match self.ahead.as_deref() {
             Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
             _ => 0,
         }
@@ -871,7 +874,7 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         if let Some(ahead) = this.ahead.take() {
-            return Poll::Ready(Some(ahead));
+            return Poll::Ready(Some(*ahead));
         }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {

@@ -157,8 +157,11 @@ pub(super) fn exchange<'a>(
         if by_endpoint {
             endpoint_host(&mut request, endpoint);
         }
+        // Boxed: held across the send, it would otherwise widen every request's future.
         let counted = target.balance.counts_in_flight();
-        let flight = counted.then(|| endpoints.in_flight(first)).flatten();
+        let flight = counted
+            .then(|| Some(Box::new((endpoints.in_flight(first)?, Instant::now()))))
+            .flatten();
         let mut result = Box::pin(upstream.send(request, to(endpoint, started), &resent)).await;
         hold(&mut result, flight);
         report(target, first, &result);
@@ -201,7 +204,9 @@ pub(super) fn exchange<'a>(
             }
             tracing::debug!(backend = &*backend.name, attempt, "retrying the request");
             resent();
-            let flight = counted.then(|| endpoints.in_flight(next)).flatten();
+            let flight = counted
+                .then(|| Some(Box::new((endpoints.in_flight(next)?, now))))
+                .flatten();
             result = Box::pin(upstream.send(again, to(endpoint, now), &resent)).await;
             hold(&mut result, flight);
             report(target, next, &result);
@@ -611,9 +616,13 @@ fn endpoint_host<B>(request: &mut Request<B>, endpoint: &crate::balance::Endpoin
 
 /// Keeps an answered attempt counted in flight to its endpoint until its body ends, and
 /// records its time to the response head, for the strategies that read them.
-fn hold(result: &mut Result<Response<upstream::Body>, Failed>, flight: Option<InFlight>) {
+fn hold(
+    result: &mut Result<Response<upstream::Body>, Failed>,
+    flight: Option<Box<(InFlight, Instant)>>,
+) {
     if let (Ok(response), Some(flight)) = (result, flight) {
-        flight.answered();
+        let (flight, since) = *flight;
+        flight.answered(since);
         response.body_mut().hold(flight);
     }
 }
