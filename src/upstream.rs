@@ -439,15 +439,7 @@ impl Upstream {
                 endpoint: endpoint.to_string(),
                 source,
             },
-            Failure::Http(e) if cause::<LengthLimitError>(&e).is_some() => {
-                ProxyError::BodyTooLarge { limit: body_limit }
-            }
-            Failure::Http(ref e) if let Some(client) = cause::<ClientBodyError>(e) => {
-                match client {
-                    ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
-                    ClientBodyError::Broken(_) => ProxyError::MalformedBody,
-                }
-            }
+            Failure::Http(ref e) if let Some(client) = client_body_error(e, body_limit) => client,
             Failure::Http(source) => ProxyError::Upstream {
                 endpoint: endpoint.to_string(),
                 source,
@@ -747,14 +739,8 @@ pub(crate) async fn hold_body(
     let (parts, body) = request.into_parts();
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if cause::<LengthLimitError>(&*e).is_some() => {
-            return Err(ProxyError::BodyTooLarge { limit: body_limit });
-        }
         Err(e) => {
-            return Err(match cause::<ClientBodyError>(&*e) {
-                Some(ClientBodyError::TooSlow) => ProxyError::ClientBodyTimeout,
-                _ => ProxyError::MalformedBody,
-            });
+            return Err(client_body_error(&*e, body_limit).unwrap_or(ProxyError::MalformedBody));
         }
     };
     Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
@@ -913,6 +899,19 @@ impl http_body::Body for Body {
 }
 
 /// The first error of type `E` in `e`'s chain of causes.
+/// The error a failure reading the client's request body (`e` or a cause of it) is answered
+/// with: its size past `body_limit`, or the client too slow or breaking its framing. None
+/// when the failure is not the client's.
+fn client_body_error(e: &(dyn std::error::Error + 'static), body_limit: u64) -> Option<ProxyError> {
+    if cause::<LengthLimitError>(e).is_some() {
+        return Some(ProxyError::BodyTooLarge { limit: body_limit });
+    }
+    cause::<ClientBodyError>(e).map(|client| match client {
+        ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
+        ClientBodyError::Broken(_) => ProxyError::MalformedBody,
+    })
+}
+
 fn cause<'a, E: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a E> {

@@ -281,6 +281,7 @@ impl Chain {
                 Kind::Retry(r) => {
                     pass.retry.get_or_insert(r);
                 }
+                Kind::ContentType => pass.sniff = true,
                 _ => {}
             }
         }
@@ -639,7 +640,6 @@ impl Middleware {
                 let mode = grpc_web::on_request(spec, &self.name, req)?;
                 pass.grpc_web = pass.grpc_web.or(mode);
             }
-            Kind::ContentType => pass.sniff = true,
             Kind::PassTlsClientCert(spec) => {
                 client_cert::pass(spec, ctx.certificates, req.headers_mut());
             }
@@ -650,7 +650,11 @@ impl Middleware {
             }
             // Settings of the exchange, gathered by the chain into its `Pass` (or by the
             // snapshot into its target, for error pages).
-            Kind::Buffering { .. } | Kind::Retry(_) | Kind::Compress(_) | Kind::Errors(_) => {}
+            Kind::Buffering { .. }
+            | Kind::Retry(_)
+            | Kind::ContentType
+            | Kind::Compress(_)
+            | Kind::Errors(_) => {}
         }
         Ok(Step::Done)
     }
