@@ -45,6 +45,8 @@ pub struct Endpoint {
     pub sticky: Box<str>,
     /// Its share in a highestRandomWeight ranking.
     weight: u32,
+    /// Which of its backend's members (a weighted split's Services) it belongs to.
+    pub member: u16,
     health: Arc<Health>,
 }
 
@@ -277,6 +279,7 @@ impl EndpointSet {
                 pool_key,
                 sticky: sticky_value(authority.as_str()),
                 weight: s.weight.max(1),
+                member: s.member,
                 addr: s.addr.clone(),
                 authority,
                 health,
@@ -555,6 +558,7 @@ mod tests {
             .map(|(i, w)| EndpointSpec {
                 addr: EndpointAddr::Ip(([127, 0, 0, 1], 1000 + i as u16).into()),
                 weight: *w,
+                member: 0,
             })
             .collect();
         EndpointSet::new(&spec, (None, false), None)

@@ -1,7 +1,8 @@
 //! TraefikService: a weighted split (nested splits multiplied out), a mirroring whose copies
-//! are checked on the mirror's side, a highestRandomWeight that keeps each client to one
-//! service on every replica, a failover whose fallback takes what the main Service cannot
-//! serve; what is not supported is refused by name.
+//! are checked on the mirror's side (alone, and as one branch of a split), a
+//! highestRandomWeight that keeps each client to one service on every replica, a failover
+//! whose fallback takes what the main service cannot serve (Services, or splits); what is not
+//! supported is refused by name.
 
 mod support;
 
@@ -253,6 +254,142 @@ async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirroring_inside_a_weighted_split_copies_only_what_its_main_service_takes() {
+    // Traefik's documented shape: a split over a Service, a nested split and a mirroring.
+    let m = Manifests::new();
+    let _a = echo("a", &m).await;
+    let _b = echo("b", &m).await;
+    let _c = echo("c", &m).await;
+    let _d = echo("d", &m).await;
+    let shadow = AuthServer::start().await;
+    m.write("svc-shadow.yaml", &service("shadow", shadow.addr));
+    m.write(
+        "wrr1.yaml",
+        &traefik_service(
+            "wrr1",
+            "  weighted:\n    services:\n    - {name: a, port: 80}\n    - {name: wrr2, kind: TraefikService}\n    - {name: mirror1, kind: TraefikService}",
+        ),
+    );
+    m.write(
+        "wrr2.yaml",
+        &traefik_service(
+            "wrr2",
+            "  weighted:\n    services:\n    - {name: b, port: 80}\n    - {name: c, port: 80}",
+        ),
+    );
+    m.write(
+        "mirror1.yaml",
+        &traefik_service(
+            "mirror1",
+            "  mirroring:\n    name: d\n    port: 80\n    mirrors:\n    - {name: shadow, port: 80, percent: 50}",
+        ),
+    );
+    m.write(
+        "route.yaml",
+        &route("web", "split.test", "[{name: wrr1, kind: TraefikService}]"),
+    );
+    let (code, out) = support::check(m.path(), None);
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let mut by_backend: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in 0..60 {
+        let path = format!("/n/{i}");
+        let reply = get(fjord.web, "split.test", &path).await;
+        assert_eq!(reply.status, 200);
+        by_backend
+            .entry(reply.backend().unwrap())
+            .or_default()
+            .push(path);
+    }
+    let count = |b: &str| by_backend.get(b).map_or(0, Vec::len);
+    assert!(
+        (19..=21).contains(&count("a")) && (19..=21).contains(&count("d")),
+        "a third each to a and the mirroring's main: {by_backend:?}"
+    );
+    assert!((9..=11).contains(&count("b")) && (9..=11).contains(&count("c")));
+    // Half of what d took, and nothing else, is copied to the mirror.
+    let copied = count("d") / 2;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shadow.asked().len() < copied {
+        assert!(Instant::now() < deadline, "{:?}", shadow.asked());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mirrored: Vec<String> = shadow.asked().into_iter().map(|a| a.uri).collect();
+    assert_eq!(mirrored.len(), copied, "{mirrored:?}");
+    assert!(
+        mirrored.iter().all(|p| by_backend["d"].contains(p)),
+        "only requests d served are copied: {mirrored:?}, d took {:?}",
+        by_backend["d"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_between_weighted_splits_falls_back_to_the_fallbacks_split() {
+    let m = Manifests::new();
+    let (main, _task) = failing_main().await;
+    m.write("main.yaml", &service("main", main));
+    let _steady = echo("steady", &m).await;
+    let _b1 = echo("b1", &m).await;
+    let _b2 = echo("b2", &m).await;
+    m.write(
+        "down.yaml",
+        &service("down", "127.0.0.1:9".parse().unwrap()).replace("ready: true", "ready: false"),
+    );
+    let split = |name: &str, one: &str, two: &str| {
+        traefik_service(
+            name,
+            &format!(
+                "  weighted:\n    services:\n    - {{name: {one}, port: 80}}\n    - {{name: {two}, port: 80}}"
+            ),
+        )
+    };
+    m.write("mains.yaml", &split("mains", "main", "steady"));
+    m.write("backups.yaml", &split("backups", "b1", "b2"));
+    m.write("downs.yaml", &split("downs", "down", "down"));
+    let failover = |name: &str, main: &str| {
+        traefik_service(
+            name,
+            &format!(
+                "  failover:\n    service: {{name: {main}, kind: TraefikService}}\n    fallback: {{name: backups, kind: TraefikService}}\n    errors: {{status: [\"503\"]}}"
+            ),
+        )
+    };
+    m.write("fo.yaml", &failover("fo", "mains"));
+    m.write("gone.yaml", &failover("gone", "downs"));
+    m.write(
+        "r-fo.yaml",
+        &route("fo", "fo.test", "[{name: fo, kind: TraefikService}]"),
+    );
+    m.write(
+        "r-gone.yaml",
+        &route("gone", "gone.test", "[{name: gone, kind: TraefikService}]"),
+    );
+    let (code, out) = support::check(m.path(), None);
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..20 {
+        let reply = get(fjord.web, "fo.test", "/cart").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        *seen.entry(reply.backend().unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from([("b1".into(), 5), ("b2".into(), 5), ("steady".into(), 10)]),
+        "the main split's failing half goes over to the fallback's split"
+    );
+    // No ready endpoint in the main split: the fallback split serves everything.
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..10 {
+        let reply = get(fjord.web, "gone.test", "/x").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        *seen.entry(reply.backend().unwrap()).or_default() += 1;
+    }
+    assert_eq!(seen, BTreeMap::from([("b1".into(), 5), ("b2".into(), 5)]));
+}
+
 /// A backend that answers 503 to everything but `/ok`, which it answers 200 `main`.
 async fn failing_main() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use hyper::service::service_fn;
@@ -409,8 +546,33 @@ fn what_is_not_supported_is_refused_by_name() {
         "fo.yaml",
         &traefik_service(
             "fo",
-            "  failover: {service: {name: app, port: 80}, fallback: {name: la, kind: TraefikService}}",
+            "  failover: {service: {name: app, port: 80}, fallback: {name: mi, kind: TraefikService}}",
         ),
+    );
+    m.write(
+        "mi.yaml",
+        &traefik_service(
+            "mi",
+            "  mirroring: {name: app, port: 80, mirrors: [{name: app, port: 80, percent: 10}]}",
+        ),
+    );
+    m.write(
+        "hrw.yaml",
+        &traefik_service(
+            "hrw",
+            "  highestRandomWeight: {services: [{name: app, port: 80}]}",
+        ),
+    );
+    m.write(
+        "outer.yaml",
+        &traefik_service(
+            "outer",
+            "  weighted: {services: [{name: app, port: 80}, {name: hrw, kind: TraefikService}]}",
+        ),
+    );
+    m.write(
+        "r4.yaml",
+        &route("r4", "d.test", "[{name: outer, kind: TraefikService}]"),
     );
     m.write(
         "loop-a.yaml",
@@ -443,7 +605,11 @@ fn what_is_not_supported_is_refused_by_name() {
     for (route, why) in [
         (
             "r1",
-            "spec.failover.fallback.kind: fjord fails over between Services; a TraefikService here is not supported",
+            "spec.failover.fallback: a mirroring or sticky cookie under a failover's fallback is not honoured",
+        ),
+        (
+            "r4",
+            "TraefikService default/hrw is a failover or highestRandomWeight; it is honoured as a route's only service",
         ),
         (
             "r2",

@@ -134,12 +134,8 @@ pub struct Target {
     pub balance: Balance,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
-    /// Backends a share of requests is copied to (a mirroring TraefikService), with the
-    /// percent each gets.
-    pub mirrors: Vec<(BackendId, u32)>,
-    /// Whether requests with a body are mirrored (only their head and no body is sent when
-    /// this is off; with it on they are not mirrored, bodies not being copied).
-    pub mirror_body: bool,
+    /// Where a share of the requests is copied (mirroring TraefikServices).
+    pub mirrors: Vec<Mirror>,
     /// Its own limits on the exchange with the backend, where it has them.
     pub timeouts: Timeouts,
     /// Whether its requests are logged and counted (an IngressRoute route's `observability`).
@@ -170,6 +166,22 @@ impl Balance {
     pub fn counts_in_flight(self) -> bool {
         matches!(self, Self::TwoChoices | Self::LeastTime)
     }
+}
+
+/// A mirror of a mirroring TraefikService: a share of the requests its main service takes is
+/// copied to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    /// The mirror's backend.
+    pub backend: BackendId,
+    /// Of the requests its main service takes, the percent copied.
+    pub percent: u32,
+    /// `mirrorBody`: requests with a body are mirrored; fjord copies no body, so they are
+    /// not. Off, they are, as their head alone.
+    pub body: bool,
+    /// The members of the route's backend its main service is ([`EndpointSpec::member`]):
+    /// all of them, or a part of a weighted split's.
+    pub of: std::ops::Range<u16>,
 }
 
 /// The fallback of a failover.
@@ -433,6 +445,9 @@ pub struct EndpointSpec {
     pub addr: EndpointAddr,
     /// Relative share of requests; at least 1.
     pub weight: u32,
+    /// Which of its backend's [`BackendSpec::members`] it is an endpoint of (0 for a
+    /// backend of one Service).
+    pub member: u16,
 }
 
 /// An endpoint's address.

@@ -107,9 +107,6 @@ pub(super) fn exchange<'a>(
         if let HostHeader::Fixed(value) = &target.host_header {
             request.headers_mut().insert(header::HOST, value.clone());
         }
-        if !target.mirrors.is_empty() && upgrade.is_none() && (bodyless || !target.mirror_body) {
-            mirror(upstream, target, &request, started);
-        }
         let (retry, fails_over) =
             resends(pass.retry, target.fallback.as_deref(), &request, bodyless);
         if !bodyless && upgrade.is_none() && (retry.is_some() || fails_over) {
@@ -131,6 +128,15 @@ pub(super) fn exchange<'a>(
             .or_else(|| endpoints.choose(target.balance, client.ip(), now, None))
             .and_then(|i| Some((i, endpoints.get(i)?)))
             .ok_or_else(|| no_endpoint(target))?;
+        if !target.mirrors.is_empty() && upgrade.is_none() {
+            mirror(
+                upstream,
+                target,
+                &request,
+                (endpoint.member, !bodyless),
+                started,
+            );
+        }
         // A request the upstream client sends again after its pooled connection closed under it
         // counts as a retry, as one sent again here does.
         let resent = || {
@@ -407,18 +413,22 @@ fn outgoing(
     Request::from_parts(parts, Either::Left(limited))
 }
 
-/// Sends a copy of `request`'s head to each of the target's mirrors whose share this request
-/// falls in, without waiting: the answers are read and dropped, and a mirror that fails fails
-/// alone. A request with a body goes without it (`mirrorBody: false`).
-fn mirror(upstream: &Upstream, target: &Target, request: &Request<RequestBody>, started: Instant) {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    for (backend, percent) in &target.mirrors {
-        // Spread evenly: request n is copied when the count of copies due rises at n.
-        let p = u64::from(*percent);
-        if (n + 1) * p / 100 == n * p / 100 {
+/// Sends a copy of `request`'s head, on its way to an endpoint of `member` of the target's
+/// backend, to each mirror of that member whose share it falls in, without waiting: the
+/// answers are read and dropped, and a mirror that fails fails alone. A request with a body
+/// goes without it (`mirrorBody: false`).
+fn mirror(
+    upstream: &Upstream,
+    target: &Target,
+    request: &Request<RequestBody>,
+    (member, has_body): (u16, bool),
+    started: Instant,
+) {
+    for m in &target.mirrors {
+        if !m.copies(member, has_body) {
             continue;
         }
+        let backend = &m.backend;
         let Some(endpoint) = backend
             .endpoints
             .pick(clock::at(started), None)

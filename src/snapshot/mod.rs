@@ -51,10 +51,8 @@ pub struct Target {
     pub balance: model::Balance,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
-    /// Backends a copy of a share of requests goes to, each with its percent.
-    pub mirrors: Box<[(Arc<Backend>, u32)]>,
-    /// Whether requests with a body are mirrored, head only.
-    pub mirror_body: bool,
+    /// Where a copy of a share of the requests goes.
+    pub mirrors: Box<[Mirror]>,
     /// The chain's `errors` middlewares, in order, each with its pages' backend.
     pub errors: Box<[(Arc<Middleware>, Arc<Backend>)]>,
     /// Its own limits on the exchange with the backend.
@@ -65,6 +63,35 @@ pub struct Target {
     pub internal: bool,
     /// A failover's fallback, when the route has one.
     pub fallback: Option<Box<Fallback>>,
+}
+
+/// A mirror, as the hot path sees it.
+#[derive(Debug)]
+pub struct Mirror {
+    /// Where the copies go.
+    pub backend: Arc<Backend>,
+    /// Of the requests its main service takes, the percent copied.
+    pub percent: u32,
+    /// Whether requests with a body are left alone (`mirrorBody`: bodies are not copied).
+    pub body: bool,
+    /// The members of the route's backend whose requests it copies.
+    pub of: std::ops::Range<u16>,
+    /// Requests its main service has taken: they are copied evenly spread over this count.
+    pub seen: std::sync::atomic::AtomicU64,
+}
+
+impl Mirror {
+    /// Whether a request to `member` of the route's backend is copied here: each mirror
+    /// spreads its share evenly over the requests its main service takes (request n is
+    /// copied when the count of copies due rises at n).
+    pub fn copies(&self, member: u16, has_body: bool) -> bool {
+        if !self.of.contains(&member) || (has_body && self.body) {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        let p = u64::from(self.percent);
+        (n + 1) * p / 100 != n * p / 100
+    }
 }
 
 /// Where a failover sends what its main backend cannot serve.
@@ -186,9 +213,16 @@ impl Snapshot {
                 mirrors: t
                     .mirrors
                     .iter()
-                    .filter_map(|(id, percent)| Some((backends.get(id).cloned()?, *percent)))
+                    .filter_map(|m| {
+                        Some(Mirror {
+                            backend: backends.get(&m.backend).cloned()?,
+                            percent: m.percent,
+                            body: m.body,
+                            of: m.of.clone(),
+                            seen: Default::default(),
+                        })
+                    })
                     .collect(),
-                mirror_body: t.mirror_body,
                 timeouts: t.timeouts,
                 observed: t.observed,
                 internal: id.is_internal(),
@@ -199,8 +233,11 @@ impl Snapshot {
         let target = |t: &model::Target| {
             let mut main = target_to(t, &t.backend);
             main.fallback = t.fallback.as_ref().map(|f| {
+                let mut fallback = target_to(t, &f.backend);
+                // The mirrors copy what the main service takes.
+                fallback.mirrors = Box::default();
                 Box::new(Fallback {
-                    target: Arc::new(target_to(t, &f.backend)),
+                    target: Arc::new(fallback),
                     statuses: f.statuses.iter().copied().collect(),
                     hold_body: f.hold_body,
                 })
@@ -439,6 +476,7 @@ mod tests {
                 .map(|p| EndpointSpec {
                     addr: EndpointAddr::Ip(([127, 0, 0, 1], *p).into()),
                     weight: 1,
+                    member: 0,
                 })
                 .collect(),
             unavailable: None,
@@ -460,7 +498,6 @@ mod tests {
                     balance: model::Balance::RoundRobin,
                     host_header: model::HostHeader::Client,
                     mirrors: Vec::new(),
-                    mirror_body: false,
                     timeouts: model::Timeouts::default(),
                     observed: model::Observed::default(),
                     fallback: None,

@@ -115,6 +115,7 @@ impl<'a> Resolver<'a> {
             return Ok(vec![EndpointSpec {
                 addr: EndpointAddr::Dns { host, port },
                 weight: 1,
+                member: 0,
             }]);
         }
 
@@ -161,7 +162,11 @@ impl<'a> Resolver<'a> {
                 };
                 let addr = EndpointAddr::Ip(SocketAddr::new(ip, number));
                 if !out.iter().any(|e: &EndpointSpec| e.addr == addr) {
-                    out.push(EndpointSpec { addr, weight: 1 });
+                    out.push(EndpointSpec {
+                        addr,
+                        weight: 1,
+                        member: 0,
+                    });
                 }
             }
         }
@@ -192,6 +197,7 @@ fn by_cluster_ip(
     Ok(vec![EndpointSpec {
         addr: EndpointAddr::Ip(SocketAddr::new(ip, port)),
         weight: 1,
+        member: 0,
     }])
 }
 
@@ -306,7 +312,7 @@ fn resolve_all(
         });
     let mut endpoints = Vec::new();
     let mut names = Vec::new();
-    for (id, spec, weight) in &resolved {
+    for (member, (id, spec, weight)) in resolved.iter().enumerate() {
         names.push(format!("{id}@{weight}"));
         let n = spec.endpoints.len() as u64;
         for e in &spec.endpoints {
@@ -315,6 +321,7 @@ fn resolve_all(
                 endpoints.push(EndpointSpec {
                     addr: e.addr.clone(),
                     weight: u32::try_from(w).unwrap_or(u32::MAX),
+                    member: u16::try_from(member).unwrap_or(u16::MAX),
                 });
             }
         }

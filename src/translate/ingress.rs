@@ -398,7 +398,6 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 balance: Balance::RoundRobin,
                 host_header: nginx.host_header.clone(),
                 mirrors: Vec::new(),
-                mirror_body: false,
                 timeouts: nginx.timeouts,
                 observed: crate::model::Observed::default(),
                 fallback: None,

@@ -846,16 +846,18 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
             let mirrors = expanded
                 .mirrors
                 .iter()
-                .map(|(ns, service, percent)| {
-                    let id = backend_for(
+                .map(|m| model::Mirror {
+                    backend: backend_for(
                         &cx.resolver,
-                        &[(ns.clone(), service.clone(), 1)],
+                        &[(m.namespace.clone(), m.service.clone(), 1)],
                         Reach::default(),
                         &|| format!("{}.services (a mirror)", r.field),
                         &subject,
                         &mut cx.out,
-                    );
-                    (id, *percent)
+                    ),
+                    percent: m.percent,
+                    body: m.body,
+                    of: m.of.clone(),
                 })
                 .collect();
             for why in &expanded.warnings {
@@ -867,7 +869,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
             let fallback = expanded.fallback.as_ref().map(|f| {
                 let backend = backend_for(
                     &cx.resolver,
-                    &[(f.namespace.clone(), f.service.clone(), 1)],
+                    &f.services,
                     reach,
                     &|| format!("{}.services (the failover's fallback)", r.field),
                     &subject,
@@ -897,7 +899,6 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     },
                     host_header: r.host_header,
                     mirrors,
-                    mirror_body: expanded.mirror_body,
                     timeouts,
                     observed: r.observed,
                     fallback,

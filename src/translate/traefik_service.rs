@@ -1,6 +1,9 @@
 //! TraefikServices expanded into what a route's target holds: a weighted split becomes the
 //! shares of the Services under it (nested splits multiplied out), a mirroring its main
-//! service and the mirrors a share of requests is copied to. Pure: the store in, the lists out.
+//! service's and the mirrors a share of them is copied to, each mirror knowing which of the
+//! route's Services its main is. Pure: the store in, the lists out.
+
+use std::ops::Range;
 
 use super::ingressroute::{service_ref, sticky_cookie};
 use crate::crd;
@@ -13,12 +16,11 @@ const MAX_DEPTH: usize = 8;
 /// A route's services with its TraefikServices expanded.
 #[derive(Debug, Default)]
 pub(super) struct Expanded {
-    /// (namespace, Service, weight), the weights in thousandths of the route's requests.
+    /// (namespace, Service, weight): the members of the route's backend, in order, the
+    /// weights in thousandths of the route's requests.
     pub services: Vec<(String, ServiceRef, u32)>,
-    /// (namespace, Service, percent): requests copied there.
-    pub mirrors: Vec<(String, ServiceRef, u32)>,
-    /// Whether requests with a body are mirrored (body and all).
-    pub mirror_body: bool,
+    /// Where mirrorings copy requests.
+    pub mirrors: Vec<MirrorOf>,
     /// A weighted split's sticky cookie.
     pub sticky: Option<StickyCookie>,
     /// A highestRandomWeight's: each client address keeps to its highest-ranked endpoint.
@@ -29,12 +31,24 @@ pub(super) struct Expanded {
     pub warnings: Vec<String>,
 }
 
-/// A failover's fallback Service (namespace, Service) and the main's answers (status ranges)
-/// that send a request to it.
+/// A mirror: the Service (in its namespace) a share of its main service's requests is
+/// copied to.
 #[derive(Debug)]
-pub(super) struct FallbackService {
+pub(super) struct MirrorOf {
     pub namespace: String,
     pub service: ServiceRef,
+    pub percent: u32,
+    /// `mirrorBody`.
+    pub body: bool,
+    /// The members of the route's backend its main service is.
+    pub of: Range<u16>,
+}
+
+/// A failover's fallback Services (namespace, Service, weight) and the main's answers
+/// (status ranges) that send a request to it.
+#[derive(Debug)]
+pub(super) struct FallbackService {
+    pub services: Vec<(String, ServiceRef, u32)>,
     pub statuses: Vec<(u16, u16)>,
     /// The largest request body held to be sent again (0: none).
     pub hold_body: u64,
@@ -49,66 +63,64 @@ pub(super) fn expand(
     traefik: &[(String, String, u32)],
     field: &str,
 ) -> Result<Expanded, String> {
-    let mut out = Expanded::default();
     let total: u64 = services
         .iter()
         .map(|s| u64::from(s.2))
         .chain(traefik.iter().map(|t| u64::from(t.2)))
         .sum::<u64>()
         .max(1);
-    let mut leaves: Vec<(String, ServiceRef, f64)> = services
-        .iter()
-        .map(|(ns, s, w)| (ns.clone(), s.clone(), *w as f64 / total as f64))
-        .collect();
-    let cx = Cx {
+    let mut walk = Walk {
         store,
         allow_cross_namespace,
+        visiting: Vec::new(),
+        leaves: services
+            .iter()
+            .map(|(ns, s, w)| (ns.clone(), s.clone(), *w as f64 / total as f64))
+            .collect(),
+        out: Expanded::default(),
     };
+    let alone = services.len() + traefik.len() == 1;
     for (ns, name, weight) in traefik {
         let share = f64::from(*weight) / total as f64;
-        let object = cx.get(ns, name, field)?;
-        let alone = services.len() + traefik.len() == 1;
-        if let Some(m) = &object.spec.mirroring {
-            if !alone {
-                return Err(format!(
-                    "{field}: TraefikService {ns}/{name} mirrors; a mirroring is honoured as a route's only service"
-                ));
-            }
-            cx.mirroring(ns, name, m, &mut out, &mut leaves)?;
-        } else if let Some(f) = &object.spec.failover {
+        let object = walk.get(ns, name, field)?;
+        if let Some(f) = &object.spec.failover {
             if !alone {
                 return Err(format!(
                     "{field}: TraefikService {ns}/{name} is a failover; it is honoured as a route's only service"
                 ));
             }
-            cx.failover(ns, name, f, &mut out, &mut leaves)?;
+            walk.failover(ns, name, f)?;
         } else if let Some(h) = &object.spec.highest_random_weight {
             if !alone {
                 return Err(format!(
                     "{field}: TraefikService {ns}/{name} is a highestRandomWeight; it is honoured as a route's only service"
                 ));
             }
-            cx.highest_random_weight(ns, name, h, &mut leaves)?;
-            out.by_client_ip = true;
+            walk.highest_random_weight(ns, name, h)?;
+            walk.out.by_client_ip = true;
         } else {
-            cx.split(ns, name, share, 0, &mut vec![], &mut out, &mut leaves)?;
+            walk.node(ns, name, share, field)?;
         }
     }
-    out.services = leaves
-        .into_iter()
-        .filter(|l| l.2 > 0.0)
-        .map(|(ns, s, share)| (ns, s, ((share * 1000.0).round() as u32).max(1)))
-        .collect();
+    let mut out = walk.out;
+    out.services = weights(walk.leaves);
     Ok(out)
 }
 
-struct Cx<'a> {
+/// The walk down a route's TraefikServices: the Services reached, each with its share of the
+/// route's requests, and what the TraefikServices on the way set.
+struct Walk<'a> {
     store: &'a Store,
     allow_cross_namespace: bool,
+    /// The TraefikServices above the one walked, to catch a cycle.
+    visiting: Vec<String>,
+    /// (namespace, Service, share of the route's requests).
+    leaves: Vec<(String, ServiceRef, f64)>,
+    out: Expanded,
 }
 
-impl Cx<'_> {
-    fn get(&self, ns: &str, name: &str, field: &str) -> Result<&crd::TraefikService, String> {
+impl<'a> Walk<'a> {
+    fn get(&self, ns: &str, name: &str, field: &str) -> Result<&'a crd::TraefikService, String> {
         let object = self
             .store
             .traefik_service(ns, name)
@@ -138,86 +150,89 @@ impl Cx<'_> {
         Ok(ns)
     }
 
-    /// A weighted TraefikService's Services, each with `share` of its parent's share.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the walk carries its place, its share and its two outputs"
-    )]
-    fn split(
-        &self,
-        ns: &str,
-        name: &str,
-        share: f64,
-        depth: usize,
-        visiting: &mut Vec<String>,
-        out: &mut Expanded,
-        leaves: &mut Vec<(String, ServiceRef, f64)>,
-    ) -> Result<(), String> {
+    /// TraefikService `ns/name` (named at `field`) taking `share` of the route's requests: a
+    /// weighted split or a mirroring, walked down to its Services.
+    fn node(&mut self, ns: &str, name: &str, share: f64, field: &str) -> Result<(), String> {
         let id = format!("{ns}/{name}");
-        if visiting.contains(&id) || depth > MAX_DEPTH {
-            visiting.push(id);
+        if self.visiting.contains(&id) || self.visiting.len() > MAX_DEPTH {
+            self.visiting.push(id);
             return Err(format!(
                 "TraefikServices nest in a cycle or too deep: {}",
-                visiting.join(" -> ")
+                self.visiting.join(" -> ")
             ));
         }
-        let object = self.get(ns, name, &format!("TraefikService {id}"))?;
-        let Some(weighted) = &object.spec.weighted else {
+        let object = self.get(ns, name, field)?;
+        self.visiting.push(id.clone());
+        if let Some(weighted) = &object.spec.weighted {
+            self.weighted(ns, name, weighted, share)?;
+        } else if let Some(m) = &object.spec.mirroring {
+            self.mirroring(ns, name, m, share)?;
+        } else {
             return Err(format!(
-                "TraefikService {id} is not a weighted split; a mirroring or highestRandomWeight is honoured as a route's only service, not inside a weighted split"
+                "{field}: TraefikService {id} is a failover or highestRandomWeight; it is honoured as a route's only service, not inside a weighted split, a mirroring or a failover"
             ));
-        };
+        }
+        self.visiting.pop();
+        Ok(())
+    }
+
+    /// A reference to a Service or a TraefikService (under `ns`, at `field`) taking `share`.
+    fn branch(
+        &mut self,
+        ns: &str,
+        to: &crd::RouteService,
+        share: f64,
+        field: &str,
+    ) -> Result<(), String> {
+        unhonoured_options(to, field)?;
+        let to_ns = self.namespace(ns, to.namespace.as_ref(), field)?;
+        match to.kind.as_deref() {
+            None | Some("Service") => {
+                let service = service_ref(&to.name, to.port.as_ref(), field)?;
+                self.leaves.push((to_ns, service, share));
+                Ok(())
+            }
+            Some("TraefikService") => self.node(&to_ns, &to.name, share, field),
+            Some(kind) => Err(format!(
+                "{field}.kind {kind:?} is not Service or TraefikService"
+            )),
+        }
+    }
+
+    /// A weighted TraefikService's services, each with its part of `share`.
+    fn weighted(
+        &mut self,
+        ns: &str,
+        name: &str,
+        weighted: &crd::Weighted,
+        share: f64,
+    ) -> Result<(), String> {
+        let id = format!("{ns}/{name}");
         if let Some(sticky) = &weighted.sticky {
             let cookie =
                 sticky_cookie(sticky, &format!("TraefikService {id}: spec.weighted"), name)?;
-            if out.sticky.as_ref().is_some_and(|c| *c != cookie) {
+            if self.out.sticky.as_ref().is_some_and(|c| *c != cookie) {
                 return Err(format!(
                     "TraefikService {id}: spec.weighted.sticky differs from another's of the route; give one cookie"
                 ));
             }
-            out.sticky = Some(cookie);
+            self.out.sticky = Some(cookie);
         }
         let total = total_weight(&weighted.services);
-        visiting.push(id.clone());
         for (i, child) in weighted.services.iter().enumerate() {
             let field = format!("TraefikService {id}: spec.weighted.services[{i}]");
             let child_share = share * f64::from(child.weight.unwrap_or(1)) / total as f64;
-            let child_ns = self.namespace(ns, child.namespace.as_ref(), &field)?;
-            unhonoured_options(child, &field)?;
-            match child.kind.as_deref() {
-                None | Some("Service") => {
-                    let service = service_ref(&child.name, child.port.as_ref(), &field)?;
-                    leaves.push((child_ns, service, child_share));
-                }
-                Some("TraefikService") => {
-                    self.split(
-                        &child_ns,
-                        &child.name,
-                        child_share,
-                        depth + 1,
-                        visiting,
-                        out,
-                        leaves,
-                    )?;
-                }
-                Some(kind) => {
-                    return Err(format!(
-                        "{field}.kind {kind:?} is not Service or TraefikService"
-                    ));
-                }
-            }
+            self.branch(ns, child, child_share, &field)?;
         }
-        visiting.pop();
         Ok(())
     }
 
     /// A highestRandomWeight TraefikService: its Services, each with its weight's share.
     fn highest_random_weight(
-        &self,
+        &mut self,
         ns: &str,
         name: &str,
         h: &crd::HighestRandomWeight,
-        leaves: &mut Vec<(String, ServiceRef, f64)>,
     ) -> Result<(), String> {
         let field = format!("TraefikService {ns}/{name}: spec.highestRandomWeight");
         let total = total_weight(&h.services);
@@ -228,57 +243,43 @@ impl Cx<'_> {
                     "{field}.kind: fjord ranks the endpoints of Services; a TraefikService here is not supported"
                 ));
             }
-            unhonoured_options(child, &field)?;
-            let child_ns = self.namespace(ns, child.namespace.as_ref(), &field)?;
             let share = f64::from(child.weight.unwrap_or(1)) / total as f64;
-            leaves.push((
-                child_ns,
-                service_ref(&child.name, child.port.as_ref(), &field)?,
-                share,
-            ));
+            self.branch(ns, child, share, &field)?;
         }
         Ok(())
     }
 
-    /// A mirroring TraefikService: its main service takes the route's requests, its mirrors
-    /// a copy of their share.
+    /// A mirroring TraefikService: its main service takes `share` of the route's requests,
+    /// its mirrors a copy of a part of them.
     fn mirroring(
-        &self,
+        &mut self,
         ns: &str,
         name: &str,
         m: &crd::Mirroring,
-        out: &mut Expanded,
-        leaves: &mut Vec<(String, ServiceRef, f64)>,
+        share: f64,
     ) -> Result<(), String> {
         let field = format!("TraefikService {ns}/{name}: spec.mirroring");
         let main_ns = self.namespace(ns, m.namespace.as_ref(), &field)?;
+        let first = member(self.leaves.len(), &field)?;
         match m.kind.as_deref() {
             None | Some("Service") => {
-                leaves.push((main_ns, service_ref(&m.name, m.port.as_ref(), &field)?, 1.0));
+                let service = service_ref(&m.name, m.port.as_ref(), &field)?;
+                self.leaves.push((main_ns, service, share));
             }
-            Some("TraefikService") => {
-                self.split(
-                    &main_ns,
-                    &m.name,
-                    1.0,
-                    1,
-                    &mut vec![format!("{ns}/{name}")],
-                    out,
-                    leaves,
-                )?;
-            }
+            Some("TraefikService") => self.node(&main_ns, &m.name, share, &field)?,
             Some(kind) => {
                 return Err(format!(
                     "{field}.kind {kind:?} is not Service or TraefikService"
                 ));
             }
         }
+        let of = first..member(self.leaves.len(), &field)?;
         if m.max_body_size.is_some_and(|s| s >= 0) {
             return Err(format!(
                 "{field}.maxBodySize: request bodies are not copied to mirrors; remove it, and set mirrorBody: false to mirror the heads of requests with a body"
             ));
         }
-        out.mirror_body = m.mirror_body.unwrap_or(true);
+        let body = m.mirror_body.unwrap_or(true);
         for (i, mirror) in m.mirrors.iter().enumerate() {
             let field = format!("{field}.mirrors[{i}]");
             if mirror.kind.as_deref().is_some_and(|k| k != "Service") {
@@ -288,41 +289,38 @@ impl Cx<'_> {
             if percent > 100 {
                 return Err(format!("{field}.percent {percent} is over 100"));
             }
-            let mirror_ns = self.namespace(ns, mirror.namespace.as_ref(), &field)?;
-            out.mirrors.push((
-                mirror_ns,
-                service_ref(&mirror.name, mirror.port.as_ref(), &field)?,
+            self.out.mirrors.push(MirrorOf {
+                namespace: self.namespace(ns, mirror.namespace.as_ref(), &field)?,
+                service: service_ref(&mirror.name, mirror.port.as_ref(), &field)?,
                 percent,
-            ));
+                body,
+                of: of.clone(),
+            });
         }
         Ok(())
     }
 
-    /// A failover TraefikService: its main Service takes the route's requests; its fallback
+    /// A failover TraefikService: its main service takes the route's requests; its fallback
     /// those the main has no ready endpoint for (Kubernetes' readiness stands in for
     /// Traefik's health check) and, without a body, those it answers with `errors.status`.
-    fn failover(
-        &self,
-        ns: &str,
-        name: &str,
-        f: &crd::Failover,
-        out: &mut Expanded,
-        leaves: &mut Vec<(String, ServiceRef, f64)>,
-    ) -> Result<(), String> {
+    /// Either may be a weighted split; the fallback's may not mirror.
+    fn failover(&mut self, ns: &str, name: &str, f: &crd::Failover) -> Result<(), String> {
         let field = format!("TraefikService {ns}/{name}: spec.failover");
-        let one = |s: &crd::RouteService, at: &str| -> Result<(String, ServiceRef), String> {
-            let at = format!("{field}.{at}");
-            if s.kind.as_deref().is_some_and(|k| k != "Service") {
-                return Err(format!(
-                    "{at}.kind: fjord fails over between Services; a TraefikService here is not supported"
-                ));
-            }
-            unhonoured_options(s, &at)?;
-            let service_ns = self.namespace(ns, s.namespace.as_ref(), &at)?;
-            Ok((service_ns, service_ref(&s.name, s.port.as_ref(), &at)?))
+        self.visiting.push(format!("{ns}/{name}"));
+        self.branch(ns, &f.service, 1.0, &format!("{field}.service"))?;
+        let mut fallback = Walk {
+            store: self.store,
+            allow_cross_namespace: self.allow_cross_namespace,
+            visiting: self.visiting.clone(),
+            leaves: Vec::new(),
+            out: Expanded::default(),
         };
-        let (main_ns, main) = one(&f.service, "service")?;
-        let (fallback_ns, fallback) = one(&f.fallback, "fallback")?;
+        fallback.branch(ns, &f.fallback, 1.0, &format!("{field}.fallback"))?;
+        if !fallback.out.mirrors.is_empty() || fallback.out.sticky.is_some() {
+            return Err(format!(
+                "{field}.fallback: a mirroring or sticky cookie under a failover's fallback is not honoured (mirrors copy, and cookies keep to, what the main service takes)"
+            ));
+        }
         let mut statuses = Vec::new();
         let mut hold_body = 0;
         if let Some(errors) = &f.errors {
@@ -335,19 +333,39 @@ impl Cx<'_> {
             let at = format!("{field}.errors.maxRequestBodyBytes");
             hold_body = super::middleware::hold_body(errors.max_request_body_bytes, &at)?;
             if errors.max_request_body_bytes == Some(-1) {
-                out.warnings
+                self.out
+                    .warnings
                     .push(format!("{at} {}", super::middleware::UNBOUNDED_HOLD));
             }
         }
-        leaves.push((main_ns, main, 1.0));
-        out.fallback = Some(FallbackService {
-            namespace: fallback_ns,
-            service: fallback,
+        self.out.fallback = Some(FallbackService {
+            services: weights(fallback.leaves),
             statuses,
             hold_body,
         });
+        self.visiting.pop();
         Ok(())
     }
+}
+
+/// Leaves' shares as weights in thousandths (at least 1 where the share is not nothing).
+fn weights(leaves: Vec<(String, ServiceRef, f64)>) -> Vec<(String, ServiceRef, u32)> {
+    leaves
+        .into_iter()
+        .map(|(ns, s, share)| {
+            let weight = if share > 0.0 {
+                ((share * 1000.0).round() as u32).max(1)
+            } else {
+                0
+            };
+            (ns, s, weight)
+        })
+        .collect()
+}
+
+/// Leaf `index` as a member of the route's backend.
+fn member(index: usize, field: &str) -> Result<u16, String> {
+    u16::try_from(index).map_err(|_| format!("{field}: the route reaches over 65535 Services"))
 }
 
 /// The sum of `services`' weights (1 each by default), at least 1.
