@@ -105,6 +105,10 @@ pub struct RouteService {
     /// How responses are passed on: fjord sends each chunk as it comes, whatever the
     /// `flushInterval`.
     pub response_forwarding: Option<ResponseForwarding>,
+    /// Middlewares run after the route's, on requests to this service. A route runs one
+    /// chain, so its services must agree on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<MiddlewareRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -1516,3 +1516,50 @@ async fn a_servers_transports_timeouts_bound_its_routes_and_the_rest_are_named()
         assert!(line.contains("IngressRoute default/app"), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_middlewares_run_after_the_routes_and_services_must_agree_on_them() {
+    let m = Manifests::new();
+    let _e = echo("app", &m).await;
+    m.write(
+        "mw.yaml",
+        &[
+            middleware("route-prefix", "addPrefix: {prefix: /route}"),
+            middleware("service-prefix", "addPrefix: {prefix: /service}"),
+            middleware("tag", "headers: {customRequestHeaders: {X-Tag: service}}"),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "routes.yaml",
+        &route(
+            "app",
+            "  - match: Host(`app.test`)\n    middlewares: [{name: route-prefix}]\n    services:\n    - {name: app, port: 80, middlewares: [{name: service-prefix}, {name: tag}]}\n",
+        ),
+    );
+    m.write(
+        "split.yaml",
+        &route(
+            "split",
+            "  - match: Host(`split.test`)\n    services:\n    - {name: app, port: 80, middlewares: [{name: tag}]}\n    - {name: app, port: 80}\n",
+        ),
+    );
+    let (code, out) = support::check(m.path(), None);
+    assert_ne!(code, 0, "{out}");
+    support::assert_diagnostic(
+        &out,
+        "IngressRoute default/split",
+        "spec.routes[0].services disagree on middlewares; fjord runs one chain per route",
+    );
+    let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
+    let reply = get(fjord.web, "app.test", "/x").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = reply.json();
+    assert_eq!(
+        seen["path"], "/service/route/x",
+        "the route's middleware ran first, the service's after it"
+    );
+    assert_eq!(seen["headers"]["x-tag"], "service");
+    // The route whose services disagree is not served without them.
+    assert_eq!(get(fjord.web, "split.test", "/").await.status, 404);
+}

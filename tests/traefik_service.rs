@@ -575,6 +575,17 @@ fn what_is_not_supported_is_refused_by_name() {
         &route("r4", "d.test", "[{name: outer, kind: TraefikService}]"),
     );
     m.write(
+        "chained.yaml",
+        &traefik_service(
+            "chained",
+            "  weighted: {services: [{name: app, port: 80, middlewares: [{name: some}]}]}",
+        ),
+    );
+    m.write(
+        "r5.yaml",
+        &route("r5", "e.test", "[{name: chained, kind: TraefikService}]"),
+    );
+    m.write(
         "loop-a.yaml",
         &traefik_service(
             "la",
@@ -616,6 +627,10 @@ fn what_is_not_supported_is_refused_by_name() {
             "nest in a cycle or too deep: default/la -> default/lb -> default/la",
         ),
         ("r3", "TraefikService default/missing not found"),
+        (
+            "r5",
+            "spec.weighted.services[0].middlewares is read on an IngressRoute's services only",
+        ),
     ] {
         support::assert_diagnostic(&out, &format!("IngressRoute default/{route}"), why);
     }

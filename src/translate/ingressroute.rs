@@ -151,6 +151,19 @@ pub(super) fn routes(
                 "{field}.services disagree on nativeLB; the route has one set of endpoints, so give one value"
             ));
         }
+        // Traefik runs a service's middlewares after the route's, on what reaches the service.
+        let mut middlewares = r.middlewares.clone();
+        if let Some(first) = r.services.first() {
+            if r.services
+                .iter()
+                .any(|s| s.middlewares != first.middlewares)
+            {
+                errors.push(format!(
+                    "{field}.services disagree on middlewares; fjord runs one chain per route, so give each the same list or move them to the route's middlewares"
+                ));
+            }
+            middlewares.extend(first.middlewares.iter().cloned());
+        }
         let balance = balance(&r.services, &field, &mut errors, &mut warnings);
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
@@ -214,7 +227,7 @@ pub(super) fn routes(
                     .priority
                     .unwrap_or(i64::try_from(r.rule.len()).unwrap_or(i64::MAX)),
                 rule,
-                middlewares: r.middlewares.clone(),
+                middlewares,
                 services,
                 traefik_services,
                 sticky: sticky.map(Arc::new),

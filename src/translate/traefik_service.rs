@@ -389,6 +389,7 @@ fn unhonoured_options(child: &crd::RouteService, field: &str) -> Result<(), Stri
         ("passHostHeader", child.pass_host_header == Some(false)),
         ("sticky", child.sticky.is_some()),
         ("nativeLB", child.native_lb == Some(true)),
+        ("middlewares", !child.middlewares.is_empty()),
         (
             "strategy",
             !matches!(child.strategy.as_deref(), None | Some("wrr" | "RoundRobin")),
@@ -396,7 +397,7 @@ fn unhonoured_options(child: &crd::RouteService, field: &str) -> Result<(), Stri
     ];
     if let Some((option, _)) = set.iter().find(|(_, on)| *on) {
         return Err(format!(
-            "{field}.{option} is read on an IngressRoute's services only (a route's endpoints are reached one way); set it there (sticky: on spec.weighted.sticky)"
+            "{field}.{option} is read on an IngressRoute's services only (a route has one endpoint set, reached one way through one chain); set it there (sticky: on spec.weighted.sticky)"
         ));
     }
     match super::ingressroute::forwarding(child, field)
