@@ -141,6 +141,21 @@ async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer()
         ),
     );
     m.write(
+        "sized.yaml",
+        &traefik_service(
+            "sized",
+            "  mirroring:\n    name: main\n    port: 80\n    maxBodySize: 10\n    mirrors:\n    - {name: shadow, port: 80, percent: 100}",
+        ),
+    );
+    m.write(
+        "route4.yaml",
+        &route(
+            "web4",
+            "sized.test",
+            "[{name: sized, kind: TraefikService}]",
+        ),
+    );
+    m.write(
         "route.yaml",
         &route(
             "web",
@@ -251,6 +266,57 @@ async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer()
     assert!(
         head.headers.get("content-length").is_none(),
         "mirrorBody: false sends the head alone"
+    );
+
+    // With maxBodySize, a body of a declared length within it is copied too; a longer one or
+    // one of undeclared length is not mirrored, and the main service gets each whole.
+    let sized = |path: &str, body: Full<Bytes>| {
+        Request::post(format!("http://{}{path}", fjord.web))
+            .header("host", "sized.test")
+            .body(body)
+            .unwrap()
+    };
+    for (path, body) in [("/short", &b"a=1&b=2"[..]), ("/long", &b"a=1&b=2&c=3"[..])] {
+        let reply = send(&client(), sized(path, Full::new(Bytes::from_static(body)))).await;
+        assert_eq!(reply.backend().as_deref(), Some("main"));
+        assert_eq!(reply.json()["body_bytes"].as_u64(), Some(body.len() as u64));
+    }
+    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        hyper::body::Frame::data(Bytes::from_static(b"x=1")),
+    )]);
+    let chunked = Request::post(format!("http://{}/chunked", fjord.web))
+        .header("host", "sized.test")
+        .body(http_body_util::StreamBody::new(chunks))
+        .unwrap();
+    let response =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http()
+            .request(chunked)
+            .await
+            .unwrap();
+    let reply = support::Reply::read(response).await.unwrap();
+    assert_eq!(reply.json()["body_bytes"].as_u64(), Some(3));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let short = loop {
+        if let Some(p) = shadow.asked().into_iter().find(|a| a.uri == "/short") {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the short POST never reached the mirror"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (short.method.as_str(), &short.body[..]),
+        ("POST", &b"a=1&b=2"[..])
+    );
+    assert_eq!(short.headers["content-length"], "7");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let copied: Vec<String> = shadow.asked().into_iter().map(|a| a.uri).collect();
+    assert!(
+        !copied.iter().any(|u| u == "/long" || u == "/chunked"),
+        "bodies past maxBodySize or of undeclared length are not mirrored: {copied:?}"
     );
 }
 

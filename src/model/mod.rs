@@ -176,12 +176,21 @@ pub struct Mirror {
     pub backend: BackendId,
     /// Of the requests its main service takes, the percent copied.
     pub percent: u32,
-    /// `mirrorBody`: requests with a body are mirrored; fjord copies no body, so they are
-    /// not. Off, they are, as their head alone.
-    pub body: bool,
+    /// How a request with a body is copied.
+    pub body: MirrorBody,
     /// The members of the route's backend its main service is ([`EndpointSpec::member`]):
     /// all of them, or a part of a weighted split's.
     pub of: std::ops::Range<u16>,
+}
+
+/// How a mirror copies a request with a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MirrorBody {
+    /// `mirrorBody: false`: its head alone.
+    Head,
+    /// `mirrorBody: true`: body and all when its declared length is at most this many bytes
+    /// (`maxBodySize`; the body is then held whole in memory), else not at all.
+    UpTo(u64),
 }
 
 /// The fallback of a failover.

@@ -23,7 +23,7 @@ use crate::forwarded;
 use crate::metrics::METRICS;
 use crate::middleware::{Pass, content_type};
 use crate::model::middleware::Retry;
-use crate::model::{HostHeader, Timeouts};
+use crate::model::{HostHeader, MirrorBody, Timeouts};
 use crate::snapshot::{Fallback, Target};
 use crate::upload::{Pace, Progress, Received};
 use crate::upstream::{self, Failed, Outgoing, RequestBody, Upstream};
@@ -107,9 +107,8 @@ pub(super) fn exchange<'a>(
         if let HostHeader::Fixed(value) = &target.host_header {
             request.headers_mut().insert(header::HOST, value.clone());
         }
-        let (retry, fails_over) =
-            resends(pass.retry, target.fallback.as_deref(), &request, bodyless);
-        if !bodyless && upgrade.is_none() && (retry.is_some() || fails_over) {
+        let (retry, fails_over, mirrored) = resends(pass.retry, target, &request, bodyless);
+        if !bodyless && upgrade.is_none() && (retry.is_some() || fails_over || mirrored) {
             // Boxed: rare, and its state would otherwise widen every request's future.
             request = Box::pin(upstream::hold_body(request, limit)).await?;
         }
@@ -318,16 +317,17 @@ pub(super) async fn held(
     Ok(Response::from_parts(parts, body))
 }
 
-/// What may send the request again: the retry middleware, for a method it retries, and
-/// whether a failover's fallback takes it after an error status. One with a body goes again
-/// only when its declared length is within what they hold ([`Retry::hold_body`],
-/// [`Fallback::hold_body`]); the body is then read whole first.
+/// What may send the request again: the retry middleware, for a method it retries, whether
+/// a failover's fallback takes it after an error status, and whether a mirror copies its
+/// body. One with a body goes again only when its declared length is within what they hold
+/// ([`Retry::hold_body`], [`Fallback::hold_body`], [`Target::mirror_hold`]); the body is then
+/// read whole first.
 fn resends<'r>(
     retry: Option<&'r Retry>,
-    fallback: Option<&Fallback>,
+    target: &Target,
     request: &Request<RequestBody>,
     bodyless: bool,
-) -> (Option<&'r Retry>, bool) {
+) -> (Option<&'r Retry>, bool, bool) {
     let held = |limit: u64| {
         bodyless
             || request
@@ -339,8 +339,12 @@ fn resends<'r>(
     let method = request.method();
     let retry =
         retry.filter(|r| (r.non_idempotent || upstream::idempotent(method)) && held(r.hold_body));
-    let fails_over = fallback.is_some_and(|f| !f.statuses.is_empty() && held(f.hold_body));
-    (retry, fails_over)
+    let fails_over = target
+        .fallback
+        .as_deref()
+        .is_some_and(|f| !f.statuses.is_empty() && held(f.hold_body));
+    let mirrored = !bodyless && held(target.mirror_hold);
+    (retry, fails_over, mirrored)
 }
 
 /// Whether a failed attempt may be sent again: a refused connection always (the request never
@@ -413,10 +417,11 @@ fn outgoing(
     Request::from_parts(parts, Either::Left(limited))
 }
 
-/// Sends a copy of `request`'s head, on its way to an endpoint of `member` of the target's
-/// backend, to each mirror of that member whose share it falls in, without waiting: the
-/// answers are read and dropped, and a mirror that fails fails alone. A request with a body
-/// goes without it (`mirrorBody: false`).
+/// Sends a copy of `request`, on its way to an endpoint of `member` of the target's backend,
+/// to each mirror of that member whose share it falls in, without waiting: the answers are
+/// read and dropped, and a mirror that fails fails alone. A request with a body goes with it
+/// when it is held whole and within the mirror's `maxBodySize`, as its head alone under
+/// `mirrorBody: false`, and not at all otherwise.
 fn mirror(
     upstream: &Upstream,
     target: &Target,
@@ -424,8 +429,12 @@ fn mirror(
     (member, has_body): (u16, bool),
     started: Instant,
 ) {
+    let held = match request.body() {
+        Either::Right(held) => Some(held.size_hint().lower()),
+        Either::Left(_) => None,
+    };
     for m in &target.mirrors {
-        if !m.copies(member, has_body) {
+        if !m.copies(member, has_body, held) {
             continue;
         }
         let backend = &m.backend;
@@ -436,9 +445,15 @@ fn mirror(
         else {
             continue;
         };
-        let mut copy = upstream::head_copy(request);
-        copy.headers_mut().remove(header::CONTENT_LENGTH);
-        copy.headers_mut().remove(header::TRANSFER_ENCODING);
+        let copy = match m.body {
+            MirrorBody::UpTo(_) => upstream::copy(request),
+            MirrorBody::Head => {
+                let mut head = upstream::head_copy(request);
+                head.headers_mut().remove(header::CONTENT_LENGTH);
+                head.headers_mut().remove(header::TRANSFER_ENCODING);
+                head
+            }
+        };
         let (upstream, endpoint) = (upstream.clone(), endpoint.authority.clone());
         let name = backend.name.clone();
         tokio::spawn(async move {

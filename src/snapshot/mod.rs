@@ -53,6 +53,8 @@ pub struct Target {
     pub host_header: HostHeader,
     /// Where a copy of a share of the requests goes.
     pub mirrors: Box<[Mirror]>,
+    /// The longest request body a mirror copies (held whole to be copied); 0: none.
+    pub mirror_hold: u64,
     /// The chain's `errors` middlewares, in order, each with its pages' backend.
     pub errors: Box<[(Arc<Middleware>, Arc<Backend>)]>,
     /// Its own limits on the exchange with the backend.
@@ -72,8 +74,8 @@ pub struct Mirror {
     pub backend: Arc<Backend>,
     /// Of the requests its main service takes, the percent copied.
     pub percent: u32,
-    /// Whether requests with a body are left alone (`mirrorBody`: bodies are not copied).
-    pub body: bool,
+    /// How a request with a body is copied.
+    pub body: model::MirrorBody,
     /// The members of the route's backend whose requests it copies.
     pub of: std::ops::Range<u16>,
     /// Requests its main service has taken: they are copied evenly spread over this count.
@@ -81,11 +83,17 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Whether a request to `member` of the route's backend is copied here: each mirror
-    /// spreads its share evenly over the requests its main service takes (request n is
-    /// copied when the count of copies due rises at n).
-    pub fn copies(&self, member: u16, has_body: bool) -> bool {
-        if !self.of.contains(&member) || (has_body && self.body) {
+    /// Whether a request to `member` of the route's backend, with a body of `body` bytes
+    /// held whole (None: not held) or none, is copied here: each mirror spreads its share
+    /// evenly over the requests its main service takes that it can copy (request n is copied
+    /// when the count of copies due rises at n).
+    pub fn copies(&self, member: u16, has_body: bool, body: Option<u64>) -> bool {
+        let copyable = match self.body {
+            _ if !has_body => true,
+            model::MirrorBody::Head => true,
+            model::MirrorBody::UpTo(limit) => body.is_some_and(|n| n <= limit),
+        };
+        if !copyable || !self.of.contains(&member) {
             return false;
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
@@ -223,6 +231,15 @@ impl Snapshot {
                         })
                     })
                     .collect(),
+                mirror_hold: t
+                    .mirrors
+                    .iter()
+                    .filter_map(|m| match m.body {
+                        model::MirrorBody::UpTo(n) => Some(n),
+                        model::MirrorBody::Head => None,
+                    })
+                    .max()
+                    .unwrap_or(0),
                 timeouts: t.timeouts,
                 observed: t.observed,
                 internal: id.is_internal(),
@@ -236,6 +253,7 @@ impl Snapshot {
                 let mut fallback = target_to(t, &f.backend);
                 // The mirrors copy what the main service takes.
                 fallback.mirrors = Box::default();
+                fallback.mirror_hold = 0;
                 Box::new(Fallback {
                     target: Arc::new(fallback),
                     statuses: f.statuses.iter().copied().collect(),

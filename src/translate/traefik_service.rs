@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::ingressroute::{service_ref, sticky_cookie};
 use crate::crd;
-use crate::model::{ServiceRef, StickyCookie};
+use crate::model::{MirrorBody, ServiceRef, StickyCookie};
 use crate::provider::Store;
 
 /// How deep TraefikServices may nest: deeper is surely a mistake, and a cycle is caught sooner.
@@ -38,8 +38,8 @@ pub(super) struct MirrorOf {
     pub namespace: String,
     pub service: ServiceRef,
     pub percent: u32,
-    /// `mirrorBody`.
-    pub body: bool,
+    /// How a request with a body is copied.
+    pub body: MirrorBody,
     /// The members of the route's backend its main service is.
     pub of: Range<u16>,
 }
@@ -274,12 +274,7 @@ impl<'a> Walk<'a> {
             }
         }
         let of = first..member(self.leaves.len(), &field)?;
-        if m.max_body_size.is_some_and(|s| s >= 0) {
-            return Err(format!(
-                "{field}.maxBodySize: request bodies are not copied to mirrors; remove it, and set mirrorBody: false to mirror the heads of requests with a body"
-            ));
-        }
-        let body = m.mirror_body.unwrap_or(true);
+        let body = self.mirror_body(m, &field)?;
         for (i, mirror) in m.mirrors.iter().enumerate() {
             let field = format!("{field}.mirrors[{i}]");
             if mirror.kind.as_deref().is_some_and(|k| k != "Service") {
@@ -298,6 +293,32 @@ impl<'a> Walk<'a> {
             });
         }
         Ok(())
+    }
+
+    /// How a mirroring's mirrors copy a request with a body: under `mirrorBody` (the
+    /// default), body and all when its declared length is within `maxBodySize`. Traefik's
+    /// default, -1, copies bodies of any size; fjord holds none unbounded, and says so.
+    fn mirror_body(&mut self, m: &crd::Mirroring, field: &str) -> Result<MirrorBody, String> {
+        let at = format!("{field}.maxBodySize");
+        if !m.mirror_body.unwrap_or(true) {
+            if m.max_body_size.is_some() {
+                self.out.warnings.push(format!(
+                    "{at} does nothing with mirrorBody: false (the head alone is copied)"
+                ));
+            }
+            return Ok(MirrorBody::Head);
+        }
+        match m.max_body_size {
+            None | Some(-1) => {
+                self.out.warnings.push(format!(
+                    "{at} unset or -1: fjord holds no request body of unbounded size, so requests with a body are not mirrored; give a limit in bytes, or mirrorBody: false to copy their heads"
+                ));
+                Ok(MirrorBody::UpTo(0))
+            }
+            Some(n) => u64::try_from(n)
+                .map(MirrorBody::UpTo)
+                .map_err(|_| format!("{at} {n} is negative (give a limit in bytes, or -1)")),
+        }
     }
 
     /// A failover TraefikService: its main service takes the route's requests; its fallback

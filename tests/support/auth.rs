@@ -1,6 +1,6 @@
 //! An authentication server, as oauth2-proxy or Authelia answer a forward auth: it decides by
-//! the `Authorization` header and remembers every question it was asked. Plain HTTP, or TLS
-//! with a certificate from the test's CA.
+//! the `Authorization` header and remembers every question it was asked, body and all. Plain
+//! HTTP, or TLS with a certificate from the test's CA.
 //!
 //! - `Bearer good`: 200 with `X-Auth-User: alice`, `Remote-Email`, `Remote-Groups`, and two
 //!   cookies (`_session`, `tracking`).
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -26,6 +26,7 @@ pub(crate) struct Asked {
     pub method: Method,
     pub uri: String,
     pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 pub(crate) struct AuthServer {
@@ -91,11 +92,19 @@ async fn answer(
     log: Arc<Mutex<Vec<Asked>>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
     log.lock().unwrap().push(Asked {
-        method: req.method().clone(),
-        uri: req.uri().to_string(),
-        headers: req.headers().clone(),
+        method: parts.method.clone(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body,
     });
+    let req = Request::from_parts(parts, ());
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
