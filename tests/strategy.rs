@@ -235,10 +235,23 @@ fn check_names_a_strategy_it_cannot_honour_and_warns_of_round_robin() {
             "{name: app, port: 80, strategy: p2c}, {name: app, port: 80, strategy: leasttime}",
         ),
     );
+    m.write(
+        "split.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: split, namespace: default}\nspec:\n  weighted: {services: [{name: app, port: 80, strategy: RoundRobin}]}\n",
+    );
+    m.write(
+        "split-route.yaml",
+        &route(
+            "old-split",
+            "split.test",
+            "{name: split, kind: TraefikService}",
+        ),
+    );
     let (code, stdout) = support::check(m.path(), None);
     assert_eq!(code, 1, "{stdout}");
     for line in [
         "warning: IngressRoute default/old: spec.routes[0].services[0].strategy \"RoundRobin\" is deprecated; use wrr, which it is read as",
+        "warning: IngressRoute default/old-split: spec.routes[0].services: TraefikService default/split: spec.weighted.services[0].strategy \"RoundRobin\" is deprecated; use wrr, which it is read as",
         "error: IngressRoute default/bad: spec.routes[0].services[0].strategy \"random\" is not wrr, p2c, hrw or leasttime",
         "error: IngressRoute default/mixed: spec.routes[0].services disagree on strategy",
     ] {

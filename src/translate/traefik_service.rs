@@ -185,6 +185,11 @@ impl<'a> Walk<'a> {
         field: &str,
     ) -> Result<(), String> {
         unhonoured_options(to, field)?;
+        if to.strategy.as_deref() == Some("RoundRobin") {
+            self.out.warnings.push(format!(
+                "{field}.strategy \"RoundRobin\" is deprecated; use wrr, which it is read as"
+            ));
+        }
         let to_ns = self.namespace(ns, to.namespace.as_ref(), field)?;
         match to.kind.as_deref() {
             None | Some("Service") => {
