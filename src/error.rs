@@ -81,6 +81,12 @@ pub enum ProxyError {
     /// through.
     #[error("middleware {middleware}: the authentication server failed: {why}")]
     AuthServer { middleware: Box<str>, why: Box<str> },
+    /// A forwardAuth sends the request body to its server, but not one this long: the
+    /// request is refused, as Traefik refuses it.
+    #[error(
+        "middleware {middleware}: the request body is over the {limit} bytes sent to the authentication server"
+    )]
+    AuthBodyTooLarge { middleware: Box<str>, limit: u64 },
     /// A circuit breaker answers for a service that is failing.
     #[error("circuit breaker {middleware} is open")]
     CircuitOpen { middleware: Box<str>, status: u16 },
@@ -98,7 +104,9 @@ impl ProxyError {
             ProxyError::RateLimited { .. } | ProxyError::TooManyInFlight { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthorized { .. } | ProxyError::AuthBodyTooLarge { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             // As nginx and Traefik answer a connection that timed out.
             ProxyError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
@@ -134,6 +142,7 @@ impl ProxyError {
             | ProxyError::RateLimited { .. }
             | ProxyError::TooManyInFlight { .. }
             | ProxyError::Unauthorized { .. }
+            | ProxyError::AuthBodyTooLarge { .. }
             | ProxyError::Forbidden { .. }
             | ProxyError::CircuitOpen { .. } => true,
             ProxyError::NoEndpoint { .. }
@@ -214,6 +223,7 @@ impl ProxyError {
         if matches!(
             self,
             ProxyError::BodyTooLarge { .. }
+                | ProxyError::AuthBodyTooLarge { .. }
                 | ProxyError::ClientBodyTimeout
                 | ProxyError::MalformedBody
         ) {

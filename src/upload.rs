@@ -12,9 +12,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::LengthLimitError;
 use tokio::time::{Instant, Sleep};
 
 use crate::clock;
+use crate::error::ProxyError;
 
 /// How fast a client must send its request body, from the entry point's settings.
 #[derive(Clone, Copy, Debug)]
@@ -277,6 +279,36 @@ fn decode(chars: &[u8]) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync
             .map_err(|e| format!("the gRPC-Web text body is not base64: {e}"))?;
     }
     Ok(Bytes::from(out))
+}
+
+/// The error a failure reading the client's request body (`e` or a cause of it) is answered
+/// with: its size past `body_limit`, or the client too slow or breaking its framing. None
+/// when the failure is not the client's.
+pub(crate) fn client_body_error(
+    e: &(dyn std::error::Error + 'static),
+    body_limit: u64,
+) -> Option<ProxyError> {
+    if cause::<LengthLimitError>(e).is_some() {
+        return Some(ProxyError::BodyTooLarge { limit: body_limit });
+    }
+    cause::<ClientBodyError>(e).map(|client| match client {
+        ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
+        ClientBodyError::Broken(_) => ProxyError::MalformedBody,
+    })
+}
+
+/// The first error of type `E` in `e`'s chain of causes.
+fn cause<'a, E: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

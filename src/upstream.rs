@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{BodyExt as _, Either, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,7 +41,7 @@ use crate::config::ServersTransport;
 use crate::error::ProxyError;
 use crate::model::Timeouts;
 use crate::tcp::Tcp;
-use crate::upload::{Base64Body, Base64Decoded, ClientBodyError, Progress, Received};
+use crate::upload::{Base64Body, Base64Decoded, Progress, Received, client_body_error};
 use crate::workers;
 
 /// A request body on its way upstream: the client's, under the entry point's size limit, or
@@ -896,31 +896,4 @@ impl http_body::Body for Body {
         }
         hint
     }
-}
-
-/// The first error of type `E` in `e`'s chain of causes.
-/// The error a failure reading the client's request body (`e` or a cause of it) is answered
-/// with: its size past `body_limit`, or the client too slow or breaking its framing. None
-/// when the failure is not the client's.
-fn client_body_error(e: &(dyn std::error::Error + 'static), body_limit: u64) -> Option<ProxyError> {
-    if cause::<LengthLimitError>(e).is_some() {
-        return Some(ProxyError::BodyTooLarge { limit: body_limit });
-    }
-    cause::<ClientBodyError>(e).map(|client| match client {
-        ClientBodyError::TooSlow => ProxyError::ClientBodyTimeout,
-        ClientBodyError::Broken(_) => ProxyError::MalformedBody,
-    })
-}
-
-fn cause<'a, E: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(found) = err.downcast_ref::<E>() {
-            return Some(found);
-        }
-        cur = err.source();
-    }
-    None
 }

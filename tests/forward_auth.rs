@@ -330,8 +330,8 @@ fn bad_settings_are_refused_naming_the_field_and_deprecated_ones_warned() {
         ),
         (
             "body",
-            "    address: http://a/\n    forwardBody: true\n",
-            "spec.forwardAuth.forwardBody is not supported",
+            "    address: http://a/\n    forwardBody: true\n    maxBodySize: -2\n",
+            "spec.forwardAuth.maxBodySize -2 is negative",
         ),
         (
             "header",
@@ -368,10 +368,97 @@ fn bad_settings_are_refused_naming_the_field_and_deprecated_ones_warned() {
     for (name, _, why) in &cases {
         support::assert_diagnostic(&out, &format!("Middleware default/{name}"), why);
     }
-    assert!(
-        out.lines()
-            .any(|l| l.contains("Middleware default/warned")
-                && l.contains("headerField does nothing")),
-        "{out}"
+    m.write(
+        "unbounded.yaml",
+        &guarded(
+            "unbounded",
+            "unbounded.test",
+            "    address: http://a/\n    forwardBody: true\n",
+        ),
     );
+    let (_, out) = support::check(m.path(), None);
+    for (name, words) in [
+        ("warned", "headerField does nothing"),
+        (
+            "unbounded",
+            "spec.forwardAuth.maxBodySize unset or -1: fjord holds no body unbounded, so it sends bodies up to 1 MiB",
+        ),
+    ] {
+        assert!(
+            out.lines().any(
+                |l| l.starts_with(&format!("warning: Middleware default/{name}:"))
+                    && l.contains(words)
+            ),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_body_sends_the_body_to_the_server_and_the_backend_and_refuses_a_longer_one() {
+    let s = setup("    forwardBody: true\n    maxBodySize: 16\n").await;
+    let post = |path: &str, body: &'static [u8]| {
+        http::Request::post(format!("http://{}{path}", s.fjord.web))
+            .header("host", "auth.test")
+            .header("authorization", "Bearer good")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(body)))
+            .unwrap()
+    };
+    let allowed = support::send(&support::client(), post("/form", b"hello=world")).await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    let seen = allowed.json();
+    assert_eq!(
+        (seen["method"].as_str(), seen["body_bytes"].as_u64()),
+        (Some("POST"), Some(11)),
+        "the backend gets the body the server saw"
+    );
+    let asked = s.auth.asked();
+    let question = asked.last().unwrap();
+    assert_eq!(&question.body[..], b"hello=world");
+    assert_eq!(question.headers["content-length"], "11");
+    assert_eq!(
+        question.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    // The server decides with the body: a denial still reaches the client.
+    let denied = send_denied(&s).await;
+    assert_eq!(denied.status, 403);
+    // A body past maxBodySize is refused with a 401, as Traefik refuses it, unasked.
+    let before = s.auth.asked().len();
+    let long = support::send(&support::client(), post("/form", b"seventeen bytes!!")).await;
+    assert_eq!(long.status, 401, "{long:?}");
+    assert_eq!(s.auth.asked().len(), before, "the server is not asked");
+    // A chunked body (no declared length) within it is read whole and sent on too.
+    let chunks = futures_util::stream::iter([
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from_static(
+            b"a=1&",
+        ))),
+        Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"b=2"))),
+    ]);
+    let chunked = http::Request::post(format!("http://{}/chunked", s.fjord.web))
+        .header("host", "auth.test")
+        .header("authorization", "Bearer good")
+        .body(http_body_util::StreamBody::new(chunks))
+        .unwrap();
+    let response =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http()
+            .request(chunked)
+            .await
+            .unwrap();
+    let reply = Reply::read(response).await.unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["body_bytes"].as_u64(), Some(7));
+    assert_eq!(&s.auth.asked().last().unwrap().body[..], b"a=1&b=2");
+}
+
+/// A POST with a body the server denies (`Bearer bad`).
+async fn send_denied(s: &Setup) -> Reply {
+    let req = http::Request::post(format!("http://{}/form", s.fjord.web))
+        .header("host", "auth.test")
+        .header("authorization", "Bearer bad")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x=1")))
+        .unwrap();
+    support::send(&support::client(), req).await
 }

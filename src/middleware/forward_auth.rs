@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Empty, Full, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -53,7 +53,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-type AuthClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type AuthClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A forward auth and its client.
 #[derive(Debug)]
@@ -83,20 +83,23 @@ impl ForwardAuth {
         Arc::new(Self { spec, client })
     }
 
-    /// Asks the server about `req`: through (with its headers copied onto `req`), or the
-    /// server's answer for the client.
+    /// Asks the server about `req` (with its `body`, under `forwardBody`): through (with its
+    /// headers copied onto `req`), or the server's answer for the client.
     pub(super) async fn check<B>(
         &self,
         req: &mut Request<B>,
         ctx: &Ctx<'_>,
         middleware: &str,
+        body: Option<Bytes>,
     ) -> Result<Allowed, super::Stop> {
         let failed = |why: String| ProxyError::AuthServer {
             middleware: middleware.into(),
             why: why.into(),
         };
         let client = self.client.as_ref().map_err(|e| failed(e.clone()))?;
-        let ask = self.request(req, ctx).map_err(|e| failed(e.to_string()))?;
+        let ask = self
+            .request(req, ctx, body)
+            .map_err(|e| failed(e.to_string()))?;
         let answer = tokio::time::timeout(TIMEOUT, async {
             let response = client.request(ask).await.map_err(|e| e.to_string())?;
             let (head, body) = response.into_parts();
@@ -128,7 +131,8 @@ impl ForwardAuth {
         &self,
         req: &Request<B>,
         ctx: &Ctx<'_>,
-    ) -> Result<Request<Empty<Bytes>>, http::Error> {
+        body: Option<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, http::Error> {
         let spec = &self.spec;
         let method = match &spec.nginx {
             Some(NginxAuth {
@@ -195,10 +199,13 @@ impl ForwardAuth {
         } else {
             spec.address.clone()
         };
+        if let Some(body) = &body {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         let mut ask = Request::builder()
             .method(method)
             .uri(address)
-            .body(Empty::new())?;
+            .body(Full::new(body.unwrap_or_default()))?;
         *ask.headers_mut() = headers;
         Ok(ask)
     }

@@ -22,7 +22,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body::Body as _;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
 
 use crate::body::{self, ResponseBody};
 use crate::breaker::Breaker;
@@ -30,6 +32,7 @@ use crate::error::ProxyError;
 use crate::htpasswd;
 use crate::metrics::METRICS;
 use crate::model::middleware::{self as model, CompressSpec, Retry};
+use crate::upload::{Pace, Received, client_body_error};
 use compress::Encoding;
 use forward_auth::ForwardAuth;
 use rate_limit::{InFlight, InFlightGuard, RateLimiter};
@@ -93,6 +96,8 @@ pub struct Ctx<'a> {
     pub host: &'a str,
     /// The certificates the client presented in its TLS handshake, its own first.
     pub certificates: &'a [rustls::pki_types::CertificateDer<'static>],
+    /// How fast the client must send its body (for one a forwardAuth reads).
+    pub(crate) pace: Pace,
 }
 
 /// Why the chain stopped: an error, or an answer of its own (a redirect, a CORS preflight).
@@ -162,6 +167,18 @@ pub struct Pass<'c> {
     grpc_web: Option<grpc_web::Mode>,
     /// Cookies forward auths set on the response, each with the names it replaces.
     auth_cookies: Vec<(&'c [String], Vec<HeaderValue>)>,
+    /// The request body, read whole for a forwardAuth that sent it to its server: the
+    /// request goes on with it.
+    pub body: Option<Box<HeldBody>>,
+}
+
+/// A request body read whole from the client, and how it came.
+#[derive(Debug)]
+pub struct HeldBody {
+    /// The body.
+    pub bytes: Bytes,
+    /// Its reading, as the exchange reports a body it sends.
+    pub(crate) progress: Arc<crate::upload::Progress>,
 }
 
 /// What a request holds until its response head: an in-flight slot, or a circuit breaker's
@@ -228,6 +245,7 @@ impl Chain {
             compression: None,
             grpc_web: None,
             auth_cookies: Vec::new(),
+            body: None,
         };
         if self.0.is_empty() {
             return Ok(Progress::Done(pass));
@@ -236,9 +254,9 @@ impl Chain {
     }
 
     /// Finishes a chain that stopped to wait at middleware `at`: that one, then the rest.
-    pub async fn resume<'c, B>(
+    pub async fn resume<'c>(
         &'c self,
-        req: &mut Request<B>,
+        req: &mut Request<Incoming>,
         ctx: &Ctx<'_>,
         mut pass: Pass<'c>,
         mut at: usize,
@@ -403,7 +421,8 @@ fn rejection(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::RateLimited { .. } => "rate_limit",
         ProxyError::TooManyInFlight { .. } => "in_flight",
-        ProxyError::Unauthorized { .. } => "unauthorized",
+        ProxyError::Unauthorized { .. } | ProxyError::AuthBodyTooLarge { .. } => "unauthorized",
+        ProxyError::ClientBodyTimeout | ProxyError::MalformedBody => "client_body",
         ProxyError::AuthServer { .. } => "auth_server",
         ProxyError::CircuitOpen { .. } => "circuit_open",
         _ => "forbidden",
@@ -413,9 +432,9 @@ fn rejection(e: &ProxyError) -> &'static str {
 impl Middleware {
     /// The part of [`Self::on_request`] that waits: a rate limit on Redis asks it, a forward
     /// auth its server.
-    async fn wait<'c, B>(
+    async fn wait<'c>(
         &'c self,
-        req: &mut Request<B>,
+        req: &mut Request<Incoming>,
         ctx: &Ctx<'_>,
         pass: &mut Pass<'c>,
     ) -> Result<(), Stop> {
@@ -429,7 +448,11 @@ impl Middleware {
                 verdict.map_err(|limited| self.limited(limiter, limited))
             }
             Kind::ForwardAuth(auth) => {
-                let allowed = auth.check(req, ctx, &self.name).await?;
+                let body = match auth.spec.forward_body {
+                    Some(limit) => Some(self.hold_body(req, ctx, pass, limit).await?),
+                    None => None,
+                };
+                let allowed = auth.check(req, ctx, &self.name, body).await?;
                 if !allowed.cookies.is_empty() {
                     pass.auth_cookies
                         .push((&auth.spec.add_cookies, allowed.cookies));
@@ -438,6 +461,49 @@ impl Middleware {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The request's body for a forwardAuth that sends it, at most `limit` bytes (a longer
+    /// one is refused): read whole from the client once, under the entry point's pace, for
+    /// every such forwardAuth of the chain and the backend.
+    async fn hold_body(
+        &self,
+        req: &mut Request<Incoming>,
+        ctx: &Ctx<'_>,
+        pass: &mut Pass<'_>,
+        limit: u64,
+    ) -> Result<Bytes, Stop> {
+        let too_large = || ProxyError::AuthBodyTooLarge {
+            middleware: self.name.clone(),
+            limit,
+        };
+        if let Some(held) = &pass.body {
+            return match held.bytes.len() as u64 <= limit {
+                true => Ok(held.bytes.clone()),
+                false => Err(too_large().into()),
+            };
+        }
+        if req.body().size_hint().lower() > limit {
+            return Err(too_large().into());
+        }
+        let progress = Arc::<crate::upload::Progress>::default();
+        let received = Received::new(req.body_mut(), Some(Arc::clone(&progress)), ctx.pace);
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let bytes = match Limited::new(received, cap).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return Err(match client_body_error(&*e, limit) {
+                    Some(ProxyError::BodyTooLarge { .. }) => too_large(),
+                    other => other.unwrap_or(ProxyError::MalformedBody),
+                }
+                .into());
+            }
+        };
+        pass.body = Some(Box::new(HeldBody {
+            bytes: bytes.clone(),
+            progress,
+        }));
+        Ok(bytes)
     }
 
     /// A rate limit's refusal.

@@ -491,6 +491,9 @@ pub struct ForwardAuthSpec {
     pub preserve_location: bool,
     /// Whether the server is asked with the client's method rather than GET.
     pub preserve_method: bool,
+    /// `forwardBody`: the request body is sent to the server too, when it is at most this
+    /// many bytes (held whole in memory first); a longer one is refused with a 401.
+    pub forward_body: Option<u64>,
     /// TLS to the server, for an `https` address.
     pub tls: Option<ClientTls>,
     /// ingress-nginx's `auth-url` manner: the original URL and method in `X-Original-URL`,

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::{Either, Limited};
+use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -77,7 +78,11 @@ pub(super) fn exchange<'a>(
             started,
         } = leg;
         let limit = pass.body_limit;
-        if limit > 0 && req.body().size_hint().lower() > limit {
+        // A forwardAuth may have read the body whole already.
+        let held = pass.body.as_deref();
+        let declared =
+            held.map_or_else(|| req.body().size_hint().lower(), |h| h.bytes.len() as u64);
+        if limit > 0 && declared > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
         // HTTP/2 has no Upgrade; only an HTTP/1.1 client can switch protocols.
@@ -85,23 +90,22 @@ pub(super) fn exchange<'a>(
             .then(|| forwarded::upgrade_protocol(req.headers()))
             .flatten();
         let upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
-        let bodyless = req.body().is_end_stream();
+        let bodyless = held.map_or_else(|| req.body().is_end_stream(), |h| h.bytes.is_empty());
         // Sticky sessions: the endpoint the client's cookie names, while it is up.
         let stuck: Option<Box<str>> = target
             .sticky
             .as_ref()
             .and_then(|s| s.value_in(req.headers()))
             .map(Into::into);
-        sent.received = (!bodyless).then(Arc::default);
-        let mut request = outgoing(
-            req,
-            host,
-            client,
-            protocol,
-            limit,
-            sent.received.clone(),
-            pace,
-        );
+        sent.received = match held {
+            Some(h) => Some(Arc::clone(&h.progress)),
+            None => (!bodyless).then(Arc::default),
+        };
+        let body = match held {
+            Some(h) => Outbound::Held(h.bytes.clone()),
+            None => Outbound::Streamed(sent.received.clone(), pace, limit),
+        };
+        let mut request = outgoing(req, host, client, protocol, body);
         // ingress-nginx's `upstream-vhost`: the backend's Host, the client's still in
         // X-Forwarded-Host.
         if let HostHeader::Fixed(value) = &target.host_header {
@@ -365,6 +369,15 @@ fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: Option<&R
     }
 }
 
+/// The body a request leaves with.
+enum Outbound {
+    /// Read whole already (by a forwardAuth that sent it to its server).
+    Held(Bytes),
+    /// Still coming from the client: counted in its progress, at the entry point's pace, and
+    /// limited to so many bytes (0: unlimited).
+    Streamed(Option<Arc<Progress>>, Pace, u64),
+}
+
 /// The request as it leaves for the upstream: forwarded headers set, the Host made the one
 /// it was routed by, in origin form over HTTP/1.1, its body counted and limited.
 fn outgoing(
@@ -372,9 +385,7 @@ fn outgoing(
     host: Host,
     client: &forwarded::Client,
     upgrade: Option<http::HeaderValue>,
-    limit: u64,
-    received: Option<Arc<Progress>>,
-    pace: Pace,
+    outbound: Outbound,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     forwarded::request(&mut parts.headers, client, host.value.as_ref(), upgrade);
@@ -407,14 +418,22 @@ fn outgoing(
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     );
-    let limited = Limited::new(
-        Received::new(body, received, pace),
-        usize::try_from(limit)
-            .ok()
-            .filter(|l| *l > 0)
-            .unwrap_or(usize::MAX),
-    );
-    Request::from_parts(parts, Either::Left(limited))
+    let body = match outbound {
+        Outbound::Held(bytes) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            Either::Right(Full::new(bytes))
+        }
+        Outbound::Streamed(received, pace, limit) => Either::Left(Limited::new(
+            Received::new(body, received, pace),
+            usize::try_from(limit)
+                .ok()
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX),
+        )),
+    };
+    Request::from_parts(parts, body)
 }
 
 /// Sends a copy of `request`, on its way to an endpoint of `member` of the target's backend,

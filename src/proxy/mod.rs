@@ -231,6 +231,7 @@ impl Proxy {
                     tls: client.is_tls(),
                     host: host_str,
                     certificates: client.certificates(),
+                    pace: entry.pace,
                 };
                 match chain.on_request(&mut req, &ctx, entry.max_body) {
                     Ok(Progress::Done(pass)) => pass,

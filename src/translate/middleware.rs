@@ -659,9 +659,12 @@ fn basic_auth_users(
     Ok(users)
 }
 
+/// The longest request body a forwardAuth with `forwardBody` sends when it gives no
+/// `maxBodySize` (or -1, Traefik's unbounded default): fjord holds no body unbounded.
+const FORWARD_BODY_DEFAULT: u64 = 1 << 20;
+
 /// A forwardAuth's settings, checked: an absolute http(s) address, header names, the regex,
-/// TLS from Secrets. `forwardBody` is refused: the server would decide without the body it
-/// asks to see.
+/// TLS from Secrets, how much of a body is sent.
 pub(super) fn forward_auth(
     f: &crd::ForwardAuth,
     ns: &str,
@@ -677,9 +680,13 @@ pub(super) fn forward_auth(
             f.address
         ));
     }
-    if f.forward_body == Some(true) {
-        return Err("spec.forwardAuth.forwardBody is not supported: fjord does not send the request body to the authentication server, which would then decide without it; remove forwardBody".into());
-    }
+    let forward_body = match (f.forward_body, f.max_body_size) {
+        (Some(true), None | Some(-1)) => Some(FORWARD_BODY_DEFAULT),
+        (Some(true), Some(n)) => Some(u64::try_from(n).map_err(|_| {
+            format!("spec.forwardAuth.maxBodySize {n} is negative (give a limit in bytes, or -1)")
+        })?),
+        _ => None,
+    };
     let names = |list: &[String], field: &str| {
         list.iter()
             .enumerate()
@@ -704,6 +711,7 @@ pub(super) fn forward_auth(
         trust_forward_header: f.trust_forward_header.unwrap_or(false),
         preserve_location: f.preserve_location_header.unwrap_or(false),
         preserve_method: f.preserve_request_method.unwrap_or(false),
+        forward_body,
         tls: f
             .tls
             .as_ref()
@@ -1088,8 +1096,10 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         if f.header_field.is_some() {
             out.push("spec.forwardAuth.headerField does nothing: fjord's access log has no user field; use authResponseHeaders to pass the user to the backend");
         }
-        if f.max_body_size.is_some() {
-            out.push("spec.forwardAuth.maxBodySize does nothing: the body is not sent to the authentication server (forwardBody is not supported)");
+        match (f.forward_body == Some(true), f.max_body_size) {
+            (false, Some(_)) => out.push("spec.forwardAuth.maxBodySize does nothing without forwardBody: the body is not sent to the authentication server"),
+            (true, None | Some(-1)) => out.push("spec.forwardAuth.maxBodySize unset or -1: fjord holds no body unbounded, so it sends bodies up to 1 MiB and refuses longer ones with a 401, as past a maxBodySize; give a limit in bytes"),
+            _ => {}
         }
         if f.tls.as_ref().is_some_and(|t| t.ca_optional.is_some()) {
             out.push("spec.forwardAuth.tls.caOptional is deprecated and does nothing (client authentication is the server's choice); remove it");
