@@ -180,6 +180,27 @@ pub(crate) fn cipher_suite(name: &str) -> Option<rustls::SupportedCipherSuite> {
     })
 }
 
+/// Go's names of the TLS 1.2 cipher suites fjord does not offer (CBC, RSA key exchange, RC4,
+/// 3DES): a TLSOption listing them is served the others it lists.
+pub(crate) const RETIRED_CIPHER_SUITES: &[&str] = &[
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+];
+
 /// The key exchange group of Traefik's (Go's) name `name`, if fjord offers it.
 pub(crate) fn curve(name: &str) -> Option<&'static dyn rustls::crypto::SupportedKxGroup> {
     use rustls::crypto::aws_lc_rs::kx_group;

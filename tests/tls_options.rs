@@ -211,11 +211,30 @@ fn check_names_what_a_tls_option_cannot_be() {
         "deprecated.yaml",
         &option("deprecated", "{preferServerCipherSuites: true}"),
     );
+    m.write(
+        "mixed.yaml",
+        &option(
+            "mixed",
+            "{cipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384]}",
+        ),
+    );
+    m.write(
+        "typo.yaml",
+        &option("typo", "{cipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM]}"),
+    );
     let (code, out) = support::check(m.path(), None);
     assert_ne!(code, 0, "{out}");
     for (subject, words) in [
         ("TLSOption default/old", "1.0 and 1.1 are broken"),
-        ("TLSOption default/cbc", "TLS_RSA_WITH_AES_128_CBC_SHA"),
+        ("TLSOption default/cbc", "none of them is offered"),
+        (
+            "TLSOption default/typo",
+            "\"TLS_ECDHE_RSA_WITH_AES_128_GCM\" is not one fjord offers",
+        ),
+        (
+            "TLSOption default/mixed",
+            "\"TLS_RSA_WITH_AES_256_GCM_SHA384\" is not offered (CBC, RSA key exchange, RC4 and 3DES are not); the others listed are",
+        ),
         ("TLSOption default/any", "without checking it"),
         ("TLSOption default/nosecret", "secretNames is empty"),
         (

@@ -86,12 +86,25 @@ fn compile(
     if min > max {
         return Err("spec.minVersion is above spec.maxVersion".into());
     }
+    let mut cipher_suites = Vec::new();
     for suite in &spec.cipher_suites {
-        if crate::tls::cipher_suite(suite).is_none() {
+        if crate::tls::cipher_suite(suite).is_some() {
+            cipher_suites.push(suite.clone());
+        } else if crate::tls::RETIRED_CIPHER_SUITES.contains(&suite.as_str()) {
+            warnings.push(format!(
+                "spec.cipherSuites: {suite:?} is not offered (CBC, RSA key exchange, RC4 and 3DES are not); the others listed are"
+            ));
+        } else {
             return Err(format!(
-                "spec.cipherSuites: {suite:?} is not one fjord offers (ECDHE with AES-GCM or ChaCha20-Poly1305, and TLS 1.3's; CBC, RSA key exchange and 3DES are not)"
+                "spec.cipherSuites: {suite:?} is not one fjord offers (ECDHE with AES-GCM or ChaCha20-Poly1305, and TLS 1.3's)"
             ));
         }
+    }
+    if cipher_suites.is_empty() && !spec.cipher_suites.is_empty() {
+        return Err(
+            "spec.cipherSuites: none of them is offered (CBC, RSA key exchange, RC4 and 3DES are not); list ECDHE suites with AES-GCM or ChaCha20-Poly1305"
+                .into(),
+        );
     }
     for c in &spec.curve_preferences {
         if crate::tls::curve(c).is_none() {
@@ -122,7 +135,7 @@ fn compile(
             name: format!("{ns}/{name}"),
             tls12: min <= 2,
             tls13: max >= 3,
-            cipher_suites: spec.cipher_suites.clone(),
+            cipher_suites,
             curves: spec.curve_preferences.clone(),
             client_cas,
             client_cert_required,
