@@ -1,6 +1,6 @@
 //! HTTPS to backends against a test backend with its own CA: an IngressRoute service's
 //! `scheme: https` checked as a ServersTransport says (its CA from a Secret, its
-//! `serverName`; a wrong name refused), and ingress-nginx's `backend-protocol: HTTPS`
+//! `serverName`; a wrong name refused), the same on a TraefikService's Services, and ingress-nginx's `backend-protocol: HTTPS`
 //! (unverified by default, as nginx; `proxy-ssl-verify: on` with `proxy-ssl-secret` and
 //! `proxy-ssl-name`). The same Service port over HTTP and HTTPS are two backends.
 
@@ -73,8 +73,14 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
             ),
             route("d", "system.test", "{name: app, port: 80, scheme: https}"),
             route("e", "plain.test", "{name: plainapp, port: 80}"),
+            route("f", "split.test", "{name: split, kind: TraefikService}"),
         ]
         .join("---\n"),
+    );
+    // A TraefikService's Services say how they are reached, as a route's do.
+    m.write(
+        "split.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: split, namespace: default}\nspec:\n  weighted:\n    services:\n    - {name: app, port: 80, scheme: https, serversTransport: good, weight: 3}\n    - {name: app, port: 80, scheme: https, serversTransport: good}\n",
     );
     // One worker: pools are per worker, and this one is to be seen reused.
     let fjord = Fjord::start_with_workers(m.path(), support::LOOPBACK_CONFIG, 1);
@@ -104,6 +110,9 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
         get(fjord.web, "plain.test", "/").await.backend().as_deref(),
         Some("plain")
     );
+    let split = get(fjord.web, "split.test", "/y").await;
+    assert_eq!(split.status, 200, "{split:?}");
+    assert_eq!(split.backend().as_deref(), Some("secure"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

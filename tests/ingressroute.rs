@@ -1047,7 +1047,7 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
     );
     m.write(
         "inner-https.yaml",
-        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: inner-https}\nspec:\n  weighted:\n    services: [{name: app, port: 80, scheme: https}]\n",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: inner-https}\nspec:\n  weighted:\n    services: [{name: app, port: 80, scheme: https}, {name: app, port: 80}]\n",
     );
     m.write(
         "inner.yaml",
@@ -1120,7 +1120,7 @@ async fn traefik_spellings_are_read_and_what_is_not_is_named() {
         ),
         (
             "IngressRoute default/inner",
-            "spec.weighted.services[0].scheme is read on an IngressRoute's services only",
+            "the Services its TraefikServices reach disagree on scheme or serversTransport",
         ),
     ] {
         let line = fjord.wait_for_log(words);
@@ -1544,12 +1544,24 @@ async fn a_services_middlewares_run_after_the_routes_and_services_must_agree_on_
             "  - match: Host(`split.test`)\n    services:\n    - {name: app, port: 80, middlewares: [{name: tag}]}\n    - {name: app, port: 80}\n",
         ),
     );
+    // A TraefikService's Services run theirs the same way.
+    m.write(
+        "canary.yaml",
+        "apiVersion: fjord.dev/v1alpha1\nkind: TraefikService\nmetadata: {name: canary}\nspec:\n  weighted:\n    services:\n    - {name: app, port: 80, weight: 3, middlewares: [{name: tag}]}\n    - {name: app, port: 80, middlewares: [{name: tag}]}\n",
+    );
+    m.write(
+        "canary-route.yaml",
+        &route(
+            "canary",
+            "  - match: Host(`canary.test`)\n    middlewares: [{name: route-prefix}]\n    services: [{name: canary, kind: TraefikService}]\n",
+        ),
+    );
     let (code, out) = support::check(m.path(), None);
     assert_ne!(code, 0, "{out}");
     support::assert_diagnostic(
         &out,
         "IngressRoute default/split",
-        "spec.routes[0].services disagree on middlewares; fjord runs one chain per route",
+        "spec.routes[0].services disagree on middlewares; the route has one set of endpoints, reached one way through one chain",
     );
     let fjord = Fjord::start(m.path(), LOOPBACK_CONFIG);
     let reply = get(fjord.web, "app.test", "/x").await;
@@ -1560,6 +1572,11 @@ async fn a_services_middlewares_run_after_the_routes_and_services_must_agree_on_
         "the route's middleware ran first, the service's after it"
     );
     assert_eq!(seen["headers"]["x-tag"], "service");
+    let canary = get(fjord.web, "canary.test", "/c").await.json();
+    assert_eq!(
+        (canary["path"].as_str(), canary["headers"]["x-tag"].as_str()),
+        (Some("/route/c"), Some("service"))
+    );
     // The route whose services disagree is not served without them.
     assert_eq!(get(fjord.web, "split.test", "/").await.status, 404);
 }

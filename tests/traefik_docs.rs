@@ -3,8 +3,8 @@
 //! test names. What fjord accepts but does differently is a warning, never silence.
 //!
 //! A TraefikService is checked as the routes naming it are translated: `apps/wrr1-2` (from
-//! service.md) is named by none, and its service's `scheme` and `sticky` would be refused by
-//! name if a route named it (a route's endpoints are reached one way).
+//! service.md) is named by none; a route naming it is accepted (its one service's `scheme`,
+//! `sticky` and deprecated `strategy` are read as a route's service's are).
 
 mod support;
 

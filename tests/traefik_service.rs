@@ -644,7 +644,7 @@ fn what_is_not_supported_is_refused_by_name() {
         "chained.yaml",
         &traefik_service(
             "chained",
-            "  weighted: {services: [{name: app, port: 80, middlewares: [{name: some}]}]}",
+            "  weighted: {services: [{name: app, port: 80, middlewares: [{name: some}]}, {name: app, port: 80}]}",
         ),
     );
     m.write(
@@ -695,7 +695,7 @@ fn what_is_not_supported_is_refused_by_name() {
         ("r3", "TraefikService default/missing not found"),
         (
             "r5",
-            "spec.weighted.services[0].middlewares is read on an IngressRoute's services only",
+            "the Services its TraefikServices reach disagree on middlewares",
         ),
     ] {
         support::assert_diagnostic(&out, &format!("IngressRoute default/{route}"), why);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::agreed::{Agreed, agreed};
 use super::backend::{Reach, backend_for, error_backends};
 use super::ingress::TlsRule;
 use super::tls::tls_of;
@@ -15,7 +16,7 @@ use super::{ApiAccess, Cx, keep, oldest_first};
 use crate::crd::{self, IngressRoute, MiddlewareRef};
 use crate::diagnostics::Diagnostic;
 use crate::model::middleware::ClientTls;
-use crate::model::{self, BackendTls, HostHeader, PortRef, ServiceRef, StickyCookie, Target};
+use crate::model::{self, BackendTls, PortRef, ServiceRef, StickyCookie, Target};
 use crate::provider::ObjectKey;
 use crate::provider::Store;
 use crate::rule::{self, Rule};
@@ -43,25 +44,13 @@ pub(super) struct RuleRoute {
     pub services: Vec<(String, ServiceRef, u32)>,
     /// TraefikServices named, (namespace, name, weight): expanded with the store.
     pub traefik_services: Vec<(String, String, u32)>,
-    /// Sticky sessions, when a service asks for them.
-    pub sticky: Option<Arc<StickyCookie>>,
-    /// `passHostHeader: false` on its services: the endpoint's address.
-    pub host_header: HostHeader,
-    /// `scheme: https` on its services: TLS to the endpoints, checked as the
-    /// ServersTransport says (the system's roots and the endpoint's address when none).
-    pub https: bool,
-    /// The ServersTransport its services name: TLS settings (for HTTPS) and timeouts.
-    pub transport: Option<String>,
-    /// `nativeLB: true` on its services: their cluster IPs rather than their endpoints.
-    pub cluster_ip: bool,
-    /// `scheme: h2c` on its services: HTTP/2 with prior knowledge (gRPC).
-    pub http2: bool,
+    /// How its endpoints are reached and chosen, as its services agree (with the Services
+    /// its TraefikServices reach, once expanded).
+    pub agreed: Agreed,
     /// `observability`: whether its requests are logged and counted.
     pub observed: model::Observed,
     /// Its service is fjord's own API and dashboard (`api@internal`, `dashboard@internal`).
     pub internal: bool,
-    /// Its services' `strategy`.
-    pub balance: model::Balance,
 }
 
 pub(super) fn routes(
@@ -108,82 +97,21 @@ pub(super) fn routes(
         let mut services = Vec::new();
         let mut traefik_services = Vec::new();
         let mut internal_service = false;
-        let mut sticky = None;
-        let pass_host: Vec<bool> = r
+        let refs: Vec<(&crd::RouteService, String)> = r
             .services
             .iter()
-            .map(|s| s.pass_host_header.unwrap_or(true))
+            .enumerate()
+            .map(|(j, s)| (s, format!("{field}.services[{j}]")))
             .collect();
-        let schemes: Vec<(Option<&str>, Option<&str>)> = r
-            .services
-            .iter()
-            .map(|s| (s.scheme.as_deref(), s.servers_transport.as_deref()))
-            .collect();
-        if schemes.iter().any(|s| *s != schemes[0]) {
-            errors.push(format!(
-                "{field}.services disagree on scheme or serversTransport; the route has one set of endpoints, so give one"
-            ));
-        }
-        let scheme = schemes.first().copied().unwrap_or_default();
-        let transport = scheme.1.map(str::to_owned);
-        let https = match scheme {
-            (None | Some("http" | "h2c"), _) => false,
-            (Some("https"), _) => true,
-            (Some(other), _) => {
-                errors.push(format!(
-                    "{field}.services[0].scheme {other:?} is not http, https or h2c"
-                ));
-                false
-            }
-        };
-        if pass_host.iter().any(|p| *p != pass_host[0]) {
-            errors.push(format!(
-                "{field}.services disagree on passHostHeader; the route has one set of endpoints, so give one value"
-            ));
-        }
-        let native: Vec<bool> = r
-            .services
-            .iter()
-            .map(|s| s.native_lb.unwrap_or(false))
-            .collect();
-        if native.iter().any(|n| *n != native[0]) {
-            errors.push(format!(
-                "{field}.services disagree on nativeLB; the route has one set of endpoints, so give one value"
-            ));
-        }
-        // Traefik runs a service's middlewares after the route's, on what reaches the service.
-        let mut middlewares = r.middlewares.clone();
-        if let Some(first) = r.services.first() {
-            if r.services
-                .iter()
-                .any(|s| s.middlewares != first.middlewares)
-            {
-                errors.push(format!(
-                    "{field}.services disagree on middlewares; fjord runs one chain per route, so give each the same list or move them to the route's middlewares"
-                ));
-            }
-            middlewares.extend(first.middlewares.iter().cloned());
-        }
-        let balance = balance(&r.services, &field, &mut errors, &mut warnings);
+        let agreed = agreed(
+            &refs,
+            &format!("{field}.services"),
+            &mut errors,
+            &mut warnings,
+        );
         for (j, s) in r.services.iter().enumerate() {
             let sfield = format!("{field}.services[{j}]");
             errors.extend(forwarding(s, &sfield));
-            match s
-                .sticky
-                .as_ref()
-                .map(|st| sticky_cookie(st, &sfield, &s.name))
-            {
-                None => {}
-                Some(Err(e)) => errors.push(e),
-                Some(Ok(cookie))
-                    if sticky.as_ref().is_some_and(|c: &StickyCookie| *c != cookie) =>
-                {
-                    errors.push(format!(
-                        "{sfield}.sticky differs from another service's of the route; the route has one set of endpoints, so give one cookie"
-                    ));
-                }
-                Some(Ok(cookie)) => sticky = Some(cookie),
-            }
             let svc_ns = s.namespace.clone().unwrap_or_else(|| ns.to_owned());
             if svc_ns != ns && !allow_cross_namespace {
                 errors.push(format!(
@@ -227,22 +155,12 @@ pub(super) fn routes(
                     .priority
                     .unwrap_or(i64::try_from(r.rule.len()).unwrap_or(i64::MAX)),
                 rule,
-                middlewares,
+                middlewares: r.middlewares.clone(),
                 services,
                 traefik_services,
-                sticky: sticky.map(Arc::new),
-                https,
-                transport,
-                cluster_ip: native.first() == Some(&true),
-                http2: scheme.0 == Some("h2c"),
+                agreed,
                 observed: observed(r.observability.as_ref()),
                 internal: internal_service,
-                balance,
-                host_header: if pass_host.first() == Some(&false) {
-                    HostHeader::Endpoint
-                } else {
-                    HostHeader::Client
-                },
             });
         }
     }
@@ -315,6 +233,99 @@ fn internal(name: &str, services: usize, field: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Route `r`'s TraefikServices expanded, with how the Services they reach agree to be
+/// reached and chosen merged into `r.agreed` (they must agree with the route's own Services);
+/// why the route cannot be served, when it cannot.
+fn expand(
+    cx: &mut Cx<'_>,
+    allow: bool,
+    r: &mut RuleRoute,
+    subject: &str,
+) -> (traefik_service::Expanded, Option<String>) {
+    if r.traefik_services.is_empty() {
+        return (traefik_service::Expanded::default(), None);
+    }
+    let field = format!("{}.services", r.field);
+    let expanded =
+        match traefik_service::expand(cx.store, allow, &r.services, &r.traefik_services, &field) {
+            Ok(e) => e,
+            Err(why) => {
+                cx.out.diagnostics.push(Diagnostic::error(
+                    subject,
+                    format!("{why}; the route answers 503"),
+                ));
+                return (traefik_service::Expanded::default(), Some(why));
+            }
+        };
+    let mut warnings = expanded.warnings.clone();
+    let mut errors = Vec::new();
+    let reached = reached(r, &expanded, &mut errors, &mut warnings);
+    for why in warnings {
+        cx.out
+            .diagnostics
+            .push(Diagnostic::warning(subject, format!("{field}: {why}")));
+    }
+    for why in &errors {
+        cx.out.diagnostics.push(Diagnostic::error(
+            subject,
+            format!("{field}: {why}; the route answers 503"),
+        ));
+    }
+    r.agreed = reached;
+    (expanded, errors.into_iter().next())
+}
+
+/// How route `r`'s endpoints are reached and chosen, with its TraefikServices `expanded`:
+/// as the Services they reach agree, which must agree with the route's own Services.
+fn reached(
+    r: &RuleRoute,
+    expanded: &traefik_service::Expanded,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Agreed {
+    let leaves: Vec<(&crd::RouteService, String)> = expanded
+        .options
+        .iter()
+        .map(|(s, at)| (s, at.clone()))
+        .collect();
+    let mut reached = agreed(
+        &leaves,
+        "the Services its TraefikServices reach",
+        errors,
+        warnings,
+    );
+    match (&reached.sticky, &expanded.sticky) {
+        (Some(a), Some(b)) if a != b => errors.push(
+            "a weighted TraefikService's sticky cookie differs from its services'; give one cookie"
+                .into(),
+        ),
+        (None, Some(b)) => reached.sticky = Some(b.clone()),
+        _ => {}
+    }
+    if expanded.by_client_ip {
+        if reached.balance != model::Balance::RoundRobin {
+            errors.push("a highestRandomWeight's services take no strategy: it ranks their endpoints by client address".into());
+        }
+        reached.balance = model::Balance::ClientIp;
+    }
+    if r.services.is_empty() {
+        return reached;
+    }
+    // The route's own Services too: one endpoint set, reached one way.
+    let sticky = r.agreed.sticky.clone().or(reached.sticky.clone());
+    let unstuck = |a: &Agreed| Agreed {
+        sticky: None,
+        ..a.clone()
+    };
+    if unstuck(&reached) != unstuck(&r.agreed) {
+        errors.push("the route's Services and the Services its TraefikServices reach disagree on scheme, serversTransport, passHostHeader, nativeLB, strategy or middlewares; the route has one set of endpoints, so give one".into());
+    }
+    Agreed {
+        sticky,
+        ..r.agreed.clone()
+    }
+}
+
 /// What a route's ServersTransport gives it.
 struct Transport {
     /// TLS to its endpoints (an HTTPS route's), with its label (`https`, or `https:NAME`).
@@ -327,7 +338,7 @@ struct Transport {
 
 /// Route `r`'s transport: for HTTPS, TLS as the ServersTransport it names in `ns` says (or
 /// the system's roots and the endpoint's address, `https`); for any scheme, its timeouts.
-fn servers_transport(store: &Store, ns: &str, r: &RuleRoute) -> Result<Transport, String> {
+fn servers_transport(store: &Store, ns: &str, r: &Agreed) -> Result<Transport, String> {
     let Some(name) = r.transport.as_deref() else {
         let tls = BackendTls {
             server_name: None,
@@ -474,52 +485,6 @@ fn transport_timeouts(
 
 /// What Traefik's "no timeout" (0) becomes.
 const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// A route's `strategy`, read from its Services (wrr where they give none). They must agree:
-/// the route balances over one set of endpoints.
-fn balance(
-    services: &[crd::RouteService],
-    field: &str,
-    errors: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> model::Balance {
-    use model::Balance;
-    let mut chosen = Vec::new();
-    for (j, s) in services.iter().enumerate() {
-        let at = format!("{field}.services[{j}].strategy");
-        let given = s.strategy.as_deref();
-        if s.kind.as_deref() == Some("TraefikService") {
-            if let Some(given) = given {
-                errors.push(format!(
-                    "{at} {given:?}: a strategy is read on a Kubernetes Service; a TraefikService balances as its spec says"
-                ));
-            }
-            continue;
-        }
-        chosen.push(match given {
-            None | Some("wrr") => Balance::RoundRobin,
-            Some("RoundRobin") => {
-                warnings.push(format!(
-                    "{at} \"RoundRobin\" is deprecated; use wrr, which it is read as"
-                ));
-                Balance::RoundRobin
-            }
-            Some("p2c") => Balance::TwoChoices,
-            Some("hrw") => Balance::ClientIp,
-            Some("leasttime") => Balance::LeastTime,
-            Some(other) => {
-                errors.push(format!("{at} {other:?} is not wrr, p2c, hrw or leasttime"));
-                continue;
-            }
-        });
-    }
-    if chosen.iter().any(|b| *b != chosen[0]) {
-        errors.push(format!(
-            "{field}.services disagree on strategy; the route has one set of endpoints, so give one"
-        ));
-    }
-    chosen.first().copied().unwrap_or_default()
-}
 
 /// A service's `responseForwarding`: what fjord does anyway, or why not.
 pub(super) fn forwarding(s: &crd::RouteService, field: &str) -> Vec<String> {
@@ -752,8 +717,15 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
             let hosts = parsed.tls.as_ref().map(|(rule, _)| rule.hosts.as_slice());
             assign_policy(cx, &subject, policies, named, hosts.unwrap_or_default()).err()
         });
-        for r in parsed.routes {
-            let (chain, broken) = match cx.middlewares.chain(ns, &r.middlewares) {
+        for mut r in parsed.routes {
+            let (expanded, expand_broken) = expand(cx, allow, &mut r, &subject);
+            let refs: Vec<MiddlewareRef> = r
+                .middlewares
+                .iter()
+                .chain(&r.agreed.middlewares)
+                .cloned()
+                .collect();
+            let (chain, broken) = match cx.middlewares.chain(ns, &refs) {
                 Ok(c) => (c, None),
                 Err(why) => {
                     cx.out.diagnostics.push(Diagnostic::error(
@@ -764,38 +736,19 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                 }
             };
             error_backends(&cx.resolver, &chain, &subject, &mut cx.out);
-            if let Some(why) = super::middleware::grpc_web_needs_http2(&chain, r.http2) {
+            if let Some(why) = super::middleware::grpc_web_needs_http2(&chain, r.agreed.http2) {
                 cx.out.diagnostics.push(Diagnostic::warning(
                     &subject,
                     format!("{}.middlewares: {why}", r.field),
                 ));
             }
-            let mut broken = broken.or_else(|| tls_broken.clone());
-            let mut expanded = traefik_service::Expanded::default();
-            if !r.traefik_services.is_empty() {
-                match traefik_service::expand(
-                    cx.store,
-                    allow,
-                    &r.services,
-                    &r.traefik_services,
-                    &format!("{}.services", r.field),
-                ) {
-                    Ok(e) => expanded = e,
-                    Err(why) => {
-                        cx.out.diagnostics.push(Diagnostic::error(
-                            &subject,
-                            format!("{why}; the route answers 503"),
-                        ));
-                        broken = broken.or(Some(why));
-                    }
-                }
-            }
+            let mut broken = broken.or_else(|| tls_broken.clone()).or(expand_broken);
             let services = if r.traefik_services.is_empty() {
                 &r.services
             } else {
                 &expanded.services
             };
-            let (tls, timeouts) = match servers_transport(cx.store, ns, &r) {
+            let (tls, timeouts) = match servers_transport(cx.store, ns, &r.agreed) {
                 Ok(Transport {
                     tls,
                     timeouts,
@@ -821,8 +774,8 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
             // The main Service and a failover's fallback are reached the same way.
             let reach = Reach {
                 tls: tls.as_ref(),
-                cluster_ip: r.cluster_ip,
-                http2: r.http2,
+                cluster_ip: r.agreed.cluster_ip,
+                http2: r.agreed.http2,
             };
             let backend = if r.internal {
                 let refused = match &cx.options.api {
@@ -873,12 +826,6 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     of: m.of.clone(),
                 })
                 .collect();
-            for why in &expanded.warnings {
-                cx.out.diagnostics.push(Diagnostic::warning(
-                    &subject,
-                    format!("{}.services: {why}", r.field),
-                ));
-            }
             let fallback = expanded.fallback.as_ref().map(|f| {
                 let backend = backend_for(
                     &cx.resolver,
@@ -904,13 +851,9 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     backend,
                     middlewares: chain,
                     broken,
-                    sticky: r.sticky.or(expanded.sticky.map(Arc::new)),
-                    balance: if expanded.by_client_ip {
-                        model::Balance::ClientIp
-                    } else {
-                        r.balance
-                    },
-                    host_header: r.host_header,
+                    host_header: r.agreed.host_header(),
+                    sticky: r.agreed.sticky.map(Arc::new),
+                    balance: r.agreed.balance,
                     mirrors,
                     timeouts,
                     observed: r.observed,

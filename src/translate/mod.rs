@@ -4,6 +4,7 @@
 //! object whose new version is rejected is translated as its last good version, when there
 //! is one ([`LastGood`]).
 
+mod agreed;
 mod backend;
 pub mod class;
 mod ingress;

@@ -27,6 +27,9 @@ pub(super) struct Expanded {
     pub by_client_ip: bool,
     /// A failover's fallback.
     pub fallback: Option<FallbackService>,
+    /// The Services reached, as named (with the field naming each): how they are reached and
+    /// chosen, which they must agree on.
+    pub options: Vec<(crd::RouteService, String)>,
     /// What a TraefikService sets that fjord reads but cannot honour.
     pub warnings: Vec<String>,
 }
@@ -184,20 +187,24 @@ impl<'a> Walk<'a> {
         share: f64,
         field: &str,
     ) -> Result<(), String> {
-        unhonoured_options(to, field)?;
-        if to.strategy.as_deref() == Some("RoundRobin") {
-            self.out.warnings.push(format!(
-                "{field}.strategy \"RoundRobin\" is deprecated; use wrr, which it is read as"
-            ));
-        }
         let to_ns = self.namespace(ns, to.namespace.as_ref(), field)?;
         match to.kind.as_deref() {
             None | Some("Service") => {
+                if let Some(e) = super::ingressroute::forwarding(to, field)
+                    .into_iter()
+                    .next()
+                {
+                    return Err(e);
+                }
                 let service = service_ref(&to.name, to.port.as_ref(), field)?;
                 self.leaves.push((to_ns, service, share));
+                self.out.options.push((to.clone(), field.to_owned()));
                 Ok(())
             }
-            Some("TraefikService") => self.node(&to_ns, &to.name, share, field),
+            Some("TraefikService") => {
+                unhonoured_options(to, field)?;
+                self.node(&to_ns, &to.name, share, field)
+            }
             Some(kind) => Err(format!(
                 "{field}.kind {kind:?} is not Service or TraefikService"
             )),
@@ -347,6 +354,9 @@ impl<'a> Walk<'a> {
                 "{field}.fallback: a mirroring or sticky cookie under a failover's fallback is not honoured (mirrors copy, and cookies keep to, what the main service takes)"
             ));
         }
+        // The fallback is reached as the main is.
+        self.out.options.append(&mut fallback.out.options);
+        self.out.warnings.append(&mut fallback.out.warnings);
         let mut statuses = Vec::new();
         let mut hold_body = 0;
         if let Some(errors) = &f.errors {
@@ -403,34 +413,23 @@ fn total_weight(services: &[crd::RouteService]) -> u64 {
         .max(1)
 }
 
-/// Refuses what a weighted TraefikService's service sets that fjord reads only on a route's
-/// services (its endpoints are one set, reached one way): rather than drop it unseen.
-fn unhonoured_options(child: &crd::RouteService, field: &str) -> Result<(), String> {
+/// Refuses what a reference to a TraefikService sets of a Service's options: the
+/// TraefikService reaches its services as its spec and theirs say, rather than drop it unseen.
+fn unhonoured_options(to: &crd::RouteService, field: &str) -> Result<(), String> {
     let set = [
-        (
-            "scheme",
-            child.scheme.as_deref().is_some_and(|s| s != "http"),
-        ),
-        ("serversTransport", child.servers_transport.is_some()),
-        ("passHostHeader", child.pass_host_header == Some(false)),
-        ("sticky", child.sticky.is_some()),
-        ("nativeLB", child.native_lb == Some(true)),
-        ("middlewares", !child.middlewares.is_empty()),
-        (
-            "strategy",
-            !matches!(child.strategy.as_deref(), None | Some("wrr" | "RoundRobin")),
-        ),
+        ("scheme", to.scheme.is_some()),
+        ("serversTransport", to.servers_transport.is_some()),
+        ("passHostHeader", to.pass_host_header.is_some()),
+        ("sticky", to.sticky.is_some()),
+        ("nativeLB", to.native_lb.is_some()),
+        ("strategy", to.strategy.is_some()),
+        ("middlewares", !to.middlewares.is_empty()),
+        ("responseForwarding", to.response_forwarding.is_some()),
     ];
-    if let Some((option, _)) = set.iter().find(|(_, on)| *on) {
-        return Err(format!(
-            "{field}.{option} is read on an IngressRoute's services only (a route has one endpoint set, reached one way through one chain); set it there (sticky: on spec.weighted.sticky)"
-        ));
-    }
-    match super::ingressroute::forwarding(child, field)
-        .into_iter()
-        .next()
-    {
-        Some(e) => Err(e),
+    match set.iter().find(|(_, on)| *on) {
+        Some((option, _)) => Err(format!(
+            "{field}.{option} is read on a Kubernetes Service; a TraefikService reaches its services as their own options say"
+        )),
         None => Ok(()),
     }
 }
