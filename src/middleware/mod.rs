@@ -449,7 +449,7 @@ impl Middleware {
             }
             Kind::ForwardAuth(auth) => {
                 let body = match auth.spec.forward_body {
-                    Some(limit) => Some(self.hold_body(req, ctx, pass, limit).await?),
+                    Some(limit) => self.hold_body(req, ctx, pass, limit).await?,
                     None => None,
                 };
                 let allowed = auth.check(req, ctx, &self.name, body).await?;
@@ -465,23 +465,27 @@ impl Middleware {
 
     /// The request's body for a forwardAuth that sends it, at most `limit` bytes (a longer
     /// one is refused): read whole from the client once, under the entry point's pace, for
-    /// every such forwardAuth of the chain and the backend.
+    /// every such forwardAuth of the chain and the backend. None for a request without one.
     async fn hold_body(
         &self,
         req: &mut Request<Incoming>,
         ctx: &Ctx<'_>,
         pass: &mut Pass<'_>,
         limit: u64,
-    ) -> Result<Bytes, Stop> {
+    ) -> Result<Option<Bytes>, Stop> {
         let too_large = || ProxyError::AuthBodyTooLarge {
             middleware: self.name.clone(),
             limit,
         };
         if let Some(held) = &pass.body {
             return match held.bytes.len() as u64 <= limit {
-                true => Ok(held.bytes.clone()),
+                true => Ok(Some(held.bytes.clone())),
                 false => Err(too_large().into()),
             };
+        }
+        if req.body().is_end_stream() {
+            // Nothing to send, nor to hold: the request goes on as it came.
+            return Ok(None);
         }
         if req.body().size_hint().lower() > limit {
             return Err(too_large().into());
@@ -503,7 +507,7 @@ impl Middleware {
             bytes: bytes.clone(),
             progress,
         }));
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// A rate limit's refusal.
