@@ -9,6 +9,7 @@
 //! `leasttime` read, counted only for routes using them.
 
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -246,6 +247,9 @@ pub struct EndpointSet {
     cursor: AtomicUsize,
 }
 
+/// Every member of a backend, for [`EndpointSet::rendezvous`] over all its endpoints.
+pub(crate) const ALL_MEMBERS: Range<u16> = 0..u16::MAX;
+
 impl EndpointSet {
     /// Builds the set for `spec` (over TLS when `tls` says, in HTTP/2 with `http2`), keeping
     /// the health of addresses that were in `previous`.
@@ -351,7 +355,9 @@ impl EndpointSet {
     ) -> Option<usize> {
         match balance {
             Balance::RoundRobin => None,
-            Balance::ClientIp => self.rendezvous(client, now).filter(|i| Some(*i) != avoid),
+            Balance::ClientIp => self
+                .rendezvous(client, now, &ALL_MEMBERS)
+                .filter(|i| Some(*i) != avoid),
             Balance::TwoChoices => self.two_choices(now, avoid),
             Balance::LeastTime => self.least_time(now, avoid),
         }
@@ -411,11 +417,11 @@ impl EndpointSet {
             .find(|i| scores[*i] == Some(best))
     }
 
-    /// The endpoint that ranks highest for `client` among those up (weighted rendezvous
-    /// hashing: each endpoint scores `weight / -ln(u)`, `u` a hash of the client and the
-    /// endpoint in (0, 1)). The same client gets the same endpoint on every replica, and when
-    /// an endpoint goes, only its clients move.
-    pub fn rendezvous(&self, client: IpAddr, now: u64) -> Option<usize> {
+    /// The endpoint that ranks highest for `client` among those up of `members` (weighted
+    /// rendezvous hashing: each endpoint scores `weight / -ln(u)`, `u` a hash of the client
+    /// and the endpoint in (0, 1)). The same client gets the same endpoint on every replica,
+    /// and when an endpoint goes, only its clients move.
+    pub fn rendezvous(&self, client: IpAddr, now: u64, members: &Range<u16>) -> Option<usize> {
         // One form for both families, with no allocation: IPv4 as IPv4-mapped IPv6.
         let client = match client {
             IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
@@ -423,7 +429,7 @@ impl EndpointSet {
         };
         let mut best: Option<(usize, f64)> = None;
         for (i, e) in self.endpoints.iter().enumerate() {
-            if !e.health.is_up(now) {
+            if !e.health.is_up(now) || !members.contains(&e.member) {
                 continue;
             }
             let hash = mix(fnv1a(&[&client, b"|", e.authority.as_str().as_bytes()]));
@@ -581,11 +587,11 @@ mod tests {
             .collect();
         let picks: Vec<usize> = clients
             .iter()
-            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .map(|c| s.rendezvous(*c, 0, &ALL_MEMBERS).unwrap())
             .collect();
         let again: Vec<usize> = clients
             .iter()
-            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .map(|c| s.rendezvous(*c, 0, &ALL_MEMBERS).unwrap())
             .collect();
         assert_eq!(picks, again, "a client keeps its endpoint");
         let heavy = picks.iter().filter(|p| **p == 1).count();
@@ -598,12 +604,12 @@ mod tests {
         let s = set(&[1, 1, 1]);
         let picks: Vec<usize> = clients
             .iter()
-            .map(|c| s.rendezvous(*c, 0).unwrap())
+            .map(|c| s.rendezvous(*c, 0, &ALL_MEMBERS).unwrap())
             .collect();
         s.endpoints[0].failed(0);
         let mut moved = [0; 3];
         for (c, before) in clients.iter().zip(&picks) {
-            let now = s.rendezvous(*c, 1).unwrap();
+            let now = s.rendezvous(*c, 1, &ALL_MEMBERS).unwrap();
             if *before == 0 {
                 moved[now] += 1;
             } else {

@@ -69,6 +69,66 @@ async fn highest_random_weight_keeps_each_client_to_one_service_on_every_replica
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highest_random_weight_inside_a_split_keeps_each_client_to_one_of_its_services() {
+    let m = Manifests::new();
+    let _a = echo("a", &m).await;
+    let _b = echo("b", &m).await;
+    let _c = echo("c", &m).await;
+    m.write(
+        "split.yaml",
+        &traefik_service(
+            "split",
+            "  weighted:\n    services:\n    - {name: a, port: 80}\n    - {name: hrw, kind: TraefikService}",
+        ),
+    );
+    m.write(
+        "hrw.yaml",
+        &traefik_service(
+            "hrw",
+            "  highestRandomWeight:\n    services:\n    - {name: b, port: 80}\n    - {name: c, port: 80}",
+        ),
+    );
+    m.write(
+        "route.yaml",
+        &route("web", "split.test", "[{name: split, kind: TraefikService}]"),
+    );
+    let (code, out) = support::check(m.path(), None);
+    assert_eq!(code, 0, "{out}");
+    let fjord = Fjord::start(m.path(), support::LOOPBACK_CONFIG);
+    let mut total: BTreeMap<String, u32> = BTreeMap::new();
+    let mut ranked_to: BTreeMap<String, u32> = BTreeMap::new();
+    for from in 1..=16u8 {
+        let ip = std::net::IpAddr::from([127, 0, 0, from]);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let backend = support::get_from(fjord.web, "split.test", "/", ip)
+                .await
+                .backend()
+                .unwrap();
+            *total.entry(backend.clone()).or_default() += 1;
+            seen.insert(backend);
+        }
+        let ranked: Vec<&String> = seen.iter().filter(|b| *b != "a").collect();
+        assert!(
+            ranked.len() <= 1,
+            "client {ip} keeps to one of the ranked services: {seen:?}"
+        );
+        if let Some(b) = ranked.first() {
+            *ranked_to.entry((*b).clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        total["a"], 32,
+        "the split gives the service half: {total:?}"
+    );
+    assert_eq!(
+        ranked_to.len(),
+        2,
+        "both ranked services have clients: {ranked_to:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weighted_split_with_a_nested_one_shares_requests_by_the_product_of_weights() {
     let m = Manifests::new();
     let _stable = echo("stable", &m).await;
@@ -623,17 +683,17 @@ fn what_is_not_supported_is_refused_by_name() {
         ),
     );
     m.write(
-        "hrw.yaml",
+        "inner-fo.yaml",
         &traefik_service(
-            "hrw",
-            "  highestRandomWeight: {services: [{name: app, port: 80}]}",
+            "inner-fo",
+            "  failover: {service: {name: app, port: 80}, fallback: {name: app, port: 80}}",
         ),
     );
     m.write(
         "outer.yaml",
         &traefik_service(
             "outer",
-            "  weighted: {services: [{name: app, port: 80}, {name: hrw, kind: TraefikService}]}",
+            "  weighted: {services: [{name: app, port: 80}, {name: inner-fo, kind: TraefikService}]}",
         ),
     );
     m.write(
@@ -686,7 +746,7 @@ fn what_is_not_supported_is_refused_by_name() {
         ),
         (
             "r4",
-            "TraefikService default/hrw is a failover or highestRandomWeight; it is honoured as a route's only service",
+            "TraefikService default/inner-fo is a failover; it is honoured as a route's only service",
         ),
         (
             "r2",

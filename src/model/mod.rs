@@ -132,6 +132,10 @@ pub struct Target {
     pub sticky: Option<Arc<StickyCookie>>,
     /// How an endpoint is chosen for each request.
     pub balance: Balance,
+    /// Members of the backend ranked by client address once chosen (a highestRandomWeight
+    /// in a weighted split): a request chosen for one of them goes to the endpoint among
+    /// them that ranks highest for its client.
+    pub ranked: Vec<std::ops::Range<u16>>,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
     /// Where a share of the requests is copied (mirroring TraefikServices).

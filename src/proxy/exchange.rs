@@ -128,7 +128,13 @@ pub(super) fn exchange<'a>(
         let (first, endpoint) = stuck
             .as_deref()
             .and_then(|value| endpoints.stuck(value, now))
-            .or_else(|| endpoints.choose(target.balance, client.ip(), now, None))
+            .or_else(|| {
+                let chosen = endpoints.choose(target.balance, client.ip(), now, None);
+                if target.ranked.is_empty() {
+                    return chosen;
+                }
+                ranked(target, chosen?, client.ip(), now)
+            })
             .and_then(|i| Some((i, endpoints.get(i)?)))
             .ok_or_else(|| no_endpoint(target))?;
         if !target.mirrors.is_empty() && upgrade.is_none() {
@@ -319,6 +325,17 @@ pub(super) async fn held(
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let body = Either::Right(Either::Left(http_body_util::Full::new(bytes)));
     Ok(Response::from_parts(parts, body))
+}
+
+/// Endpoint `chosen` of the target's backend, or when it is one of members a
+/// highestRandomWeight ranks, the endpoint among them that ranks highest for `client`.
+fn ranked(target: &Target, chosen: usize, client: std::net::IpAddr, now: u64) -> Option<usize> {
+    let endpoints = &target.backend.endpoints;
+    let member = endpoints.get(chosen)?.member;
+    match target.ranked.iter().find(|r| r.contains(&member)) {
+        Some(members) => endpoints.rendezvous(client, now, members).or(Some(chosen)),
+        None => Some(chosen),
+    }
 }
 
 /// What may send the request again: the retry middleware, for a method it retries, whether

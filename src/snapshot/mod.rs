@@ -49,6 +49,8 @@ pub struct Target {
     pub sticky: Option<Arc<StickyCookie>>,
     /// How an endpoint is chosen for each request.
     pub balance: model::Balance,
+    /// Members of the backend ranked by client address once chosen.
+    pub ranked: Box<[std::ops::Range<u16>]>,
     /// The `Host` the backend gets.
     pub host_header: HostHeader,
     /// Where a copy of a share of the requests goes.
@@ -217,6 +219,7 @@ impl Snapshot {
                 broken: t.broken.as_deref().map(Into::into),
                 sticky: t.sticky.clone(),
                 balance: t.balance,
+                ranked: t.ranked.iter().cloned().collect(),
                 host_header: t.host_header.clone(),
                 mirrors: t
                     .mirrors
@@ -514,6 +517,7 @@ mod tests {
                     broken: None,
                     sticky: None,
                     balance: model::Balance::RoundRobin,
+                    ranked: Vec::new(),
                     host_header: model::HostHeader::Client,
                     mirrors: Vec::new(),
                     timeouts: model::Timeouts::default(),

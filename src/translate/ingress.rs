@@ -398,6 +398,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>) {
                 balance: Balance::RoundRobin,
                 host_header: nginx.host_header.clone(),
                 mirrors: Vec::new(),
+                ranked: Vec::new(),
                 timeouts: nginx.timeouts,
                 observed: crate::model::Observed::default(),
                 fallback: None,

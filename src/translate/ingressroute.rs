@@ -302,11 +302,13 @@ fn reached(
         (None, Some(b)) => reached.sticky = Some(b.clone()),
         _ => {}
     }
-    if expanded.by_client_ip {
+    if expanded.by_client_ip || !expanded.ranked.is_empty() {
         if reached.balance != model::Balance::RoundRobin {
             errors.push("a highestRandomWeight's services take no strategy: it ranks their endpoints by client address".into());
         }
-        reached.balance = model::Balance::ClientIp;
+        if expanded.by_client_ip {
+            reached.balance = model::Balance::ClientIp;
+        }
     }
     if r.services.is_empty() {
         return reached;
@@ -854,6 +856,7 @@ pub(super) fn translate_all(cx: &mut Cx<'_>, policies: &tls_option::Policies) {
                     host_header: r.agreed.host_header(),
                     sticky: r.agreed.sticky.map(Arc::new),
                     balance: r.agreed.balance,
+                    ranked: expanded.ranked.clone(),
                     mirrors,
                     timeouts,
                     observed: r.observed,

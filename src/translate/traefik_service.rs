@@ -23,8 +23,11 @@ pub(super) struct Expanded {
     pub mirrors: Vec<MirrorOf>,
     /// A weighted split's sticky cookie.
     pub sticky: Option<StickyCookie>,
-    /// A highestRandomWeight's: each client address keeps to its highest-ranked endpoint.
+    /// A highestRandomWeight's over the whole route: each client address keeps to its
+    /// highest-ranked endpoint.
     pub by_client_ip: bool,
+    /// The members ranked so of a part of the route (a highestRandomWeight in a split).
+    pub ranked: Vec<Range<u16>>,
     /// A failover's fallback.
     pub fallback: Option<FallbackService>,
     /// The Services reached, as named (with the field naming each): how they are reached and
@@ -93,19 +96,20 @@ pub(super) fn expand(
                 ));
             }
             walk.failover(ns, name, f)?;
-        } else if let Some(h) = &object.spec.highest_random_weight {
-            if !alone {
-                return Err(format!(
-                    "{field}: TraefikService {ns}/{name} is a highestRandomWeight; it is honoured as a route's only service"
-                ));
-            }
-            walk.highest_random_weight(ns, name, h)?;
-            walk.out.by_client_ip = true;
         } else {
             walk.node(ns, name, share, field)?;
         }
     }
     let mut out = walk.out;
+    // Ranking the whole route is ranking its endpoint set.
+    if out
+        .ranked
+        .first()
+        .is_some_and(|r| usize::from(r.end - r.start) == walk.leaves.len())
+    {
+        out.ranked.clear();
+        out.by_client_ip = true;
+    }
     out.services = weights(walk.leaves);
     Ok(out)
 }
@@ -170,9 +174,15 @@ impl<'a> Walk<'a> {
             self.weighted(ns, name, weighted, share)?;
         } else if let Some(m) = &object.spec.mirroring {
             self.mirroring(ns, name, m, share)?;
+        } else if let Some(h) = &object.spec.highest_random_weight {
+            let first = member(self.leaves.len(), field)?;
+            self.highest_random_weight(ns, name, h, share)?;
+            self.out
+                .ranked
+                .push(first..member(self.leaves.len(), field)?);
         } else {
             return Err(format!(
-                "{field}: TraefikService {id} is a failover or highestRandomWeight; it is honoured as a route's only service, not inside a weighted split, a mirroring or a failover"
+                "{field}: TraefikService {id} is a failover; it is honoured as a route's only service, not inside a weighted split, a mirroring or another failover"
             ));
         }
         self.visiting.pop();
@@ -239,12 +249,14 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// A highestRandomWeight TraefikService: its Services, each with its weight's share.
+    /// A highestRandomWeight TraefikService taking `share` of the route's requests: its
+    /// Services, each with its weight's part of it.
     fn highest_random_weight(
         &mut self,
         ns: &str,
         name: &str,
         h: &crd::HighestRandomWeight,
+        share: f64,
     ) -> Result<(), String> {
         let field = format!("TraefikService {ns}/{name}: spec.highestRandomWeight");
         let total = total_weight(&h.services);
@@ -255,8 +267,8 @@ impl<'a> Walk<'a> {
                     "{field}.kind: fjord ranks the endpoints of Services; a TraefikService here is not supported"
                 ));
             }
-            let share = f64::from(child.weight.unwrap_or(1)) / total as f64;
-            self.branch(ns, child, share, &field)?;
+            let child_share = share * f64::from(child.weight.unwrap_or(1)) / total as f64;
+            self.branch(ns, child, child_share, &field)?;
         }
         Ok(())
     }
@@ -399,9 +411,13 @@ fn weights(leaves: Vec<(String, ServiceRef, f64)>) -> Vec<(String, ServiceRef, u
         .collect()
 }
 
-/// Leaf `index` as a member of the route's backend.
+/// Leaf `index` as a member of the route's backend (below [`crate::balance::ALL_MEMBERS`]'s
+/// end).
 fn member(index: usize, field: &str) -> Result<u16, String> {
-    u16::try_from(index).map_err(|_| format!("{field}: the route reaches over 65535 Services"))
+    u16::try_from(index)
+        .ok()
+        .filter(|m| *m < u16::MAX)
+        .ok_or_else(|| format!("{field}: the route reaches over 65534 Services"))
 }
 
 /// The sum of `services`' weights (1 each by default), at least 1.
