@@ -1,7 +1,9 @@
 //! The condition that trips a circuit breaker, in Traefik's language:
 //! `NetworkErrorRatio() > 0.30 || ResponseCodeRatio(500, 600, 0, 600) > 0.25`, with
 //! `LatencyAtQuantileMS(50.0)`, the comparisons `>`, `>=`, `<`, `<=`, `==`, `!=`, `&&`, `||`
-//! and parentheses.
+//! and parentheses; and in the same grammar the condition on which a buffering middleware
+//! sends a request again (`retryExpression`: `IsNetworkError() && Attempts() < 2`, with
+//! `ResponseCode()`).
 
 use std::fmt;
 
@@ -26,6 +28,22 @@ pub enum Metric {
     ResponseCodeRatio([u16; 4]),
     /// The latency at this percentile (`50.0`), in milliseconds.
     LatencyAtQuantileMs(f64),
+    /// A retry's: the attempts made so far.
+    Attempts,
+    /// A retry's: the last attempt's status (a failed one's 502 or 504).
+    ResponseCode,
+    /// A retry's: 1 when the last attempt's status is 502 or 504, else 0 (`IsNetworkError()`,
+    /// which stands alone).
+    NetworkError,
+}
+
+/// Which functions an expression may call.
+#[derive(Clone, Copy, PartialEq)]
+enum Language {
+    /// A circuit breaker's, over a window of responses.
+    Breaker,
+    /// A buffering middleware's `retryExpression`, over one request's attempts.
+    Retry,
 }
 
 /// A comparison.
@@ -75,9 +93,22 @@ impl fmt::Display for ParseError {
 }
 
 impl Expression {
-    /// Parses `text`.
+    /// Parses `text`, a circuit breaker's condition.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let mut p = Parser { text, at: 0 };
+        Self::parse_in(text, Language::Breaker)
+    }
+
+    /// Parses `text`, a buffering middleware's `retryExpression`.
+    pub fn parse_retry(text: &str) -> Result<Self, ParseError> {
+        Self::parse_in(text, Language::Retry)
+    }
+
+    fn parse_in(text: &str, language: Language) -> Result<Self, ParseError> {
+        let mut p = Parser {
+            text,
+            at: 0,
+            language,
+        };
         let expression = p.or()?;
         p.skip_space();
         if p.at < text.len() {
@@ -99,6 +130,7 @@ impl Expression {
 struct Parser<'a> {
     text: &'a str,
     at: usize,
+    language: Language,
 }
 
 impl Parser<'_> {
@@ -156,9 +188,30 @@ impl Parser<'_> {
             }
             return Ok(inner);
         }
-        let metric = self.metric()?;
+        let metric = match self.language {
+            Language::Breaker => self.metric()?,
+            Language::Retry => self.retry_metric()?,
+        };
+        if metric == Metric::NetworkError {
+            return Ok(Expression::Compare(metric, Op::Ne, 0.0));
+        }
         let op = self.op()?;
         Ok(Expression::Compare(metric, op, self.number()?))
+    }
+
+    /// A function of a retry's condition.
+    fn retry_metric(&mut self) -> Result<Metric, ParseError> {
+        let metric = if self.eat("IsNetworkError(") {
+            Metric::NetworkError
+        } else if self.eat("Attempts(") {
+            Metric::Attempts
+        } else if self.eat("ResponseCode(") {
+            Metric::ResponseCode
+        } else {
+            return Err(self.error("IsNetworkError(), Attempts() or ResponseCode()"));
+        };
+        self.close()?;
+        Ok(metric)
     }
 
     fn metric(&mut self) -> Result<Metric, ParseError> {
@@ -304,6 +357,36 @@ mod tests {
         assert!(e.holds(&read(0.6, 0.0)));
         assert!(!e.holds(&read(0.2, 50.0)));
         assert!(e.holds(&read(0.2, 150.0)));
+    }
+
+    #[test]
+    fn retry_expressions_read_attempts_and_the_last_status() {
+        let e = Expression::parse_retry("IsNetworkError() && Attempts() < 2").unwrap();
+        let read = |attempts: f64, status: f64| {
+            move |m: Metric| match m {
+                Metric::Attempts => attempts,
+                Metric::ResponseCode => status,
+                Metric::NetworkError => f64::from(u8::from(status == 502.0 || status == 504.0)),
+                _ => f64::NAN,
+            }
+        };
+        assert!(e.holds(&read(1.0, 502.0)));
+        assert!(!e.holds(&read(2.0, 502.0)));
+        assert!(!e.holds(&read(1.0, 503.0)));
+        let e = Expression::parse_retry(
+            "ResponseCode() == 503 || (IsNetworkError() && Attempts() <= 3)",
+        )
+        .unwrap();
+        assert!(e.holds(&read(5.0, 503.0)));
+        assert!(e.holds(&read(3.0, 504.0)));
+        assert!(Expression::parse_retry("NetworkErrorRatio() > 0.5").is_err());
+        assert!(Expression::parse("Attempts() < 2").is_err());
+        let e = Expression::parse_retry("RequestMethod() == \"GET\"").unwrap_err();
+        assert!(
+            e.what
+                .contains("IsNetworkError(), Attempts() or ResponseCode()"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -253,6 +253,8 @@ fn measure(window: &[&Second], metric: Metric) -> f64 {
             }
             all.value_at_quantile(quantile / 100.0) as f64
         }
+        // A retry's functions, which a breaker's condition cannot name (it does not parse).
+        Metric::Attempts | Metric::ResponseCode | Metric::NetworkError => 0.0,
     }
 }
 

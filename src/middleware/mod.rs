@@ -292,9 +292,16 @@ impl Chain {
                 }
             }
             match &m.kind {
-                Kind::Buffering { request, response } => {
+                Kind::Buffering {
+                    request,
+                    response,
+                    retry,
+                } => {
                     pass.body_limit = tighter(pass.body_limit, *request);
                     pass.response_limit = tighter(pass.response_limit, *response);
+                    if let Some(r) = retry {
+                        pass.retry.get_or_insert(r);
+                    }
                 }
                 Kind::Retry(r) => {
                     pass.retry.get_or_insert(r);

@@ -108,6 +108,8 @@ pub enum Kind<
         request: u64,
         /// The response's, held whole to be measured (500 past it).
         response: u64,
+        /// `retryExpression`: when the request is sent again.
+        retry: Option<Box<Retry>>,
     },
     /// `retry`: how a failed request is sent again.
     Retry(Retry),
@@ -317,9 +319,14 @@ impl Kind {
                 ranges: ranges.clone(),
                 strategy: strategy.clone(),
             },
-            Kind::Buffering { request, response } => Kind::Buffering {
+            Kind::Buffering {
+                request,
+                response,
+                retry,
+            } => Kind::Buffering {
                 request: *request,
                 response: *response,
+                retry: retry.clone(),
             },
             Kind::Retry(r) => Kind::Retry(r.clone()),
             Kind::Errors(e) => Kind::Errors(e.clone()),
@@ -597,6 +604,9 @@ pub struct Retry {
     /// A request body of a declared length up to this many bytes is held to be sent again;
     /// 0: bodies are streamed, and requests with one are not retried.
     pub hold_body: u64,
+    /// A buffering middleware's `retryExpression`: retried when it holds of the attempts made
+    /// and the last one's status, rather than by `statuses` and `network`.
+    pub condition: Option<crate::breaker::Expression>,
 }
 
 impl Retry {

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 
 use super::admit::Host;
 use crate::balance::InFlight;
+use crate::breaker::Metric;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -185,7 +186,7 @@ pub(super) fn exchange<'a>(
             let late = retry
                 .and_then(|r| r.timeout)
                 .is_some_and(|t| started.elapsed() >= t);
-            if late || !retryable(&result, retry) {
+            if late || !retryable(&result, retry, attempt) {
                 break;
             }
             let now = Instant::now();
@@ -368,10 +369,39 @@ fn resends<'r>(
     (retry, fails_over, mirrored)
 }
 
-/// Whether a failed attempt may be sent again: a refused connection always (the request never
-/// left), a failure before a response started only under a retry middleware that retries
-/// those, and a response only when its status is one the retry middleware lists.
-fn retryable(result: &Result<Response<upstream::Body>, Failed>, retry: Option<&Retry>) -> bool {
+/// Whether a failed attempt, the `attempts`th, may be sent again: a refused connection always
+/// (the request never left), a failure before a response started only under a retry
+/// middleware that retries those, and a response only when its status is one the retry
+/// middleware lists; under a `retryExpression`, what it says of the attempts and the status
+/// (a failure's 502 or 504).
+fn retryable(
+    result: &Result<Response<upstream::Body>, Failed>,
+    retry: Option<&Retry>,
+    attempts: u32,
+) -> bool {
+    if let Some(condition) = retry.and_then(|r| r.condition.as_ref())
+        && !matches!(
+            result,
+            Err(Failed {
+                error: ProxyError::Connect { .. },
+                ..
+            })
+        )
+    {
+        let status = match result {
+            Ok(response) => response.status(),
+            Err(failed) => failed.error.status(),
+        };
+        return condition.holds(&|metric| match metric {
+            Metric::Attempts => f64::from(attempts),
+            Metric::ResponseCode => f64::from(status.as_u16()),
+            Metric::NetworkError => f64::from(u8::from(matches!(
+                status,
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ))),
+            _ => 0.0,
+        });
+    }
     match result {
         Err(Failed {
             error: ProxyError::Connect { .. },

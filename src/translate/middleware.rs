@@ -458,12 +458,20 @@ fn compile(
     } else if let Some(r) = &spec.retry {
         Kind::Retry(retry(r)?)
     } else if let Some(b) = &spec.buffering {
+        let request = b.max_request_body_bytes.unwrap_or(0);
         Kind::Buffering {
-            request: b.max_request_body_bytes.unwrap_or(0),
+            request,
             response: u64::try_from(b.max_response_body_bytes.unwrap_or(0)).map_err(|_| {
                 "spec.buffering.maxResponseBodyBytes must not be negative (0 is no limit)"
                     .to_owned()
             })?,
+            retry: b
+                .retry_expression
+                .as_deref()
+                .filter(|e| !e.trim().is_empty())
+                .map(|e| retry_expression(e, request))
+                .transpose()?
+                .map(Box::new),
         }
     } else if let Some(c) = &spec.chain {
         return Ok(Compiled::Chain(c.middlewares.clone()));
@@ -940,6 +948,28 @@ fn retry(r: &crd::Retry) -> Result<Retry, String> {
         non_idempotent: r.retry_non_idempotent_method.unwrap_or(false),
         timeout,
         hold_body: hold_body(r.max_request_body_bytes, "spec.retry.maxRequestBodyBytes")?,
+        condition: None,
+    })
+}
+
+/// Most tries a `retryExpression` makes, the first included, whatever it says (as Traefik's).
+const RETRY_EXPRESSION_ATTEMPTS: u32 = 10;
+
+/// A buffering middleware's `retryExpression`: the request (its body, up to the
+/// middleware's `request` limit, held) is sent again, whatever its method, while the
+/// expression holds of the attempts made and the last one's status.
+fn retry_expression(text: &str, request: u64) -> Result<Retry, String> {
+    let condition = crate::breaker::Expression::parse_retry(text)
+        .map_err(|e| format!("spec.buffering.retryExpression {text:?}: {e}"))?;
+    Ok(Retry {
+        attempts: RETRY_EXPRESSION_ATTEMPTS,
+        interval: Duration::ZERO,
+        statuses: Box::default(),
+        network: false,
+        non_idempotent: true,
+        timeout: None,
+        hold_body: request,
+        condition: Some(condition),
     })
 }
 
@@ -1131,8 +1161,8 @@ fn deprecated(spec: &crd::MiddlewareSpec) -> Vec<&'static str> {
         if held.iter().any(|(_, set)| *set) {
             out.push("spec.buffering.memRequestBodyBytes and memResponseBodyBytes do nothing: fjord streams request bodies, and holds a response whole in memory (never on disk) only under maxResponseBodyBytes");
         }
-        if b.retry_expression.is_some() {
-            out.push("spec.buffering.retryExpression is not honoured: retry with a retry middleware (attempts, status)");
+        if b.retry_expression.is_some() && b.max_request_body_bytes.unwrap_or(0) == 0 {
+            out.push("spec.buffering.retryExpression: without maxRequestBodyBytes fjord holds no request body (it holds none unbounded), so requests with a body are not sent again; give a limit in bytes");
         }
     }
     match spec.content_type.as_ref().and_then(|c| c.auto_detect) {
