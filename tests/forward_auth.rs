@@ -430,24 +430,14 @@ async fn forward_body_sends_the_body_to_the_server_and_the_backend_and_refuses_a
     assert_eq!(long.status, 401, "{long:?}");
     assert_eq!(s.auth.asked().len(), before, "the server is not asked");
     // A chunked body (no declared length) within it is read whole and sent on too.
-    let chunks = futures_util::stream::iter([
-        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from_static(
-            b"a=1&",
-        ))),
-        Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"b=2"))),
-    ]);
-    let chunked = http::Request::post(format!("http://{}/chunked", s.fjord.web))
-        .header("host", "auth.test")
-        .header("authorization", "Bearer good")
-        .body(http_body_util::StreamBody::new(chunks))
-        .unwrap();
-    let response =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http()
-            .request(chunked)
-            .await
-            .unwrap();
-    let reply = Reply::read(response).await.unwrap();
+    let reply = support::post_chunked(
+        s.fjord.web,
+        "auth.test",
+        "/chunked",
+        &[("authorization", "Bearer good")],
+        &[b"a=1&", b"b=2"],
+    )
+    .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["body_bytes"].as_u64(), Some(7));
     assert_eq!(&s.auth.asked().last().unwrap().body[..], b"a=1&b=2");

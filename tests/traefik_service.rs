@@ -341,20 +341,7 @@ async fn a_mirror_gets_its_share_of_copies_and_the_client_only_the_main_answer()
         assert_eq!(reply.backend().as_deref(), Some("main"));
         assert_eq!(reply.json()["body_bytes"].as_u64(), Some(body.len() as u64));
     }
-    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
-        hyper::body::Frame::data(Bytes::from_static(b"x=1")),
-    )]);
-    let chunked = Request::post(format!("http://{}/chunked", fjord.web))
-        .header("host", "sized.test")
-        .body(http_body_util::StreamBody::new(chunks))
-        .unwrap();
-    let response =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http()
-            .request(chunked)
-            .await
-            .unwrap();
-    let reply = support::Reply::read(response).await.unwrap();
+    let reply = support::post_chunked(fjord.web, "sized.test", "/chunked", &[], &[b"x=1"]).await;
     assert_eq!(reply.json()["body_bytes"].as_u64(), Some(3));
     let deadline = Instant::now() + Duration::from_secs(10);
     let short = loop {

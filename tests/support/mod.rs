@@ -334,6 +334,36 @@ pub(crate) async fn send(
     Reply::read(response).await.expect("body")
 }
 
+/// `POST http://{addr}{path}` with `Host: host` and `headers`, its body sent chunked (no
+/// declared length), a frame for each of `chunks`.
+pub(crate) async fn post_chunked(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: &[&'static [u8]],
+) -> Reply {
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = chunks
+        .iter()
+        .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c))))
+        .collect();
+    let mut req = Request::post(format!("http://{addr}{path}")).header("host", host);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .unwrap();
+    let response = Client::builder(TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .expect("request failed");
+    Reply::read(response).await.expect("body")
+}
+
 /// `GET http://{addr}{path}` with `Host: host`.
 pub(crate) async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     let req = Request::get(format!("http://{addr}{path}"))
