@@ -292,7 +292,7 @@ pub struct TlsOptionRef {
     pub namespace: Option<String>,
 }
 
-/// A CA to trust: a Secret (a ConfigMap is refused).
+/// A CA to trust: a Secret's or a ConfigMap's (`tls.ca`, `ca.crt` or `ca`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RootCa {

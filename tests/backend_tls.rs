@@ -1,6 +1,7 @@
 //! HTTPS to backends against a test backend with its own CA: an IngressRoute service's
 //! `scheme: https` checked as a ServersTransport says (its CA from a Secret, its
-//! `serverName`; a wrong name refused), the same on a TraefikService's Services, and ingress-nginx's `backend-protocol: HTTPS`
+//! `serverName`; a wrong name refused; CAs from ConfigMaps too, several trusted at once), the
+//! same on a TraefikService's Services, and ingress-nginx's `backend-protocol: HTTPS`
 //! (unverified by default, as nginx; `proxy-ssl-verify: on` with `proxy-ssl-secret` and
 //! `proxy-ssl-name`). The same Service port over HTTP and HTTPS are two backends.
 
@@ -53,6 +54,32 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
         "skip.yaml",
         &transport("skip", "{insecureSkipVerify: true}"),
     );
+    // The CA in a ConfigMap, and trusted beside another CA's Secret.
+    m.write(
+        "ca-cm.yaml",
+        &ca.ca_secret("app-ca-cm")
+            .replace("kind: Secret", "kind: ConfigMap")
+            .replace("stringData:", "data:"),
+    );
+    m.write("other-ca.yaml", &Ca::new().ca_secret("other-ca"));
+    m.write(
+        "cm.yaml",
+        &transport(
+            "cm",
+            "{serverName: app.internal, rootCAs: [{secret: other-ca}, {configMap: app-ca-cm}]}",
+        ),
+    );
+    m.write(
+        "other.yaml",
+        &transport(
+            "other",
+            "{serverName: app.internal, rootCAs: [{secret: other-ca}]}",
+        ),
+    );
+    m.write(
+        "nocm.yaml",
+        &transport("nocm", "{rootCAs: [{configMap: missing}]}"),
+    );
     m.write(
         "routes.yaml",
         &[
@@ -74,6 +101,21 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
             route("d", "system.test", "{name: app, port: 80, scheme: https}"),
             route("e", "plain.test", "{name: plainapp, port: 80}"),
             route("f", "split.test", "{name: split, kind: TraefikService}"),
+            route(
+                "g",
+                "cm.test",
+                "{name: app, port: 80, scheme: https, serversTransport: cm}",
+            ),
+            route(
+                "h",
+                "other.test",
+                "{name: app, port: 80, scheme: https, serversTransport: other}",
+            ),
+            route(
+                "i",
+                "nocm.test",
+                "{name: app, port: 80, scheme: https, serversTransport: nocm}",
+            ),
         ]
         .join("---\n"),
     );
@@ -113,6 +155,19 @@ async fn https_backends_are_checked_as_the_servers_transport_says() {
     let split = get(fjord.web, "split.test", "/y").await;
     assert_eq!(split.status, 200, "{split:?}");
     assert_eq!(split.backend().as_deref(), Some("secure"));
+    let cm = get(fjord.web, "cm.test", "/").await;
+    assert_eq!(cm.backend().as_deref(), Some("secure"), "{cm:?}");
+    assert_eq!(
+        get(fjord.web, "other.test", "/").await.status,
+        502,
+        "another CA alone is not trusted"
+    );
+    assert_eq!(get(fjord.web, "nocm.test", "/").await.status, 503);
+    let line = fjord.wait_for_log("IngressRoute default/i");
+    assert!(
+        line.contains("rootCAs[0]: ConfigMap default/missing not found"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +257,10 @@ fn bad_transports_are_refused_naming_the_field() {
     let (code, out) = support::check(m.path(), None);
     assert_ne!(code, 0, "{out}");
     for (route, why) in [
-        ("a", "rootCAs[0]: give a secret (a configMap is not read"),
+        (
+            "a",
+            "rootCAs[0]: ConfigMap default/cas not found, or it has no tls.ca, ca.crt or ca key",
+        ),
         (
             "b",
             "spec.spiffe: fjord does not check backends' certificates this way",

@@ -1,7 +1,8 @@
 //! `fjord run --kubernetes` against the test API server (`support::apiserver`): objects created,
 //! changed and deleted there change what fjord routes; readiness waits for the first sync; an
 //! API server restart fails no request and watching resumes; a 410 relists; only TLS Secrets
-//! are listed, and other Secrets only by name while a Middleware names them.
+//! are listed, and other Secrets only by name while a Middleware names them (ConfigMaps too,
+//! while a ServersTransport names one as a CA).
 
 mod support;
 
@@ -275,6 +276,50 @@ async fn only_tls_secrets_are_listed_and_a_middleware_secret_is_watched_by_name(
         Some("app"),
         "the route no longer asks for credentials"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_servers_transports_configmap_ca_is_watched_by_name() {
+    let api = ApiServer::start().await;
+    let ca = support::tls::Ca::new();
+    let (cert, key) = ca.leaf(&["app.internal"]);
+    let backend = Echo::start_tls("secure", support::tls::acceptor(&cert, &key))
+        .await
+        .unwrap();
+    api.apply_yaml(&service("app", backend.addr));
+    let other = support::tls::Ca::new();
+    let config_map = |ca: &support::tls::Ca| {
+        ca.ca_secret("app-ca")
+            .replace("kind: Secret", "kind: ConfigMap")
+            .replace("stringData:", "data:")
+    };
+    // First a ConfigMap with another CA: the backend's certificate is not trusted.
+    api.apply_yaml(&config_map(&other));
+    api.apply_yaml(
+        "apiVersion: fjord.dev/v1alpha1\nkind: ServersTransport\nmetadata: {name: tls, namespace: default}\nspec: {serverName: app.internal, rootCAs: [{configMap: app-ca}]}\n",
+    );
+    api.apply_yaml(
+        "apiVersion: fjord.dev/v1alpha1\nkind: IngressRoute\nmetadata: {name: app, namespace: default}\nspec:\n  routes:\n  - match: Host(`app.test`)\n    services: [{name: app, port: 80, scheme: https, serversTransport: tls}]\n",
+    );
+    let fjord = launch(&api, LOOPBACK_CONFIG, &[]);
+    fjord.wait_ready();
+    assert_eq!(get(fjord.web, "app.test", "/").await.status, 502);
+    // The ConfigMap changes to the backend's CA: picked up through its by-name watch.
+    api.apply_yaml(&config_map(&ca));
+    until_served(fjord.web, "app.test", Some("secure")).await;
+    let config_maps: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/configmaps"))
+        .collect();
+    assert!(
+        !config_maps.is_empty()
+            && config_maps
+                .iter()
+                .all(|r| r.contains("fieldSelector=metadata.name%3Dapp-ca")),
+        "only the named ConfigMap is read: {config_maps:#?}"
+    );
+    support::assert_rbac_allows(&api);
 }
 
 /// The same objects served from a folder and from the API server route every request of the

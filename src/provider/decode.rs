@@ -53,6 +53,7 @@ pub fn decode(doc: Value, origin: &str, out: &mut Vec<Decoded>) {
         ("networking.k8s.io/v1", "Ingress") => ("Ingress", true),
         ("v1", "Service") => ("Service", true),
         ("v1", "Secret") => ("Secret", true),
+        ("v1", "ConfigMap") => ("ConfigMap", true),
         ("discovery.k8s.io/v1", "EndpointSlice") => ("EndpointSlice", true),
         ("fjord.dev/v1alpha1", "IngressRoute") => ("IngressRoute", true),
         ("fjord.dev/v1alpha1", "Middleware") => ("Middleware", true),
@@ -157,6 +158,7 @@ fn decode_object(mut doc: Value, kind: &'static str, namespaced: bool, origin: &
         "ServersTransport" => typed(&doc).map(Object::ServersTransport),
         "TLSOption" => typed(&doc).map(Object::TlsOption),
         "TLSStore" => typed(&doc).map(Object::TlsStore),
+        "ConfigMap" => typed(&doc).map(Object::ConfigMap),
         _ => {
             unwrap_base64(&mut doc);
             typed(&doc).map(Object::Secret)
@@ -318,7 +320,7 @@ mod tests {
             Decoded::Ignored
         ));
         let doc: Value = serde_saphyr::from_str(
-            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {ports: [{port: 80}]}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n",
+            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {ports: [{port: 80}]}}\n- {apiVersion: v1, kind: Pod, metadata: {name: b}}\n",
         )
         .unwrap();
         let mut out = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::Api;
@@ -74,9 +74,16 @@ enum Kind {
     /// A Secret a Middleware names (basicAuth users, Redis credentials and CA), watched by name
     /// while referenced.
     NamedSecret,
+    /// A ConfigMap a ServersTransport names (a CA), watched by name while referenced.
+    NamedConfigMap,
 }
 
 impl Kind {
+    /// Whether its objects are watched one by one, by name, while something names them.
+    fn is_named(self) -> bool {
+        matches!(self, Kind::NamedSecret | Kind::NamedConfigMap)
+    }
+
     /// The `resource` label of the watch metrics.
     fn resource(self) -> &'static str {
         match self {
@@ -92,6 +99,7 @@ impl Kind {
             Kind::TlsOption => "tlsoptions",
             Kind::TlsStore => "tlsstores",
             Kind::NamedSecret => "secrets-by-name",
+            Kind::NamedConfigMap => "configmaps-by-name",
         }
     }
 }
@@ -131,7 +139,7 @@ impl Shared {
     /// The current objects, once every watcher has listed; `None` before.
     fn store(&self) -> Option<Store> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.syncing.iter().any(|o| o.kind != Kind::NamedSecret) {
+        if state.syncing.iter().any(|o| !o.kind.is_named()) {
             return None;
         }
         let mut store = Store::default();
@@ -148,7 +156,7 @@ impl Shared {
 
     fn named_syncing(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.syncing.iter().any(|o| o.kind == Kind::NamedSecret)
+        state.syncing.iter().any(|o| o.kind.is_named())
     }
 }
 
@@ -236,8 +244,8 @@ pub fn watch(client: Client, scope: &Scope) -> mpsc::Receiver<Loaded> {
     rx
 }
 
-/// Hands a store on after each settled batch of changes, and keeps one watcher per Secret a
-/// Middleware names.
+/// Hands a store on after each settled batch of changes, and keeps one watcher per Secret or
+/// ConfigMap another object names.
 async fn batch(
     client: Client,
     shared: Arc<Shared>,
@@ -245,7 +253,7 @@ async fn batch(
     tx: mpsc::Sender<Loaded>,
 ) {
     let mut first = true;
-    let mut named: BTreeMap<(String, String), JoinHandle<()>> = BTreeMap::new();
+    let mut named: BTreeMap<(Kind, String, String), JoinHandle<()>> = BTreeMap::new();
     // While newly named Secrets are listed, the store waits for them, but not forever: a
     // Secret fjord may not read must not hold every other change back.
     let mut named_deadline: Option<tokio::time::Instant> = None;
@@ -269,32 +277,41 @@ async fn batch(
         let Some(store) = shared.store() else {
             continue;
         };
-        // Secrets named by Middlewares: start watching new ones, stop the ones no longer named.
-        let wanted = named_secrets(&store);
+        // Secrets and ConfigMaps named by other objects: start watching new ones, stop the ones
+        // no longer named.
+        let wanted: BTreeSet<(Kind, String, String)> = named_secrets(&store)
+            .into_iter()
+            .map(|(ns, name)| (Kind::NamedSecret, ns, name))
+            .chain(
+                named_config_maps(&store)
+                    .into_iter()
+                    .map(|(ns, name)| (Kind::NamedConfigMap, ns, name)),
+            )
+            .collect();
         named.retain(|key, task| {
             let keep = wanted.contains(key);
             if !keep {
                 task.abort();
                 let origin = Origin {
-                    kind: Kind::NamedSecret,
-                    namespace: Some(key.0.clone()),
-                    name: Some(key.1.clone()),
+                    kind: key.0,
+                    namespace: Some(key.1.clone()),
+                    name: Some(key.2.clone()),
                 };
                 shared.update(|s| {
                     s.objects.retain(|_, (o, _)| *o != origin);
                     s.syncing.remove(&origin);
-                    s.dirty.insert(Kind::NamedSecret);
+                    s.dirty.insert(key.0);
                 });
             }
             keep
         });
         let mut started_any = false;
-        for (ns, name) in wanted {
-            if named.contains_key(&(ns.clone(), name.clone())) {
+        for key in wanted {
+            if named.contains_key(&key) {
                 continue;
             }
-            let task = spawn_named_secret(&client, &shared, &ns, &name);
-            named.insert((ns, name), task);
+            let task = spawn_named(&client, &shared, &key);
+            named.insert(key, task);
             started_any = true;
         }
         let now = tokio::time::Instant::now();
@@ -399,20 +416,45 @@ fn named_secrets(store: &Store) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn spawn_named_secret(
+/// A watch on one object named `(kind, namespace, name)`: a named Secret or ConfigMap.
+fn spawn_named(
     client: &Client,
     shared: &Arc<Shared>,
-    ns: &str,
-    name: &str,
+    (kind, ns, name): &(Kind, String, String),
 ) -> JoinHandle<()> {
     let origin = Origin {
-        kind: Kind::NamedSecret,
-        namespace: Some(ns.to_owned()),
-        name: Some(name.to_owned()),
+        kind: *kind,
+        namespace: Some(ns.clone()),
+        name: Some(name.clone()),
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    start(api, config, origin, Arc::clone(shared))
+    let shared = Arc::clone(shared);
+    match kind {
+        Kind::NamedConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            start(api, config, origin, shared)
+        }
+        _ => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            start(api, config, origin, shared)
+        }
+    }
+}
+
+/// `(namespace, name)` of each ConfigMap a ServersTransport names (a CA).
+fn named_config_maps(store: &Store) -> BTreeSet<(String, String)> {
+    store
+        .servers_transports()
+        .flat_map(|t| {
+            let ns = t.metadata.namespace.clone().unwrap_or_default();
+            t.spec
+                .root_cas
+                .iter()
+                .filter_map(|ca| ca.config_map.clone())
+                .map(move |name| (ns.clone(), name))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn spawn<K>(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -48,6 +48,8 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     /// Kept for TLS termination and basic auth.
     Secret(Secret),
+    /// A ConfigMap a ServersTransport names (a CA).
+    ConfigMap(ConfigMap),
     /// fjord's IngressRoute.
     IngressRoute(IngressRoute),
     /// fjord's Middleware.
@@ -71,6 +73,7 @@ impl Object {
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
             Object::IngressRoute(_) => "IngressRoute",
             Object::Middleware(_) => "Middleware",
             Object::TraefikService(_) => "TraefikService",
@@ -87,6 +90,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
             Object::IngressRoute(o) => &o.metadata,
             Object::Middleware(o) => &o.metadata,
             Object::TraefikService(o) => &o.metadata,
@@ -103,6 +107,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
             Object::IngressRoute(o) => &mut o.metadata,
             Object::Middleware(o) => &mut o.metadata,
             Object::TraefikService(o) => &mut o.metadata,
@@ -150,6 +155,7 @@ object_from!(
     Service,
     EndpointSlice,
     Secret,
+    ConfigMap,
     IngressRoute,
     Middleware,
     TraefikService,
@@ -370,6 +376,14 @@ impl Store {
     pub fn middleware(&self, namespace: &str, name: &str) -> Option<&Middleware> {
         match self.lookup("Middleware", namespace, name) {
             Some(Object::Middleware(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        match self.lookup("ConfigMap", namespace, name) {
+            Some(Object::ConfigMap(c)) => Some(c),
             _ => None,
         }
     }

@@ -392,32 +392,17 @@ fn servers_transport(store: &Store, ns: &str, r: &Agreed) -> Result<Transport, S
             warnings,
         });
     }
-    let mut cas: Vec<&str> = t.spec.root_cas_secrets.iter().map(String::as_str).collect();
-    for (i, ca) in t.spec.root_cas.iter().enumerate() {
-        match (&ca.secret, &ca.config_map) {
-            (Some(secret), None) => cas.push(secret),
-            _ => {
-                return Err(format!(
-                    "{at}.rootCAs[{i}]: give a secret (a configMap is not read; put the CA in a Secret)"
-                ));
-            }
-        }
-    }
-    if cas.len() > 1 {
-        return Err(format!(
-            "{at}.rootCAs: give one Secret (with every CA in it)"
-        ));
-    }
     if t.spec.certificates_secrets.len() > 1 {
         return Err(format!("{at}.certificatesSecrets: give one Secret"));
     }
     let crd_tls = crd::ClientTls {
-        ca_secret: cas.first().map(|s| (*s).to_owned()),
+        ca_secret: None,
         cert_secret: t.spec.certificates_secrets.first().cloned(),
         insecure_skip_verify: t.spec.insecure_skip_verify,
         ca_optional: None,
     };
-    let client = super::middleware::client_tls(&crd_tls, ns, store, &at)?;
+    let mut client = super::middleware::client_tls(&crd_tls, ns, store, &at)?;
+    client.ca = root_cas(store, ns, t, &at)?;
     if let Some(server_name) = &t.spec.server_name
         && rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err()
     {
@@ -434,6 +419,78 @@ fn servers_transport(store: &Store, ns: &str, r: &Agreed) -> Result<Transport, S
         timeouts,
         warnings,
     })
+}
+
+/// The CAs a transport trusts, PEM, from each of its `rootCAs` (a Secret's or a ConfigMap's
+/// `tls.ca`, `ca.crt` or `ca` key) and `rootCAsSecrets`; None when it names none (the system's
+/// roots are trusted).
+fn root_cas(
+    store: &Store,
+    ns: &str,
+    t: &crd::ServersTransport,
+    at: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let named = t
+        .spec
+        .root_cas
+        .iter()
+        .enumerate()
+        .map(|(i, ca)| match (&ca.secret, &ca.config_map) {
+            (Some(secret), None) => Ok((format!("{at}.rootCAs[{i}]"), secret, false)),
+            (None, Some(map)) => Ok((format!("{at}.rootCAs[{i}]"), map, true)),
+            _ => Err(format!(
+                "{at}.rootCAs[{i}]: give one of secret and configMap"
+            )),
+        })
+        .chain(
+            t.spec
+                .root_cas_secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Ok((format!("{at}.rootCAsSecrets[{i}]"), s, false))),
+        );
+    let mut pem = Vec::new();
+    for entry in named {
+        let (field, name, config_map) = entry?;
+        let (kind, text) = if config_map {
+            ("ConfigMap", config_map_ca(store, ns, name))
+        } else {
+            ("Secret", secret_ca(store, ns, name))
+        };
+        let text = text.ok_or_else(|| {
+            format!("{field}: {kind} {ns}/{name} not found, or it has no tls.ca, ca.crt or ca key")
+        })?;
+        if CertificateDer::pem_slice_iter(text.as_bytes())
+            .next()
+            .is_none()
+            || CertificateDer::pem_slice_iter(text.as_bytes()).any(|c| c.is_err())
+        {
+            return Err(format!(
+                "{field}: {kind} {ns}/{name} holds no PEM certificate"
+            ));
+        }
+        pem.extend_from_slice(text.as_bytes());
+        pem.push(b'\n');
+    }
+    Ok((!pem.is_empty()).then_some(pem))
+}
+
+/// The keys a CA is read from, in order.
+const CA_KEYS: [&str; 3] = ["tls.ca", "ca.crt", "ca"];
+
+/// A CA in Secret `ns/name`.
+fn secret_ca(store: &Store, ns: &str, name: &str) -> Option<String> {
+    CA_KEYS
+        .iter()
+        .find_map(|k| super::middleware::secret_value(store, ns, name, k).ok())
+}
+
+/// A CA in ConfigMap `ns/name`.
+fn config_map_ca(store: &Store, ns: &str, name: &str) -> Option<String> {
+    let data = store.config_map(ns, name)?.data.as_ref()?;
+    CA_KEYS.iter().find_map(|k| data.get(*k).cloned())
 }
 
 /// A transport's `forwardingTimeouts`: those fjord holds per route, and a warning for each it

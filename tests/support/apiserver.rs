@@ -399,6 +399,7 @@ fn resource_of(kind: &str) -> (&'static str, bool) {
         "Service" => ("services", true),
         "EndpointSlice" => ("endpointslices", true),
         "Secret" => ("secrets", true),
+        "ConfigMap" => ("configmaps", true),
         "IngressRoute" => ("ingressroutes", true),
         "Middleware" => ("middlewares", true),
         "TraefikService" => ("traefikservices", true),

@@ -11,13 +11,18 @@ use rustls::pki_types::pem::PemObject as _;
 
 use super::tls::Ca;
 
-/// A free loopback port (bound, then released for the process that needs it).
+/// A free loopback port (bound, then released for the process that needs it), outside the
+/// range the kernel picks ports from.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        // Below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0
+        // (a listener, or the source of a connection a test beside makes) could otherwise be
+        // taken between this choice and the server binding it.
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A port free on every one of `ips` (replicas on 127.0.0.1, .2 and .3 share their ports):
